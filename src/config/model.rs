@@ -1,0 +1,267 @@
+//! The typed, validated configuration: what `config::load` produces and what the rest of
+//! minisv consumes. Nothing here parses text; see `ini.rs`, `expand.rs` and `types.rs`.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Where a value came from: the file (as the user named it, absolute after loading) and the
+/// 1-based line of its key (or of the section header for section-level problems).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Span {
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
+}
+
+/// A problem found in a config file. Rendered in one place:
+/// `file:line: [section] key: message` (the parts that are unknown are left out).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub span: Option<Span>,
+    pub section: Option<String>,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(span) = &self.span {
+            write!(f, "{span}: ")?;
+        }
+        if let Some(section) = &self.section {
+            write!(f, "[{section}] ")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, "{key}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Everything `config::load` returns on success. Warnings and infos are logged by the daemon
+/// once its main log is open (Supervisor logs parse warnings at WARN after startup).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The main config file, absolute.
+    pub path: PathBuf,
+    pub supervisord: SupervisordConfig,
+    pub unix_http_servers: Vec<UnixHttpServerConfig>,
+    pub inet_http_servers: Vec<InetHttpServerConfig>,
+    /// `[supervisorctl]`, if present (read by `minisv ctl`).
+    pub supervisorctl: Option<CtlConfig>,
+    /// Whether `[rpcinterface:supervisor]` is present: without it only `system.*` exists.
+    pub rpcinterface_supervisor: bool,
+    /// Process groups sorted by (priority, name), as Supervisor inserts them (1.14).
+    pub groups: Vec<GroupConfig>,
+    pub warnings: Vec<Diagnostic>,
+    /// Informational startup lines, e.g. `Included extra file "/etc/x.conf" during parsing`.
+    pub infos: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LogLevel {
+    Blather = 3,
+    Trace = 5,
+    Debug = 10,
+    Info = 20,
+    Warn = 30,
+    Error = 40,
+    Critical = 50,
+}
+
+impl LogLevel {
+    /// The four-letter name used in the main log (`INFO`, `DEBG`, ...).
+    pub fn tag(self) -> &'static str {
+        match self {
+            LogLevel::Blather => "BLAT",
+            LogLevel::Trace => "TRAC",
+            LogLevel::Debug => "DEBG",
+            LogLevel::Info => "INFO",
+            LogLevel::Warn => "WARN",
+            LogLevel::Error => "ERRO",
+            LogLevel::Critical => "CRIT",
+        }
+    }
+}
+
+/// A resolved user (from `user=`): resolved when the config is loaded, so that the child
+/// never calls into NSS after fork.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserSpec {
+    /// The name as written (a name or a number).
+    pub spec: String,
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups (the primary gid first), as `initgroups` would set them.
+    pub groups: Vec<u32>,
+    pub home: String,
+    pub shell: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct SupervisordConfig {
+    /// `None` for `logfile=syslog`... see `MainLog`.
+    pub logfile: MainLog,
+    pub logfile_maxbytes: u64,
+    pub logfile_backups: u32,
+    pub loglevel: LogLevel,
+    pub pidfile: PathBuf,
+    pub umask: u32,
+    pub nodaemon: bool,
+    pub silent: bool,
+    pub minfds: u64,
+    pub minprocs: u64,
+    pub nocleanup: bool,
+    pub childlogdir: PathBuf,
+    pub user: Option<UserSpec>,
+    pub directory: Option<PathBuf>,
+    pub strip_ansi: bool,
+    /// `environment=` pairs in the order written.
+    pub environment: Vec<(String, String)>,
+    pub identifier: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MainLog {
+    File(PathBuf),
+    Syslog,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    /// Plain text, or `{SHA}` followed by 40 lowercase hex digits.
+    pub password: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnixHttpServerConfig {
+    /// The section name (`unix_http_server` or `unix_http_server:x`), used in log lines.
+    pub section: String,
+    pub file: PathBuf,
+    pub chmod: u32,
+    /// `None` leaves owner and group unchanged; `Some((uid, gid))` with `u32::MAX` for "unchanged".
+    pub chown: Option<(u32, u32)>,
+    pub auth: Option<Credentials>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InetHttpServerConfig {
+    pub section: String,
+    /// Host as written (lowercased); empty for "all interfaces" (`*:port`, `:port`, `port`).
+    pub host: String,
+    pub port: u16,
+    pub auth: Option<Credentials>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CtlConfig {
+    pub serverurl: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub prompt: String,
+    pub history_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AutoRestart {
+    Never,
+    Unexpected,
+    Always,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogFile {
+    None,
+    Auto,
+    Path(PathBuf),
+}
+
+/// One output channel's log settings (`stdout_*` or `stderr_*`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelConfig {
+    pub logfile: LogFile,
+    pub maxbytes: u64,
+    pub backups: u32,
+    pub capture_maxbytes: u64,
+    pub events_enabled: bool,
+    pub syslog: bool,
+}
+
+/// One process, after numprocs expansion.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessConfig {
+    pub name: String,
+    /// The `program:`/`fcgi-program:`/`eventlistener:` name this process came from.
+    pub program: String,
+    pub command: String,
+    pub directory: Option<String>,
+    pub umask: Option<u32>,
+    pub priority: i64,
+    pub autostart: bool,
+    pub autorestart: AutoRestart,
+    pub startsecs: i64,
+    pub startretries: i64,
+    pub exitcodes: Vec<i32>,
+    pub stopsignal: i32,
+    pub stopwaitsecs: i64,
+    pub stopasgroup: bool,
+    pub killasgroup: bool,
+    pub user: Option<UserSpec>,
+    pub redirect_stderr: bool,
+    pub stdout: ChannelConfig,
+    pub stderr: ChannelConfig,
+    /// The program's own `environment=` pairs, in order (the `[supervisord]` ones are applied
+    /// under them at spawn time).
+    pub environment: Vec<(String, String)>,
+    /// `None` means AUTO: computed from the first HTTP server (2.8).
+    pub serverurl: Option<String>,
+    /// Where the process's section starts, for runtime messages.
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FcgiSocket {
+    Unix {
+        path: PathBuf,
+        owner: Option<(u32, u32)>,
+        mode: Option<u32>,
+    },
+    Tcp {
+        host: String,
+        port: u16,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupKind {
+    Program,
+    EventListener {
+        /// Upper-cased event type names, duplicates removed, in the order written.
+        events: Vec<String>,
+        buffer_size: usize,
+        result_handler: String,
+    },
+    Fcgi {
+        socket: FcgiSocket,
+        /// The socket URL as written, for change detection and messages.
+        socket_url: String,
+        backlog: Option<u32>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupConfig {
+    pub name: String,
+    pub priority: i64,
+    pub kind: GroupKind,
+    /// Sorted by (priority, name) for homogeneous groups; `programs=` order for `[group:x]`.
+    pub processes: Vec<ProcessConfig>,
+    pub span: Span,
+}

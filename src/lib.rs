@@ -1,0 +1,6 @@
+//! minisv: a process supervisor that reads Supervisor config files and speaks its XML-RPC API.
+//!
+//! The binary (`src/main.rs`) dispatches on its first argument: the daemon (`minisv [options]`),
+//! `minisv ctl`, `minisv echo-conf` and `minisv check`.
+
+pub mod config;
