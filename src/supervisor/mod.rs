@@ -1,0 +1,339 @@
+//! The supervisor core: the process table, groups, the daemon's mood and the ordered shutdown.
+//! Pure: inputs and the current time in, `Action`s out (see design.md). The event loop performs
+//! the actions and feeds their outcomes back.
+
+pub mod process;
+pub mod state;
+
+use std::collections::VecDeque;
+use std::time::{Instant, SystemTime};
+
+use crate::config::{GroupConfig, LogLevel};
+pub use process::{Ctx, Effect, ExitInfo, Input, Process};
+pub use state::{Mood, ProcessState};
+
+/// Index of a process slot. Slots of removed groups are left empty and never reused while the
+/// daemon runs, so a stale id can never reach another process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProcId(pub usize);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Spawn(ProcId),
+    Kill {
+        id: ProcId,
+        pid: u32,
+        signal: i32,
+        group: bool,
+    },
+    Log(LogLevel, String),
+    StateChanged {
+        id: ProcId,
+        from: ProcessState,
+        to: ProcessState,
+        expected: Option<bool>,
+    },
+    GroupAdded(String),
+    GroupRemoved(String),
+    /// The daemon is now running (each start or reload) / begins to stop.
+    SupervisorRunning,
+    SupervisorStopping,
+    /// Every process is stopped after a shutdown or reload request.
+    ShutdownComplete(Mood),
+}
+
+#[derive(Clone, Debug)]
+pub struct Group {
+    pub config: GroupConfig,
+    pub members: Vec<ProcId>,
+}
+
+#[derive(Debug, Default)]
+pub struct Supervisor {
+    slots: Vec<Option<Process>>,
+    /// Active groups in insertion order (config order at boot; added groups go last).
+    groups: Vec<Group>,
+    mood: Option<Mood>,
+    /// Groups still to be stopped during shutdown, highest priority last.
+    stop_groups: Option<Vec<String>>,
+    actions: VecDeque<Action>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RemoveError {
+    NoSuchGroup,
+    StillRunning,
+}
+
+impl Supervisor {
+    pub fn new() -> Supervisor {
+        Supervisor {
+            mood: Some(Mood::Running),
+            ..Supervisor::default()
+        }
+    }
+
+    pub fn mood(&self) -> Mood {
+        self.mood.unwrap_or(Mood::Running)
+    }
+
+    fn ctx(&self, now: Instant, wall: SystemTime) -> Ctx {
+        Ctx {
+            now,
+            wall,
+            may_start: self.mood() == Mood::Running,
+        }
+    }
+
+    pub fn process(&self, id: ProcId) -> Option<&Process> {
+        self.slots.get(id.0).and_then(Option::as_ref)
+    }
+
+    /// Every live process with its id, in slot order.
+    pub fn processes(&self) -> impl Iterator<Item = (ProcId, &Process)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.as_ref().map(|p| (ProcId(i), p)))
+    }
+
+    pub fn groups(&self) -> &[Group] {
+        &self.groups
+    }
+
+    pub fn group(&self, name: &str) -> Option<&Group> {
+        self.groups.iter().find(|g| g.config.name == name)
+    }
+
+    /// The process `name` of group `group`.
+    pub fn find(&self, group: &str, name: &str) -> Option<ProcId> {
+        let g = self.group(group)?;
+        g.members
+            .iter()
+            .copied()
+            .find(|id| self.process(*id).is_some_and(|p| p.name() == name))
+    }
+
+    /// Groups in start order: ascending priority, ties in insertion order (a stable sort).
+    pub fn groups_by_priority(&self) -> Vec<&Group> {
+        let mut groups: Vec<&Group> = self.groups.iter().collect();
+        groups.sort_by_key(|g| g.config.priority);
+        groups
+    }
+
+    pub fn take_actions(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Adds a group; its processes autostart on the next `tick`.
+    pub fn add_group(&mut self, config: GroupConfig) -> bool {
+        if self.group(&config.name).is_some() {
+            return false;
+        }
+        let mut members = Vec::with_capacity(config.processes.len());
+        for pc in &config.processes {
+            members.push(ProcId(self.slots.len()));
+            self.slots
+                .push(Some(Process::new(pc.clone(), config.name.clone())));
+        }
+        self.actions
+            .push_back(Action::GroupAdded(config.name.clone()));
+        self.groups.push(Group { config, members });
+        true
+    }
+
+    /// Removes a group whose processes are all stopped.
+    pub fn remove_group(&mut self, name: &str) -> Result<GroupConfig, RemoveError> {
+        let idx = self
+            .groups
+            .iter()
+            .position(|g| g.config.name == name)
+            .ok_or(RemoveError::NoSuchGroup)?;
+        let running = self.groups[idx]
+            .members
+            .iter()
+            .any(|id| self.process(*id).is_some_and(|p| !p.state.is_stopped()));
+        if running {
+            return Err(RemoveError::StillRunning);
+        }
+        let group = self.groups.remove(idx);
+        for id in &group.members {
+            self.slots[id.0] = None;
+        }
+        self.actions
+            .push_back(Action::GroupRemoved(name.to_string()));
+        Ok(group.config)
+    }
+
+    /// Feeds one input to one process and queues what follows.
+    pub fn feed(&mut self, id: ProcId, input: Input, now: Instant, wall: SystemTime) {
+        let ctx = self.ctx(now, wall);
+        let Some(proc) = self.slots.get_mut(id.0).and_then(Option::as_mut) else {
+            return;
+        };
+        let mut effects = Vec::new();
+        proc.handle(input, &ctx, &mut effects);
+        let pid = proc.pid;
+        for effect in effects {
+            self.actions.push_back(match effect {
+                Effect::Spawn => Action::Spawn(id),
+                Effect::Kill { signal, group } => Action::Kill {
+                    id,
+                    pid,
+                    signal,
+                    group,
+                },
+                Effect::Log(level, msg) => Action::Log(level, msg),
+                Effect::Changed { from, to, expected } => Action::StateChanged {
+                    id,
+                    from,
+                    to,
+                    expected,
+                },
+            });
+        }
+    }
+
+    /// Supervisor's per-iteration `transition()` of every process (in start order), then the
+    /// shutdown logic when the mood is not RUNNING.
+    pub fn tick(&mut self, now: Instant, wall: SystemTime) {
+        let order: Vec<ProcId> = self
+            .groups_by_priority()
+            .iter()
+            .flat_map(|g| g.members.iter().copied())
+            .collect();
+        for id in order {
+            self.feed(id, Input::Tick, now, wall);
+        }
+        if self.mood() != Mood::Running {
+            self.shutdown_step(now, wall);
+        }
+    }
+
+    /// The earliest deadline of any process, or None: the loop then sleeps until an event.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.slots
+            .iter()
+            .flatten()
+            .filter_map(Process::deadline)
+            .min()
+    }
+
+    /// Starts an ordered shutdown (`Mood::Shutdown`) or reload (`Mood::Restarting`).
+    /// A reload requested while shutting down is ignored; a shutdown during a reload wins.
+    pub fn request_stop(&mut self, mood: Mood, now: Instant, wall: SystemTime) -> bool {
+        match (self.mood(), mood) {
+            (_, Mood::Running) => return false,
+            (Mood::Shutdown, _) => return false,
+            (Mood::Restarting, Mood::Restarting) => return false,
+            (Mood::Running | Mood::Restarting, Mood::Shutdown | Mood::Restarting) => {}
+        }
+        self.mood = Some(mood);
+        if self.stop_groups.is_none() {
+            self.actions.push_back(Action::SupervisorStopping);
+            // Snapshot in start order; stopped from the end (highest priority first).
+            self.stop_groups = Some(
+                self.groups_by_priority()
+                    .iter()
+                    .map(|g| g.config.name.clone())
+                    .collect(),
+            );
+        }
+        self.shutdown_step(now, wall);
+        true
+    }
+
+    /// Processes that are not in a stopped state.
+    pub fn unstopped(&self) -> Vec<ProcId> {
+        self.processes()
+            .filter(|(_, p)| !p.state.is_stopped())
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    fn group_unstopped(&self, name: &str) -> bool {
+        self.group(name).is_some_and(|g| {
+            g.members
+                .iter()
+                .any(|id| self.process(*id).is_some_and(|p| !p.state.is_stopped()))
+        })
+    }
+
+    /// Stops the last group still running; moves on at once when a group is already down
+    /// (fix of Q2: no loop turn per idle group).
+    fn shutdown_step(&mut self, now: Instant, wall: SystemTime) {
+        loop {
+            let Some(last) = self.stop_groups.as_ref().and_then(|g| g.last().cloned()) else {
+                break;
+            };
+            self.stop_group_for_shutdown(&last, now, wall);
+            if self.group_unstopped(&last) {
+                break;
+            }
+            if let Some(groups) = self.stop_groups.as_mut() {
+                groups.pop();
+            }
+        }
+        if self.stop_groups.as_ref().is_some_and(Vec::is_empty) && self.unstopped().is_empty() {
+            self.stop_groups = Some(Vec::new());
+            let mood = self.mood();
+            if !self
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::ShutdownComplete(_)))
+            {
+                self.actions.push_back(Action::ShutdownComplete(mood));
+            }
+        }
+    }
+
+    /// `stop_all()` of a group: descending process priority; BACKOFF gives up.
+    fn stop_group_for_shutdown(&mut self, name: &str, now: Instant, wall: SystemTime) {
+        let Some(group) = self.group(name) else {
+            return;
+        };
+        let mut members = group.members.clone();
+        members.sort_by_key(|id| self.process(*id).map(|p| p.config.priority).unwrap_or(0));
+        members.reverse();
+        for id in members {
+            self.feed(id, Input::GiveUp, now, wall);
+        }
+    }
+
+    /// Processes of a group, ordered for a group start (priority, stable).
+    pub fn members_by_priority(&self, group: &str) -> Vec<ProcId> {
+        let Some(g) = self.group(group) else {
+            return Vec::new();
+        };
+        let mut members = g.members.clone();
+        members.sort_by_key(|id| self.process(*id).map(|p| p.config.priority).unwrap_or(0));
+        members
+    }
+
+    /// All processes ordered by group priority, then process priority (start/stop all).
+    pub fn all_by_priority(&self) -> Vec<ProcId> {
+        let mut all: Vec<(i64, i64, usize, ProcId)> = Vec::new();
+        for (gi, g) in self.groups_by_priority().iter().enumerate() {
+            for id in &g.members {
+                if let Some(p) = self.process(*id) {
+                    all.push((g.config.priority, p.config.priority, gi, *id));
+                }
+            }
+        }
+        all.sort_by_key(|(gp, pp, gi, _)| (*gp, *pp, *gi));
+        all.into_iter().map(|(_, _, _, id)| id).collect()
+    }
+
+    /// The process that has `pid`, if any.
+    pub fn by_pid(&self, pid: u32) -> Option<ProcId> {
+        if pid == 0 {
+            return None;
+        }
+        self.processes()
+            .find(|(_, p)| p.pid == pid)
+            .map(|(id, _)| id)
+    }
+}
+
+#[cfg(test)]
+mod tests;

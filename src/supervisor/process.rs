@@ -1,0 +1,444 @@
+//! One supervised process: Supervisor's state machine (reference 2.2–2.6), pure.
+//!
+//! `Process::handle(input, ctx, out)` decides every (state, input) pair in one `match` without a
+//! wildcard arm, so a new state or input does not compile until each pair is decided. It reads no
+//! clock (`ctx.now` is given) and does no I/O: it pushes `Effect`s that the event loop performs
+//! (spawn, kill, log) and feeds the outcome back as another input.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use super::state::ProcessState;
+use crate::config::{AutoRestart, LogLevel, ProcessConfig};
+
+/// How a child ended, decoded once from its wait status (`decode_wait_status`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExitInfo {
+    /// The exit code, or -1 for a death by signal (Supervisor's quirk Q19).
+    pub exitstatus: i32,
+    /// `exit status 1`, `terminated by SIGTERM`, `terminated by SIGSEGV (core dumped)`.
+    pub message: String,
+}
+
+/// What happened to a process, as seen by its state machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// Start it: a start request, an autostart, an autorestart or a retry after backoff.
+    Start,
+    /// The loop forked it.
+    Spawned { pid: u32 },
+    /// The loop could not start it (command not found, fork failed, exec failed ...).
+    SpawnFailed { message: String },
+    /// It was reaped.
+    Exited(ExitInfo),
+    /// An administrative stop (stop request, or a group being stopped).
+    Stop,
+    /// A group is stopped for shutdown: a process in BACKOFF gives up (→ FATAL).
+    GiveUp,
+    /// Time passed: check deadlines (startsecs, backoff delay, stopwaitsecs) and restarts.
+    Tick,
+    /// Sending a signal failed with something other than ESRCH.
+    KillFailed { message: String },
+}
+
+/// What the loop must do for this process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Resolve the command and fork; answer with `Spawned` or `SpawnFailed`.
+    Spawn,
+    /// Send `signal` to the pid, or to its process group when `group`.
+    Kill {
+        signal: i32,
+        group: bool,
+    },
+    Log(LogLevel, String),
+    /// The state changed (events and waiting RPC replies hang on this).
+    Changed {
+        from: ProcessState,
+        to: ProcessState,
+        expected: Option<bool>,
+    },
+}
+
+/// Context for one step: the current time and whether the daemon may start things.
+#[derive(Clone, Copy, Debug)]
+pub struct Ctx {
+    pub now: Instant,
+    pub wall: SystemTime,
+    /// False while shutting down or reloading: no autostart, autorestart or retry.
+    pub may_start: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Process {
+    pub config: ProcessConfig,
+    pub group: String,
+    pub state: ProcessState,
+    pub pid: u32,
+    /// Monotonic time of the last spawn (None if never started).
+    pub laststart: Option<Instant>,
+    /// Wall-clock time of the last spawn and of the last exit, for getProcessInfo.
+    pub start_wall: Option<SystemTime>,
+    pub stop_wall: Option<SystemTime>,
+    /// The pending deadline of STARTING/BACKOFF/STOPPING (Supervisor's `delay`).
+    pub delay: Option<Instant>,
+    pub backoff: u32,
+    pub killing: bool,
+    pub spawnerr: Option<String>,
+    pub exitstatus: Option<i32>,
+    pub administrative_stop: bool,
+    pub system_stop: bool,
+}
+
+fn secs(n: i64) -> Duration {
+    Duration::from_secs(n.max(0) as u64)
+}
+
+impl Process {
+    pub fn new(config: ProcessConfig, group: String) -> Process {
+        Process {
+            config,
+            group,
+            state: ProcessState::Stopped,
+            pid: 0,
+            laststart: None,
+            start_wall: None,
+            stop_wall: None,
+            delay: None,
+            backoff: 0,
+            killing: false,
+            spawnerr: None,
+            exitstatus: None,
+            administrative_stop: false,
+            system_stop: false,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// The next moment at which `Tick` may change something, if any.
+    pub fn deadline(&self) -> Option<Instant> {
+        match self.state {
+            ProcessState::Starting if self.pid != 0 => {
+                let start = self.laststart?;
+                // Supervisor promotes when `now - laststart > startsecs`.
+                if self.config.startsecs < 0 {
+                    Some(start)
+                } else {
+                    Some(start + secs(self.config.startsecs))
+                }
+            }
+            ProcessState::Backoff | ProcessState::Stopping => self.delay,
+            ProcessState::Starting
+            | ProcessState::Stopped
+            | ProcessState::Running
+            | ProcessState::Exited
+            | ProcessState::Fatal
+            | ProcessState::Unknown => None,
+        }
+    }
+
+    fn change(
+        &mut self,
+        to: ProcessState,
+        expected: Option<bool>,
+        ctx: &Ctx,
+        out: &mut Vec<Effect>,
+    ) {
+        let from = self.state;
+        if to == ProcessState::Backoff {
+            // Linear backoff (2.4): the n-th failure waits n seconds.
+            self.backoff += 1;
+            self.delay = Some(ctx.now + secs(self.backoff as i64));
+        }
+        self.state = to;
+        out.push(Effect::Changed { from, to, expected });
+    }
+
+    fn log(&self, out: &mut Vec<Effect>, level: LogLevel, msg: String) {
+        out.push(Effect::Log(level, msg));
+    }
+
+    /// Steps the state machine. Every (state, input) pair is decided here.
+    pub fn handle(&mut self, input: Input, ctx: &Ctx, out: &mut Vec<Effect>) {
+        use Input as I;
+        use ProcessState as S;
+        match (self.state, input) {
+            // --- Start -------------------------------------------------------------------
+            (S::Stopped | S::Exited | S::Fatal | S::Backoff, I::Start) => self.spawn(ctx, out),
+            (S::Starting | S::Running | S::Stopping, I::Start) => {
+                // Supervisor's spawn() refuses a second child for the same process.
+                let msg = format!("process '{}' already running", self.name());
+                self.log(out, LogLevel::Warn, msg);
+            }
+            // UNKNOWN cannot be started (the RPC layer reports FAILED).
+            (S::Unknown, I::Start) => {}
+
+            // --- Spawn outcome -------------------------------------------------------------
+            (S::Starting, I::Spawned { pid }) => {
+                if self.pid != 0 {
+                    return; // a stale report: this start already has its child
+                }
+                self.pid = pid;
+                let msg = format!("spawned: '{}' with pid {}", self.name(), pid);
+                self.log(out, LogLevel::Info, msg);
+                // startsecs=0 (or negative): RUNNING at once, as startProcess's transition().
+                self.tick(ctx, out);
+            }
+            (S::Starting, I::SpawnFailed { message }) => {
+                if self.pid != 0 {
+                    return; // a stale report: this start already has its child
+                }
+                self.log(out, LogLevel::Info, format!("spawnerr: {message}"));
+                self.spawnerr = Some(message);
+                self.change(S::Backoff, None, ctx, out);
+                self.tick(ctx, out);
+            }
+            // The loop only reports a spawn it was asked for, in STARTING; a stale report
+            // (the process was stopped meanwhile) changes nothing.
+            (
+                S::Stopped
+                | S::Running
+                | S::Backoff
+                | S::Stopping
+                | S::Exited
+                | S::Fatal
+                | S::Unknown,
+                I::Spawned { .. } | I::SpawnFailed { .. },
+            ) => {}
+
+            // --- Exit ----------------------------------------------------------------------
+            (S::Stopping, I::Exited(info)) => {
+                self.finish_common(ctx);
+                self.killing = false;
+                self.delay = None;
+                self.exitstatus = Some(info.exitstatus);
+                let expected = self.config.exitcodes.contains(&info.exitstatus);
+                self.change(S::Stopped, None, ctx, out);
+                let msg = format!("stopped: {} ({})", self.name(), info.message);
+                self.log(
+                    out,
+                    if expected {
+                        LogLevel::Info
+                    } else {
+                        LogLevel::Warn
+                    },
+                    msg,
+                );
+            }
+            (S::Starting, I::Exited(info)) => {
+                self.finish_common(ctx);
+                // Q1 fix: the exit is judged by when it happened, before any promotion.
+                let up = self.laststart.map(|t| ctx.now.saturating_duration_since(t));
+                let too_quickly = match up {
+                    Some(up) => self.config.startsecs > 0 && up < secs(self.config.startsecs),
+                    None => false,
+                };
+                if too_quickly {
+                    self.exitstatus = None;
+                    self.spawnerr =
+                        Some("Exited too quickly (process log may have details)".into());
+                    self.change(S::Backoff, None, ctx, out);
+                    let msg = format!("exited: {} ({}; not expected)", self.name(), info.message);
+                    self.log(out, LogLevel::Warn, msg);
+                    self.tick(ctx, out);
+                } else {
+                    // It stayed up long enough: it was RUNNING, then exited.
+                    self.change(S::Running, None, ctx, out);
+                    self.exit_from_running(info, ctx, out);
+                }
+            }
+            (S::Running, I::Exited(info)) => {
+                self.finish_common(ctx);
+                self.exit_from_running(info, ctx, out);
+            }
+            // A process whose stop signal failed may still exit later.
+            (S::Unknown, I::Exited(info)) => {
+                self.finish_common(ctx);
+                self.exit_from_running(info, ctx, out);
+            }
+            // No child exists in these states; a stale reap changes nothing.
+            (S::Stopped | S::Backoff | S::Exited | S::Fatal, I::Exited(_)) => {}
+
+            // --- Stop ----------------------------------------------------------------------
+            (S::Running | S::Starting, I::Stop) => {
+                self.administrative_stop = true;
+                if self.pid == 0 {
+                    // STARTING while the fork is still pending: nothing to signal.
+                    self.change(S::Stopped, None, ctx, out);
+                } else {
+                    self.kill(self.config.stopsignal, self.config.stopasgroup, ctx, out);
+                }
+            }
+            (S::Backoff, I::Stop) => {
+                // Stopping a process in BACKOFF must not wait for its retries (2.6).
+                self.administrative_stop = true;
+                let msg = format!(
+                    "Attempted to kill {}, which is in BACKOFF state.",
+                    self.name()
+                );
+                self.log(out, LogLevel::Debug, msg);
+                self.delay = None;
+                self.change(S::Stopped, None, ctx, out);
+            }
+            // Already stopping, or nothing to stop (the RPC layer answers NOT_RUNNING).
+            (S::Stopping | S::Stopped | S::Exited | S::Fatal | S::Unknown, I::Stop) => {}
+
+            // --- GiveUp (group stopped for shutdown) ----------------------------------------
+            (S::Backoff, I::GiveUp) => self.give_up(ctx, out),
+            (S::Running | S::Starting, I::GiveUp) => self.handle(I::Stop, ctx, out),
+            (S::Stopping | S::Stopped | S::Exited | S::Fatal | S::Unknown, I::GiveUp) => {}
+
+            // --- Time ----------------------------------------------------------------------
+            (
+                S::Stopped
+                | S::Starting
+                | S::Running
+                | S::Backoff
+                | S::Stopping
+                | S::Exited
+                | S::Fatal
+                | S::Unknown,
+                I::Tick,
+            ) => self.tick(ctx, out),
+
+            // --- Signal delivery failed -----------------------------------------------------
+            (S::Stopping | S::Running | S::Starting, I::KillFailed { message }) => {
+                let msg = format!(
+                    "unknown problem killing {} ({}):{}",
+                    self.name(),
+                    self.pid,
+                    message
+                );
+                self.log(out, LogLevel::Critical, msg);
+                self.killing = false;
+                self.delay = None;
+                self.change(S::Unknown, None, ctx, out);
+            }
+            (S::Stopped | S::Backoff | S::Exited | S::Fatal | S::Unknown, I::KillFailed { .. }) => {
+            }
+        }
+    }
+
+    /// Supervisor's `transition()` for this process: what time or the daemon's mood now allows.
+    fn tick(&mut self, ctx: &Ctx, out: &mut Vec<Effect>) {
+        use ProcessState as S;
+        match self.state {
+            S::Exited => {
+                if !ctx.may_start {
+                    return;
+                }
+                let restart = match self.config.autorestart {
+                    AutoRestart::Always => true,
+                    AutoRestart::Unexpected => !self
+                        .exitstatus
+                        .is_some_and(|code| self.config.exitcodes.contains(&code)),
+                    AutoRestart::Never => false,
+                };
+                if restart {
+                    self.spawn(ctx, out);
+                }
+            }
+            S::Stopped => {
+                if ctx.may_start && self.laststart.is_none() && self.config.autostart {
+                    self.spawn(ctx, out);
+                }
+            }
+            S::Backoff => {
+                if self.backoff as i64 > self.config.startretries {
+                    self.give_up(ctx, out);
+                    let msg = format!(
+                        "gave up: {} entered FATAL state, too many start retries too quickly",
+                        self.name()
+                    );
+                    self.log(out, LogLevel::Info, msg);
+                } else if ctx.may_start && self.delay.is_none_or(|d| ctx.now >= d) {
+                    self.spawn(ctx, out);
+                }
+            }
+            S::Starting => {
+                if self.pid != 0 && self.deadline().is_some_and(|d| ctx.now >= d) {
+                    self.delay = None;
+                    self.backoff = 0;
+                    self.change(S::Running, None, ctx, out);
+                    let msg = format!(
+                        "success: {} entered RUNNING state, process has stayed up for > than {} seconds (startsecs)",
+                        self.name(),
+                        self.config.startsecs
+                    );
+                    self.log(out, LogLevel::Info, msg);
+                }
+            }
+            S::Stopping => {
+                if self.delay.is_some_and(|d| ctx.now >= d) && self.pid != 0 {
+                    let msg = format!("killing '{}' ({}) with SIGKILL", self.name(), self.pid);
+                    self.log(out, LogLevel::Warn, msg);
+                    self.kill(libc::SIGKILL, self.config.killasgroup, ctx, out);
+                }
+            }
+            S::Running | S::Fatal | S::Unknown => {}
+        }
+    }
+
+    fn spawn(&mut self, ctx: &Ctx, out: &mut Vec<Effect>) {
+        self.killing = false;
+        self.spawnerr = None;
+        self.exitstatus = None;
+        self.system_stop = false;
+        self.administrative_stop = false;
+        self.laststart = Some(ctx.now);
+        self.start_wall = Some(ctx.wall);
+        self.change(ProcessState::Starting, None, ctx, out);
+        out.push(Effect::Spawn);
+    }
+
+    fn give_up(&mut self, ctx: &Ctx, out: &mut Vec<Effect>) {
+        self.delay = None;
+        self.backoff = 0;
+        self.system_stop = true;
+        self.change(ProcessState::Fatal, None, ctx, out);
+    }
+
+    fn kill(&mut self, signal: i32, group: bool, ctx: &Ctx, out: &mut Vec<Effect>) {
+        let as_group = if group { "process group " } else { "" };
+        let msg = format!(
+            "killing {} (pid {}) {}with signal {}",
+            self.name(),
+            self.pid,
+            as_group,
+            crate::sys::signal_name(signal)
+        );
+        self.log(out, LogLevel::Debug, msg);
+        self.killing = true;
+        self.delay = Some(ctx.now + secs(self.config.stopwaitsecs));
+        if self.state != ProcessState::Stopping {
+            self.change(ProcessState::Stopping, None, ctx, out);
+        }
+        out.push(Effect::Kill { signal, group });
+    }
+
+    fn finish_common(&mut self, ctx: &Ctx) {
+        self.stop_wall = Some(ctx.wall);
+        self.pid = 0;
+    }
+
+    fn exit_from_running(&mut self, info: ExitInfo, ctx: &Ctx, out: &mut Vec<Effect>) {
+        self.delay = None;
+        self.backoff = 0;
+        self.killing = false;
+        self.exitstatus = Some(info.exitstatus);
+        let expected = self.config.exitcodes.contains(&info.exitstatus);
+        if expected {
+            self.change(ProcessState::Exited, Some(true), ctx, out);
+            let msg = format!("exited: {} ({}; expected)", self.name(), info.message);
+            self.log(out, LogLevel::Info, msg);
+        } else {
+            self.spawnerr = Some(format!("Bad exit code {}", info.exitstatus));
+            self.change(ProcessState::Exited, Some(false), ctx, out);
+            let msg = format!("exited: {} ({}; not expected)", self.name(), info.message);
+            self.log(out, LogLevel::Warn, msg);
+        }
+        self.tick(ctx, out);
+    }
+}

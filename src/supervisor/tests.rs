@@ -1,0 +1,753 @@
+//! The state machine of reference 2.2–2.7 with a fake clock: every transition, in microseconds.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::*;
+use crate::config::{AutoRestart, ChannelConfig, GroupKind, LogFile, ProcessConfig, Span};
+
+fn channel() -> ChannelConfig {
+    ChannelConfig {
+        logfile: LogFile::None,
+        maxbytes: 0,
+        backups: 0,
+        capture_maxbytes: 0,
+        events_enabled: false,
+        syslog: false,
+    }
+}
+
+fn pconf(name: &str) -> ProcessConfig {
+    ProcessConfig {
+        name: name.into(),
+        program: name.into(),
+        command: "/bin/true".into(),
+        directory: None,
+        umask: None,
+        priority: 999,
+        autostart: true,
+        autorestart: AutoRestart::Unexpected,
+        startsecs: 1,
+        startretries: 3,
+        exitcodes: vec![0],
+        stopsignal: libc::SIGTERM,
+        stopwaitsecs: 10,
+        stopasgroup: false,
+        killasgroup: false,
+        user: None,
+        redirect_stderr: false,
+        stdout: channel(),
+        stderr: channel(),
+        environment: vec![],
+        serverurl: None,
+        span: Span {
+            file: PathBuf::from("t.conf"),
+            line: 1,
+        },
+    }
+}
+
+fn group(name: &str, priority: i64, procs: Vec<ProcessConfig>) -> GroupConfig {
+    GroupConfig {
+        name: name.into(),
+        priority,
+        kind: GroupKind::Program,
+        processes: procs,
+        span: Span {
+            file: PathBuf::from("t.conf"),
+            line: 1,
+        },
+    }
+}
+
+/// A supervisor with a fake clock and a fake loop that records what it was asked to do.
+struct Harness {
+    sup: Supervisor,
+    t0: Instant,
+    now: Instant,
+    next_pid: u32,
+    log: Vec<String>,
+    changes: Vec<(String, ProcessState)>,
+    spawns: Vec<String>,
+    kills: Vec<(String, i32, bool)>,
+    /// When set, spawns fail with this message.
+    spawn_error: Option<String>,
+    done: Option<Mood>,
+}
+
+impl Harness {
+    fn new(groups: Vec<GroupConfig>) -> Harness {
+        let mut sup = Supervisor::new();
+        for g in groups {
+            sup.add_group(g);
+        }
+        let t0 = Instant::now();
+        let mut h = Harness {
+            sup,
+            t0,
+            now: t0,
+            next_pid: 100,
+            log: vec![],
+            changes: vec![],
+            spawns: vec![],
+            kills: vec![],
+            spawn_error: None,
+            done: None,
+        };
+        h.run();
+        h
+    }
+
+    fn wall(&self) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000) + (self.now - self.t0)
+    }
+
+    fn id(&self, name: &str) -> ProcId {
+        self.sup
+            .processes()
+            .find(|(_, p)| p.name() == name)
+            .map(|(id, _)| id)
+            .expect("process exists")
+    }
+
+    fn state(&self, name: &str) -> ProcessState {
+        self.sup.process(self.id(name)).expect("process").state
+    }
+
+    fn proc(&self, name: &str) -> &Process {
+        self.sup.process(self.id(name)).expect("process")
+    }
+
+    /// Performs queued actions the way the event loop does.
+    fn run(&mut self) {
+        while let Some(action) = self.sup.take_actions() {
+            match action {
+                Action::Spawn(id) => {
+                    let name = self.sup.process(id).expect("p").name().to_string();
+                    self.spawns.push(name);
+                    let input = match &self.spawn_error {
+                        Some(msg) => Input::SpawnFailed {
+                            message: msg.clone(),
+                        },
+                        None => {
+                            self.next_pid += 1;
+                            Input::Spawned { pid: self.next_pid }
+                        }
+                    };
+                    let (now, wall) = (self.now, self.wall());
+                    self.sup.feed(id, input, now, wall);
+                }
+                Action::Kill {
+                    id, signal, group, ..
+                } => {
+                    let name = self.sup.process(id).expect("p").name().to_string();
+                    self.kills.push((name, signal, group));
+                }
+                Action::Log(level, msg) => self.log.push(format!("{} {}", level.tag(), msg)),
+                Action::StateChanged { id, to, .. } => {
+                    let name = self.sup.process(id).expect("p").name().to_string();
+                    self.changes.push((name, to));
+                }
+                Action::ShutdownComplete(mood) => self.done = Some(mood),
+                Action::GroupAdded(_)
+                | Action::GroupRemoved(_)
+                | Action::SupervisorRunning
+                | Action::SupervisorStopping => {}
+            }
+        }
+    }
+
+    fn tick(&mut self) {
+        let (now, wall) = (self.now, self.wall());
+        self.sup.tick(now, wall);
+        self.run();
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.now += Duration::from_millis(ms);
+        self.tick();
+    }
+
+    fn feed(&mut self, name: &str, input: Input) {
+        let id = self.id(name);
+        let (now, wall) = (self.now, self.wall());
+        self.sup.feed(id, input, now, wall);
+        self.run();
+    }
+
+    fn exit(&mut self, name: &str, code: i32) {
+        self.feed(
+            name,
+            Input::Exited(ExitInfo {
+                exitstatus: code,
+                message: format!("exit status {code}"),
+            }),
+        );
+    }
+
+    fn killed(&mut self, name: &str, sig: &str) {
+        self.feed(
+            name,
+            Input::Exited(ExitInfo {
+                exitstatus: -1,
+                message: format!("terminated by {sig}"),
+            }),
+        );
+    }
+
+    fn has_log(&self, line: &str) -> bool {
+        self.log.iter().any(|l| l == line)
+    }
+}
+
+#[test]
+fn autostart_spawns_then_running_after_startsecs() {
+    let mut h = Harness::new(vec![group("a", 999, vec![pconf("a")])]);
+    h.tick();
+    assert_eq!(h.state("a"), ProcessState::Starting);
+    assert!(h.has_log("INFO spawned: 'a' with pid 101"), "{:?}", h.log);
+    h.advance(999);
+    assert_eq!(h.state("a"), ProcessState::Starting);
+    h.advance(1);
+    assert_eq!(h.state("a"), ProcessState::Running);
+    assert!(h.has_log(
+        "INFO success: a entered RUNNING state, process has stayed up for > than 1 seconds (startsecs)"
+    ));
+}
+
+#[test]
+fn deadline_is_start_plus_startsecs() {
+    let mut h = Harness::new(vec![group("a", 999, vec![pconf("a")])]);
+    h.tick();
+    assert_eq!(h.sup.next_deadline(), Some(h.t0 + Duration::from_secs(1)));
+    h.advance(1000);
+    assert_eq!(
+        h.sup.next_deadline(),
+        None,
+        "a RUNNING process needs no wakeup"
+    );
+}
+
+#[test]
+fn startsecs_zero_is_running_at_once() {
+    let mut p = pconf("a");
+    p.startsecs = 0;
+    let mut h = Harness::new(vec![group("a", 999, vec![p])]);
+    h.tick();
+    assert_eq!(h.state("a"), ProcessState::Running);
+}
+
+#[test]
+fn autostart_false_stays_stopped() {
+    let mut p = pconf("a");
+    p.autostart = false;
+    let mut h = Harness::new(vec![group("a", 999, vec![p])]);
+    h.tick();
+    h.advance(5000);
+    assert_eq!(h.state("a"), ProcessState::Stopped);
+    assert!(h.spawns.is_empty());
+}
+
+#[test]
+fn quick_exit_goes_to_backoff_never_running_first() {
+    // Q1: an exit before startsecs is BACKOFF even if the wakeup for startsecs is already due.
+    let mut h = Harness::new(vec![group("a", 999, vec![pconf("a")])]);
+    h.tick();
+    h.now += Duration::from_millis(200);
+    h.exit("a", 1);
+    assert_eq!(h.state("a"), ProcessState::Backoff);
+    assert!(!h.changes.contains(&("a".into(), ProcessState::Running)));
+    assert_eq!(
+        h.proc("a").spawnerr.as_deref(),
+        Some("Exited too quickly (process log may have details)")
+    );
+    assert!(h.has_log("WARN exited: a (exit status 1; not expected)"));
+}
+
+#[test]
+fn expected_exit_before_startsecs_is_still_backoff() {
+    // Issue #260 behaviour kept: the exit code does not matter before startsecs.
+    let mut h = Harness::new(vec![group("a", 999, vec![pconf("a")])]);
+    h.tick();
+    h.exit("a", 0);
+    assert_eq!(h.state("a"), ProcessState::Backoff);
+}
+
+#[test]
+fn backoff_is_linear_and_gives_up_after_startretries() {
+    let mut p = pconf("a");
+    p.startretries = 2;
+    let mut h = Harness::new(vec![group("a", 999, vec![p])]);
+    h.tick();
+    let mut spawn_times = vec![h.now - h.t0];
+    for _ in 0..10 {
+        h.exit("a", 1);
+        if h.state("a") == ProcessState::Fatal {
+            break;
+        }
+        let deadline = h.sup.next_deadline().expect("backoff deadline");
+        h.now = deadline;
+        h.tick();
+        spawn_times.push(h.now - h.t0);
+    }
+    // Spawns at t = 0, 1, 3 s, then FATAL (VERIFIED behaviour of 2.4).
+    assert_eq!(
+        spawn_times,
+        vec![
+            Duration::ZERO,
+            Duration::from_secs(1),
+            Duration::from_secs(3)
+        ]
+    );
+    assert_eq!(h.state("a"), ProcessState::Fatal);
+    assert!(h.has_log("INFO gave up: a entered FATAL state, too many start retries too quickly"));
+    assert_eq!(h.sup.next_deadline(), None);
+}
+
+#[test]
+fn spawn_error_goes_to_backoff_with_spawnerr() {
+    let mut h = Harness::new(vec![group("a", 999, vec![pconf("a")])]);
+    h.spawn_error = Some("can't find command 'nope'".into());
+    h.tick();
+    assert_eq!(h.state("a"), ProcessState::Backoff);
+    assert_eq!(
+        h.proc("a").spawnerr.as_deref(),
+        Some("can't find command 'nope'")
+    );
+    assert!(h.has_log("INFO spawnerr: can't find command 'nope'"));
+    for _ in 0..10 {
+        if let Some(d) = h.sup.next_deadline() {
+            h.now = d;
+        }
+        h.tick();
+    }
+    assert_eq!(h.state("a"), ProcessState::Fatal);
+    assert_eq!(h.spawns.len(), 4, "startretries + 1 attempts");
+}
+
+#[test]
+fn running_exit_expected_with_autorestart_unexpected_stays_exited() {
+    let mut h = Harness::new(vec![group("a", 999, vec![pconf("a")])]);
+    h.tick();
+    h.advance(1500);
+    h.exit("a", 0);
+    assert_eq!(h.state("a"), ProcessState::Exited);
+    assert!(h.has_log("INFO exited: a (exit status 0; expected)"));
+    h.advance(5000);
+    assert_eq!(h.state("a"), ProcessState::Exited);
+    assert_eq!(h.spawns.len(), 1);
+}
+
+#[test]
+fn running_exit_unexpected_restarts_immediately() {
+    let mut h = Harness::new(vec![group("a", 999, vec![pconf("a")])]);
+    h.tick();
+    h.advance(1500);
+    h.exit("a", 3);
+    // EXITED then STARTING again in the same step, with spawnerr "Bad exit code" cleared by spawn.
+    assert!(h.changes.ends_with(&[
+        ("a".into(), ProcessState::Exited),
+        ("a".into(), ProcessState::Starting)
+    ]));
+    assert!(h.has_log("WARN exited: a (exit status 3; not expected)"));
+    assert_eq!(h.spawns.len(), 2);
+}
+
+#[test]
+fn signal_death_is_exitstatus_minus_one_and_unexpected() {
+    let mut p = pconf("a");
+    p.autorestart = AutoRestart::Never;
+    let mut h = Harness::new(vec![group("a", 999, vec![p])]);
+    h.tick();
+    h.advance(1500);
+    h.killed("a", "SIGKILL");
+    assert_eq!(h.state("a"), ProcessState::Exited);
+    assert_eq!(h.proc("a").exitstatus, Some(-1));
+    assert_eq!(h.proc("a").spawnerr.as_deref(), Some("Bad exit code -1"));
+    assert!(h.has_log("WARN exited: a (terminated by SIGKILL; not expected)"));
+}
+
+#[test]
+fn autorestart_sweep_over_exit_codes() {
+    // Every exit code 0..=255 against exitcodes=0,2 for all three autorestart values.
+    for policy in [
+        AutoRestart::Never,
+        AutoRestart::Unexpected,
+        AutoRestart::Always,
+    ] {
+        for code in 0..=255 {
+            let mut p = pconf("a");
+            p.exitcodes = vec![0, 2];
+            p.autorestart = policy.clone();
+            let mut h = Harness::new(vec![group("a", 999, vec![p])]);
+            h.tick();
+            h.advance(1500);
+            h.exit("a", code);
+            let expected = code == 0 || code == 2;
+            let restarted = h.spawns.len() == 2;
+            let should = match policy {
+                AutoRestart::Never => false,
+                AutoRestart::Unexpected => !expected,
+                AutoRestart::Always => true,
+            };
+            assert_eq!(restarted, should, "policy {policy:?} code {code}");
+        }
+    }
+}
+
+#[test]
+fn exit_after_startsecs_but_before_tick_counts_as_running() {
+    let mut h = Harness::new(vec![group("a", 999, vec![pconf("a")])]);
+    h.tick();
+    h.now += Duration::from_millis(1200);
+    h.exit("a", 0);
+    assert!(h.changes.ends_with(&[
+        ("a".into(), ProcessState::Running),
+        ("a".into(), ProcessState::Exited)
+    ]));
+}
+
+#[test]
+fn stop_sends_stopsignal_then_sigkill_after_stopwaitsecs() {
+    let mut p = pconf("a");
+    p.stopwaitsecs = 2;
+    p.stopsignal = libc::SIGINT;
+    let mut h = Harness::new(vec![group("a", 999, vec![p])]);
+    h.tick();
+    h.advance(1500);
+    h.feed("a", Input::Stop);
+    assert_eq!(h.state("a"), ProcessState::Stopping);
+    assert_eq!(h.kills, vec![("a".into(), libc::SIGINT, false)]);
+    assert!(h.has_log("DEBG killing a (pid 101) with signal SIGINT"));
+    h.advance(1999);
+    assert_eq!(h.kills.len(), 1);
+    h.advance(1);
+    assert_eq!(h.kills.last(), Some(&("a".into(), libc::SIGKILL, false)));
+    assert!(h.has_log("WARN killing 'a' (101) with SIGKILL"));
+    h.killed("a", "SIGKILL");
+    assert_eq!(h.state("a"), ProcessState::Stopped);
+    assert!(h.has_log("WARN stopped: a (terminated by SIGKILL)"));
+    h.advance(10_000);
+    assert_eq!(
+        h.state("a"),
+        ProcessState::Stopped,
+        "a stopped process is not autostarted again"
+    );
+}
+
+#[test]
+fn stopasgroup_signals_the_process_group_and_killasgroup_the_sigkill() {
+    let mut p = pconf("a");
+    p.stopasgroup = true;
+    p.killasgroup = true;
+    p.stopwaitsecs = 1;
+    let mut h = Harness::new(vec![group("a", 999, vec![p])]);
+    h.tick();
+    h.advance(1500);
+    h.feed("a", Input::Stop);
+    assert!(h.has_log("DEBG killing a (pid 101) process group with signal SIGTERM"));
+    h.advance(1000);
+    assert_eq!(
+        h.kills,
+        vec![
+            ("a".into(), libc::SIGTERM, true),
+            ("a".into(), libc::SIGKILL, true)
+        ]
+    );
+}
+
+#[test]
+fn sigkill_is_resent_every_stopwaitsecs_while_stuck() {
+    let mut p = pconf("a");
+    p.stopwaitsecs = 1;
+    let mut h = Harness::new(vec![group("a", 999, vec![p])]);
+    h.tick();
+    h.advance(1500);
+    h.feed("a", Input::Stop);
+    for _ in 0..3 {
+        h.advance(1000);
+    }
+    assert_eq!(h.kills.iter().filter(|k| k.1 == libc::SIGKILL).count(), 3);
+    assert_eq!(h.state("a"), ProcessState::Stopping);
+}
+
+#[test]
+fn stop_in_backoff_is_stopped_without_signal() {
+    let mut h = Harness::new(vec![group("a", 999, vec![pconf("a")])]);
+    h.tick();
+    h.exit("a", 1);
+    assert_eq!(h.state("a"), ProcessState::Backoff);
+    h.feed("a", Input::Stop);
+    assert_eq!(h.state("a"), ProcessState::Stopped);
+    assert!(h.kills.is_empty());
+    assert!(h.has_log("DEBG Attempted to kill a, which is in BACKOFF state."));
+    h.advance(10_000);
+    assert_eq!(h.state("a"), ProcessState::Stopped);
+}
+
+#[test]
+fn stop_while_starting_then_exit_is_stopped() {
+    let mut h = Harness::new(vec![group("a", 999, vec![pconf("a")])]);
+    h.tick();
+    h.feed("a", Input::Stop);
+    assert_eq!(h.state("a"), ProcessState::Stopping);
+    h.killed("a", "SIGTERM");
+    assert_eq!(h.state("a"), ProcessState::Stopped);
+    assert!(h.has_log("WARN stopped: a (terminated by SIGTERM)"));
+}
+
+#[test]
+fn stopped_with_expected_code_logs_info() {
+    let mut h = Harness::new(vec![group("a", 999, vec![pconf("a")])]);
+    h.tick();
+    h.advance(1500);
+    h.feed("a", Input::Stop);
+    h.exit("a", 0);
+    assert!(h.has_log("INFO stopped: a (exit status 0)"));
+}
+
+#[test]
+fn start_from_fatal_and_exited_but_not_unknown() {
+    let mut p = pconf("a");
+    p.startretries = 0;
+    let mut h = Harness::new(vec![group("a", 999, vec![p])]);
+    h.tick();
+    h.exit("a", 1);
+    assert_eq!(h.state("a"), ProcessState::Fatal);
+    h.feed("a", Input::Start);
+    assert_eq!(h.state("a"), ProcessState::Starting);
+    h.advance(1500);
+    h.feed("a", Input::Stop);
+    h.feed(
+        "a",
+        Input::KillFailed {
+            message: "EPERM".into(),
+        },
+    );
+    assert_eq!(h.state("a"), ProcessState::Unknown);
+    let spawns = h.spawns.len();
+    h.feed("a", Input::Start);
+    assert_eq!(h.spawns.len(), spawns);
+}
+
+#[test]
+fn every_state_input_pair_keeps_pid_consistent() {
+    // Sweep: drive a process into each state, apply each input, and check the invariant that
+    // a pid exists exactly in the states that have a child.
+    let inputs = || {
+        vec![
+            Input::Start,
+            Input::Spawned { pid: 999 },
+            Input::SpawnFailed {
+                message: "x".into(),
+            },
+            Input::Exited(ExitInfo {
+                exitstatus: 1,
+                message: "exit status 1".into(),
+            }),
+            Input::Stop,
+            Input::GiveUp,
+            Input::Tick,
+            Input::KillFailed {
+                message: "EPERM".into(),
+            },
+        ]
+    };
+    let reach: Vec<(&str, fn(&mut Harness))> = vec![
+        ("stopped", |_| {}),
+        ("starting", |h| h.tick()),
+        ("running", |h| {
+            h.tick();
+            h.advance(1500)
+        }),
+        ("backoff", |h| {
+            h.tick();
+            h.exit("a", 1)
+        }),
+        ("stopping", |h| {
+            h.tick();
+            h.feed("a", Input::Stop)
+        }),
+        ("exited", |h| {
+            h.tick();
+            h.advance(1500);
+            h.exit("a", 0)
+        }),
+        ("fatal", |h| {
+            h.spawn_error = Some("e".into());
+            for _ in 0..12 {
+                h.advance(4000);
+            }
+            h.spawn_error = None;
+        }),
+        ("unknown", |h| {
+            h.tick();
+            h.feed("a", Input::Stop);
+            h.feed(
+                "a",
+                Input::KillFailed {
+                    message: "EPERM".into(),
+                },
+            )
+        }),
+    ];
+    for (label, go) in &reach {
+        for input in inputs() {
+            let mut p = pconf("a");
+            p.autostart = *label != "stopped";
+            let mut h = Harness::new(vec![group("a", 999, vec![p])]);
+            go(&mut h);
+            let id = h.id("a");
+            let (now, wall) = (h.now, h.wall());
+            h.sup.feed(id, input.clone(), now, wall);
+            h.run();
+            let p = h.proc("a");
+            let has_child = matches!(
+                p.state,
+                ProcessState::Starting
+                    | ProcessState::Running
+                    | ProcessState::Stopping
+                    | ProcessState::Unknown
+            );
+            if !has_child {
+                assert_eq!(
+                    p.pid, 0,
+                    "from {label} with {input:?}: {} has pid {}",
+                    p.state, p.pid
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn shutdown_stops_groups_in_reverse_priority_one_group_at_a_time() {
+    let mut h = Harness::new(vec![
+        group("low", 10, vec![pconf("low")]),
+        group("mid", 20, vec![pconf("mid")]),
+        group("high", 30, vec![pconf("high")]),
+    ]);
+    h.tick();
+    h.advance(1500);
+    let (now, wall) = (h.now, h.wall());
+    h.sup.request_stop(Mood::Shutdown, now, wall);
+    h.run();
+    assert_eq!(
+        h.kills.iter().map(|k| k.0.as_str()).collect::<Vec<_>>(),
+        vec!["high"]
+    );
+    h.killed("high", "SIGTERM");
+    h.tick();
+    assert_eq!(
+        h.kills.iter().map(|k| k.0.as_str()).collect::<Vec<_>>(),
+        vec!["high", "mid"]
+    );
+    h.exit("mid", 0);
+    h.tick();
+    h.exit("low", 0);
+    h.tick();
+    assert_eq!(h.done, Some(Mood::Shutdown));
+    assert_eq!(
+        h.kills.iter().map(|k| k.0.as_str()).collect::<Vec<_>>(),
+        vec!["high", "mid", "low"]
+    );
+}
+
+#[test]
+fn shutdown_skips_idle_groups_without_waiting() {
+    // Q2 fix: a hundred stopped groups and one running one finish in a single step.
+    let mut groups = vec![group("run", 1, vec![pconf("run")])];
+    for i in 0..100 {
+        let mut p = pconf(&format!("idle{i}"));
+        p.autostart = false;
+        groups.push(group(&format!("idle{i}"), 500, vec![p]));
+    }
+    let mut h = Harness::new(groups);
+    h.tick();
+    h.advance(1500);
+    let (now, wall) = (h.now, h.wall());
+    h.sup.request_stop(Mood::Shutdown, now, wall);
+    h.run();
+    assert_eq!(
+        h.kills.len(),
+        1,
+        "the running group is signalled in the same step"
+    );
+    h.exit("run", 0);
+    h.tick();
+    assert_eq!(h.done, Some(Mood::Shutdown));
+}
+
+#[test]
+fn shutdown_gives_up_backoff_and_does_not_restart() {
+    let mut h = Harness::new(vec![
+        group("a", 1, vec![pconf("a")]),
+        group("b", 2, vec![pconf("b")]),
+    ]);
+    h.tick();
+    h.exit("a", 1);
+    assert_eq!(h.state("a"), ProcessState::Backoff);
+    h.advance(500);
+    let (now, wall) = (h.now, h.wall());
+    h.sup.request_stop(Mood::Shutdown, now, wall);
+    h.run();
+    h.exit("b", 0);
+    h.tick();
+    assert_eq!(h.state("a"), ProcessState::Fatal);
+    assert_eq!(h.done, Some(Mood::Shutdown));
+}
+
+#[test]
+fn processes_inside_a_group_stop_in_descending_priority() {
+    let mut a = pconf("a");
+    a.priority = 1;
+    let mut b = pconf("b");
+    b.priority = 2;
+    let mut h = Harness::new(vec![group("g", 1, vec![a, b])]);
+    h.tick();
+    h.advance(1500);
+    let (now, wall) = (h.now, h.wall());
+    h.sup.request_stop(Mood::Shutdown, now, wall);
+    h.run();
+    assert_eq!(
+        h.kills.iter().map(|k| k.0.as_str()).collect::<Vec<_>>(),
+        vec!["b", "a"]
+    );
+}
+
+#[test]
+fn autostart_spawns_in_priority_order() {
+    let mut h = Harness::new(vec![
+        group("z", 5, vec![pconf("z")]),
+        group("a", 50, vec![pconf("a")]),
+        group("m", 5, vec![pconf("m")]),
+    ]);
+    h.tick();
+    assert_eq!(
+        h.spawns,
+        vec!["z", "m", "a"],
+        "stable sort by priority: ties keep insertion order"
+    );
+}
+
+#[test]
+fn reload_ignored_while_shutting_down() {
+    let mut h = Harness::new(vec![group("a", 1, vec![pconf("a")])]);
+    h.tick();
+    let (now, wall) = (h.now, h.wall());
+    assert!(h.sup.request_stop(Mood::Shutdown, now, wall));
+    assert!(!h.sup.request_stop(Mood::Restarting, now, wall));
+    assert_eq!(h.sup.mood(), Mood::Shutdown);
+}
+
+#[test]
+fn remove_group_refuses_while_running() {
+    let mut h = Harness::new(vec![group("a", 1, vec![pconf("a")])]);
+    h.tick();
+    assert_eq!(h.sup.remove_group("a"), Err(RemoveError::StillRunning));
+    assert_eq!(h.sup.remove_group("nope"), Err(RemoveError::NoSuchGroup));
+    h.feed("a", Input::Stop);
+    h.killed("a", "SIGTERM");
+    assert!(h.sup.remove_group("a").is_ok());
+    assert!(h.sup.processes().next().is_none());
+}

@@ -1,0 +1,286 @@
+//! Every libc call of the daemon outside spawning goes through this module (habit 5).
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+/// Runs a libc call and turns -1 into the current `io::Error`.
+#[macro_export]
+macro_rules! syscall {
+    ($fn: ident ( $($arg: expr),* $(,)* ) ) => {{
+        // SAFETY: the caller passes arguments that are valid for this libc call.
+        #[allow(unused_unsafe)]
+        let res = unsafe { libc::$fn($($arg, )*) };
+        if res == -1 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(res)
+        }
+    }};
+}
+
+/// Linux signal names, as Supervisor's `signame` prints them.
+pub const SIGNALS: &[(&str, i32)] = &[
+    ("SIGHUP", libc::SIGHUP),
+    ("SIGINT", libc::SIGINT),
+    ("SIGQUIT", libc::SIGQUIT),
+    ("SIGILL", libc::SIGILL),
+    ("SIGTRAP", libc::SIGTRAP),
+    ("SIGABRT", libc::SIGABRT),
+    ("SIGBUS", libc::SIGBUS),
+    ("SIGFPE", libc::SIGFPE),
+    ("SIGKILL", libc::SIGKILL),
+    ("SIGUSR1", libc::SIGUSR1),
+    ("SIGSEGV", libc::SIGSEGV),
+    ("SIGUSR2", libc::SIGUSR2),
+    ("SIGPIPE", libc::SIGPIPE),
+    ("SIGALRM", libc::SIGALRM),
+    ("SIGTERM", libc::SIGTERM),
+    ("SIGSTKFLT", libc::SIGSTKFLT),
+    ("SIGCHLD", libc::SIGCHLD),
+    ("SIGCONT", libc::SIGCONT),
+    ("SIGSTOP", libc::SIGSTOP),
+    ("SIGTSTP", libc::SIGTSTP),
+    ("SIGTTIN", libc::SIGTTIN),
+    ("SIGTTOU", libc::SIGTTOU),
+    ("SIGURG", libc::SIGURG),
+    ("SIGXCPU", libc::SIGXCPU),
+    ("SIGXFSZ", libc::SIGXFSZ),
+    ("SIGVTALRM", libc::SIGVTALRM),
+    ("SIGPROF", libc::SIGPROF),
+    ("SIGWINCH", libc::SIGWINCH),
+    ("SIGIO", libc::SIGIO),
+    ("SIGPWR", libc::SIGPWR),
+    ("SIGSYS", libc::SIGSYS),
+];
+
+/// `SIGTERM` for 15; `signal 99` for a number without a name.
+pub fn signal_name(sig: i32) -> String {
+    SIGNALS
+        .iter()
+        .find(|(_, n)| *n == sig)
+        .map(|(name, _)| (*name).to_string())
+        .unwrap_or_else(|| format!("signal {sig}"))
+}
+
+/// Supervisor's `decode_wait_status`: (exitstatus, message). A signal death is -1.
+pub fn decode_wait_status(status: i32) -> (i32, String) {
+    if libc::WIFEXITED(status) {
+        let code = libc::WEXITSTATUS(status);
+        (code, format!("exit status {code}"))
+    } else if libc::WIFSIGNALED(status) {
+        let sig = libc::WTERMSIG(status);
+        let mut msg = format!("terminated by {}", signal_name(sig));
+        if libc::WCOREDUMP(status) {
+            msg.push_str(" (core dumped)");
+        }
+        (-1, msg)
+    } else {
+        (-1, format!("unknown termination cause 0x{status:04x}"))
+    }
+}
+
+/// The symbolic name of an errno (`ENOENT`), as Python's `errno.errorcode` gives it.
+pub fn errno_name(errno: i32) -> String {
+    let name = match errno {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::ESRCH => "ESRCH",
+        libc::EINTR => "EINTR",
+        libc::EIO => "EIO",
+        libc::ENXIO => "ENXIO",
+        libc::E2BIG => "E2BIG",
+        libc::ENOEXEC => "ENOEXEC",
+        libc::EBADF => "EBADF",
+        libc::ECHILD => "ECHILD",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EFAULT => "EFAULT",
+        libc::EBUSY => "EBUSY",
+        libc::EEXIST => "EEXIST",
+        libc::ENOTDIR => "ENOTDIR",
+        libc::EISDIR => "EISDIR",
+        libc::EINVAL => "EINVAL",
+        libc::ENFILE => "ENFILE",
+        libc::EMFILE => "EMFILE",
+        libc::ETXTBSY => "ETXTBSY",
+        libc::EFBIG => "EFBIG",
+        libc::ENOSPC => "ENOSPC",
+        libc::EROFS => "EROFS",
+        libc::EPIPE => "EPIPE",
+        libc::ENAMETOOLONG => "ENAMETOOLONG",
+        libc::ELOOP => "ELOOP",
+        libc::EADDRINUSE => "EADDRINUSE",
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::EDQUOT => "EDQUOT",
+        _ => return format!("errno {errno}"),
+    };
+    name.to_string()
+}
+
+/// One reaped child.
+pub struct Reaped {
+    pub pid: u32,
+    pub status: i32,
+}
+
+/// `waitpid(-1, WNOHANG)`: `Ok(None)` when no child has changed state (or none is left).
+pub fn reap_one() -> io::Result<Option<Reaped>> {
+    let mut status = 0;
+    loop {
+        match syscall!(waitpid(-1, &mut status, libc::WNOHANG)) {
+            Ok(0) => return Ok(None),
+            Ok(pid) => {
+                return Ok(Some(Reaped {
+                    pid: pid as u32,
+                    status,
+                }))
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `kill(pid, sig)`, or to the process group when `group`. ESRCH is not an error (the process
+/// may have died before the signal; its exit is on its way).
+pub fn kill(pid: u32, sig: i32, group: bool) -> io::Result<()> {
+    let target = if group { -(pid as i32) } else { pid as i32 };
+    if pid == 0 || pid > i32::MAX as u32 {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    match syscall!(kill(target, sig)) {
+        Ok(_) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A pipe with both ends close-on-exec: `(read, write)`.
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    syscall!(pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC))?;
+    // SAFETY: pipe2 succeeded, so both fds are open and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    let flags = syscall!(fcntl(fd, libc::F_GETFL))?;
+    syscall!(fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK))?;
+    Ok(())
+}
+
+pub fn getpid() -> u32 {
+    // SAFETY: getpid cannot fail.
+    unsafe { libc::getpid() as u32 }
+}
+
+pub fn geteuid() -> u32 {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+pub fn umask(mask: u32) -> u32 {
+    // SAFETY: umask cannot fail.
+    unsafe { libc::umask(mask as libc::mode_t) as u32 }
+}
+
+/// Raises the soft limit of `resource` to at least `min` (and the hard limit too if allowed).
+/// Returns Ok(true) when it changed something.
+pub fn raise_rlimit(resource: libc::__rlimit_resource_t, min: u64) -> io::Result<bool> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    syscall!(getrlimit(resource, &mut lim))?;
+    if lim.rlim_cur >= min {
+        return Ok(false);
+    }
+    let new = libc::rlimit {
+        rlim_cur: min,
+        rlim_max: lim.rlim_max.max(min),
+    };
+    match syscall!(setrlimit(resource, &new)) {
+        Ok(_) => Ok(true),
+        Err(_) => {
+            let soft_only = libc::rlimit {
+                rlim_cur: min,
+                rlim_max: lim.rlim_max,
+            };
+            syscall!(setrlimit(resource, &soft_only))?;
+            Ok(true)
+        }
+    }
+}
+
+/// Becomes a child subreaper, so orphans of our children are re-parented to us and reaped.
+pub fn set_child_subreaper() -> io::Result<()> {
+    syscall!(prctl(
+        libc::PR_SET_CHILD_SUBREAPER,
+        1 as libc::c_ulong,
+        0,
+        0,
+        0
+    ))?;
+    Ok(())
+}
+
+/// fork() for daemonizing: returns 0 in the child, the child's pid in the parent.
+/// Only called before any thread is started.
+pub fn fork() -> io::Result<i32> {
+    syscall!(fork())
+}
+
+pub fn setsid() -> io::Result<()> {
+    syscall!(setsid())?;
+    Ok(())
+}
+
+/// Points fds 0, 1 and 2 at /dev/null (a daemon has no terminal).
+pub fn stdio_to_devnull() -> io::Result<()> {
+    let path = CString::new("/dev/null").expect("static path has no NUL");
+    let fd = syscall!(open(path.as_ptr(), libc::O_RDWR))?;
+    for target in 0..3 {
+        syscall!(dup2(fd, target))?;
+    }
+    if fd > 2 {
+        syscall!(close(fd))?;
+    }
+    Ok(())
+}
+
+/// Sets the supplementary groups, the gid and then the uid of this process (daemon `user=`).
+pub fn drop_privileges(uid: u32, gid: u32, groups: &[u32]) -> io::Result<()> {
+    let groups: Vec<libc::gid_t> = groups.iter().map(|g| *g as libc::gid_t).collect();
+    syscall!(setgroups(groups.len(), groups.as_ptr()))?;
+    syscall!(setgid(gid))?;
+    syscall!(setuid(uid))?;
+    Ok(())
+}
+
+/// Local time broken down, for log timestamps and Supervisor's `%b %d %I:%M %p`.
+pub fn localtime(epoch: i64) -> libc::tm {
+    // SAFETY: an all-zero tm is a valid value to be overwritten.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let t = epoch as libc::time_t;
+    // SAFETY: both pointers are valid for the duration of the call; localtime_r is reentrant.
+    unsafe { libc::localtime_r(&t, &mut tm) };
+    tm
+}
+
+/// Whether `fd` refers to a regular file (only those are rotated).
+pub fn is_regular_file(meta: &std::fs::Metadata) -> bool {
+    meta.file_type().is_file()
+}
+
+/// syslog(3) with the daemon's identity, LOG_USER facility.
+pub fn syslog(priority: i32, message: &str) {
+    let Ok(msg) = CString::new(message.replace('\0', "\\0")) else {
+        return;
+    };
+    let fmt = CString::new("%s").expect("static format has no NUL");
+    // SAFETY: both strings are valid NUL-terminated C strings; "%s" consumes exactly one.
+    unsafe { libc::syslog(libc::LOG_USER | priority, fmt.as_ptr(), msg.as_ptr()) };
+}
