@@ -4,5 +4,6 @@
 //! `minisv ctl`, `minisv echo-conf` and `minisv check`.
 
 pub mod config;
+pub mod daemon;
 pub mod supervisor;
 pub mod sys;

@@ -81,8 +81,9 @@ pub fn decode_wait_status(status: i32) -> (i32, String) {
 }
 
 /// The symbolic name of an errno (`ENOENT`), as Python's `errno.errorcode` gives it.
-pub fn errno_name(errno: i32) -> String {
-    let name = match errno {
+/// Allocation-free, so a forked child may use it.
+pub fn errno_str(errno: i32) -> &'static str {
+    match errno {
         libc::EPERM => "EPERM",
         libc::ENOENT => "ENOENT",
         libc::ESRCH => "ESRCH",
@@ -114,9 +115,15 @@ pub fn errno_name(errno: i32) -> String {
         libc::EADDRINUSE => "EADDRINUSE",
         libc::ECONNREFUSED => "ECONNREFUSED",
         libc::EDQUOT => "EDQUOT",
-        _ => return format!("errno {errno}"),
-    };
-    name.to_string()
+        libc::ESPIPE => "ESPIPE",
+        _ => "EUNKNOWN",
+    }
+}
+
+/// `access(path, X_OK)`.
+pub fn access_x(path: &CString) -> io::Result<()> {
+    syscall!(access(path.as_ptr(), libc::X_OK))?;
+    Ok(())
 }
 
 /// One reaped child.

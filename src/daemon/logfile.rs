@@ -1,0 +1,364 @@
+//! Log files: append, rotate exactly as Supervisor's RotatingFileHandler (reference 3.3), reopen
+//! (SIGUSR2) and clear. Character devices, FIFOs and sockets (`/dev/stdout` in a container) are
+//! written but never rotated (fix of Q11).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug)]
+pub struct LogFile {
+    path: PathBuf,
+    maxbytes: u64,
+    backups: u32,
+    file: Option<File>,
+    /// Bytes in the current file (what Supervisor's `tell()` gives).
+    size: u64,
+    /// Only regular files are rotated.
+    rotatable: bool,
+    /// Bytes that could not be written since the last successful write (disk full ...).
+    pub dropped: u64,
+}
+
+impl LogFile {
+    /// Opens `path` for appending (created 0666 less the umask, as Python's `open(path, 'a')`).
+    pub fn open(path: &Path, maxbytes: u64, backups: u32) -> io::Result<LogFile> {
+        let mut log = LogFile {
+            path: path.to_path_buf(),
+            maxbytes,
+            backups,
+            file: None,
+            size: 0,
+            rotatable: true,
+            dropped: 0,
+        };
+        log.reopen()?;
+        Ok(log)
+    }
+
+    /// Opens an AUTO log: a new file with a unique name in `dir`, mode 0600 (mkstemp).
+    pub fn create_unique(
+        dir: &Path,
+        prefix: &str,
+        suffix: &str,
+        maxbytes: u64,
+        backups: u32,
+    ) -> io::Result<LogFile> {
+        let mut seed = random_seed();
+        for _ in 0..100 {
+            let name = format!("{prefix}{}{suffix}", random_name(&mut seed));
+            let path = dir.join(name);
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(file) => {
+                    drop(file);
+                    return LogFile::open(&path, maxbytes, backups);
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "no unique log file name found",
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Closes and opens the file again at the same path (for external log rotation).
+    pub fn reopen(&mut self) -> io::Result<()> {
+        self.file = None;
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o666)
+            .open(&self.path)?;
+        let meta = file.metadata()?;
+        self.rotatable = meta.file_type().is_file();
+        self.size = if self.rotatable { meta.len() } else { 0 };
+        self.file = Some(file);
+        Ok(())
+    }
+
+    /// Supervisor's clear: remove the file and start an empty one (backups are kept).
+    pub fn clear(&mut self) -> io::Result<()> {
+        self.file = None;
+        if self.rotatable {
+            match fs::remove_file(&self.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.reopen()
+    }
+
+    /// Writes all of `data`, then rotates if the file reached maxbytes. On an error the bytes
+    /// not written are counted in `dropped` and the error is returned (the caller reports it).
+    pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        if self.file.is_none() {
+            if let Err(e) = self.reopen() {
+                self.dropped += data.len() as u64;
+                return Err(e);
+            }
+        }
+        let Some(file) = self.file.as_mut() else {
+            return Ok(());
+        };
+        let mut rest = data;
+        while !rest.is_empty() {
+            match file.write(rest) {
+                Ok(0) => {
+                    self.dropped += rest.len() as u64;
+                    return Err(io::Error::new(io::ErrorKind::WriteZero, "wrote nothing"));
+                }
+                Ok(n) => {
+                    self.size += n as u64;
+                    rest = &rest[n..];
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.dropped += rest.len() as u64;
+                    return Err(e);
+                }
+            }
+        }
+        if self.rotatable && self.maxbytes > 0 && self.size >= self.maxbytes {
+            self.rotate()?;
+        }
+        Ok(())
+    }
+
+    /// `f.(n-1)` → `f.n` ... `f` → `f.1`, then a new empty `f`; with no backups, truncate.
+    pub fn rotate(&mut self) -> io::Result<()> {
+        self.file = None;
+        if self.backups > 0 {
+            for i in (1..self.backups).rev() {
+                let from = numbered(&self.path, i);
+                let to = numbered(&self.path, i + 1);
+                if from.exists() {
+                    remove_if_exists(&to)?;
+                    rename_if_exists(&from, &to)?;
+                }
+            }
+            let first = numbered(&self.path, 1);
+            remove_if_exists(&first)?;
+            rename_if_exists(&self.path, &first)?;
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o666)
+            .open(&self.path)?;
+        self.size = 0;
+        self.file = Some(file);
+        Ok(())
+    }
+}
+
+fn numbered(path: &Path, n: u32) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(format!(".{n}"));
+    PathBuf::from(s)
+}
+
+// An external cleaner may remove files under us: ENOENT is not an error here.
+fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn rename_if_exists(from: &Path, to: &Path) -> io::Result<()> {
+    match fs::rename(from, to) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn random_seed() -> u64 {
+    let mut buf = [0u8; 8];
+    if let Ok(mut f) = File::open("/dev/urandom") {
+        let _ = io::Read::read_exact(&mut f, &mut buf);
+    }
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64);
+    u64::from_le_bytes(buf) ^ t.unwrap_or(0) ^ (crate::sys::getpid() as u64) << 32
+}
+
+fn random_name(seed: &mut u64) -> String {
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789_";
+    (0..8)
+        .map(|_| {
+            // xorshift64*
+            *seed ^= *seed >> 12;
+            *seed ^= *seed << 25;
+            *seed ^= *seed >> 27;
+            let v = seed.wrapping_mul(0x2545_F491_4F6C_DD1D);
+            CHARS[(v >> 33) as usize % CHARS.len()] as char
+        })
+        .collect()
+}
+
+/// Whether `name` is an AUTO child log of this identifier: Supervisor's cleanup pattern
+/// `.+?---<identifier>-\S+\.log\.{0,1}\d{0,4}` (matched at the start of the name).
+pub fn is_auto_log_name(name: &str, identifier: &str) -> bool {
+    let marker = format!("---{identifier}-");
+    let mut from = 1;
+    while let Some(pos) = name.get(from..).and_then(|s| s.find(&marker)) {
+        let rest = &name[from + pos + marker.len()..];
+        // \S+ then ".log": at least one non-space char before a ".log".
+        let mut search = 1;
+        while let Some(p) = rest.get(search..).and_then(|s| s.find(".log")) {
+            let stem = &rest[..search + p];
+            if !stem.chars().any(char::is_whitespace) {
+                return true;
+            }
+            search += p + 1;
+        }
+        from += pos + 1;
+    }
+    false
+}
+
+/// Deletes the AUTO logs of `identifier` in `dir` (at start and reload unless nocleanup).
+pub fn cleanup_auto_logs(dir: &Path, identifier: &str) -> io::Result<usize> {
+    let mut removed = 0;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if is_auto_log_name(name, identifier) && entry.file_type().is_ok_and(|t| t.is_file()) {
+            if fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmpdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("minisv-logfile-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).expect("tmpdir");
+        d
+    }
+
+    #[test]
+    fn rotation_keeps_every_byte_in_order() {
+        let d = tmpdir("rot");
+        let path = d.join("x.log");
+        let mut log = LogFile::open(&path, 1000, 3).expect("open");
+        let mut all = Vec::new();
+        for i in 0..50u32 {
+            let chunk = format!("line {i:04} {}\n", "x".repeat((i % 7) as usize * 30));
+            all.extend_from_slice(chunk.as_bytes());
+            log.write(chunk.as_bytes()).expect("write");
+        }
+        // The last three backups plus the current file hold the newest bytes, in order.
+        let mut tail = Vec::new();
+        for n in (1..=3).rev() {
+            tail.extend(fs::read(numbered(&path, n)).expect("backup"));
+        }
+        tail.extend(fs::read(&path).expect("current"));
+        assert!(
+            all.ends_with(&tail),
+            "concatenated backups are the end of what was written"
+        );
+        assert!(
+            !numbered(&path, 4).exists(),
+            "no more than `backups` backups"
+        );
+        for n in 1..=3 {
+            let len = fs::metadata(numbered(&path, n)).expect("meta").len();
+            assert!(
+                len >= 1000,
+                "a backup is rotated only once it reached maxbytes"
+            );
+        }
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn zero_backups_truncates() {
+        let d = tmpdir("trunc");
+        let path = d.join("x.log");
+        let mut log = LogFile::open(&path, 10, 0).expect("open");
+        log.write(b"0123456789AB").expect("write");
+        assert_eq!(fs::metadata(&path).expect("meta").len(), 0);
+        assert!(!numbered(&path, 1).exists());
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn appends_across_reopen_and_clear_empties() {
+        let d = tmpdir("append");
+        let path = d.join("x.log");
+        let mut log = LogFile::open(&path, 0, 0).expect("open");
+        log.write(b"one\n").expect("write");
+        let mut log2 = LogFile::open(&path, 0, 0).expect("open again");
+        log2.write(b"two\n").expect("write");
+        assert_eq!(fs::read(&path).expect("read"), b"one\ntwo\n");
+        log2.clear().expect("clear");
+        assert_eq!(fs::read(&path).expect("read"), b"");
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn dev_null_is_never_rotated() {
+        let mut log = LogFile::open(Path::new("/dev/null"), 1, 2).expect("open");
+        for _ in 0..10 {
+            log.write(b"abc").expect("write to a character device");
+        }
+        assert!(!log.rotatable);
+    }
+
+    #[test]
+    fn auto_log_names_match_supervisors_cleanup_pattern() {
+        assert!(is_auto_log_name(
+            "web-stdout---supervisor-ab12cd34.log",
+            "supervisor"
+        ));
+        assert!(is_auto_log_name(
+            "web-stderr---supervisor-ab12cd34.log.3",
+            "supervisor"
+        ));
+        assert!(!is_auto_log_name(
+            "web-stdout---other-ab12cd34.log",
+            "supervisor"
+        ));
+        assert!(
+            !is_auto_log_name("---supervisor-ab12cd34.log", "supervisor"),
+            "needs a name before ---"
+        );
+        assert!(!is_auto_log_name("web.log", "supervisor"));
+    }
+
+    #[test]
+    fn unique_auto_logs_are_private_and_distinct() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tmpdir("auto");
+        let a = LogFile::create_unique(&d, "p-stdout---supervisor-", ".log", 0, 0).expect("a");
+        let b = LogFile::create_unique(&d, "p-stdout---supervisor-", ".log", 0, 0).expect("b");
+        assert_ne!(a.path(), b.path());
+        let mode = fs::metadata(a.path()).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(cleanup_auto_logs(&d, "supervisor").expect("cleanup"), 2);
+        let _ = fs::remove_dir_all(&d);
+    }
+}
