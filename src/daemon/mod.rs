@@ -1,5 +1,10 @@
 //! The daemon: the event loop and the I/O it performs for the supervisor core.
 
+pub mod event_loop;
 pub mod logfile;
 pub mod mainlog;
+pub mod output;
+pub mod run;
 pub mod spawn;
+
+pub use run::{run, DaemonStart};

@@ -1,0 +1,754 @@
+//! The one thread that owns all state: a mio loop over the signal self-pipe, the children's
+//! pipes and the control channel. It sleeps in `poll` until the earliest deadline of the core,
+//! or forever when there is none, so an idle daemon makes no wakeups.
+
+use std::collections::{HashMap, VecDeque};
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::iterator::backend::SignalDelivery;
+use signal_hook::iterator::exfiltrator::SignalOnly;
+
+use super::logfile::LogFile;
+use super::mainlog::MainLog;
+use super::output;
+use super::spawn::{self, SpawnPlan};
+use crate::config::{Config, GroupConfig, LogFile as LogSetting, LogLevel, ProcessConfig};
+use crate::supervisor::{Action, ExitInfo, Input, Mood, ProcId, Supervisor};
+use crate::sys;
+
+pub type Signals = SignalDelivery<UnixStream, SignalOnly>;
+
+/// The signals the daemon acts on (2.9). Each has a handler, so even as PID 1 none is dropped.
+pub const HANDLED_SIGNALS: &[i32] = &[
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGHUP,
+    libc::SIGUSR2,
+    libc::SIGCHLD,
+];
+
+const SIGNAL_TOKEN: Token = Token(0);
+pub const WAKER_TOKEN: Token = Token(1);
+const PIPE_TOKEN_BASE: usize = 16;
+/// Bytes read from one pipe per wakeup before the others get their turn.
+const READ_BUDGET: usize = 1 << 20;
+const READ_CHUNK: usize = 128 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channel {
+    Stdout = 0,
+    Stderr = 1,
+}
+
+impl Channel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Channel::Stdout => "stdout",
+            Channel::Stderr => "stderr",
+        }
+    }
+}
+
+fn pipe_token(id: ProcId, ch: Channel) -> Token {
+    Token(PIPE_TOKEN_BASE + id.0 * 2 + ch as usize)
+}
+
+fn token_pipe(token: Token) -> Option<(ProcId, Channel)> {
+    let n = token.0.checked_sub(PIPE_TOKEN_BASE)?;
+    Some((
+        ProcId(n / 2),
+        if n % 2 == 0 {
+            Channel::Stdout
+        } else {
+            Channel::Stderr
+        },
+    ))
+}
+
+/// The I/O side of one process: its pipes (per spawn) and its logs (per group add).
+#[derive(Default)]
+pub struct ProcIo {
+    pub stdin: Option<OwnedFd>,
+    pipes: [Option<File>; 2],
+    pub logs: [Option<LogFile>; 2],
+    /// Whether a write error of this log was already reported (reported once per episode).
+    log_failing: [bool; 2],
+}
+
+/// Why the loop ended.
+pub enum LoopExit {
+    Shutdown,
+    /// Reload with this new config (already parsed and valid).
+    Reload(Box<Config>),
+}
+
+pub struct EventLoop {
+    pub config: Config,
+    pub sup: Supervisor,
+    pub log: MainLog,
+    poll: Poll,
+    io: Vec<ProcIo>,
+    pids: HashMap<u32, ProcId>,
+    /// Pipes that still had data when their read budget ran out.
+    unfinished: VecDeque<(ProcId, Channel)>,
+    buf: Vec<u8>,
+    env_base: Vec<(OsString, OsString)>,
+    /// SUPERVISOR_SERVER_URL for programs without their own `serverurl=` (2.8).
+    pub server_url: Option<String>,
+    /// A config loaded for a reload, applied once everything has stopped.
+    pending_reload: Option<Box<Config>>,
+    /// How to load the config again on SIGHUP.
+    reloader: Box<dyn FnMut() -> Result<Config, Vec<String>>>,
+}
+
+impl EventLoop {
+    pub fn new(
+        config: Config,
+        log: MainLog,
+        signals: &mut Signals,
+        reloader: Box<dyn FnMut() -> Result<Config, Vec<String>>>,
+    ) -> io::Result<EventLoop> {
+        let poll = Poll::new()?;
+        let fd = signals.get_read().as_raw_fd();
+        poll.registry()
+            .register(&mut SourceFd(&fd), SIGNAL_TOKEN, Interest::READABLE)?;
+        let server_url = default_server_url(&config);
+        Ok(EventLoop {
+            config,
+            sup: Supervisor::new(),
+            log,
+            poll,
+            io: Vec::new(),
+            pids: HashMap::new(),
+            unfinished: VecDeque::new(),
+            buf: vec![0; READ_CHUNK],
+            env_base: std::env::vars_os().collect(),
+            server_url,
+            pending_reload: None,
+            reloader,
+        })
+    }
+
+    pub fn registry(&self) -> &mio::Registry {
+        self.poll.registry()
+    }
+
+    /// Adds the configured groups (in config order) and opens their logs.
+    pub fn add_configured_groups(&mut self) {
+        let groups = self.config.groups.clone();
+        for g in groups {
+            self.add_group(g);
+        }
+    }
+
+    pub fn add_group(&mut self, group: GroupConfig) -> bool {
+        let name = group.name.clone();
+        let procs = group.processes.clone();
+        if !self.sup.add_group(group) {
+            return false;
+        }
+        let members = self
+            .sup
+            .group(&name)
+            .map(|g| g.members.clone())
+            .unwrap_or_default();
+        for (id, pc) in members.into_iter().zip(procs) {
+            if self.io.len() <= id.0 {
+                self.io.resize_with(id.0 + 1, ProcIo::default);
+            }
+            let logs = [
+                self.open_log(&pc, Channel::Stdout),
+                self.open_log(&pc, Channel::Stderr),
+            ];
+            self.io[id.0] = ProcIo {
+                logs,
+                ..ProcIo::default()
+            };
+        }
+        true
+    }
+
+    fn open_log(&mut self, pc: &ProcessConfig, ch: Channel) -> Option<LogFile> {
+        let settings = match ch {
+            Channel::Stdout => &pc.stdout,
+            Channel::Stderr => &pc.stderr,
+        };
+        if ch == Channel::Stderr && pc.redirect_stderr {
+            return None;
+        }
+        let opened = match &settings.logfile {
+            LogSetting::None => return None,
+            LogSetting::Path(path) => LogFile::open(path, settings.maxbytes, settings.backups),
+            LogSetting::Auto => {
+                let prefix = format!(
+                    "{}-{}---{}-",
+                    pc.name,
+                    ch.name(),
+                    self.config.supervisord.identifier
+                );
+                let dir = self.config.supervisord.childlogdir.clone();
+                LogFile::create_unique(&dir, &prefix, ".log", settings.maxbytes, settings.backups)
+            }
+        };
+        match opened {
+            Ok(log) => Some(log),
+            Err(e) => {
+                let what = match &settings.logfile {
+                    LogSetting::Path(p) => p.display().to_string(),
+                    _ => format!(
+                        "an AUTO log in {}",
+                        self.config.supervisord.childlogdir.display()
+                    ),
+                };
+                self.log.log(
+                    LogLevel::Error,
+                    &format!(
+                        "{}: cannot open {} log {}: {} ({})",
+                        pc.name,
+                        ch.name(),
+                        what,
+                        e,
+                        pc.span
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    pub fn io(&self, id: ProcId) -> Option<&ProcIo> {
+        self.io.get(id.0)
+    }
+
+    pub fn io_mut(&mut self, id: ProcId) -> Option<&mut ProcIo> {
+        self.io.get_mut(id.0)
+    }
+
+    /// Runs until everything has stopped after a shutdown or reload request.
+    pub fn run(&mut self, signals: &mut Signals) -> io::Result<LoopExit> {
+        let mut events = Events::with_capacity(256);
+        let now = Instant::now();
+        self.sup.tick(now, SystemTime::now());
+        loop {
+            if let Some(exit) = self.perform_actions() {
+                return Ok(exit);
+            }
+            let timeout = if !self.unfinished.is_empty() {
+                Some(Duration::ZERO)
+            } else {
+                self.sup.next_deadline().map(|d| {
+                    // Round up to the next millisecond so a deadline is never missed by a
+                    // sub-millisecond early wakeup (which would spin).
+                    let left = d.saturating_duration_since(Instant::now());
+                    Duration::from_millis(left.as_micros().div_ceil(1000) as u64)
+                })
+            };
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let mut got_signals = false;
+            for event in events.iter() {
+                match event.token() {
+                    SIGNAL_TOKEN => got_signals = true,
+                    WAKER_TOKEN => self.on_wake(),
+                    token => {
+                        if let Some((id, ch)) = token_pipe(token) {
+                            self.read_pipe(id, ch, READ_BUDGET);
+                        }
+                    }
+                }
+            }
+            for _ in 0..self.unfinished.len() {
+                if let Some((id, ch)) = self.unfinished.pop_front() {
+                    self.read_pipe(id, ch, READ_BUDGET);
+                }
+            }
+            if got_signals {
+                let pending: Vec<i32> = signals.pending().collect();
+                // SIGCHLD first: exits are judged before anything else changes (Q1).
+                if pending.contains(&libc::SIGCHLD) {
+                    self.reap();
+                }
+                for sig in pending {
+                    self.on_signal(sig);
+                }
+            }
+            self.sup.tick(Instant::now(), SystemTime::now());
+        }
+    }
+
+    /// Hook for the control channel (set up by the RPC layer).
+    fn on_wake(&mut self) {}
+
+    fn on_signal(&mut self, sig: i32) {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        match sig {
+            libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => {
+                self.log.log(
+                    LogLevel::Warn,
+                    &format!("received {} indicating exit request", sys::signal_name(sig)),
+                );
+                self.sup.request_stop(Mood::Shutdown, now, wall);
+            }
+            libc::SIGHUP => {
+                if self.sup.mood() == Mood::Shutdown {
+                    self.log.log(
+                        LogLevel::Warn,
+                        "ignored SIGHUP indicating restart request (shutdown in progress)",
+                    );
+                    return;
+                }
+                self.log
+                    .log(LogLevel::Warn, "received SIGHUP indicating restart request");
+                // An invalid config was logged by reload(); the running one stays.
+                let _ = self.reload(now, wall);
+            }
+            libc::SIGUSR2 => {
+                self.log.log(
+                    LogLevel::Info,
+                    "received SIGUSR2 indicating log reopen request",
+                );
+                self.reopen_logs();
+                self.log.log(LogLevel::Info, "supervisord logreopen");
+            }
+            libc::SIGCHLD => self
+                .log
+                .log(LogLevel::Debug, "received SIGCHLD indicating a child quit"),
+            other => self.log.log(
+                LogLevel::Blather,
+                &format!("received {} indicating nothing", sys::signal_name(other)),
+            ),
+        }
+    }
+
+    /// Parses the config again; only a valid one replaces the running one (after an ordered
+    /// stop of everything). An invalid one is logged and nothing is touched.
+    pub fn reload(&mut self, now: Instant, wall: SystemTime) -> Result<(), Vec<String>> {
+        match (self.reloader)() {
+            Ok(config) => {
+                self.pending_reload = Some(Box::new(config));
+                self.sup.request_stop(Mood::Restarting, now, wall);
+                Ok(())
+            }
+            Err(errors) => {
+                for e in &errors {
+                    self.log.log(
+                        LogLevel::Error,
+                        &format!("reload refused, the running config is kept: {e}"),
+                    );
+                }
+                Err(errors)
+            }
+        }
+    }
+
+    pub fn reopen_logs(&mut self) {
+        if let Err(e) = self.log.reopen() {
+            eprintln!("minisv: cannot reopen the main log: {e}");
+        }
+        let mut failures = Vec::new();
+        for io in &mut self.io {
+            for log in io.logs.iter_mut().flatten() {
+                if let Err(e) = log.reopen() {
+                    failures.push(format!("cannot reopen {}: {}", log.path().display(), e));
+                }
+            }
+        }
+        for f in failures {
+            self.log.log(LogLevel::Error, &f);
+        }
+    }
+
+    /// Reaps every child that has exited: drains its pipes first (so its last output is logged
+    /// before its exit), then feeds the exit to its state machine.
+    fn reap(&mut self) {
+        // Bounded: at most as many as could exist, plus orphans; stops at the first "none".
+        for _ in 0..1_000_000 {
+            let reaped = match sys::reap_one() {
+                Ok(Some(r)) => r,
+                Ok(None) => break,
+                Err(e) => {
+                    self.log
+                        .log(LogLevel::Error, &format!("waitpid failed: {e}"));
+                    break;
+                }
+            };
+            let (exitstatus, message) = sys::decode_wait_status(reaped.status);
+            match self.pids.remove(&reaped.pid) {
+                Some(id) => {
+                    for ch in [Channel::Stdout, Channel::Stderr] {
+                        self.read_pipe(id, ch, usize::MAX);
+                        self.close_pipe(id, ch);
+                    }
+                    if let Some(io) = self.io.get_mut(id.0) {
+                        io.stdin = None;
+                    }
+                    let now = Instant::now();
+                    self.sup.feed(
+                        id,
+                        Input::Exited(ExitInfo {
+                            exitstatus,
+                            message,
+                        }),
+                        now,
+                        SystemTime::now(),
+                    );
+                }
+                None => self.log.log(
+                    LogLevel::Debug,
+                    &format!("reaped unknown pid {} ({})", reaped.pid, message),
+                ),
+            }
+        }
+    }
+
+    /// Reads a pipe until it would block, hits EOF or has read `budget` bytes.
+    fn read_pipe(&mut self, id: ProcId, ch: Channel, budget: usize) {
+        let mut total = 0;
+        loop {
+            let Some(pipe) = self
+                .io
+                .get_mut(id.0)
+                .and_then(|io| io.pipes[ch as usize].as_mut())
+            else {
+                return;
+            };
+            match pipe.read(&mut self.buf) {
+                Ok(0) => {
+                    self.close_pipe(id, ch);
+                    return;
+                }
+                Ok(n) => {
+                    let data = std::mem::take(&mut self.buf);
+                    self.on_output(id, ch, &data[..n]);
+                    self.buf = data;
+                    total += n;
+                    if total >= budget {
+                        self.unfinished.push_back((id, ch));
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.log.log(
+                        LogLevel::Error,
+                        &format!("reading {} of pid: {}", ch.name(), e),
+                    );
+                    self.close_pipe(id, ch);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn close_pipe(&mut self, id: ProcId, ch: Channel) {
+        if let Some(pipe) = self
+            .io
+            .get_mut(id.0)
+            .and_then(|io| io.pipes[ch as usize].take())
+        {
+            let fd = pipe.as_raw_fd();
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+            if let Some(p) = self.sup.process(id) {
+                let msg = format!(
+                    "fd {} closed, stopped monitoring {} ({})",
+                    fd,
+                    p.name(),
+                    ch.name()
+                );
+                self.log.log(LogLevel::Debug, &msg);
+            }
+        }
+    }
+
+    /// Child output: to its log (ANSI stripped if asked), syslog, and the main log at debug.
+    fn on_output(&mut self, id: ProcId, ch: Channel, data: &[u8]) {
+        let Some(p) = self.sup.process(id) else {
+            return;
+        };
+        let settings = match ch {
+            Channel::Stdout => &p.config.stdout,
+            Channel::Stderr => &p.config.stderr,
+        };
+        let syslog = settings.syslog;
+        let name = p.config.name.clone();
+        let data = if self.config.supervisord.strip_ansi {
+            output::strip_ansi(data)
+        } else {
+            data.into()
+        };
+        let mut failure = None;
+        if let Some(io) = self.io.get_mut(id.0) {
+            if let Some(log) = io.logs[ch as usize].as_mut() {
+                match log.write(&data) {
+                    Ok(()) => {
+                        if io.log_failing[ch as usize] {
+                            io.log_failing[ch as usize] = false;
+                            failure = Some((
+                                LogLevel::Warn,
+                                format!(
+                                    "{}: writing {} works again; {} bytes of output were lost",
+                                    name,
+                                    log.path().display(),
+                                    log.dropped
+                                ),
+                            ));
+                            log.dropped = 0;
+                        }
+                    }
+                    Err(e) => {
+                        if !io.log_failing[ch as usize] {
+                            io.log_failing[ch as usize] = true;
+                            failure = Some((LogLevel::Error, format!(
+                                "{}: cannot write {} log {}: {}; output is dropped (and counted) until it works again",
+                                name,
+                                ch.name(),
+                                log.path().display(),
+                                e
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+        if let Some((level, msg)) = failure {
+            self.log.log(level, &msg);
+        }
+        if syslog {
+            for line in output::syslog_lines(&data) {
+                sys::syslog(
+                    libc::LOG_INFO,
+                    &format!("{} {}", name, String::from_utf8_lossy(line)),
+                );
+            }
+        }
+        self.log.child_output(&name, ch.name(), &data);
+    }
+
+    /// Performs what the core asked for, feeding outcomes back, until nothing is left.
+    fn perform_actions(&mut self) -> Option<LoopExit> {
+        let mut exit = None;
+        while let Some(action) = self.sup.take_actions() {
+            match action {
+                Action::Spawn(id) => self.spawn(id),
+                Action::Kill {
+                    id,
+                    pid,
+                    signal,
+                    group,
+                } => {
+                    if let Err(e) = sys::kill(pid, signal, group) {
+                        let now = Instant::now();
+                        self.sup.feed(
+                            id,
+                            Input::KillFailed {
+                                message: e.to_string(),
+                            },
+                            now,
+                            SystemTime::now(),
+                        );
+                    }
+                }
+                Action::Log(level, msg) => self.log.log(level, &msg),
+                Action::StateChanged { .. } => {}
+                Action::GroupAdded(name) => self
+                    .log
+                    .log(LogLevel::Debug, &format!("added process group {name}")),
+                Action::GroupRemoved(name) => self
+                    .log
+                    .log(LogLevel::Debug, &format!("removed process group {name}")),
+                Action::SupervisorRunning | Action::SupervisorStopping => {}
+                Action::ShutdownComplete(mood) => {
+                    exit = Some(match (mood, self.pending_reload.take()) {
+                        (Mood::Restarting, Some(config)) => LoopExit::Reload(config),
+                        _ => LoopExit::Shutdown,
+                    });
+                }
+            }
+        }
+        exit
+    }
+
+    /// Builds the child's environment (2.3): ours, SUPERVISOR_*, the user's HOME/USER/LOGNAME/
+    /// SHELL (fix of Supervisor issue #435), `[supervisord] environment`, then the program's.
+    fn child_env(&self, pc: &ProcessConfig, group: &str) -> Vec<(OsString, OsString)> {
+        let mut env: Vec<(OsString, OsString)> = self.env_base.clone();
+        let mut set = |k: &str, v: &str| env.push((k.into(), v.into()));
+        set("SUPERVISOR_ENABLED", "1");
+        let url = pc.serverurl.clone().or_else(|| self.server_url.clone());
+        if let Some(url) = url {
+            set("SUPERVISOR_SERVER_URL", &url);
+        }
+        set("SUPERVISOR_PROCESS_NAME", &pc.name);
+        set("SUPERVISOR_GROUP_NAME", group);
+        if let Some(user) = &pc.user {
+            set("HOME", &user.home);
+            set("USER", &user.name);
+            set("LOGNAME", &user.name);
+            set("SHELL", &user.shell);
+        }
+        for (k, v) in self
+            .config
+            .supervisord
+            .environment
+            .iter()
+            .chain(pc.environment.iter())
+        {
+            set(k, v);
+        }
+        // Later entries win; keep one of each key.
+        let mut seen = HashMap::new();
+        for (i, (k, _)) in env.iter().enumerate() {
+            seen.insert(k.clone(), i);
+        }
+        env.into_iter()
+            .enumerate()
+            .filter(|(i, (k, _))| seen.get(k) == Some(i))
+            .map(|(_, kv)| kv)
+            .collect()
+    }
+
+    fn search_path(&self, pc: &ProcessConfig) -> Option<String> {
+        let from = |list: &[(String, String)]| {
+            list.iter()
+                .rev()
+                .find(|(k, _)| k == "PATH")
+                .map(|(_, v)| v.clone())
+        };
+        from(&pc.environment)
+            .or_else(|| from(&self.config.supervisord.environment))
+            .or_else(|| std::env::var("PATH").ok())
+    }
+
+    /// Checks that a process's command can be run (the start RPC's pre-check).
+    pub fn check_command(&self, id: ProcId) -> Result<(), spawn::CommandError> {
+        let Some(p) = self.sup.process(id) else {
+            return Ok(());
+        };
+        spawn::resolve_command(&p.config.command, self.search_path(&p.config).as_deref())
+            .map(|_| ())
+    }
+
+    fn spawn(&mut self, id: ProcId) {
+        let Some(p) = self.sup.process(id) else {
+            return;
+        };
+        let pc = p.config.clone();
+        let group = p.group.clone();
+        let result = self.try_spawn(id, &pc, &group);
+        let now = Instant::now();
+        let input = match result {
+            Ok(pid) => Input::Spawned { pid },
+            Err(message) => Input::SpawnFailed { message },
+        };
+        self.sup.feed(id, input, now, SystemTime::now());
+    }
+
+    fn try_spawn(&mut self, id: ProcId, pc: &ProcessConfig, group: &str) -> Result<u32, String> {
+        if let Some(p) = self.sup.process(id) {
+            if p.pid != 0 {
+                return Err(format!("process '{}' already running", pc.name));
+            }
+        }
+        let (program, argv) = spawn::resolve_command(&pc.command, self.search_path(pc).as_deref())
+            .map_err(|e| e.message().to_string())?;
+        let user = match &pc.user {
+            Some(u) => {
+                let euid = sys::geteuid();
+                if euid != 0 && euid != u.uid {
+                    return Err("Can't drop privilege as nonroot user".into());
+                }
+                if euid == 0 {
+                    Some((u.uid, u.gid, u.groups.clone()))
+                } else {
+                    None
+                }
+            }
+            None => None,
+        };
+        let plan = SpawnPlan {
+            program,
+            argv,
+            env: self.child_env(pc, group),
+            directory: pc.directory.clone(),
+            umask: pc.umask,
+            user,
+            redirect_stderr: pc.redirect_stderr,
+            stdin_socket: None,
+        };
+        let spawned = spawn::spawn(plan, &pc.name)?;
+        let pid = spawned.pid;
+        if self.io.len() <= id.0 {
+            self.io.resize_with(id.0 + 1, ProcIo::default);
+        }
+        let stdout = File::from(spawned.stdout);
+        let stderr = spawned.stderr.map(File::from);
+        let registry = self.poll.registry();
+        for (ch, pipe) in [
+            (Channel::Stdout, Some(&stdout)),
+            (Channel::Stderr, stderr.as_ref()),
+        ] {
+            if let Some(pipe) = pipe {
+                let fd = pipe.as_raw_fd();
+                if let Err(e) =
+                    registry.register(&mut SourceFd(&fd), pipe_token(id, ch), Interest::READABLE)
+                {
+                    self.log.log(
+                        LogLevel::Error,
+                        &format!("cannot watch {} of {}: {}", ch.name(), pc.name, e),
+                    );
+                }
+            }
+        }
+        let io = &mut self.io[id.0];
+        io.pipes = [Some(stdout), stderr];
+        io.stdin = spawned.stdin;
+        self.pids.insert(pid, id);
+        Ok(pid)
+    }
+
+    /// Stops watching every child's pipes and closes every log (at exit or before a reload).
+    pub fn close_all(&mut self) {
+        for i in 0..self.io.len() {
+            for ch in [Channel::Stdout, Channel::Stderr] {
+                self.close_pipe(ProcId(i), ch);
+            }
+        }
+        self.io.clear();
+    }
+
+    /// The actual stdout/stderr log path of a process ('' when it has none).
+    pub fn log_path(&self, id: ProcId, ch: Channel) -> Option<PathBuf> {
+        self.io.get(id.0)?.logs[ch as usize]
+            .as_ref()
+            .map(|l| l.path().to_path_buf())
+    }
+}
+
+/// SUPERVISOR_SERVER_URL (2.8): the first unix server, else the first inet server.
+pub fn default_server_url(config: &Config) -> Option<String> {
+    if let Some(u) = config.unix_http_servers.first() {
+        return Some(format!("unix://{}", u.file.display()));
+    }
+    config.inet_http_servers.first().map(|i| {
+        let host = if i.host.is_empty() || i.host == "*" {
+            "localhost"
+        } else {
+            &i.host
+        };
+        format!("http://{}:{}", host, i.port)
+    })
+}

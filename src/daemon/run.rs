@@ -1,0 +1,299 @@
+//! The daemon's life (reference 2.9–2.11): load the config, set limits and privileges, open
+//! the logs and control sockets, daemonize, write the pidfile, run the loop; on reload, do it
+//! again in the same process with the new config; at exit, remove the pidfile and sockets.
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use signal_hook::iterator::backend::SignalDelivery;
+use signal_hook::iterator::exfiltrator::SignalOnly;
+
+use super::event_loop::{EventLoop, LoopExit, Signals, HANDLED_SIGNALS};
+use super::logfile;
+use super::mainlog::MainLog;
+use crate::config::{self, Config, LogLevel, MainLog as MainLogSetting, Overrides};
+use crate::sys;
+
+/// What the command line gave the daemon.
+pub struct DaemonStart {
+    pub argv0: String,
+    pub config: Option<PathBuf>,
+    pub overrides: Overrides,
+}
+
+/// A usage error: two lines on stderr and exit status 2, as supervisord.
+pub fn usage_error(argv0: &str, msg: &str) -> i32 {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "Error: {msg}");
+    let _ = writeln!(err, "For help, use {argv0} -h");
+    2
+}
+
+fn load(path: &Path, overrides: &Overrides) -> Result<Config, Vec<String>> {
+    config::load(path, overrides).map_err(|errs| errs.iter().map(ToString::to_string).collect())
+}
+
+/// Runs the daemon; returns the process exit status.
+pub fn run(start: DaemonStart) -> i32 {
+    let argv0 = start.argv0.clone();
+    let path = match start.config.clone() {
+        Some(p) => p,
+        None => match config::search(&argv0) {
+            Ok(p) => {
+                if sys::geteuid() == 0 {
+                    eprintln!(
+                        "minisv: warning: running as root and searching for the config file in default locations \
+                         (including the current directory); you probably want to give an absolute path with -c"
+                    );
+                }
+                p
+            }
+            Err(searched) => {
+                let list: Vec<String> = searched.iter().map(|p| p.display().to_string()).collect();
+                return usage_error(
+                    &argv0,
+                    &format!(
+                        "No config file found at default paths ({}); use the -c option to specify a config file at a different path",
+                        list.join(", ")
+                    ),
+                );
+            }
+        },
+    };
+    let mut config = match load(&path, &start.overrides) {
+        Ok(c) => c,
+        Err(errors) => {
+            let mut err = std::io::stderr().lock();
+            for e in &errors {
+                let _ = writeln!(err, "Error: {e}");
+            }
+            let _ = writeln!(err, "For help, use {argv0} -h");
+            return 2;
+        }
+    };
+
+    // First start only: limits, privileges, signals, daemonizing.
+    let mut startup_lines: Vec<(LogLevel, String)> = Vec::new();
+    for (resource, min, name) in [
+        (
+            libc::RLIMIT_NOFILE,
+            config.supervisord.minfds,
+            "RLIMIT_NOFILE",
+        ),
+        (
+            libc::RLIMIT_NPROC,
+            config.supervisord.minprocs,
+            "RLIMIT_NPROC",
+        ),
+    ] {
+        match sys::raise_rlimit(resource, min) {
+            Ok(true) => {
+                startup_lines.push((LogLevel::Info, format!("Increased {name} limit to {min}")))
+            }
+            Ok(false) => {}
+            Err(e) => {
+                let key = if name == "RLIMIT_NOFILE" {
+                    "minfds"
+                } else {
+                    "minprocs"
+                };
+                return usage_error(
+                    &argv0,
+                    &format!(
+                        "The minimum number of {} required to run this process is {} as per the \"{key}\" command-line \
+                         argument or config file setting. The current environment will only allow you to open fewer. \
+                         Either raise the limit (ulimit) or lower the \"{key}\" setting ({e}).",
+                        if key == "minfds" { "file descriptors" } else { "available processes" },
+                        min
+                    ),
+                );
+            }
+        }
+    }
+    match &config.supervisord.user {
+        Some(user) => {
+            let euid = sys::geteuid();
+            if euid != 0 && euid != user.uid {
+                return usage_error(&argv0, "Can't drop privilege as nonroot user");
+            }
+            if euid == 0 {
+                if let Err(e) = sys::drop_privileges(user.uid, user.gid, &user.groups) {
+                    return usage_error(
+                        &argv0,
+                        &format!("Could not switch to user {}: {e}", user.name),
+                    );
+                }
+                startup_lines.push((
+                    LogLevel::Info,
+                    format!("Set uid to user {} succeeded", user.uid),
+                ));
+            }
+        }
+        None => {
+            if sys::geteuid() == 0 {
+                startup_lines.insert(
+                    0,
+                    (
+                        LogLevel::Critical,
+                        "Supervisor is running as root.  Privileges were not dropped because no user is specified in \
+                         the config file.  If you intend to run as root, you can set user=root in the config file to \
+                         avoid this message."
+                            .into(),
+                    ),
+                );
+            }
+        }
+    }
+    if sys::getpid() != 1 {
+        // Orphans of our children are re-parented to us and reaped (as PID 1 that is automatic).
+        let _ = sys::set_child_subreaper();
+    }
+    let mut signals = match make_signals() {
+        Ok(s) => s,
+        Err(e) => return usage_error(&argv0, &format!("cannot install signal handlers: {e}")),
+    };
+
+    let mut first = true;
+    loop {
+        let mut log = MainLog::early(config.supervisord.loglevel);
+        let echo = config.supervisord.nodaemon && !config.supervisord.silent;
+        let opened = match &config.supervisord.logfile {
+            MainLogSetting::File(p) => log.open(
+                Some(p),
+                config.supervisord.logfile_maxbytes,
+                config.supervisord.logfile_backups,
+                echo,
+            ),
+            MainLogSetting::Syslog => log.open(None, 0, 0, echo),
+        };
+        if let Err(e) = opened {
+            if first {
+                let shown = match &config.supervisord.logfile {
+                    MainLogSetting::File(p) => p.display().to_string(),
+                    MainLogSetting::Syslog => "syslog".into(),
+                };
+                return usage_error(&argv0, &format!("cannot open the log file {shown}: {e}"));
+            }
+        }
+        for (level, line) in startup_lines.drain(..) {
+            log.log(level, &line);
+        }
+        for w in &config.warnings {
+            log.log(LogLevel::Warn, &w.to_string());
+        }
+        for i in &config.infos {
+            log.log(LogLevel::Info, i);
+        }
+        if !config.supervisord.nocleanup {
+            if let Err(e) = logfile::cleanup_auto_logs(
+                &config.supervisord.childlogdir,
+                &config.supervisord.identifier,
+            ) {
+                log.log(
+                    LogLevel::Warn,
+                    &format!(
+                        "cannot clean up AUTO logs in {}: {e}",
+                        config.supervisord.childlogdir.display()
+                    ),
+                );
+            }
+        }
+
+        if first && !config.supervisord.nodaemon {
+            if let Err(e) = daemonize(&config, &mut log) {
+                log.log(LogLevel::Critical, &format!("cannot daemonize: {e}"));
+                return 1;
+            }
+        }
+        first = false;
+
+        let pidfile = config.supervisord.pidfile.clone();
+        match std::fs::write(&pidfile, format!("{}\n", sys::getpid())) {
+            Ok(()) => {}
+            Err(_) => log.log(
+                LogLevel::Critical,
+                &format!("could not write pidfile {}", pidfile.display()),
+            ),
+        }
+
+        let reload_path = config.path.clone();
+        let overrides = start.overrides.clone();
+        let reloader = Box::new(move || load(&reload_path, &overrides));
+        let mut event_loop = match EventLoop::new(config, log, &mut signals, reloader) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("minisv: cannot start the event loop: {e}");
+                let _ = std::fs::remove_file(&pidfile);
+                return 1;
+            }
+        };
+        event_loop.log.log(
+            LogLevel::Info,
+            &format!("supervisord started with pid {}", sys::getpid()),
+        );
+        event_loop.add_configured_groups();
+        let exit = event_loop.run(&mut signals);
+        event_loop.close_all();
+        let _ = std::fs::remove_file(&pidfile);
+        match exit {
+            Ok(LoopExit::Shutdown) => {
+                event_loop.log.close();
+                return 0;
+            }
+            Ok(LoopExit::Reload(new_config)) => {
+                config = *new_config;
+            }
+            Err(e) => {
+                event_loop
+                    .log
+                    .log(LogLevel::Critical, &format!("event loop failed: {e}"));
+                return 1;
+            }
+        }
+    }
+}
+
+fn make_signals() -> std::io::Result<Signals> {
+    let (read, write) = UnixStream::pair()?;
+    read.set_nonblocking(true)?;
+    write.set_nonblocking(true)?;
+    SignalDelivery::with_pipe(read, write, SignalOnly, HANDLED_SIGNALS.iter().copied())
+}
+
+/// Supervisor's daemonize (2.11): fork, the parent exits, the child changes directory (if
+/// `directory=`), points 0-2 at /dev/null, starts a new session and sets the umask.
+fn daemonize(config: &Config, log: &mut MainLog) -> std::io::Result<()> {
+    match sys::fork()? {
+        0 => {}
+        _ => {
+            log.log(LogLevel::Blather, "supervisord forked; parent exiting");
+            // SAFETY: _exit ends the parent at once without running destructors, which belong to
+            // the child now.
+            unsafe { libc::_exit(0) };
+        }
+    }
+    log.log(LogLevel::Info, "daemonizing the supervisord process");
+    if let Some(dir) = &config.supervisord.directory {
+        match std::env::set_current_dir(dir) {
+            Ok(()) => log.log(
+                LogLevel::Info,
+                &format!(
+                    "set current directory: {}",
+                    crate::daemon::spawn::py_repr(&dir.display().to_string())
+                ),
+            ),
+            Err(e) => log.log(
+                LogLevel::Critical,
+                &format!(
+                    "can't chdir into {}: {e}",
+                    crate::daemon::spawn::py_repr(&dir.display().to_string())
+                ),
+            ),
+        }
+    }
+    sys::stdio_to_devnull()?;
+    sys::setsid()?;
+    sys::umask(config.supervisord.umask);
+    Ok(())
+}
