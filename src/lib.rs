@@ -7,3 +7,4 @@ pub mod config;
 pub mod daemon;
 pub mod supervisor;
 pub mod sys;
+pub mod rpc;

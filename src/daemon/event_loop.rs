@@ -21,7 +21,10 @@ use super::mainlog::MainLog;
 use super::output;
 use super::spawn::{self, SpawnPlan};
 use crate::config::{Config, GroupConfig, LogFile as LogSetting, LogLevel, ProcessConfig};
-use crate::supervisor::{Action, ExitInfo, Input, Mood, ProcId, Supervisor};
+use crate::rpc::api::{self, Pending, Reply};
+use crate::rpc::http::{RequestKind, ServerReply, ServerRequest};
+use crate::supervisor::{Action, ExitInfo, Input, Mood, ProcId, RemoveError, Supervisor};
+use std::sync::mpsc::{Receiver, Sender};
 use crate::sys;
 
 pub type Signals = SignalDelivery<UnixStream, SignalOnly>;
@@ -78,6 +81,8 @@ fn token_pipe(token: Token) -> Option<(ProcId, Channel)> {
 #[derive(Default)]
 pub struct ProcIo {
     pub stdin: Option<OwnedFd>,
+    /// Bytes for stdin that the pipe did not take yet (sent when it becomes writable).
+    stdin_buf: Vec<u8>,
     pipes: [Option<File>; 2],
     pub logs: [Option<LogFile>; 2],
     /// Whether a write error of this log was already reported (reported once per episode).
@@ -108,6 +113,15 @@ pub struct EventLoop {
     pending_reload: Option<Box<Config>>,
     /// How to load the config again on SIGHUP.
     reloader: Box<dyn FnMut() -> Result<Config, Vec<String>>>,
+    /// The config last read (by start or reread): what `avail` and `add` see.
+    pub stored: Config,
+    /// Set when the core asks to end the loop.
+    exit: Option<LoopExit>,
+    /// Control requests from the HTTP threads, and the replies still waiting for the core.
+    requests: Option<Receiver<ServerRequest>>,
+    pending: Vec<(Pending, Sender<ServerReply>)>,
+    /// A state changed since pending replies were last looked at.
+    state_changed: bool,
 }
 
 impl EventLoop {
@@ -123,6 +137,11 @@ impl EventLoop {
             .register(&mut SourceFd(&fd), SIGNAL_TOKEN, Interest::READABLE)?;
         let server_url = default_server_url(&config);
         Ok(EventLoop {
+            stored: config.clone(),
+            exit: None,
+            requests: None,
+            pending: Vec::new(),
+            state_changed: false,
             config,
             sup: Supervisor::new(),
             log,
@@ -239,7 +258,12 @@ impl EventLoop {
         let now = Instant::now();
         self.sup.tick(now, SystemTime::now());
         loop {
-            if let Some(exit) = self.perform_actions() {
+            self.perform_actions();
+            if self.state_changed {
+                self.state_changed = false;
+                self.poll_pending();
+            }
+            if let Some(exit) = self.exit.take() {
                 return Ok(exit);
             }
             let timeout = if !self.unfinished.is_empty() {
@@ -262,11 +286,11 @@ impl EventLoop {
                 match event.token() {
                     SIGNAL_TOKEN => got_signals = true,
                     WAKER_TOKEN => self.on_wake(),
-                    token => {
-                        if let Some((id, ch)) = token_pipe(token) {
-                            self.read_pipe(id, ch, READ_BUDGET);
-                        }
-                    }
+                    token => match token_pipe(token) {
+                        Some(PipeToken::Output(id, ch)) => self.read_pipe(id, ch, READ_BUDGET),
+                        Some(PipeToken::Stdin(id)) => self.flush_stdin(id),
+                        None => {}
+                    },
                 }
             }
             for _ in 0..self.unfinished.len() {
@@ -288,8 +312,158 @@ impl EventLoop {
         }
     }
 
-    /// Hook for the control channel (set up by the RPC layer).
-    fn on_wake(&mut self) {}
+    /// Takes control requests from the HTTP threads (after `mio::Waker::wake`).
+    pub fn set_requests(&mut self, rx: Receiver<ServerRequest>) {
+        self.requests = Some(rx);
+    }
+
+    fn on_wake(&mut self) {
+        // Bounded per wakeup; the HTTP threads wake us again for anything sent later.
+        for _ in 0..10_000 {
+            let Some(req) = self.requests.as_ref().and_then(|rx| rx.try_recv().ok()) else { return };
+            match req.kind {
+                RequestKind::XmlRpc(body) => match api::handle_request(self, &body) {
+                    Ok(Reply::Done(v)) => {
+                        let _ = req.reply.send(ServerReply::XmlRpc(api::encode(&Ok(v))));
+                    }
+                    Ok(Reply::Later(p)) => self.pending.push((p, req.reply)),
+                    Err(e) => {
+                        let _ = req.reply.send(ServerReply::XmlRpc(api::encode(&Err(e))));
+                    }
+                },
+                RequestKind::LogPath { namespec, channel } => {
+                    let path = match namespec {
+                        None => self.log.path(),
+                        Some(name) => self.tail_path(&name, &channel),
+                    };
+                    let _ = req.reply.send(ServerReply::LogPath(path));
+                }
+            }
+            self.perform_actions();
+        }
+    }
+
+    fn tail_path(&self, namespec: &str, channel: &str) -> Option<PathBuf> {
+        let ch = match channel {
+            "stdout" => Channel::Stdout,
+            "stderr" => Channel::Stderr,
+            _ => return None,
+        };
+        let (group, process) = api::split_namespec(namespec);
+        let id = self.sup.find(group, process?)?;
+        self.log_path(id, ch).filter(|p| p.exists())
+    }
+
+    /// Answers the replies that the last state changes completed.
+    fn poll_pending(&mut self) {
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.retain_mut(|(p, reply)| match api::poll(self, p) {
+            Some(result) => {
+                let _ = reply.send(ServerReply::XmlRpc(api::encode(&result)));
+                false
+            }
+            None => true,
+        });
+        // Requests that arrived while polling were pushed to self.pending: keep both.
+        pending.append(&mut self.pending);
+        self.pending = pending;
+    }
+
+    /// Re-reads the config into `stored` and compares it with the running groups:
+    /// (added, changed, removed) group names, each sorted.
+    pub fn reread(&mut self) -> Result<(Vec<String>, Vec<String>, Vec<String>), Vec<String>> {
+        let config = (self.reloader)()?;
+        let mut added = Vec::new();
+        let mut changed = Vec::new();
+        for g in &config.groups {
+            match self.sup.group(&g.name) {
+                None => added.push(g.name.clone()),
+                Some(running) => {
+                    if !crate::config::same_group(&running.config, g) {
+                        changed.push(g.name.clone());
+                    }
+                }
+            }
+        }
+        let mut removed: Vec<String> = self
+            .sup
+            .groups()
+            .iter()
+            .filter(|g| !config.groups.iter().any(|n| n.name == g.config.name))
+            .map(|g| g.config.name.clone())
+            .collect();
+        added.sort();
+        changed.sort();
+        removed.sort();
+        self.stored = config;
+        Ok((added, changed, removed))
+    }
+
+    /// Removes a stopped group and closes its logs.
+    pub fn remove_group(&mut self, name: &str) -> Result<(), RemoveError> {
+        let members = self.sup.group(name).map(|g| g.members.clone()).unwrap_or_default();
+        self.sup.remove_group(name)?;
+        for id in members {
+            for ch in [Channel::Stdout, Channel::Stderr] {
+                self.close_pipe(id, ch);
+            }
+            if let Some(io) = self.io.get_mut(id.0) {
+                *io = ProcIo::default();
+            }
+        }
+        self.perform_actions();
+        Ok(())
+    }
+
+    /// Clears both logs of a process (remove and reopen; backups are kept).
+    pub fn clear_logs(&mut self, id: ProcId) -> io::Result<()> {
+        if let Some(io) = self.io.get_mut(id.0) {
+            for log in io.logs.iter_mut().flatten() {
+                log.clear()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues bytes for a child's stdin and writes what the pipe takes now.
+    pub fn send_stdin(&mut self, id: ProcId, data: &[u8]) -> io::Result<()> {
+        let Some(io) = self.io.get_mut(id.0) else { return Err(io::ErrorKind::NotFound.into()) };
+        if io.stdin.is_none() {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        io.stdin_buf.extend_from_slice(data);
+        self.flush_stdin(id);
+        match self.io.get(id.0) {
+            Some(io) if io.stdin.is_some() => Ok(()),
+            _ => Err(io::ErrorKind::BrokenPipe.into()),
+        }
+    }
+
+    fn flush_stdin(&mut self, id: ProcId) {
+        let Some(io) = self.io.get_mut(id.0) else { return };
+        let Some(fd) = io.stdin.as_ref() else { return };
+        let raw = fd.as_raw_fd();
+        while !io.stdin_buf.is_empty() {
+            match spawn::write_nonblocking(fd, &io.stdin_buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    io.stdin_buf.drain(..n);
+                }
+                Err(_) => {
+                    io.stdin_buf.clear();
+                    io.stdin = None;
+                    let _ = self.poll.registry().deregister(&mut SourceFd(&raw));
+                    return;
+                }
+            }
+        }
+        let registry = self.poll.registry();
+        if io.stdin_buf.is_empty() {
+            let _ = registry.deregister(&mut SourceFd(&raw));
+        } else if registry.register(&mut SourceFd(&raw), stdin_token(id), Interest::WRITABLE).is_err() {
+            let _ = registry.reregister(&mut SourceFd(&raw), stdin_token(id), Interest::WRITABLE);
+        }
+    }
 
     fn on_signal(&mut self, sig: i32) {
         let now = Instant::now();
@@ -393,7 +567,10 @@ impl EventLoop {
                         self.close_pipe(id, ch);
                     }
                     if let Some(io) = self.io.get_mut(id.0) {
-                        io.stdin = None;
+                        if let Some(fd) = io.stdin.take() {
+                            let _ = self.poll.registry().deregister(&mut SourceFd(&fd.as_raw_fd()));
+                        }
+                        io.stdin_buf.clear();
                     }
                     let now = Instant::now();
                     self.sup.feed(
@@ -539,8 +716,7 @@ impl EventLoop {
     }
 
     /// Performs what the core asked for, feeding outcomes back, until nothing is left.
-    fn perform_actions(&mut self) -> Option<LoopExit> {
-        let mut exit = None;
+    pub fn perform_actions(&mut self) {
         while let Some(action) = self.sup.take_actions() {
             match action {
                 Action::Spawn(id) => self.spawn(id),
@@ -563,7 +739,7 @@ impl EventLoop {
                     }
                 }
                 Action::Log(level, msg) => self.log.log(level, &msg),
-                Action::StateChanged { .. } => {}
+                Action::StateChanged { .. } => self.state_changed = true,
                 Action::GroupAdded(name) => self
                     .log
                     .log(LogLevel::Debug, &format!("added process group {name}")),
@@ -572,14 +748,13 @@ impl EventLoop {
                     .log(LogLevel::Debug, &format!("removed process group {name}")),
                 Action::SupervisorRunning | Action::SupervisorStopping => {}
                 Action::ShutdownComplete(mood) => {
-                    exit = Some(match (mood, self.pending_reload.take()) {
+                    self.exit = Some(match (mood, self.pending_reload.take()) {
                         (Mood::Restarting, Some(config)) => LoopExit::Reload(config),
                         _ => LoopExit::Shutdown,
                     });
                 }
             }
         }
-        exit
     }
 
     /// Builds the child's environment (2.3): ours, SUPERVISOR_*, the user's HOME/USER/LOGNAME/
