@@ -4,3 +4,4 @@
 //! `minisv ctl`, `minisv echo-conf` and `minisv check`.
 
 pub mod config;
+pub mod sys;

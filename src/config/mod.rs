@@ -3,6 +3,7 @@
 //! `load` reads the main file and its `[include]`s, expands `%(name)s`, converts every value,
 //! and returns either a `Config` or every error found, each with file:line.
 
+pub mod ini;
 pub mod model;
 
 pub use model::*;

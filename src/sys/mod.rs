@@ -1,0 +1,3 @@
+//! Thin wrappers around the libc calls minisv needs outside the spawn path.
+
+pub mod users;
