@@ -30,7 +30,6 @@ impl Section {
             None => self.entries.push((key, value)),
         }
     }
-
 }
 
 /// The two errors Python's parser raises, with Supervisor's texts (see `Display`).
@@ -143,7 +142,12 @@ const INLINE_PREFIXES: [char; 2] = [';', '#'];
 /// next occurrence of every prefix, and the round stops at the first one that qualifies
 /// (preceded by whitespace or at column 0).
 fn inline_comment_start(line: &[char]) -> Option<usize> {
-    let find = |prefix: char, from: usize| line.iter().skip(from).position(|&c| c == prefix).map(|p| p + from);
+    let find = |prefix: char, from: usize| {
+        line.iter()
+            .skip(from)
+            .position(|&c| c == prefix)
+            .map(|p| p + from)
+    };
     let mut pending: Vec<(char, isize)> = INLINE_PREFIXES.iter().map(|&p| (p, -1)).collect();
     let mut start: Option<usize> = None;
     while start.is_none() && !pending.is_empty() {
@@ -166,7 +170,10 @@ fn inline_comment_start(line: &[char]) -> Option<usize> {
 /// keeping its `\n`.
 fn py_lines(text: &str) -> Vec<String> {
     let normalized = text.replace("\r\n", "\n").replace('\r', "\n");
-    normalized.split_inclusive('\n').map(str::to_string).collect()
+    normalized
+        .split_inclusive('\n')
+        .map(str::to_string)
+        .collect()
 }
 
 #[derive(Clone, Copy)]
@@ -257,7 +264,11 @@ impl Ini {
                         errors.push((lineno, line.clone()));
                     }
                     let key = py_strip_end(name).to_lowercase();
-                    optname = if key.is_empty() { None } else { Some(key.clone()) };
+                    optname = if key.is_empty() {
+                        None
+                    } else {
+                        Some(key.clone())
+                    };
                     pending.push((target, key, vec![py_strip(val).to_string()], lineno));
                 }
                 None => errors.push((lineno, line.clone())),
@@ -317,7 +328,8 @@ impl Ini {
         let Some(sec) = self.section(section) else {
             return Vec::new();
         };
-        let mut out: Vec<(&str, &Value)> = sec.entries.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let mut out: Vec<(&str, &Value)> =
+            sec.entries.iter().map(|(k, v)| (k.as_str(), v)).collect();
         for (k, v) in &self.defaults {
             if !sec.entries.iter().any(|(key, _)| key == k) {
                 out.push((k.as_str(), v));

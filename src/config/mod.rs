@@ -3,8 +3,10 @@
 //! `load` reads the main file and its `[include]`s, expands `%(name)s`, converts every value,
 //! and returns either a `Config` or every error found, each with file:line.
 
+pub mod expand;
 pub mod ini;
 pub mod model;
+pub mod types;
 
 pub use model::*;
 

@@ -128,7 +128,8 @@ pub fn group_list(name: &str, gid: u32) -> Vec<u32> {
         let mut count = capacity;
         // SAFETY: `cname` is a valid C string, `groups` has room for `count` entries and
         // `count` is a valid pointer; getgrouplist writes at most `count` entries.
-        let rc = unsafe { libc::getgrouplist(cname.as_ptr(), gid, groups.as_mut_ptr(), &mut count) };
+        let rc =
+            unsafe { libc::getgrouplist(cname.as_ptr(), gid, groups.as_mut_ptr(), &mut count) };
         if rc >= 0 {
             groups.truncate(count.max(0) as usize);
             let mut out = vec![gid];

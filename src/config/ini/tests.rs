@@ -12,7 +12,9 @@ fn get(ini: &Ini, section: &str, key: &str) -> Option<String> {
 
 #[test]
 fn inline_semicolon_needs_preceding_whitespace() {
-    let ini = parse("[s]\na=/bin/echo a;b ; real comment\nb=/x.pid;nospace\nc=/bin/cat g1 #notcomment\n").unwrap();
+    let ini =
+        parse("[s]\na=/bin/echo a;b ; real comment\nb=/x.pid;nospace\nc=/bin/cat g1 #notcomment\n")
+            .unwrap();
     assert_eq!(get(&ini, "s", "a").as_deref(), Some("/bin/echo a;b"));
     assert_eq!(get(&ini, "s", "b").as_deref(), Some("/x.pid;nospace"));
     assert_eq!(get(&ini, "s", "c").as_deref(), Some("/bin/cat g1"));
@@ -22,7 +24,10 @@ fn inline_semicolon_needs_preceding_whitespace() {
 fn commented_out_keys_stay_comments() {
     let ini = parse("[unix_http_server]\nfile=/tmp/s.sock   ; the path\n;chmod=0700                 ; socket file mode\n").unwrap();
     assert_eq!(get(&ini, "unix_http_server", "chmod"), None);
-    assert_eq!(get(&ini, "unix_http_server", "file").as_deref(), Some("/tmp/s.sock"));
+    assert_eq!(
+        get(&ini, "unix_http_server", "file").as_deref(),
+        Some("/tmp/s.sock")
+    );
 }
 
 #[test]
@@ -113,18 +118,50 @@ impl Rng {
 
 fn random_file(rng: &mut Rng) -> String {
     const HEADERS: &[&str] = &[
-        "[program:a]", "[program:b]", "[DEFAULT]", "[Program:A]", "[x] trailing", "[ sp ]", "[a]b]",
-        "  [program:a]", "[supervisord]",
+        "[program:a]",
+        "[program:b]",
+        "[DEFAULT]",
+        "[Program:A]",
+        "[x] trailing",
+        "[ sp ]",
+        "[a]b]",
+        "  [program:a]",
+        "[supervisord]",
     ];
     const KEYS: &[&str] = &["command", "Key", "  key2 ", "a.b", "USER", "x y", "k\t"];
     const SEPS: &[&str] = &["=", " = ", ":", " : ", "=:", "\t=\t", ": ="];
     const VALUES: &[&str] = &[
-        "v", "a;b", "a ;c", "a #c", "a#b", "", "x\t;y", "%(here)s", "\"q ;\"", "a = b", "sh -c 'a ; b'",
-        "x # y ; z", "x;#y #z", "  spaced  ", "tail\t", "#start", ";start", "a:b",
+        "v",
+        "a;b",
+        "a ;c",
+        "a #c",
+        "a#b",
+        "",
+        "x\t;y",
+        "%(here)s",
+        "\"q ;\"",
+        "a = b",
+        "sh -c 'a ; b'",
+        "x # y ; z",
+        "x;#y #z",
+        "  spaced  ",
+        "tail\t",
+        "#start",
+        ";start",
+        "a:b",
     ];
     const OTHER: &[&str] = &[
-        "; comment", "# comment", "   ; indented comment", "", "   ", "\t", "  cont", "\tcont ; c",
-        "    cont#x", "  ;cont comment", "  # x",
+        "; comment",
+        "# comment",
+        "   ; indented comment",
+        "",
+        "   ",
+        "\t",
+        "  cont",
+        "\tcont ; c",
+        "    cont#x",
+        "  ;cont comment",
+        "  # x",
     ];
     let mut out = String::new();
     if rng.chance(3) {
@@ -159,7 +196,10 @@ fn random_file(rng: &mut Rng) -> String {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('\n', "\\n").replace('\t', "\\t").replace('\r', "\\r")
+    s.replace('\\', "\\\\")
+        .replace('\n', "\\n")
+        .replace('\t', "\\t")
+        .replace('\r', "\\r")
 }
 
 fn render(files: &[PathBuf]) -> String {
@@ -169,7 +209,10 @@ fn render(files: &[PathBuf]) -> String {
         if let Err(e) = ini.read(&text, file) {
             return match e {
                 IniError::Parsing { lines, .. } => {
-                    let parts: Vec<String> = lines.iter().map(|(n, l)| format!("{n}:{}", py_repr(l))).collect();
+                    let parts: Vec<String> = lines
+                        .iter()
+                        .map(|(n, l)| format!("{n}:{}", py_repr(l)))
+                        .collect();
                     format!("ERR P {}\n", escape(&parts.join(" ")))
                 }
                 IniError::NoSectionHeader { line, .. } => format!("ERR H {line}\n"),
@@ -217,7 +260,13 @@ for case in sys.argv[1:]:
 
 #[test]
 fn differential_against_python_configparser() {
-    if std::process::Command::new("python3").arg("-c").arg("pass").status().map(|s| !s.success()).unwrap_or(true) {
+    if std::process::Command::new("python3")
+        .arg("-c")
+        .arg("pass")
+        .status()
+        .map(|s| !s.success())
+        .unwrap_or(true)
+    {
         eprintln!("python3 not available: skipping the differential test");
         return;
     }
@@ -237,10 +286,25 @@ fn differential_against_python_configparser() {
     }
     let args: Vec<String> = cases
         .iter()
-        .map(|files| files.iter().map(|f| f.to_string_lossy().into_owned()).collect::<Vec<_>>().join(","))
+        .map(|files| {
+            files
+                .iter()
+                .map(|f| f.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
         .collect();
-    let output = std::process::Command::new("python3").arg("-c").arg(PYTHON_SIDE).args(&args).output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(PYTHON_SIDE)
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let stdout = String::from_utf8(output.stdout).unwrap();
     let expected: Vec<&str> = stdout.split('\0').collect();
     let mut errors = 0;
@@ -251,12 +315,22 @@ fn differential_against_python_configparser() {
             errors += 1;
         }
         if ours != *python {
-            let texts: Vec<String> = files.iter().map(|f| std::fs::read_to_string(f).unwrap()).collect();
-            mismatches.push(format!("files {texts:?}\n--- python\n{python}--- ours\n{ours}"));
+            let texts: Vec<String> = files
+                .iter()
+                .map(|f| std::fs::read_to_string(f).unwrap())
+                .collect();
+            mismatches.push(format!(
+                "files {texts:?}\n--- python\n{python}--- ours\n{ours}"
+            ));
         }
     }
     std::fs::remove_dir_all(&dir).ok();
-    assert!(mismatches.is_empty(), "{} mismatches, first:\n{}", mismatches.len(), mismatches[0]);
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches, first:\n{}",
+        mismatches.len(),
+        mismatches[0]
+    );
     eprintln!("{} cases, {errors} parse errors", cases.len());
     // The generator must exercise both outcomes.
     assert!(errors > 5 && errors < 250, "{errors} error cases");
