@@ -29,6 +29,14 @@ impl Names {
         self.0.insert(name.into(), ExpValue::Int(value));
     }
 
+    pub fn insert(&mut self, name: String, value: ExpValue) {
+        self.0.insert(name, value);
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &ExpValue)> {
+        self.0.iter()
+    }
+
     pub fn get(&self, name: &str) -> Option<&ExpValue> {
         self.0.get(name)
     }
