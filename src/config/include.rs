@@ -105,7 +105,11 @@ pub fn glob(pattern: &Path) -> Vec<PathBuf> {
                 }
             } else {
                 let path = base.join(part);
-                let ok = if last { std::fs::symlink_metadata(&path).is_ok() } else { path.is_dir() };
+                let ok = if last {
+                    std::fs::symlink_metadata(&path).is_ok()
+                } else {
+                    path.is_dir()
+                };
                 if ok {
                     next.push(path);
                 }
@@ -123,7 +127,10 @@ mod tests {
     use super::*;
 
     fn m(name: &str, pattern: &str) -> bool {
-        fnmatch(&name.chars().collect::<Vec<_>>(), &pattern.chars().collect::<Vec<_>>())
+        fnmatch(
+            &name.chars().collect::<Vec<_>>(),
+            &pattern.chars().collect::<Vec<_>>(),
+        )
     }
 
     #[test]

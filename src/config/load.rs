@@ -32,7 +32,9 @@ pub fn absolute(p: &Path) -> PathBuf {
     let joined = if p.is_absolute() {
         p.to_path_buf()
     } else {
-        std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")).join(p)
+        std::env::current_dir()
+            .unwrap_or_else(|_| PathBuf::from("/"))
+            .join(p)
     };
     let mut out = PathBuf::from("/");
     for comp in joined.components() {
@@ -51,7 +53,10 @@ pub fn absolute(p: &Path) -> PathBuf {
 pub fn process_env() -> Names {
     let mut names = Names::new();
     for (k, v) in std::env::vars_os() {
-        names.set_str(format!("ENV_{}", k.to_string_lossy()), v.to_string_lossy().into_owned());
+        names.set_str(
+            format!("ENV_{}", k.to_string_lossy()),
+            v.to_string_lossy().into_owned(),
+        );
     }
     names
 }
@@ -83,7 +88,13 @@ impl Loader {
         }
     }
 
-    pub fn error(&mut self, span: Option<Span>, section: &str, key: Option<&str>, message: impl Into<String>) {
+    pub fn error(
+        &mut self,
+        span: Option<Span>,
+        section: &str,
+        key: Option<&str>,
+        message: impl Into<String>,
+    ) {
         self.errors.push(Diagnostic {
             span,
             section: Some(section.to_string()),
@@ -92,7 +103,13 @@ impl Loader {
         });
     }
 
-    pub fn warn(&mut self, span: Option<Span>, section: &str, key: Option<&str>, message: impl Into<String>) {
+    pub fn warn(
+        &mut self,
+        span: Option<Span>,
+        section: &str,
+        key: Option<&str>,
+        message: impl Into<String>,
+    ) {
         self.warnings.push(Diagnostic {
             span,
             section: Some(section.to_string()),
@@ -104,7 +121,11 @@ impl Loader {
     /// `ENV_*` plus `here` for a value read from `span`'s file.
     pub fn base_names(&self, span: &Span) -> Names {
         let mut names = self.env.clone();
-        let dir = span.file.parent().map(Path::to_path_buf).unwrap_or_default();
+        let dir = span
+            .file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         names.set_str("here", dir.to_string_lossy().into_owned());
         names
     }
@@ -151,7 +172,12 @@ impl Loader {
             Got::Found(text, span) => match convert(&text) {
                 Ok(v) => v,
                 Err(msg) => {
-                    self.error(Some(span), section, Some(key), format!("{msg}; expected {expected}"));
+                    self.error(
+                        Some(span),
+                        section,
+                        Some(key),
+                        format!("{msg}; expected {expected}"),
+                    );
                     default
                 }
             },
@@ -167,7 +193,14 @@ impl Loader {
         convert: impl Fn(&str) -> Result<T, String>,
         expected: &str,
     ) -> Option<T> {
-        self.conv(section, key, extra, None, |s| convert(s).map(Some), expected)
+        self.conv(
+            section,
+            key,
+            extra,
+            None,
+            |s| convert(s).map(Some),
+            expected,
+        )
     }
 }
 
@@ -175,7 +208,8 @@ pub const EXPECT_BOOL: &str = "true/false, yes/no, on/off or 1/0";
 pub const EXPECT_INT: &str = "an integer";
 pub const EXPECT_SIZE: &str = "a size in bytes such as 1024, 100KB, 50MB or 1GB";
 pub const EXPECT_OCTAL: &str = "an octal number such as 022";
-pub const EXPECT_SIGNAL: &str = "a signal name such as TERM, HUP, INT, QUIT, KILL, USR1 or USR2, or its number";
+pub const EXPECT_SIGNAL: &str =
+    "a signal name such as TERM, HUP, INT, QUIT, KILL, USR1 or USR2, or its number";
 pub const EXPECT_EXITCODES: &str = "comma-separated exit codes between 0 and 255, such as 0,2";
 pub const EXPECT_AUTORESTART: &str = "true, false or unexpected";
 pub const EXPECT_LEVEL: &str = "critical, error, warn, info, debug, trace or blather";

@@ -42,13 +42,22 @@ pub struct Overrides {
     pub strip_ansi: Option<bool>,
 }
 
+/// Drops repeats: per-process keys are read once per process (numprocs), and a few keys are
+/// read at group and at process level; one report per place is enough.
 fn dedup(list: &mut Vec<Diagnostic>) {
-    let mut seen: Vec<Diagnostic> = Vec::new();
+    let mut seen: Vec<(Option<Span>, Option<String>, Option<String>, String)> = Vec::new();
     list.retain(|d| {
-        if seen.contains(d) {
+        // Errors at the same key are one problem; other diagnostics must match exactly.
+        let message = if d.key.is_some() && d.span.is_some() {
+            String::new()
+        } else {
+            d.message.clone()
+        };
+        let id = (d.span.clone(), d.section.clone(), d.key.clone(), message);
+        if seen.contains(&id) {
             false
         } else {
-            seen.push(d.clone());
+            seen.push(id);
             true
         }
     });
@@ -71,7 +80,10 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Vec<Diagnostic
             span: None,
             section: None,
             key: None,
-            message: format!(".ini file does not include supervisord section ({})", main.display()),
+            message: format!(
+                ".ini file does not include supervisord section ({})",
+                main.display()
+            ),
         });
         return Err(ld.errors);
     }
@@ -85,7 +97,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Vec<Diagnostic
     if !ld.errors.is_empty() {
         return Err(ld.errors);
     }
-    dedup(&mut ld.warnings);
+    dedup_exact(&mut ld.warnings);
     Ok(Config {
         path: main,
         supervisord,
@@ -121,9 +133,19 @@ pub fn load_ctl(path: &Path) -> Result<Option<CtlConfig>, Vec<Diagnostic>> {
 /// The places searched for a config file, in order (0.3), `minisv.conf` before
 /// `supervisord.conf` in each place. `here` is dirname(dirname(argv0)).
 pub fn search_paths(argv0: &str) -> Vec<PathBuf> {
-    let here = Path::new(argv0).parent().and_then(Path::parent).unwrap_or(Path::new(""));
+    let here = Path::new(argv0)
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new(""));
     let mut out = Vec::new();
-    for dir in [here.join("etc"), here.to_path_buf(), PathBuf::new(), PathBuf::from("etc"), PathBuf::from("/etc"), PathBuf::from("/etc/supervisor")] {
+    for dir in [
+        here.join("etc"),
+        here.to_path_buf(),
+        PathBuf::new(),
+        PathBuf::from("etc"),
+        PathBuf::from("/etc"),
+        PathBuf::from("/etc/supervisor"),
+    ] {
         for name in ["minisv.conf", "supervisord.conf"] {
             out.push(dir.join(name));
         }
@@ -139,6 +161,17 @@ pub fn search(argv0: &str) -> Result<PathBuf, Vec<PathBuf>> {
         Some(p) => Ok(p.clone()),
         None => Err(paths),
     }
+}
+
+fn dedup_exact(list: &mut Vec<Diagnostic>) {
+    let mut seen: Vec<Diagnostic> = Vec::new();
+    list.retain(|d| {
+        let new = !seen.contains(d);
+        if new {
+            seen.push(d.clone());
+        }
+        new
+    });
 }
 
 #[cfg(test)]

@@ -16,22 +16,62 @@ const fn key(name: &'static str, default: &'static str, doc: &'static str) -> Ke
 
 pub const SUPERVISORD: &[Key] = &[
     key("logfile", "supervisord.log", "main log file, or 'syslog'"),
-    key("logfile_maxbytes", "50MB", "rotate the main log at this size (0 = never)"),
+    key(
+        "logfile_maxbytes",
+        "50MB",
+        "rotate the main log at this size (0 = never)",
+    ),
     key("logfile_backups", "10", "rotated main logs to keep"),
-    key("loglevel", "info", "critical, error, warn, info, debug, trace or blather"),
+    key(
+        "loglevel",
+        "info",
+        "critical, error, warn, info, debug, trace or blather",
+    ),
     key("pidfile", "supervisord.pid", "pid file of the daemon"),
-    key("umask", "022", "umask of the daemon (applied when daemonizing)"),
+    key(
+        "umask",
+        "022",
+        "umask of the daemon (applied when daemonizing)",
+    ),
     key("nodaemon", "false", "stay in the foreground"),
-    key("silent", "false", "with nodaemon, do not copy the log to stdout"),
-    key("minfds", "1024", "raise the open files limit to at least this"),
-    key("minprocs", "200", "raise the process limit to at least this"),
+    key(
+        "silent",
+        "false",
+        "with nodaemon, do not copy the log to stdout",
+    ),
+    key(
+        "minfds",
+        "1024",
+        "raise the open files limit to at least this",
+    ),
+    key(
+        "minprocs",
+        "200",
+        "raise the process limit to at least this",
+    ),
     key("nocleanup", "false", "keep AUTO child logs at start"),
-    key("childlogdir", "/tmp", "directory of AUTO child logs (default: $TMPDIR or /tmp)"),
+    key(
+        "childlogdir",
+        "/tmp",
+        "directory of AUTO child logs (default: $TMPDIR or /tmp)",
+    ),
     key("user", "", "drop privileges to this user at start"),
     key("directory", "", "chdir here when daemonizing"),
-    key("strip_ansi", "false", "strip ANSI escapes from child output"),
-    key("environment", "", "KEY=\"value\",KEY2=\"value\" added to every child"),
-    key("identifier", "supervisor", "name of this instance in the RPC API"),
+    key(
+        "strip_ansi",
+        "false",
+        "strip ANSI escapes from child output",
+    ),
+    key(
+        "environment",
+        "",
+        "KEY=\"value\",KEY2=\"value\" added to every child",
+    ),
+    key(
+        "identifier",
+        "supervisor",
+        "name of this instance in the RPC API",
+    ),
 ];
 
 pub const UNIX_HTTP_SERVER: &[Key] = &[
@@ -39,17 +79,33 @@ pub const UNIX_HTTP_SERVER: &[Key] = &[
     key("chmod", "0700", "socket file mode"),
     key("chown", "", "socket owner, user or user:group"),
     key("username", "", "user name for the control interface"),
-    key("password", "", "password, plain or {SHA} followed by the SHA-1 hex digest"),
+    key(
+        "password",
+        "",
+        "password, plain or {SHA} followed by the SHA-1 hex digest",
+    ),
 ];
 
 pub const INET_HTTP_SERVER: &[Key] = &[
-    key("port", "", "host:port to listen on (required); *:port or :port for all interfaces"),
+    key(
+        "port",
+        "",
+        "host:port to listen on (required); *:port or :port for all interfaces",
+    ),
     key("username", "", "user name for the control interface"),
-    key("password", "", "password, plain or {SHA} followed by the SHA-1 hex digest"),
+    key(
+        "password",
+        "",
+        "password, plain or {SHA} followed by the SHA-1 hex digest",
+    ),
 ];
 
 pub const SUPERVISORCTL: &[Key] = &[
-    key("serverurl", "http://localhost:9001", "unix:///path/to/socket or http://host:port"),
+    key(
+        "serverurl",
+        "http://localhost:9001",
+        "unix:///path/to/socket or http://host:port",
+    ),
     key("username", "", "user name sent to the server"),
     key("password", "", "password sent to the server"),
     key("prompt", "supervisor", "prompt of the interactive shell"),
@@ -58,48 +114,124 @@ pub const SUPERVISORCTL: &[Key] = &[
 
 /// Keys of `[program:x]`; `[eventlistener:x]` and `[fcgi-program:x]` add theirs below.
 pub const PROGRAM: &[Key] = &[
-    key("command", "", "the program and its arguments (required); no shell is involved"),
-    key("process_name", "%(program_name)s", "process name; must contain %(process_num) when numprocs > 1"),
+    key(
+        "command",
+        "",
+        "the program and its arguments (required); no shell is involved",
+    ),
+    key(
+        "process_name",
+        "%(program_name)s",
+        "process name; must contain %(process_num) when numprocs > 1",
+    ),
     key("numprocs", "1", "number of processes"),
     key("numprocs_start", "0", "first process_num"),
-    key("priority", "999", "start order (low first) and stop order (high first)"),
+    key(
+        "priority",
+        "999",
+        "start order (low first) and stop order (high first)",
+    ),
     key("autostart", "true", "start when the daemon starts"),
-    key("autorestart", "unexpected", "restart on exit: true, false or unexpected"),
-    key("startsecs", "1", "seconds the process must stay up to count as started"),
+    key(
+        "autorestart",
+        "unexpected",
+        "restart on exit: true, false or unexpected",
+    ),
+    key(
+        "startsecs",
+        "1",
+        "seconds the process must stay up to count as started",
+    ),
     key("startretries", "3", "failed starts before FATAL"),
     key("exitcodes", "0", "expected exit codes"),
     key("stopsignal", "TERM", "signal sent to stop the process"),
     key("stopwaitsecs", "10", "seconds to wait before SIGKILL"),
-    key("stopasgroup", "false", "send the stop signal to the whole process group"),
-    key("killasgroup", "false", "send SIGKILL to the whole process group"),
+    key(
+        "stopasgroup",
+        "false",
+        "send the stop signal to the whole process group",
+    ),
+    key(
+        "killasgroup",
+        "false",
+        "send SIGKILL to the whole process group",
+    ),
     key("user", "", "run as this user"),
     key("directory", "", "chdir here before exec"),
     key("umask", "", "umask of the process (default: inherited)"),
     key("redirect_stderr", "false", "send stderr to the stdout log"),
     key("stdout_logfile", "AUTO", "stdout log: a path, AUTO or NONE"),
-    key("stdout_logfile_maxbytes", "50MB", "rotate the stdout log at this size"),
-    key("stdout_logfile_backups", "10", "rotated stdout logs to keep"),
-    key("stdout_capture_maxbytes", "0", "capture mode buffer (0 = off)"),
-    key("stdout_events_enabled", "false", "emit PROCESS_LOG_STDOUT events"),
+    key(
+        "stdout_logfile_maxbytes",
+        "50MB",
+        "rotate the stdout log at this size",
+    ),
+    key(
+        "stdout_logfile_backups",
+        "10",
+        "rotated stdout logs to keep",
+    ),
+    key(
+        "stdout_capture_maxbytes",
+        "0",
+        "capture mode buffer (0 = off)",
+    ),
+    key(
+        "stdout_events_enabled",
+        "false",
+        "emit PROCESS_LOG_STDOUT events",
+    ),
     key("stdout_syslog", "false", "also send stdout to syslog"),
     key("stderr_logfile", "AUTO", "stderr log: a path, AUTO or NONE"),
-    key("stderr_logfile_maxbytes", "50MB", "rotate the stderr log at this size"),
-    key("stderr_logfile_backups", "10", "rotated stderr logs to keep"),
-    key("stderr_capture_maxbytes", "0", "capture mode buffer (0 = off)"),
-    key("stderr_events_enabled", "false", "emit PROCESS_LOG_STDERR events"),
+    key(
+        "stderr_logfile_maxbytes",
+        "50MB",
+        "rotate the stderr log at this size",
+    ),
+    key(
+        "stderr_logfile_backups",
+        "10",
+        "rotated stderr logs to keep",
+    ),
+    key(
+        "stderr_capture_maxbytes",
+        "0",
+        "capture mode buffer (0 = off)",
+    ),
+    key(
+        "stderr_events_enabled",
+        "false",
+        "emit PROCESS_LOG_STDERR events",
+    ),
     key("stderr_syslog", "false", "also send stderr to syslog"),
-    key("environment", "", "KEY=\"value\",KEY2=\"value\" for this process"),
-    key("serverurl", "AUTO", "SUPERVISOR_SERVER_URL given to the process"),
+    key(
+        "environment",
+        "",
+        "KEY=\"value\",KEY2=\"value\" for this process",
+    ),
+    key(
+        "serverurl",
+        "AUTO",
+        "SUPERVISOR_SERVER_URL given to the process",
+    ),
 ];
 
 pub const EVENTLISTENER_EXTRA: &[Key] = &[
     key("events", "", "event types to subscribe to (required)"),
     key("buffer_size", "10", "event queue size"),
-    key("result_handler", "supervisor.dispatchers:default_handler", "only the default handler is supported"),
+    key(
+        "result_handler",
+        "supervisor.dispatchers:default_handler",
+        "only the default handler is supported",
+    ),
 ];
 
 pub const FCGI_EXTRA: &[Key] = &[
-    key("socket", "", "unix:///absolute/path or tcp://host:port (required)"),
+    key(
+        "socket",
+        "",
+        "unix:///absolute/path or tcp://host:port (required)",
+    ),
     key("socket_backlog", "", "listen backlog (default: SOMAXCONN)"),
     key("socket_owner", "", "unix socket owner, user or user:group"),
     key("socket_mode", "0700", "unix socket mode"),
@@ -110,7 +242,11 @@ pub const GROUP: &[Key] = &[
     key("priority", "999", "group priority"),
 ];
 
-pub const INCLUDE: &[Key] = &[key("files", "", "space-separated globs, relative to this file's directory")];
+pub const INCLUDE: &[Key] = &[key(
+    "files",
+    "",
+    "space-separated globs, relative to this file's directory",
+)];
 
 pub const RPCINTERFACE: &[Key] = &[key(
     "supervisor.rpcinterface_factory",
@@ -249,7 +385,10 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// The closest candidate within a small distance.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).clamp(1, 3);
     candidates
         .into_iter()
@@ -266,7 +405,10 @@ mod tests {
     #[test]
     fn near_misses_get_a_suggestion() {
         let keys = PROGRAM.iter().map(|k| k.name);
-        assert_eq!(did_you_mean("autorestar", keys.clone()), Some("autorestart"));
+        assert_eq!(
+            did_you_mean("autorestar", keys.clone()),
+            Some("autorestart")
+        );
         assert_eq!(did_you_mean("comand", keys.clone()), Some("command"));
         assert_eq!(did_you_mean("xyzzy", keys), None);
     }
@@ -275,8 +417,14 @@ mod tests {
     fn section_kinds_follow_supervisor_names() {
         assert_eq!(section_kind("program:x"), Some(SectionKind::Program));
         assert_eq!(section_kind("program"), None);
-        assert_eq!(section_kind("unix_http_server"), Some(SectionKind::UnixHttpServer));
-        assert_eq!(section_kind("unix_http_server:b"), Some(SectionKind::UnixHttpServer));
+        assert_eq!(
+            section_kind("unix_http_server"),
+            Some(SectionKind::UnixHttpServer)
+        );
+        assert_eq!(
+            section_kind("unix_http_server:b"),
+            Some(SectionKind::UnixHttpServer)
+        );
         assert_eq!(section_kind("supervisord:x"), None);
         assert_eq!(section_kind("programs:x"), None);
     }

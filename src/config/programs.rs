@@ -43,18 +43,29 @@ pub fn groups(ld: &mut Loader) -> Vec<GroupConfig> {
     let mut exclude: Vec<String> = Vec::new();
 
     for section in all.iter().filter(|s| s.starts_with("group:")) {
-        let Some(name) = checked_name(ld, section) else { continue };
-        let programs = list_of_strings(&text_of(ld.get(section, "programs", &none)).unwrap_or_default());
+        let Some(name) = checked_name(ld, section) else {
+            continue;
+        };
+        let programs =
+            list_of_strings(&text_of(ld.get(section, "programs", &none)).unwrap_or_default());
         let priority = ld.conv(section, "priority", &none, 999, types::integer, EXPECT_INT);
         let span = ld.section_span(section);
-        let programs_span = ld.raw(section, "programs").map(|v| v.span).or(Some(span.clone()));
+        let programs_span = ld
+            .raw(section, "programs")
+            .map(|v| v.span)
+            .or(Some(span.clone()));
         let mut processes = Vec::new();
         for program in programs {
             let p = format!("program:{program}");
             let f = format!("fcgi-program:{program}");
             let member = match (all.contains(&p), all.contains(&f)) {
                 (false, false) => {
-                    ld.error(programs_span.clone(), section, Some("programs"), format!("[{section}] names unknown program or fcgi-program {program}"));
+                    ld.error(
+                        programs_span.clone(),
+                        section,
+                        Some("programs"),
+                        format!("[{section}] names unknown program or fcgi-program {program}"),
+                    );
                     continue;
                 }
                 (true, true) => {
@@ -81,8 +92,13 @@ pub fn groups(ld: &mut Loader) -> Vec<GroupConfig> {
         });
     }
 
-    for section in all.iter().filter(|s| s.starts_with("program:") && !exclude.contains(s)) {
-        let Some(name) = checked_name(ld, section) else { continue };
+    for section in all
+        .iter()
+        .filter(|s| s.starts_with("program:") && !exclude.contains(s))
+    {
+        let Some(name) = checked_name(ld, section) else {
+            continue;
+        };
         let priority = ld.conv(section, "priority", &none, 999, types::integer, EXPECT_INT);
         let processes = processes_from_section(ld, section, &name, false);
         let span = ld.section_span(section);
@@ -101,7 +117,10 @@ pub fn groups(ld: &mut Loader) -> Vec<GroupConfig> {
         }
     }
 
-    for section in all.iter().filter(|s| s.starts_with("fcgi-program:") && !exclude.contains(s)) {
+    for section in all
+        .iter()
+        .filter(|s| s.starts_with("fcgi-program:") && !exclude.contains(s))
+    {
         if let Some(group) = fcgi_program(ld, section) {
             groups.push(group);
         }
@@ -131,20 +150,43 @@ fn drop_colliding_groups(ld: &mut Loader, groups: Vec<GroupConfig>) -> Vec<Group
 }
 
 fn section_at(ld: &Loader, span: &Span) -> String {
-    ld.ini.sections.iter().find(|s| s.span == *span).map(|s| s.name.clone()).unwrap_or_default()
+    ld.ini
+        .sections
+        .iter()
+        .find(|s| s.span == *span)
+        .map(|s| s.name.clone())
+        .unwrap_or_default()
 }
 
 fn event_listener(ld: &mut Loader, section: &str) -> Option<GroupConfig> {
     let none = Names::new();
-    let pool = section.split_once(':').map(|x| x.1.to_string()).unwrap_or_default();
+    let pool = section
+        .split_once(':')
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
     let span = ld.section_span(section);
     let priority = ld.conv(section, "priority", &none, -1, types::integer, EXPECT_INT);
-    let buffer_size = ld.conv(section, "buffer_size", &none, 10, types::integer, EXPECT_INT);
+    let buffer_size = ld.conv(
+        section,
+        "buffer_size",
+        &none,
+        10,
+        types::integer,
+        EXPECT_INT,
+    );
     if buffer_size < 1 {
         let s = ld.raw(section, "buffer_size").map(|v| v.span);
-        ld.error(s, section, Some("buffer_size"), format!("[{section}] section sets invalid buffer_size ({buffer_size}); expected at least 1"));
+        ld.error(
+            s,
+            section,
+            Some("buffer_size"),
+            format!(
+                "[{section}] section sets invalid buffer_size ({buffer_size}); expected at least 1"
+            ),
+        );
     }
-    let result_handler = text_of(ld.get(section, "result_handler", &none)).unwrap_or_else(|| options::DEFAULT_RESULT_HANDLER.to_string());
+    let result_handler = text_of(ld.get(section, "result_handler", &none))
+        .unwrap_or_else(|| options::DEFAULT_RESULT_HANDLER.to_string());
     if result_handler != options::DEFAULT_RESULT_HANDLER {
         let s = ld.raw(section, "result_handler").map(|v| v.span);
         ld.error(
@@ -166,7 +208,12 @@ fn event_listener(ld: &mut Loader, section: &str) -> Option<GroupConfig> {
         }
     }
     if events.is_empty() {
-        ld.error(events_span.clone().or(Some(span.clone())), section, None, format!("[{section}] section requires an \"events\" line"));
+        ld.error(
+            events_span.clone().or(Some(span.clone())),
+            section,
+            None,
+            format!("[{section}] section requires an \"events\" line"),
+        );
     }
     for event in &events {
         if !options::EVENT_TYPES.contains(&event.as_str()) {
@@ -177,11 +224,21 @@ fn event_listener(ld: &mut Loader, section: &str) -> Option<GroupConfig> {
                 events_span.clone(),
                 section,
                 Some("events"),
-                format!("Unknown event type {event} in [{section}] events; {hint}known types: {}", options::EVENT_TYPES.join(", ")),
+                format!(
+                    "Unknown event type {event} in [{section}] events; {hint}known types: {}",
+                    options::EVENT_TYPES.join(", ")
+                ),
             );
         }
     }
-    if ld.conv(section, "redirect_stderr", &none, false, types::boolean, EXPECT_BOOL) {
+    if ld.conv(
+        section,
+        "redirect_stderr",
+        &none,
+        false,
+        types::boolean,
+        EXPECT_BOOL,
+    ) {
         let s = ld.raw(section, "redirect_stderr").map(|v| v.span);
         ld.error(
             s,
@@ -213,29 +270,61 @@ fn fcgi_program(ld: &mut Loader, section: &str) -> Option<GroupConfig> {
     let backlog = match ld.conv_opt(section, "socket_backlog", &none, types::integer, EXPECT_INT) {
         Some(b) if !(1..=65535).contains(&b) => {
             let s = ld.raw(section, "socket_backlog").map(|v| v.span);
-            ld.error(s, section, Some("socket_backlog"), format!("Invalid socket_backlog value {b}; expected 1 to 65535"));
+            ld.error(
+                s,
+                section,
+                Some("socket_backlog"),
+                format!("Invalid socket_backlog value {b}; expected 1 to 65535"),
+            );
             None
         }
         b => b.map(|b| b as u32),
     };
-    let owner = ld.conv_opt(section, "socket_owner", &none, |s| types::user_group(s).map_err(|_| format!("Invalid socket_owner value {s}")), EXPECT_USER_GROUP);
-    let mode = ld.conv_opt(section, "socket_mode", &none, |s| types::octal(s).map_err(|_| format!("Invalid socket_mode value {s}")), EXPECT_OCTAL);
+    let owner = ld.conv_opt(
+        section,
+        "socket_owner",
+        &none,
+        |s| types::user_group(s).map_err(|_| format!("Invalid socket_owner value {s}")),
+        EXPECT_USER_GROUP,
+    );
+    let mode = ld.conv_opt(
+        section,
+        "socket_mode",
+        &none,
+        |s| types::octal(s).map_err(|_| format!("Invalid socket_mode value {s}")),
+        EXPECT_OCTAL,
+    );
     let mut names = Names::new();
     names.set_str("program_name", name.clone());
     let (url, url_span) = match ld.get(section, "socket", &names) {
         Got::Found(t, s) if !t.is_empty() => (t, s),
         Got::Bad => return None,
         _ => {
-            ld.error(Some(span), section, None, format!("[{section}] section requires a \"socket\" line"));
+            ld.error(
+                Some(span),
+                section,
+                None,
+                format!("[{section}] section requires a \"socket\" line"),
+            );
             return None;
         }
     };
     let socket = if let Some(path) = url.strip_prefix("unix://") {
         if !path.starts_with('/') {
-            ld.error(Some(url_span), section, Some("socket"), format!("Unix socket path {path} is not an absolute path"));
+            ld.error(
+                Some(url_span),
+                section,
+                Some("socket"),
+                format!("Unix socket path {path} is not an absolute path"),
+            );
             return None;
         }
-        let owner = owner.or_else(|| proc_user.as_ref().filter(|u| u.uid != crate::sys::users::current_uid()).map(|u| (u.uid, u.gid)));
+        let owner = owner.or_else(|| {
+            proc_user
+                .as_ref()
+                .filter(|u| u.uid != crate::sys::users::current_uid())
+                .map(|u| (u.uid, u.gid))
+        });
         FcgiSocket::Unix {
             path: absolute(std::path::Path::new(path)),
             owner,
@@ -243,7 +332,12 @@ fn fcgi_program(ld: &mut Loader, section: &str) -> Option<GroupConfig> {
         }
     } else {
         if owner.is_some() || mode.is_some() {
-            ld.error(Some(url_span), section, Some("socket"), "socket_owner and socket_mode params should only be used with a Unix domain socket");
+            ld.error(
+                Some(url_span),
+                section,
+                Some("socket"),
+                "socket_owner and socket_mode params should only be used with a Unix domain socket",
+            );
             return None;
         }
         match parse_tcp(&url) {
@@ -272,7 +366,11 @@ fn fcgi_program(ld: &mut Loader, section: &str) -> Option<GroupConfig> {
 fn parse_tcp(url: &str) -> Option<(String, u16)> {
     let rest = url.strip_prefix("tcp://")?;
     let (host, port) = rest.split_once(':')?;
-    if host.is_empty() || host.chars().any(|c| c.is_whitespace()) || port.is_empty() || !port.chars().all(|c| c.is_ascii_digit()) {
+    if host.is_empty()
+        || host.chars().any(|c| c.is_whitespace())
+        || port.is_empty()
+        || !port.chars().all(|c| c.is_ascii_digit())
+    {
         return None;
     }
     let port: u16 = port.parse().ok().filter(|&p| p >= 1)?;
@@ -282,7 +380,10 @@ fn parse_tcp(url: &str) -> Option<(String, u16)> {
 /// Shell syntax in a command that is not run through a shell, as (token, advice).
 fn shell_syntax(command: &str) -> Option<String> {
     let words = types::py_split(command);
-    let first = words.first().map(|w| w.rsplit('/').next().unwrap_or(w)).unwrap_or("");
+    let first = words
+        .first()
+        .map(|w| w.rsplit('/').next().unwrap_or(w))
+        .unwrap_or("");
     let is_shell = ["sh", "bash", "dash", "zsh", "ksh", "ash", "busybox"].contains(&first);
     if is_shell && words.iter().any(|w| w.starts_with("-c") || *w == "-lc") {
         return None;
@@ -315,7 +416,14 @@ fn shell_syntax(command: &str) -> Option<String> {
     None
 }
 
-fn channel(ld: &mut Loader, section: &str, which: &str, names: &Names, cmax: u64, events: bool) -> ChannelConfig {
+fn channel(
+    ld: &mut Loader,
+    section: &str,
+    which: &str,
+    names: &Names,
+    cmax: u64,
+    events: bool,
+) -> ChannelConfig {
     let lf_key = format!("{which}_logfile");
     let sy_key = format!("{which}_syslog");
     // Expanded twice, as Supervisor does.
@@ -323,17 +431,39 @@ fn channel(ld: &mut Loader, section: &str, which: &str, names: &Names, cmax: u64
         Got::Found(t, span) => match types::logfile_name(&t) {
             Ok(v) => v,
             Err(msg) => {
-                ld.error(Some(span), section, Some(&lf_key), format!("{msg}; expected {EXPECT_LOGFILE}"));
+                ld.error(
+                    Some(span),
+                    section,
+                    Some(&lf_key),
+                    format!("{msg}; expected {EXPECT_LOGFILE}"),
+                );
                 LogFileName::None
             }
         },
         Got::Bad => LogFileName::None,
         Got::Missing => LogFileName::Auto,
     };
-    let backups = ld.conv(section, &format!("{which}_logfile_backups"), names, 10, types::integer, EXPECT_INT);
-    let maxbytes = ld.conv(section, &format!("{which}_logfile_maxbytes"), names, 50 << 20, types::byte_size, EXPECT_SIZE);
+    let backups = ld.conv(
+        section,
+        &format!("{which}_logfile_backups"),
+        names,
+        10,
+        types::integer,
+        EXPECT_INT,
+    );
+    let maxbytes = ld.conv(
+        section,
+        &format!("{which}_logfile_maxbytes"),
+        names,
+        50 << 20,
+        types::byte_size,
+        EXPECT_SIZE,
+    );
     let mut syslog = ld.conv(section, &sy_key, names, false, types::boolean, EXPECT_BOOL);
     let span = ld.raw(section, &lf_key).map(|v| v.span);
+    let maxbytes_span = ld
+        .raw(section, &format!("{which}_logfile_maxbytes"))
+        .map(|v| v.span);
     let logfile = match logfile {
         LogFileName::Syslog => {
             ld.warn(
@@ -347,10 +477,15 @@ fn channel(ld: &mut Loader, section: &str, which: &str, names: &Names, cmax: u64
         }
         LogFileName::Auto => {
             if maxbytes == 0 {
+                let key = if maxbytes_span.is_some() {
+                    format!("{which}_logfile_maxbytes")
+                } else {
+                    lf_key.clone()
+                };
                 ld.warn(
-                    span,
+                    maxbytes_span.or(span).or_else(|| Some(ld.section_span(section))),
                     section,
-                    Some(&lf_key),
+                    Some(&key),
                     format!("For [{section}], AUTO logging used for {lf_key} without rollover, set maxbytes > 0 to avoid filling up filesystem unintentionally"),
                 );
             }
@@ -370,7 +505,12 @@ fn channel(ld: &mut Loader, section: &str, which: &str, names: &Names, cmax: u64
 }
 
 /// One program-like section → its processes, sorted by (priority, name).
-fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str, listener: bool) -> Vec<ProcessConfig> {
+fn processes_from_section(
+    ld: &mut Loader,
+    section: &str,
+    group_name: &str,
+    listener: bool,
+) -> Vec<ProcessConfig> {
     let Some(program_name) = checked_name(ld, section) else {
         return Vec::new();
     };
@@ -380,31 +520,117 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str, list
     names.set_str("host_node_name", ld.host.clone());
     names.set_str("group_name", group_name);
     let n = &names;
-    let priority = ld.conv(section, "priority", n, if listener { -1 } else { 999 }, types::integer, EXPECT_INT);
+    let priority = ld.conv(
+        section,
+        "priority",
+        n,
+        if listener { -1 } else { 999 },
+        types::integer,
+        EXPECT_INT,
+    );
     let autostart = ld.conv(section, "autostart", n, true, types::boolean, EXPECT_BOOL);
-    let autorestart = ld.conv(section, "autorestart", n, AutoRestart::Unexpected, types::auto_restart, EXPECT_AUTORESTART);
+    let autorestart = ld.conv(
+        section,
+        "autorestart",
+        n,
+        AutoRestart::Unexpected,
+        types::auto_restart,
+        EXPECT_AUTORESTART,
+    );
     let startsecs = ld.conv(section, "startsecs", n, 1, types::integer, EXPECT_INT);
     let startretries = ld.conv(section, "startretries", n, 3, types::integer, EXPECT_INT);
-    let stopsignal = ld.conv(section, "stopsignal", n, libc::SIGTERM, types::signal, EXPECT_SIGNAL);
+    let stopsignal = ld.conv(
+        section,
+        "stopsignal",
+        n,
+        libc::SIGTERM,
+        types::signal,
+        EXPECT_SIGNAL,
+    );
     let stopwaitsecs = ld.conv(section, "stopwaitsecs", n, 10, types::integer, EXPECT_INT);
-    let stopasgroup = ld.conv(section, "stopasgroup", n, false, types::boolean, EXPECT_BOOL);
-    let killasgroup = ld.conv(section, "killasgroup", n, stopasgroup, types::boolean, EXPECT_BOOL);
-    let exitcodes = ld.conv(section, "exitcodes", n, vec![0], types::exitcodes, EXPECT_EXITCODES);
-    let redirect_stderr = ld.conv(section, "redirect_stderr", n, false, types::boolean, EXPECT_BOOL);
+    let stopasgroup = ld.conv(
+        section,
+        "stopasgroup",
+        n,
+        false,
+        types::boolean,
+        EXPECT_BOOL,
+    );
+    let killasgroup = ld.conv(
+        section,
+        "killasgroup",
+        n,
+        stopasgroup,
+        types::boolean,
+        EXPECT_BOOL,
+    );
+    let exitcodes = ld.conv(
+        section,
+        "exitcodes",
+        n,
+        vec![0],
+        types::exitcodes,
+        EXPECT_EXITCODES,
+    );
+    let redirect_stderr = ld.conv(
+        section,
+        "redirect_stderr",
+        n,
+        false,
+        types::boolean,
+        EXPECT_BOOL,
+    );
     let numprocs = ld.conv(section, "numprocs", n, 1, types::integer, EXPECT_INT);
     let numprocs_start = ld.conv(section, "numprocs_start", n, 0, types::integer, EXPECT_INT);
     let environment_raw = ld.raw(section, "environment");
-    let stdout_cmax = ld.conv(section, "stdout_capture_maxbytes", n, 0, types::byte_size, EXPECT_SIZE);
-    let stdout_events = ld.conv(section, "stdout_events_enabled", n, false, types::boolean, EXPECT_BOOL);
-    let stderr_cmax = ld.conv(section, "stderr_capture_maxbytes", n, 0, types::byte_size, EXPECT_SIZE);
-    let stderr_events = ld.conv(section, "stderr_events_enabled", n, false, types::boolean, EXPECT_BOOL);
-    let serverurl = text_of(ld.get(section, "serverurl", n)).filter(|s| !s.is_empty() && py_strip(s).to_uppercase() != "AUTO");
+    let stdout_cmax = ld.conv(
+        section,
+        "stdout_capture_maxbytes",
+        n,
+        0,
+        types::byte_size,
+        EXPECT_SIZE,
+    );
+    let stdout_events = ld.conv(
+        section,
+        "stdout_events_enabled",
+        n,
+        false,
+        types::boolean,
+        EXPECT_BOOL,
+    );
+    let stderr_cmax = ld.conv(
+        section,
+        "stderr_capture_maxbytes",
+        n,
+        0,
+        types::byte_size,
+        EXPECT_SIZE,
+    );
+    let stderr_events = ld.conv(
+        section,
+        "stderr_events_enabled",
+        n,
+        false,
+        types::boolean,
+        EXPECT_BOOL,
+    );
+    let serverurl = text_of(ld.get(section, "serverurl", n))
+        .filter(|s| !s.is_empty() && py_strip(s).to_uppercase() != "AUTO");
     let user = ld.conv_opt(section, "user", n, types::user, EXPECT_USER);
     let umask = ld.conv_opt(section, "umask", n, types::octal, EXPECT_OCTAL);
 
     let name_value = ld.raw(section, "process_name");
-    let name_span = name_value.as_ref().map(|v| v.span.clone()).unwrap_or_else(|| span.clone());
-    let process_name = match types::process_or_group_name(name_value.as_ref().map(|v| v.text.as_str()).unwrap_or("%(program_name)s")) {
+    let name_span = name_value
+        .as_ref()
+        .map(|v| v.span.clone())
+        .unwrap_or_else(|| span.clone());
+    let process_name = match types::process_or_group_name(
+        name_value
+            .as_ref()
+            .map(|v| v.text.as_str())
+            .unwrap_or("%(program_name)s"),
+    ) {
         Ok(p) => p,
         Err(msg) => {
             ld.error(Some(name_span), section, Some("process_name"), msg);
@@ -424,7 +650,12 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str, list
     }
     if stopasgroup && !killasgroup {
         let s = ld.raw(section, "killasgroup").map(|v| v.span);
-        ld.error(s, section, Some("killasgroup"), "Cannot set stopasgroup=true and killasgroup=false");
+        ld.error(
+            s,
+            section,
+            Some("killasgroup"),
+            "Cannot set stopasgroup=true and killasgroup=false",
+        );
     }
 
     let mut processes = Vec::new();
@@ -475,7 +706,12 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str, list
             }
             Got::Bad => String::new(),
             Got::Missing => {
-                ld.error(Some(span.clone()), section, None, format!("program section {section} does not specify a command"));
+                ld.error(
+                    Some(span.clone()),
+                    section,
+                    None,
+                    format!("program section {section} does not specify a command"),
+                );
                 String::new()
             }
         };

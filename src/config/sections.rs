@@ -54,21 +54,38 @@ pub fn read_includes(ld: &mut Loader) {
         Got::Found(text, _) => text,
         Got::Bad => return,
         Got::Missing => {
-            ld.error(Some(span), "include", None, ".ini file has [include] section, but no files setting");
+            ld.error(
+                Some(span),
+                "include",
+                None,
+                ".ini file has [include] section, but no files setting",
+            );
             return;
         }
     };
-    let base = ld.main.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
+    let base = ld
+        .main
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"));
     for pattern in types::py_split(&files) {
         let full = base.join(pattern);
         let matches = glob(&full);
         if matches.is_empty() {
             let span = ld.raw("include", "files").map(|v| v.span);
-            ld.warn(span, "include", Some("files"), format!("No file matches via include \"{}\"", full.display()));
+            ld.warn(
+                span,
+                "include",
+                Some("files"),
+                format!("No file matches via include \"{}\"", full.display()),
+            );
             continue;
         }
         for file in matches {
-            ld.infos.push(format!("Included extra file \"{}\" during parsing", file.display()));
+            ld.infos.push(format!(
+                "Included extra file \"{}\" during parsing",
+                file.display()
+            ));
             let mut errors = Vec::new();
             read_file(&mut ld.ini, &file, &mut errors);
             ld.errors.extend(errors);
@@ -110,8 +127,20 @@ pub fn supervisord(ld: &mut Loader, ov: &Overrides) -> SupervisordConfig {
     };
     let minfds = pick!(minfds, "minfds", 1024, types::integer, EXPECT_INT);
     let minprocs = pick!(minprocs, "minprocs", 200, types::integer, EXPECT_INT);
-    let directory = pick!(directory, "directory", None, |s: &str| types::existing_directory(s).map(Some), EXPECT_DIR);
-    let user = pick!(user, "user", None, |s: &str| types::user(s).map(Some), EXPECT_USER);
+    let directory = pick!(
+        directory,
+        "directory",
+        None,
+        |s: &str| types::existing_directory(s).map(Some),
+        EXPECT_DIR
+    );
+    let user = pick!(
+        user,
+        "user",
+        None,
+        |s: &str| types::user(s).map(Some),
+        EXPECT_USER
+    );
     let umask = pick!(umask, "umask", 0o22, types::octal, EXPECT_OCTAL);
     let main_log = |s: &str| -> Result<MainLog, String> {
         if s == "syslog" {
@@ -120,16 +149,55 @@ pub fn supervisord(ld: &mut Loader, ov: &Overrides) -> SupervisordConfig {
             types::existing_dirpath(s).map(|_| MainLog::File(normalize(s)))
         }
     };
-    let logfile = pick!(logfile, "logfile", MainLog::File(normalize("supervisord.log")), main_log, EXPECT_PATH);
-    let logfile_maxbytes = pick!(logfile_maxbytes, "logfile_maxbytes", 50 << 20, types::byte_size, EXPECT_SIZE);
-    let logfile_backups = pick!(logfile_backups, "logfile_backups", 10, types::integer, EXPECT_INT);
-    let loglevel = pick!(loglevel, "loglevel", LogLevel::Info, types::log_level, EXPECT_LEVEL);
+    let logfile = pick!(
+        logfile,
+        "logfile",
+        MainLog::File(normalize("supervisord.log")),
+        main_log,
+        EXPECT_PATH
+    );
+    let logfile_maxbytes = pick!(
+        logfile_maxbytes,
+        "logfile_maxbytes",
+        50 << 20,
+        types::byte_size,
+        EXPECT_SIZE
+    );
+    let logfile_backups = pick!(
+        logfile_backups,
+        "logfile_backups",
+        10,
+        types::integer,
+        EXPECT_INT
+    );
+    let loglevel = pick!(
+        loglevel,
+        "loglevel",
+        LogLevel::Info,
+        types::log_level,
+        EXPECT_LEVEL
+    );
     let pid = |s: &str| types::existing_dirpath(s).map(|_| normalize(s));
-    let pidfile = pick!(pidfile, "pidfile", normalize("supervisord.pid"), pid, EXPECT_PATH);
-    let identifier = pick!(identifier, "identifier", "supervisor".to_string(), |s: &str| Ok::<_, String>(s.to_string()), "");
+    let pidfile = pick!(
+        pidfile,
+        "pidfile",
+        normalize("supervisord.pid"),
+        pid,
+        EXPECT_PATH
+    );
+    let identifier = pick!(
+        identifier,
+        "identifier",
+        "supervisor".to_string(),
+        |s: &str| Ok::<_, String>(s.to_string()),
+        ""
+    );
     let nodaemon = flag(ov.nodaemon, ld, "nodaemon");
     let silent = flag(ov.silent, ld, "silent");
-    let tmp = std::env::var("TMPDIR").ok().filter(|d| Path::new(d).is_dir()).unwrap_or_else(|| "/tmp".to_string());
+    let tmp = std::env::var("TMPDIR")
+        .ok()
+        .filter(|d| Path::new(d).is_dir())
+        .unwrap_or_else(|| "/tmp".to_string());
     let childlogdir = pick!(
         childlogdir,
         "childlogdir",
@@ -159,7 +227,8 @@ pub fn supervisord(ld: &mut Loader, ov: &Overrides) -> SupervisordConfig {
         }
         _ => Vec::new(),
     };
-    ld.env.add_env(environment.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    ld.env
+        .add_env(environment.iter().map(|(k, v)| (k.as_str(), v.as_str())));
 
     SupervisordConfig {
         logfile,
@@ -183,7 +252,12 @@ pub fn supervisord(ld: &mut Loader, ov: &Overrides) -> SupervisordConfig {
 }
 
 /// Parses an expanded `environment=` value, warning about what Supervisor silently drops (Q18).
-pub fn parse_environment(ld: &mut Loader, section: &str, text: &str, span: &Span) -> Vec<(String, String)> {
+pub fn parse_environment(
+    ld: &mut Loader,
+    section: &str,
+    text: &str,
+    span: &Span,
+) -> Vec<(String, String)> {
     match types::environment(text) {
         Ok(env) => {
             for (key, token) in &env.skipped {
@@ -199,7 +273,12 @@ pub fn parse_environment(ld: &mut Loader, section: &str, text: &str, span: &Span
             env.pairs
         }
         Err(msg) => {
-            ld.error(Some(span.clone()), section, Some("environment"), format!("{msg}; expected {EXPECT_ENV}"));
+            ld.error(
+                Some(span.clone()),
+                section,
+                Some("environment"),
+                format!("{msg}; expected {EXPECT_ENV}"),
+            );
             Vec::new()
         }
     }
@@ -249,12 +328,30 @@ pub fn unix_http_servers(ld: &mut Loader) -> Vec<UnixHttpServerConfig> {
             Got::Bad => continue,
             Got::Missing => {
                 let span = ld.section_span(&section);
-                ld.error(Some(span), &section, None, format!("section [{section}] has no file value"));
+                ld.error(
+                    Some(span),
+                    &section,
+                    None,
+                    format!("section [{section}] has no file value"),
+                );
                 continue;
             }
         };
-        let chown = ld.conv_opt(&section, "chown", &none, |s| types::user_group(s).map_err(|_| format!("Invalid sockchown value {s}")), EXPECT_USER_GROUP);
-        let chmod = ld.conv(&section, "chmod", &none, 0o700, |s| types::octal(s).map_err(|_| format!("Invalid chmod value {s}")), EXPECT_OCTAL);
+        let chown = ld.conv_opt(
+            &section,
+            "chown",
+            &none,
+            |s| types::user_group(s).map_err(|_| format!("Invalid sockchown value {s}")),
+            EXPECT_USER_GROUP,
+        );
+        let chmod = ld.conv(
+            &section,
+            "chmod",
+            &none,
+            0o700,
+            |s| types::octal(s).map_err(|_| format!("Invalid chmod value {s}")),
+            EXPECT_OCTAL,
+        );
         let auth = credentials(ld, &section);
         out.push(UnixHttpServerConfig {
             section,
@@ -276,14 +373,24 @@ pub fn inet_http_servers(ld: &mut Loader) -> Vec<InetHttpServerConfig> {
             Got::Found(t, span) => match types::inet_address(&t) {
                 Ok(hp) => hp,
                 Err(msg) => {
-                    ld.error(Some(span), &section, Some("port"), format!("{msg}; expected {EXPECT_PORT}"));
+                    ld.error(
+                        Some(span),
+                        &section,
+                        Some("port"),
+                        format!("{msg}; expected {EXPECT_PORT}"),
+                    );
                     continue;
                 }
             },
             Got::Bad => continue,
             Got::Missing => {
                 let span = ld.section_span(&section);
-                ld.error(Some(span), &section, None, format!("section [{section}] has no port value"));
+                ld.error(
+                    Some(span),
+                    &section,
+                    None,
+                    format!("section [{section}] has no port value"),
+                );
                 continue;
             }
         };
@@ -308,14 +415,17 @@ pub fn supervisorctl(ld: &mut Loader) -> Option<CtlConfig> {
         Got::Found(t, _) => Some(t),
         _ => None,
     };
-    let mut serverurl = text(ld.get(S, "serverurl", &none)).unwrap_or_else(|| "http://localhost:9001".to_string());
+    let mut serverurl =
+        text(ld.get(S, "serverurl", &none)).unwrap_or_else(|| "http://localhost:9001".to_string());
     if let Some(path) = serverurl.strip_prefix("unix://") {
         serverurl = format!("unix://{}", normalize(path).display());
     }
     let prompt = text(ld.get(S, "prompt", &none)).unwrap_or_else(|| "supervisor".to_string());
     let username = text(ld.get(S, "username", &none));
     let password = text(ld.get(S, "password", &none));
-    let history_file = text(ld.get(S, "history_file", &none)).filter(|h| !h.is_empty()).map(|h| normalize(&h));
+    let history_file = text(ld.get(S, "history_file", &none))
+        .filter(|h| !h.is_empty())
+        .map(|h| normalize(&h));
     Some(CtlConfig {
         serverurl,
         username,
@@ -328,7 +438,13 @@ pub fn supervisorctl(ld: &mut Loader) -> Option<CtlConfig> {
 /// `[rpcinterface:x]`: only Supervisor's main interface exists in minisv.
 pub fn rpcinterfaces(ld: &mut Loader) -> bool {
     let mut found = false;
-    let sections: Vec<String> = ld.ini.sections.iter().map(|s| s.name.clone()).filter(|n| n.starts_with("rpcinterface:")).collect();
+    let sections: Vec<String> = ld
+        .ini
+        .sections
+        .iter()
+        .map(|s| s.name.clone())
+        .filter(|n| n.starts_with("rpcinterface:"))
+        .collect();
     for section in sections {
         let span = ld.section_span(&section);
         let factory = ld.raw(&section, "supervisor.rpcinterface_factory");
@@ -371,22 +487,36 @@ pub fn vocabulary_warnings(ld: &mut Loader) {
                     format!("; did you mean [{b}{rest}]?")
                 })
                 .unwrap_or_default();
-            ld.warn(Some(section.span.clone()), &section.name, None, format!("unknown section (ignored){hint}"));
+            ld.warn(
+                Some(section.span.clone()),
+                &section.name,
+                None,
+                format!("unknown section (ignored){hint}"),
+            );
             continue;
         };
         if kind == SectionKind::CtlPlugin {
-            ld.warn(Some(section.span.clone()), &section.name, None, "unsupported: minisv ctl cannot load Python plugins; this section is ignored");
+            ld.warn(
+                Some(section.span.clone()),
+                &section.name,
+                None,
+                "unsupported: minisv ctl cannot load Python plugins; this section is ignored",
+            );
         }
         let Some(keys) = options::keys_of(kind) else {
             continue;
         };
-        let program_like = matches!(kind, SectionKind::Program | SectionKind::EventListener | SectionKind::FcgiProgram);
+        let program_like = matches!(
+            kind,
+            SectionKind::Program | SectionKind::EventListener | SectionKind::FcgiProgram
+        );
         for (key, value) in &section.entries {
             if keys.iter().any(|k| k.name == key) {
                 continue;
             }
             if program_like {
-                if let Some((_, msg)) = options::LEGACY_PROGRAM_KEYS.iter().find(|(k, _)| k == key) {
+                if let Some((_, msg)) = options::LEGACY_PROGRAM_KEYS.iter().find(|(k, _)| k == key)
+                {
                     ld.warn(Some(value.span.clone()), &section.name, Some(key), *msg);
                     continue;
                 }
@@ -394,7 +524,12 @@ pub fn vocabulary_warnings(ld: &mut Loader) {
             let hint = options::did_you_mean(key, keys.iter().map(|k| k.name))
                 .map(|k| format!("; did you mean '{k}'?"))
                 .unwrap_or_default();
-            ld.warn(Some(value.span.clone()), &section.name, Some(key), format!("unknown key (ignored){hint}"));
+            ld.warn(
+                Some(value.span.clone()),
+                &section.name,
+                Some(key),
+                format!("unknown key (ignored){hint}"),
+            );
         }
     }
 }
