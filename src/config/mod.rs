@@ -45,21 +45,18 @@ pub struct Overrides {
 /// Drops repeats: per-process keys are read once per process (numprocs), and a few keys are
 /// read at group and at process level; one report per place is enough.
 fn dedup(list: &mut Vec<Diagnostic>) {
-    let mut seen: Vec<(Option<Span>, Option<String>, Option<String>, String)> = Vec::new();
+    let mut seen: Vec<Diagnostic> = Vec::new();
     list.retain(|d| {
-        // Errors at the same key are one problem; other diagnostics must match exactly.
-        let message = if d.key.is_some() && d.span.is_some() {
-            String::new()
-        } else {
-            d.message.clone()
-        };
-        let id = (d.span.clone(), d.section.clone(), d.key.clone(), message);
-        if seen.contains(&id) {
-            false
-        } else {
-            seen.push(id);
-            true
+        // Errors at the same key of the same place are one problem.
+        let mut id = d.clone();
+        if id.key.is_some() && id.span.is_some() {
+            id.message.clear();
         }
+        let new = !seen.contains(&id);
+        if new {
+            seen.push(id);
+        }
+        new
     });
 }
 
