@@ -3,5 +3,6 @@
 //! The binary (`src/main.rs`) dispatches on its first argument: the daemon (`minisv [options]`),
 //! `minisv ctl`, `minisv echo-conf` and `minisv check`.
 
+pub mod cli;
 pub mod config;
 pub mod sys;
