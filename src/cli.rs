@@ -409,7 +409,7 @@ pub fn parse_daemon_args(argv0: &str, args: &[String]) -> Result<DaemonArgs, Exi
             Target::Nocleanup => ov.nocleanup = Some(true),
             Target::StripAnsi => ov.strip_ansi = Some(true),
             Target::User => {
-                t::user(&v).map_err(|msg| err(msg))?;
+                t::user(&v).map_err(&err)?;
                 ov.user = Some(v);
             }
             Target::Umask => {
