@@ -3,8 +3,9 @@
 //! The binary (`src/main.rs`) dispatches on its first argument: the daemon (`minisv [options]`),
 //! `minisv ctl`, `minisv echo-conf` and `minisv check`.
 
+pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod rpc;
 pub mod supervisor;
 pub mod sys;
-pub mod rpc;

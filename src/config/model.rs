@@ -228,15 +228,8 @@ pub struct ProcessConfig {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FcgiSocket {
-    Unix {
-        path: PathBuf,
-        owner: Option<(u32, u32)>,
-        mode: Option<u32>,
-    },
-    Tcp {
-        host: String,
-        port: u16,
-    },
+    Unix { path: PathBuf, owner: Option<(u32, u32)>, mode: Option<u32> },
+    Tcp { host: String, port: u16 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -24,20 +24,14 @@ use crate::config::{Config, GroupConfig, LogFile as LogSetting, LogLevel, Proces
 use crate::rpc::api::{self, Pending, Reply};
 use crate::rpc::http::{RequestKind, ServerReply, ServerRequest};
 use crate::supervisor::{Action, ExitInfo, Input, Mood, ProcId, RemoveError, Supervisor};
-use std::sync::mpsc::{Receiver, Sender};
 use crate::sys;
+use std::sync::mpsc::{Receiver, Sender};
 
 pub type Signals = SignalDelivery<UnixStream, SignalOnly>;
 
 /// The signals the daemon acts on (2.9). Each has a handler, so even as PID 1 none is dropped.
-pub const HANDLED_SIGNALS: &[i32] = &[
-    libc::SIGTERM,
-    libc::SIGINT,
-    libc::SIGQUIT,
-    libc::SIGHUP,
-    libc::SIGUSR2,
-    libc::SIGCHLD,
-];
+pub const HANDLED_SIGNALS: &[i32] =
+    &[libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGUSR2, libc::SIGCHLD];
 
 const SIGNAL_TOKEN: Token = Token(0);
 pub const WAKER_TOKEN: Token = Token(1);
@@ -61,20 +55,28 @@ impl Channel {
     }
 }
 
+/// Three tokens per process slot: stdout, stderr (readable) and stdin (writable).
 fn pipe_token(id: ProcId, ch: Channel) -> Token {
-    Token(PIPE_TOKEN_BASE + id.0 * 2 + ch as usize)
+    Token(PIPE_TOKEN_BASE + id.0 * 3 + ch as usize)
 }
 
-fn token_pipe(token: Token) -> Option<(ProcId, Channel)> {
+fn stdin_token(id: ProcId) -> Token {
+    Token(PIPE_TOKEN_BASE + id.0 * 3 + 2)
+}
+
+enum PipeToken {
+    Output(ProcId, Channel),
+    Stdin(ProcId),
+}
+
+fn token_pipe(token: Token) -> Option<PipeToken> {
     let n = token.0.checked_sub(PIPE_TOKEN_BASE)?;
-    Some((
-        ProcId(n / 2),
-        if n % 2 == 0 {
-            Channel::Stdout
-        } else {
-            Channel::Stderr
-        },
-    ))
+    let id = ProcId(n / 3);
+    Some(match n % 3 {
+        0 => PipeToken::Output(id, Channel::Stdout),
+        1 => PipeToken::Output(id, Channel::Stderr),
+        _ => PipeToken::Stdin(id),
+    })
 }
 
 /// The I/O side of one process: its pipes (per spawn) and its logs (per group add).
@@ -133,8 +135,7 @@ impl EventLoop {
     ) -> io::Result<EventLoop> {
         let poll = Poll::new()?;
         let fd = signals.get_read().as_raw_fd();
-        poll.registry()
-            .register(&mut SourceFd(&fd), SIGNAL_TOKEN, Interest::READABLE)?;
+        poll.registry().register(&mut SourceFd(&fd), SIGNAL_TOKEN, Interest::READABLE)?;
         let server_url = default_server_url(&config);
         Ok(EventLoop {
             stored: config.clone(),
@@ -175,23 +176,13 @@ impl EventLoop {
         if !self.sup.add_group(group) {
             return false;
         }
-        let members = self
-            .sup
-            .group(&name)
-            .map(|g| g.members.clone())
-            .unwrap_or_default();
+        let members = self.sup.group(&name).map(|g| g.members.clone()).unwrap_or_default();
         for (id, pc) in members.into_iter().zip(procs) {
             if self.io.len() <= id.0 {
                 self.io.resize_with(id.0 + 1, ProcIo::default);
             }
-            let logs = [
-                self.open_log(&pc, Channel::Stdout),
-                self.open_log(&pc, Channel::Stderr),
-            ];
-            self.io[id.0] = ProcIo {
-                logs,
-                ..ProcIo::default()
-            };
+            let logs = [self.open_log(&pc, Channel::Stdout), self.open_log(&pc, Channel::Stderr)];
+            self.io[id.0] = ProcIo { logs, ..ProcIo::default() };
         }
         true
     }
@@ -208,12 +199,7 @@ impl EventLoop {
             LogSetting::None => return None,
             LogSetting::Path(path) => LogFile::open(path, settings.maxbytes, settings.backups),
             LogSetting::Auto => {
-                let prefix = format!(
-                    "{}-{}---{}-",
-                    pc.name,
-                    ch.name(),
-                    self.config.supervisord.identifier
-                );
+                let prefix = format!("{}-{}---{}-", pc.name, ch.name(), self.config.supervisord.identifier);
                 let dir = self.config.supervisord.childlogdir.clone();
                 LogFile::create_unique(&dir, &prefix, ".log", settings.maxbytes, settings.backups)
             }
@@ -223,21 +209,11 @@ impl EventLoop {
             Err(e) => {
                 let what = match &settings.logfile {
                     LogSetting::Path(p) => p.display().to_string(),
-                    _ => format!(
-                        "an AUTO log in {}",
-                        self.config.supervisord.childlogdir.display()
-                    ),
+                    _ => format!("an AUTO log in {}", self.config.supervisord.childlogdir.display()),
                 };
                 self.log.log(
                     LogLevel::Error,
-                    &format!(
-                        "{}: cannot open {} log {}: {} ({})",
-                        pc.name,
-                        ch.name(),
-                        what,
-                        e,
-                        pc.span
-                    ),
+                    &format!("{}: cannot open {} log {}: {} ({})", pc.name, ch.name(), what, e, pc.span),
                 );
                 None
             }
@@ -470,40 +446,27 @@ impl EventLoop {
         let wall = SystemTime::now();
         match sig {
             libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => {
-                self.log.log(
-                    LogLevel::Warn,
-                    &format!("received {} indicating exit request", sys::signal_name(sig)),
-                );
+                self.log.log(LogLevel::Warn, &format!("received {} indicating exit request", sys::signal_name(sig)));
                 self.sup.request_stop(Mood::Shutdown, now, wall);
             }
             libc::SIGHUP => {
                 if self.sup.mood() == Mood::Shutdown {
-                    self.log.log(
-                        LogLevel::Warn,
-                        "ignored SIGHUP indicating restart request (shutdown in progress)",
-                    );
+                    self.log.log(LogLevel::Warn, "ignored SIGHUP indicating restart request (shutdown in progress)");
                     return;
                 }
-                self.log
-                    .log(LogLevel::Warn, "received SIGHUP indicating restart request");
+                self.log.log(LogLevel::Warn, "received SIGHUP indicating restart request");
                 // An invalid config was logged by reload(); the running one stays.
                 let _ = self.reload(now, wall);
             }
             libc::SIGUSR2 => {
-                self.log.log(
-                    LogLevel::Info,
-                    "received SIGUSR2 indicating log reopen request",
-                );
+                self.log.log(LogLevel::Info, "received SIGUSR2 indicating log reopen request");
                 self.reopen_logs();
                 self.log.log(LogLevel::Info, "supervisord logreopen");
             }
-            libc::SIGCHLD => self
-                .log
-                .log(LogLevel::Debug, "received SIGCHLD indicating a child quit"),
-            other => self.log.log(
-                LogLevel::Blather,
-                &format!("received {} indicating nothing", sys::signal_name(other)),
-            ),
+            libc::SIGCHLD => self.log.log(LogLevel::Debug, "received SIGCHLD indicating a child quit"),
+            other => {
+                self.log.log(LogLevel::Blather, &format!("received {} indicating nothing", sys::signal_name(other)))
+            }
         }
     }
 
@@ -518,10 +481,7 @@ impl EventLoop {
             }
             Err(errors) => {
                 for e in &errors {
-                    self.log.log(
-                        LogLevel::Error,
-                        &format!("reload refused, the running config is kept: {e}"),
-                    );
+                    self.log.log(LogLevel::Error, &format!("reload refused, the running config is kept: {e}"));
                 }
                 Err(errors)
             }
@@ -554,8 +514,7 @@ impl EventLoop {
                 Ok(Some(r)) => r,
                 Ok(None) => break,
                 Err(e) => {
-                    self.log
-                        .log(LogLevel::Error, &format!("waitpid failed: {e}"));
+                    self.log.log(LogLevel::Error, &format!("waitpid failed: {e}"));
                     break;
                 }
             };
@@ -573,20 +532,9 @@ impl EventLoop {
                         io.stdin_buf.clear();
                     }
                     let now = Instant::now();
-                    self.sup.feed(
-                        id,
-                        Input::Exited(ExitInfo {
-                            exitstatus,
-                            message,
-                        }),
-                        now,
-                        SystemTime::now(),
-                    );
+                    self.sup.feed(id, Input::Exited(ExitInfo { exitstatus, message }), now, SystemTime::now());
                 }
-                None => self.log.log(
-                    LogLevel::Debug,
-                    &format!("reaped unknown pid {} ({})", reaped.pid, message),
-                ),
+                None => self.log.log(LogLevel::Debug, &format!("reaped unknown pid {} ({})", reaped.pid, message)),
             }
         }
     }
@@ -595,11 +543,7 @@ impl EventLoop {
     fn read_pipe(&mut self, id: ProcId, ch: Channel, budget: usize) {
         let mut total = 0;
         loop {
-            let Some(pipe) = self
-                .io
-                .get_mut(id.0)
-                .and_then(|io| io.pipes[ch as usize].as_mut())
-            else {
+            let Some(pipe) = self.io.get_mut(id.0).and_then(|io| io.pipes[ch as usize].as_mut()) else {
                 return;
             };
             match pipe.read(&mut self.buf) {
@@ -620,10 +564,7 @@ impl EventLoop {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    self.log.log(
-                        LogLevel::Error,
-                        &format!("reading {} of pid: {}", ch.name(), e),
-                    );
+                    self.log.log(LogLevel::Error, &format!("reading {} of pid: {}", ch.name(), e));
                     self.close_pipe(id, ch);
                     return;
                 }
@@ -632,20 +573,11 @@ impl EventLoop {
     }
 
     fn close_pipe(&mut self, id: ProcId, ch: Channel) {
-        if let Some(pipe) = self
-            .io
-            .get_mut(id.0)
-            .and_then(|io| io.pipes[ch as usize].take())
-        {
+        if let Some(pipe) = self.io.get_mut(id.0).and_then(|io| io.pipes[ch as usize].take()) {
             let fd = pipe.as_raw_fd();
             let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
             if let Some(p) = self.sup.process(id) {
-                let msg = format!(
-                    "fd {} closed, stopped monitoring {} ({})",
-                    fd,
-                    p.name(),
-                    ch.name()
-                );
+                let msg = format!("fd {} closed, stopped monitoring {} ({})", fd, p.name(), ch.name());
                 self.log.log(LogLevel::Debug, &msg);
             }
         }
@@ -662,11 +594,7 @@ impl EventLoop {
         };
         let syslog = settings.syslog;
         let name = p.config.name.clone();
-        let data = if self.config.supervisord.strip_ansi {
-            output::strip_ansi(data)
-        } else {
-            data.into()
-        };
+        let data = if self.config.supervisord.strip_ansi { output::strip_ansi(data) } else { data.into() };
         let mut failure = None;
         if let Some(io) = self.io.get_mut(id.0) {
             if let Some(log) = io.logs[ch as usize].as_mut() {
@@ -689,13 +617,16 @@ impl EventLoop {
                     Err(e) => {
                         if !io.log_failing[ch as usize] {
                             io.log_failing[ch as usize] = true;
-                            failure = Some((LogLevel::Error, format!(
+                            failure = Some((
+                                LogLevel::Error,
+                                format!(
                                 "{}: cannot write {} log {}: {}; output is dropped (and counted) until it works again",
                                 name,
                                 ch.name(),
                                 log.path().display(),
                                 e
-                            )));
+                            ),
+                            ));
                         }
                     }
                 }
@@ -706,10 +637,7 @@ impl EventLoop {
         }
         if syslog {
             for line in output::syslog_lines(&data) {
-                sys::syslog(
-                    libc::LOG_INFO,
-                    &format!("{} {}", name, String::from_utf8_lossy(line)),
-                );
+                sys::syslog(libc::LOG_INFO, &format!("{} {}", name, String::from_utf8_lossy(line)));
             }
         }
         self.log.child_output(&name, ch.name(), &data);
@@ -720,32 +648,16 @@ impl EventLoop {
         while let Some(action) = self.sup.take_actions() {
             match action {
                 Action::Spawn(id) => self.spawn(id),
-                Action::Kill {
-                    id,
-                    pid,
-                    signal,
-                    group,
-                } => {
+                Action::Kill { id, pid, signal, group } => {
                     if let Err(e) = sys::kill(pid, signal, group) {
                         let now = Instant::now();
-                        self.sup.feed(
-                            id,
-                            Input::KillFailed {
-                                message: e.to_string(),
-                            },
-                            now,
-                            SystemTime::now(),
-                        );
+                        self.sup.feed(id, Input::KillFailed { message: e.to_string() }, now, SystemTime::now());
                     }
                 }
                 Action::Log(level, msg) => self.log.log(level, &msg),
                 Action::StateChanged { .. } => self.state_changed = true,
-                Action::GroupAdded(name) => self
-                    .log
-                    .log(LogLevel::Debug, &format!("added process group {name}")),
-                Action::GroupRemoved(name) => self
-                    .log
-                    .log(LogLevel::Debug, &format!("removed process group {name}")),
+                Action::GroupAdded(name) => self.log.log(LogLevel::Debug, &format!("added process group {name}")),
+                Action::GroupRemoved(name) => self.log.log(LogLevel::Debug, &format!("removed process group {name}")),
                 Action::SupervisorRunning | Action::SupervisorStopping => {}
                 Action::ShutdownComplete(mood) => {
                     self.exit = Some(match (mood, self.pending_reload.take()) {
@@ -775,13 +687,7 @@ impl EventLoop {
             set("LOGNAME", &user.name);
             set("SHELL", &user.shell);
         }
-        for (k, v) in self
-            .config
-            .supervisord
-            .environment
-            .iter()
-            .chain(pc.environment.iter())
-        {
+        for (k, v) in self.config.supervisord.environment.iter().chain(pc.environment.iter()) {
             set(k, v);
         }
         // Later entries win; keep one of each key.
@@ -789,20 +695,11 @@ impl EventLoop {
         for (i, (k, _)) in env.iter().enumerate() {
             seen.insert(k.clone(), i);
         }
-        env.into_iter()
-            .enumerate()
-            .filter(|(i, (k, _))| seen.get(k) == Some(i))
-            .map(|(_, kv)| kv)
-            .collect()
+        env.into_iter().enumerate().filter(|(i, (k, _))| seen.get(k) == Some(i)).map(|(_, kv)| kv).collect()
     }
 
     fn search_path(&self, pc: &ProcessConfig) -> Option<String> {
-        let from = |list: &[(String, String)]| {
-            list.iter()
-                .rev()
-                .find(|(k, _)| k == "PATH")
-                .map(|(_, v)| v.clone())
-        };
+        let from = |list: &[(String, String)]| list.iter().rev().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone());
         from(&pc.environment)
             .or_else(|| from(&self.config.supervisord.environment))
             .or_else(|| std::env::var("PATH").ok())
@@ -813,8 +710,7 @@ impl EventLoop {
         let Some(p) = self.sup.process(id) else {
             return Ok(());
         };
-        spawn::resolve_command(&p.config.command, self.search_path(&p.config).as_deref())
-            .map(|_| ())
+        spawn::resolve_command(&p.config.command, self.search_path(&p.config).as_deref()).map(|_| ())
     }
 
     fn spawn(&mut self, id: ProcId) {
@@ -872,19 +768,11 @@ impl EventLoop {
         let stdout = File::from(spawned.stdout);
         let stderr = spawned.stderr.map(File::from);
         let registry = self.poll.registry();
-        for (ch, pipe) in [
-            (Channel::Stdout, Some(&stdout)),
-            (Channel::Stderr, stderr.as_ref()),
-        ] {
+        for (ch, pipe) in [(Channel::Stdout, Some(&stdout)), (Channel::Stderr, stderr.as_ref())] {
             if let Some(pipe) = pipe {
                 let fd = pipe.as_raw_fd();
-                if let Err(e) =
-                    registry.register(&mut SourceFd(&fd), pipe_token(id, ch), Interest::READABLE)
-                {
-                    self.log.log(
-                        LogLevel::Error,
-                        &format!("cannot watch {} of {}: {}", ch.name(), pc.name, e),
-                    );
+                if let Err(e) = registry.register(&mut SourceFd(&fd), pipe_token(id, ch), Interest::READABLE) {
+                    self.log.log(LogLevel::Error, &format!("cannot watch {} of {}: {}", ch.name(), pc.name, e));
                 }
             }
         }
@@ -907,9 +795,7 @@ impl EventLoop {
 
     /// The actual stdout/stderr log path of a process ('' when it has none).
     pub fn log_path(&self, id: ProcId, ch: Channel) -> Option<PathBuf> {
-        self.io.get(id.0)?.logs[ch as usize]
-            .as_ref()
-            .map(|l| l.path().to_path_buf())
+        self.io.get(id.0)?.logs[ch as usize].as_ref().map(|l| l.path().to_path_buf())
     }
 }
 
@@ -919,11 +805,7 @@ pub fn default_server_url(config: &Config) -> Option<String> {
         return Some(format!("unix://{}", u.file.display()));
     }
     config.inet_http_servers.first().map(|i| {
-        let host = if i.host.is_empty() || i.host == "*" {
-            "localhost"
-        } else {
-            &i.host
-        };
+        let host = if i.host.is_empty() || i.host == "*" { "localhost" } else { &i.host };
         format!("http://{}:{}", host, i.port)
     })
 }

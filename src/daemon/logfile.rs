@@ -24,37 +24,19 @@ pub struct LogFile {
 impl LogFile {
     /// Opens `path` for appending (created 0666 less the umask, as Python's `open(path, 'a')`).
     pub fn open(path: &Path, maxbytes: u64, backups: u32) -> io::Result<LogFile> {
-        let mut log = LogFile {
-            path: path.to_path_buf(),
-            maxbytes,
-            backups,
-            file: None,
-            size: 0,
-            rotatable: true,
-            dropped: 0,
-        };
+        let mut log =
+            LogFile { path: path.to_path_buf(), maxbytes, backups, file: None, size: 0, rotatable: true, dropped: 0 };
         log.reopen()?;
         Ok(log)
     }
 
     /// Opens an AUTO log: a new file with a unique name in `dir`, mode 0600 (mkstemp).
-    pub fn create_unique(
-        dir: &Path,
-        prefix: &str,
-        suffix: &str,
-        maxbytes: u64,
-        backups: u32,
-    ) -> io::Result<LogFile> {
+    pub fn create_unique(dir: &Path, prefix: &str, suffix: &str, maxbytes: u64, backups: u32) -> io::Result<LogFile> {
         let mut seed = random_seed();
         for _ in 0..100 {
             let name = format!("{prefix}{}{suffix}", random_name(&mut seed));
             let path = dir.join(name);
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-            {
+            match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
                 Ok(file) => {
                     drop(file);
                     return LogFile::open(&path, maxbytes, backups);
@@ -63,10 +45,7 @@ impl LogFile {
                 Err(e) => return Err(e),
             }
         }
-        Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            "no unique log file name found",
-        ))
+        Err(io::Error::new(io::ErrorKind::AlreadyExists, "no unique log file name found"))
     }
 
     pub fn path(&self) -> &Path {
@@ -76,11 +55,7 @@ impl LogFile {
     /// Closes and opens the file again at the same path (for external log rotation).
     pub fn reopen(&mut self) -> io::Result<()> {
         self.file = None;
-        let file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o666)
-            .open(&self.path)?;
+        let file = OpenOptions::new().append(true).create(true).mode(0o666).open(&self.path)?;
         let meta = file.metadata()?;
         self.rotatable = meta.file_type().is_file();
         self.size = if self.rotatable { meta.len() } else { 0 };
@@ -153,12 +128,7 @@ impl LogFile {
             remove_if_exists(&first)?;
             rename_if_exists(&self.path, &first)?;
         }
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o666)
-            .open(&self.path)?;
+        let file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o666).open(&self.path)?;
         self.size = 0;
         self.file = Some(file);
         Ok(())
@@ -191,9 +161,7 @@ fn random_seed() -> u64 {
     if let Ok(mut f) = File::open("/dev/urandom") {
         let _ = io::Read::read_exact(&mut f, &mut buf);
     }
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64);
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64);
     u64::from_le_bytes(buf) ^ t.unwrap_or(0) ^ (crate::sys::getpid() as u64) << 32
 }
 
@@ -276,20 +244,11 @@ mod tests {
             tail.extend(fs::read(numbered(&path, n)).expect("backup"));
         }
         tail.extend(fs::read(&path).expect("current"));
-        assert!(
-            all.ends_with(&tail),
-            "concatenated backups are the end of what was written"
-        );
-        assert!(
-            !numbered(&path, 4).exists(),
-            "no more than `backups` backups"
-        );
+        assert!(all.ends_with(&tail), "concatenated backups are the end of what was written");
+        assert!(!numbered(&path, 4).exists(), "no more than `backups` backups");
         for n in 1..=3 {
             let len = fs::metadata(numbered(&path, n)).expect("meta").len();
-            assert!(
-                len >= 1000,
-                "a backup is rotated only once it reached maxbytes"
-            );
+            assert!(len >= 1000, "a backup is rotated only once it reached maxbytes");
         }
         let _ = fs::remove_dir_all(&d);
     }
@@ -330,22 +289,10 @@ mod tests {
 
     #[test]
     fn auto_log_names_match_supervisors_cleanup_pattern() {
-        assert!(is_auto_log_name(
-            "web-stdout---supervisor-ab12cd34.log",
-            "supervisor"
-        ));
-        assert!(is_auto_log_name(
-            "web-stderr---supervisor-ab12cd34.log.3",
-            "supervisor"
-        ));
-        assert!(!is_auto_log_name(
-            "web-stdout---other-ab12cd34.log",
-            "supervisor"
-        ));
-        assert!(
-            !is_auto_log_name("---supervisor-ab12cd34.log", "supervisor"),
-            "needs a name before ---"
-        );
+        assert!(is_auto_log_name("web-stdout---supervisor-ab12cd34.log", "supervisor"));
+        assert!(is_auto_log_name("web-stderr---supervisor-ab12cd34.log.3", "supervisor"));
+        assert!(!is_auto_log_name("web-stdout---other-ab12cd34.log", "supervisor"));
+        assert!(!is_auto_log_name("---supervisor-ab12cd34.log", "supervisor"), "needs a name before ---");
         assert!(!is_auto_log_name("web.log", "supervisor"));
     }
 

@@ -36,23 +36,11 @@ pub fn timestamp(at: SystemTime) -> String {
 impl MainLog {
     /// A log that only echoes to stderr, for the time before the config is read.
     pub fn early(level: LogLevel) -> MainLog {
-        MainLog {
-            level,
-            file: None,
-            syslog: false,
-            echo_stdout: false,
-            pending: Vec::new(),
-        }
+        MainLog { level, file: None, syslog: false, echo_stdout: false, pending: Vec::new() }
     }
 
     /// Opens the configured target. `path = None` means syslog.
-    pub fn open(
-        &mut self,
-        path: Option<&PathBuf>,
-        maxbytes: u64,
-        backups: u32,
-        echo_stdout: bool,
-    ) -> io::Result<()> {
+    pub fn open(&mut self, path: Option<&PathBuf>, maxbytes: u64, backups: u32, echo_stdout: bool) -> io::Result<()> {
         self.echo_stdout = echo_stdout;
         match path {
             None => {
@@ -97,21 +85,11 @@ impl MainLog {
         if !self.enabled(LogLevel::Debug) {
             return;
         }
-        let mut line = format!(
-            "{} DEBG '{}' {} output:\n",
-            timestamp(SystemTime::now()),
-            name,
-            channel
-        )
-        .into_bytes();
+        let mut line = format!("{} DEBG '{}' {} output:\n", timestamp(SystemTime::now()), name, channel).into_bytes();
         line.extend_from_slice(data);
         line.push(b'\n');
         let text = String::from_utf8_lossy(data).into_owned();
-        self.write_line(
-            LogLevel::Debug,
-            &format!("'{name}' {channel} output:\n{text}"),
-            &line,
-        );
+        self.write_line(LogLevel::Debug, &format!("'{name}' {channel} output:\n{text}"), &line);
     }
 
     fn write_line(&mut self, level: LogLevel, msg: &str, line: &[u8]) {

@@ -7,4 +7,4 @@ pub mod output;
 pub mod run;
 pub mod spawn;
 
-pub use run::{run, DaemonStart};
+pub use run::run;

@@ -41,10 +41,7 @@ mod tests {
         assert_eq!(&*strip_ansi(b"\x1b[31mred\x1b[0m plain"), b"red plain");
         assert_eq!(&*strip_ansi(b"\x1b[2J\x1b[1;1Hhome"), b"home");
         assert_eq!(&*strip_ansi(b"no escapes"), b"no escapes");
-        assert_eq!(
-            &*strip_ansi(b"\x1b(B keeps non-CSI"),
-            b"\x1b(B keeps non-CSI"
-        );
+        assert_eq!(&*strip_ansi(b"\x1b(B keeps non-CSI"), b"\x1b(B keeps non-CSI");
     }
 
     #[test]

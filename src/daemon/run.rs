@@ -2,9 +2,8 @@
 //! the logs and control sockets, daemonize, write the pidfile, run the loop; on reload, do it
 //! again in the same process with the new config; at exit, remove the pidfile and sockets.
 
-use std::io::Write;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use signal_hook::iterator::backend::SignalDelivery;
 use signal_hook::iterator::exfiltrator::SignalOnly;
@@ -12,22 +11,13 @@ use signal_hook::iterator::exfiltrator::SignalOnly;
 use super::event_loop::{EventLoop, LoopExit, Signals, HANDLED_SIGNALS};
 use super::logfile;
 use super::mainlog::MainLog;
+use crate::cli::{self, DaemonArgs};
 use crate::config::{self, Config, LogLevel, MainLog as MainLogSetting, Overrides};
 use crate::sys;
 
-/// What the command line gave the daemon.
-pub struct DaemonStart {
-    pub argv0: String,
-    pub config: Option<PathBuf>,
-    pub overrides: Overrides,
-}
-
 /// A usage error: two lines on stderr and exit status 2, as supervisord.
 pub fn usage_error(argv0: &str, msg: &str) -> i32 {
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "Error: {msg}");
-    let _ = writeln!(err, "For help, use {argv0} -h");
-    2
+    cli::usage_error(argv0, msg).print()
 }
 
 fn load(path: &Path, overrides: &Overrides) -> Result<Config, Vec<String>> {
@@ -35,69 +25,30 @@ fn load(path: &Path, overrides: &Overrides) -> Result<Config, Vec<String>> {
 }
 
 /// Runs the daemon; returns the process exit status.
-pub fn run(start: DaemonStart) -> i32 {
-    let argv0 = start.argv0.clone();
-    let path = match start.config.clone() {
-        Some(p) => p,
-        None => match config::search(&argv0) {
-            Ok(p) => {
-                if sys::geteuid() == 0 {
-                    eprintln!(
-                        "minisv: warning: running as root and searching for the config file in default locations \
-                         (including the current directory); you probably want to give an absolute path with -c"
-                    );
-                }
-                p
-            }
-            Err(searched) => {
-                let list: Vec<String> = searched.iter().map(|p| p.display().to_string()).collect();
-                return usage_error(
-                    &argv0,
-                    &format!(
-                        "No config file found at default paths ({}); use the -c option to specify a config file at a different path",
-                        list.join(", ")
-                    ),
-                );
-            }
-        },
-    };
-    let mut config = match load(&path, &start.overrides) {
+pub fn run(argv0: &str, args: &DaemonArgs) -> i32 {
+    if args.config.is_none() && sys::geteuid() == 0 {
+        eprintln!(
+            "minisv: warning: running as root and searching for the config file in default locations \
+             (including the current directory); you probably want to give an absolute path with -c"
+        );
+    }
+    let mut config = match cli::load_or_exit(argv0, args) {
         Ok(c) => c,
-        Err(errors) => {
-            let mut err = std::io::stderr().lock();
-            for e in &errors {
-                let _ = writeln!(err, "Error: {e}");
-            }
-            let _ = writeln!(err, "For help, use {argv0} -h");
-            return 2;
-        }
+        Err(exit) => return exit.print(),
     };
+    let argv0 = argv0.to_string();
 
     // First start only: limits, privileges, signals, daemonizing.
     let mut startup_lines: Vec<(LogLevel, String)> = Vec::new();
     for (resource, min, name) in [
-        (
-            libc::RLIMIT_NOFILE,
-            config.supervisord.minfds,
-            "RLIMIT_NOFILE",
-        ),
-        (
-            libc::RLIMIT_NPROC,
-            config.supervisord.minprocs,
-            "RLIMIT_NPROC",
-        ),
+        (libc::RLIMIT_NOFILE, config.supervisord.minfds, "RLIMIT_NOFILE"),
+        (libc::RLIMIT_NPROC, config.supervisord.minprocs, "RLIMIT_NPROC"),
     ] {
         match sys::raise_rlimit(resource, min) {
-            Ok(true) => {
-                startup_lines.push((LogLevel::Info, format!("Increased {name} limit to {min}")))
-            }
+            Ok(true) => startup_lines.push((LogLevel::Info, format!("Increased {name} limit to {min}"))),
             Ok(false) => {}
             Err(e) => {
-                let key = if name == "RLIMIT_NOFILE" {
-                    "minfds"
-                } else {
-                    "minprocs"
-                };
+                let key = if name == "RLIMIT_NOFILE" { "minfds" } else { "minprocs" };
                 return usage_error(
                     &argv0,
                     &format!(
@@ -119,15 +70,9 @@ pub fn run(start: DaemonStart) -> i32 {
             }
             if euid == 0 {
                 if let Err(e) = sys::drop_privileges(user.uid, user.gid, &user.groups) {
-                    return usage_error(
-                        &argv0,
-                        &format!("Could not switch to user {}: {e}", user.name),
-                    );
+                    return usage_error(&argv0, &format!("Could not switch to user {}: {e}", user.name));
                 }
-                startup_lines.push((
-                    LogLevel::Info,
-                    format!("Set uid to user {} succeeded", user.uid),
-                ));
+                startup_lines.push((LogLevel::Info, format!("Set uid to user {} succeeded", user.uid)));
             }
         }
         None => {
@@ -159,12 +104,9 @@ pub fn run(start: DaemonStart) -> i32 {
         let mut log = MainLog::early(config.supervisord.loglevel);
         let echo = config.supervisord.nodaemon && !config.supervisord.silent;
         let opened = match &config.supervisord.logfile {
-            MainLogSetting::File(p) => log.open(
-                Some(p),
-                config.supervisord.logfile_maxbytes,
-                config.supervisord.logfile_backups,
-                echo,
-            ),
+            MainLogSetting::File(p) => {
+                log.open(Some(p), config.supervisord.logfile_maxbytes, config.supervisord.logfile_backups, echo)
+            }
             MainLogSetting::Syslog => log.open(None, 0, 0, echo),
         };
         if let Err(e) = opened {
@@ -186,16 +128,11 @@ pub fn run(start: DaemonStart) -> i32 {
             log.log(LogLevel::Info, i);
         }
         if !config.supervisord.nocleanup {
-            if let Err(e) = logfile::cleanup_auto_logs(
-                &config.supervisord.childlogdir,
-                &config.supervisord.identifier,
-            ) {
+            if let Err(e) = logfile::cleanup_auto_logs(&config.supervisord.childlogdir, &config.supervisord.identifier)
+            {
                 log.log(
                     LogLevel::Warn,
-                    &format!(
-                        "cannot clean up AUTO logs in {}: {e}",
-                        config.supervisord.childlogdir.display()
-                    ),
+                    &format!("cannot clean up AUTO logs in {}: {e}", config.supervisord.childlogdir.display()),
                 );
             }
         }
@@ -211,14 +148,11 @@ pub fn run(start: DaemonStart) -> i32 {
         let pidfile = config.supervisord.pidfile.clone();
         match std::fs::write(&pidfile, format!("{}\n", sys::getpid())) {
             Ok(()) => {}
-            Err(_) => log.log(
-                LogLevel::Critical,
-                &format!("could not write pidfile {}", pidfile.display()),
-            ),
+            Err(_) => log.log(LogLevel::Critical, &format!("could not write pidfile {}", pidfile.display())),
         }
 
         let reload_path = config.path.clone();
-        let overrides = start.overrides.clone();
+        let overrides = args.overrides.clone();
         let reloader = Box::new(move || load(&reload_path, &overrides));
         let mut event_loop = match EventLoop::new(config, log, &mut signals, reloader) {
             Ok(l) => l,
@@ -228,10 +162,7 @@ pub fn run(start: DaemonStart) -> i32 {
                 return 1;
             }
         };
-        event_loop.log.log(
-            LogLevel::Info,
-            &format!("supervisord started with pid {}", sys::getpid()),
-        );
+        event_loop.log.log(LogLevel::Info, &format!("supervisord started with pid {}", sys::getpid()));
         event_loop.add_configured_groups();
         let exit = event_loop.run(&mut signals);
         event_loop.close_all();
@@ -245,9 +176,7 @@ pub fn run(start: DaemonStart) -> i32 {
                 config = *new_config;
             }
             Err(e) => {
-                event_loop
-                    .log
-                    .log(LogLevel::Critical, &format!("event loop failed: {e}"));
+                event_loop.log.log(LogLevel::Critical, &format!("event loop failed: {e}"));
                 return 1;
             }
         }
@@ -278,17 +207,11 @@ fn daemonize(config: &Config, log: &mut MainLog) -> std::io::Result<()> {
         match std::env::set_current_dir(dir) {
             Ok(()) => log.log(
                 LogLevel::Info,
-                &format!(
-                    "set current directory: {}",
-                    crate::daemon::spawn::py_repr(&dir.display().to_string())
-                ),
+                &format!("set current directory: {}", crate::daemon::spawn::py_repr(&dir.display().to_string())),
             ),
             Err(e) => log.log(
                 LogLevel::Critical,
-                &format!(
-                    "can't chdir into {}: {e}",
-                    crate::daemon::spawn::py_repr(&dir.display().to_string())
-                ),
+                &format!("can't chdir into {}: {e}", crate::daemon::spawn::py_repr(&dir.display().to_string())),
             ),
         }
     }

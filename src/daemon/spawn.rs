@@ -38,11 +38,7 @@ impl CommandError {
 
 /// Python's `repr()` of a string, used in Supervisor's messages.
 pub fn py_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
+    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
     let mut out = String::with_capacity(s.len() + 2);
     out.push(quote);
     for c in s.chars() {
@@ -55,9 +51,7 @@ pub fn py_repr(s: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
             c => out.push(c),
         }
     }
@@ -128,13 +122,9 @@ pub fn shlex_split(s: &str) -> Result<Vec<String>, &'static str> {
 
 /// Splits `command` and finds the program as Supervisor does: a name with a `/` is used as is,
 /// otherwise each directory of `path` (the program's PATH, or ours, or a default) is tried.
-pub fn resolve_command(
-    command: &str,
-    path: Option<&str>,
-) -> Result<(PathBuf, Vec<String>), CommandError> {
-    let argv = shlex_split(command).map_err(|e| {
-        CommandError::NotExecutable(format!("can't parse command {}: {}", py_repr(command), e))
-    })?;
+pub fn resolve_command(command: &str, path: Option<&str>) -> Result<(PathBuf, Vec<String>), CommandError> {
+    let argv = shlex_split(command)
+        .map_err(|e| CommandError::NotExecutable(format!("can't parse command {}: {}", py_repr(command), e)))?;
     let Some(program) = argv.first() else {
         return Err(CommandError::NotExecutable("command is empty".into()));
     };
@@ -149,35 +139,19 @@ pub fn resolve_command(
         })
     };
     let Some((file, meta)) = found else {
-        return Err(CommandError::NotFound(format!(
-            "can't find command {}",
-            py_repr(program)
-        )));
+        return Err(CommandError::NotFound(format!("can't find command {}", py_repr(program))));
     };
     let shown = file.display().to_string();
     if meta.is_dir() {
-        return Err(CommandError::NotExecutable(format!(
-            "command at {} is a directory",
-            py_repr(&shown)
-        )));
+        return Err(CommandError::NotExecutable(format!("command at {} is a directory", py_repr(&shown))));
     }
     if meta.permissions().mode() & 0o111 == 0 {
-        return Err(CommandError::NotExecutable(format!(
-            "command at {} is not executable",
-            py_repr(&shown)
-        )));
+        return Err(CommandError::NotExecutable(format!("command at {} is not executable", py_repr(&shown))));
     }
-    let c = CString::new(file.as_os_str().as_bytes()).map_err(|_| {
-        CommandError::NotExecutable(format!(
-            "can't parse command {}: NUL byte",
-            py_repr(command)
-        ))
-    })?;
+    let c = CString::new(file.as_os_str().as_bytes())
+        .map_err(|_| CommandError::NotExecutable(format!("can't parse command {}: NUL byte", py_repr(command))))?;
     if sys::access_x(&c).is_err() {
-        return Err(CommandError::NotExecutable(format!(
-            "no permission to run command {}",
-            py_repr(&shown)
-        )));
+        return Err(CommandError::NotExecutable(format!("no permission to run command {}", py_repr(&shown))));
     }
     Ok((file, argv))
 }
@@ -226,17 +200,9 @@ pub fn spawn(plan: SpawnPlan, name: &str) -> Result<Spawned, String> {
             )
         }
     };
-    let stdin_pipe = if plan.stdin_socket.is_none() {
-        Some(sys::pipe().map_err(pipe_err)?)
-    } else {
-        None
-    };
+    let stdin_pipe = if plan.stdin_socket.is_none() { Some(sys::pipe().map_err(pipe_err)?) } else { None };
     let (out_r, out_w) = sys::pipe().map_err(pipe_err)?;
-    let err_pipe = if plan.redirect_stderr {
-        None
-    } else {
-        Some(sys::pipe().map_err(pipe_err)?)
-    };
+    let err_pipe = if plan.redirect_stderr { None } else { Some(sys::pipe().map_err(pipe_err)?) };
     let (status_r, status_w) = sys::pipe().map_err(pipe_err)?;
 
     let mut cmd = Command::new(&plan.program);
@@ -261,17 +227,14 @@ pub fn spawn(plan: SpawnPlan, name: &str) -> Result<Spawned, String> {
 
     // Everything the child uses is prepared here: no allocation happens after fork.
     let dir_c = match &plan.directory {
-        Some(d) => Some(
-            CString::new(d.as_bytes())
-                .map_err(|_| format!("directory {} contains a NUL byte", py_repr(d)))?,
-        ),
+        Some(d) => {
+            Some(CString::new(d.as_bytes()).map_err(|_| format!("directory {} contains a NUL byte", py_repr(d)))?)
+        }
         None => None,
     };
     let user = plan.user.clone();
-    let groups: Vec<libc::gid_t> = user
-        .as_ref()
-        .map(|u| u.2.iter().map(|g| *g as libc::gid_t).collect())
-        .unwrap_or_default();
+    let groups: Vec<libc::gid_t> =
+        user.as_ref().map(|u| u.2.iter().map(|g| *g as libc::gid_t).collect()).unwrap_or_default();
     let umask = plan.umask;
     let status_fd = status_w.as_raw_fd();
     // SAFETY: the closure only makes async-signal-safe calls (sigprocmask, sigaction, setgroups,
@@ -324,27 +287,16 @@ pub fn spawn(plan: SpawnPlan, name: &str) -> Result<Spawned, String> {
             let pid = child.id();
             // The loop reaps with waitpid(-1); the Child handle is only dropped, never waited on.
             drop(child);
-            for fd in [Some(&out_r), err_r.as_ref(), stdin_w.as_ref()]
-                .into_iter()
-                .flatten()
-            {
+            for fd in [Some(&out_r), err_r.as_ref(), stdin_w.as_ref()].into_iter().flatten() {
                 sys::set_nonblocking(fd.as_raw_fd()).map_err(pipe_err)?;
             }
-            Ok(Spawned {
-                pid,
-                stdin: stdin_w,
-                stdout: out_r,
-                stderr: err_r,
-            })
+            Ok(Spawned { pid, stdin: stdin_w, stdout: out_r, stderr: err_r })
         }
         Err(e) => {
             let errno = e.raw_os_error().unwrap_or(0);
             let mut report = [0u8; 3];
             let step = match fs::File::from(status_r).read(&mut report) {
-                Ok(3) => Some((
-                    report[0],
-                    i32::from(report[1]) | (i32::from(report[2]) << 8),
-                )),
+                Ok(3) => Some((report[0], i32::from(report[1]) | (i32::from(report[2]) << 8))),
                 _ => None,
             };
             let en = |n: i32| sys::errno_str(n);
@@ -360,26 +312,17 @@ pub fn spawn(plan: SpawnPlan, name: &str) -> Result<Spawned, String> {
                     format!("couldn't setuid to {}: {}", user_uid(&plan.user), en(n))
                 }
                 Some((STEP_CHDIR, n)) => {
-                    format!(
-                        "couldn't chdir to {}: {}",
-                        plan.directory.as_deref().unwrap_or(""),
-                        en(n)
-                    )
+                    format!("couldn't chdir to {}: {}", plan.directory.as_deref().unwrap_or(""), en(n))
                 }
                 Some((STEP_FDS, n)) => format!("couldn't close file descriptors: {}", en(n)),
                 Some((_, n)) => format!("couldn't start: {}", en(n)),
-                None if errno == libc::EAGAIN => format!(
-                    "Too many processes in process table to spawn {}",
-                    py_repr(name)
-                ),
+                None if errno == libc::EAGAIN => {
+                    format!("Too many processes in process table to spawn {}", py_repr(name))
+                }
                 None if errno == libc::EMFILE || errno == libc::ENFILE => {
                     format!("too many open files to spawn {}", py_repr(name))
                 }
-                None => format!(
-                    "couldn't exec {}: {}",
-                    plan.argv.first().map(String::as_str).unwrap_or(""),
-                    en(errno)
-                ),
+                None => format!("couldn't exec {}: {}", plan.argv.first().map(String::as_str).unwrap_or(""), en(errno)),
             };
             Err(msg)
         }
@@ -418,14 +361,8 @@ fn child_cloexec_from(from: RawFd) -> bool {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: close_range with the CLOEXEC flag only changes fd flags; it closes nothing, so
     // std's own error pipe keeps working.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            from as libc::c_uint,
-            libc::c_uint::MAX,
-            CLOSE_RANGE_CLOEXEC,
-        )
-    };
+    let r =
+        unsafe { libc::syscall(libc::SYS_close_range, from as libc::c_uint, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC) };
     if r == 0 {
         return true;
     }
@@ -433,11 +370,8 @@ fn child_cloexec_from(from: RawFd) -> bool {
     // SAFETY: getrlimit and fcntl are async-signal-safe; fcntl on a closed fd just fails.
     unsafe {
         let mut lim: libc::rlimit = std::mem::zeroed();
-        let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
-            lim.rlim_cur.min(1 << 20) as RawFd
-        } else {
-            1024
-        };
+        let max =
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 { lim.rlim_cur.min(1 << 20) as RawFd } else { 1024 };
         for fd in from..max {
             let flags = libc::fcntl(fd, libc::F_GETFD);
             if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
@@ -464,10 +398,7 @@ mod tests {
 
     #[test]
     fn shlex_matches_python() {
-        assert_eq!(
-            shlex_split("a 'b c' \"d \\\" e\" f\\ g").unwrap(),
-            vec!["a", "b c", "d \" e", "f g"]
-        );
+        assert_eq!(shlex_split("a 'b c' \"d \\\" e\" f\\ g").unwrap(), vec!["a", "b c", "d \" e", "f g"]);
         assert_eq!(shlex_split("  ").unwrap(), Vec::<String>::new());
         assert_eq!(shlex_split("a\nb").unwrap(), vec!["a", "b"]);
         assert_eq!(shlex_split("x'y'z").unwrap(), vec!["xyz"]);
@@ -487,36 +418,25 @@ mod tests {
     fn resolve_reports_supervisors_messages() {
         assert_eq!(
             resolve_command("nonexistent_cmd_xyz", Some("/bin")),
-            Err(CommandError::NotFound(
-                "can't find command 'nonexistent_cmd_xyz'".into()
-            ))
+            Err(CommandError::NotFound("can't find command 'nonexistent_cmd_xyz'".into()))
         );
-        assert_eq!(
-            resolve_command("  ", None),
-            Err(CommandError::NotExecutable("command is empty".into()))
-        );
+        assert_eq!(resolve_command("  ", None), Err(CommandError::NotExecutable("command is empty".into())));
         assert_eq!(
             resolve_command("/tmp", None),
-            Err(CommandError::NotExecutable(
-                "command at '/tmp' is a directory".into()
-            ))
+            Err(CommandError::NotExecutable("command at '/tmp' is a directory".into()))
         );
         let plain = std::env::temp_dir().join(format!("minisv-spawn-plain-{}", std::process::id()));
         fs::write(&plain, "data").expect("write");
         fs::set_permissions(&plain, fs::Permissions::from_mode(0o644)).expect("chmod");
         assert_eq!(
             resolve_command(plain.to_str().expect("utf-8"), None),
-            Err(CommandError::NotExecutable(format!(
-                "command at '{}' is not executable",
-                plain.display()
-            )))
+            Err(CommandError::NotExecutable(format!("command at '{}' is not executable", plain.display())))
         );
         let _ = fs::remove_file(&plain);
         assert!(
             matches!(resolve_command("echo 'x", None), Err(CommandError::NotExecutable(m)) if m.starts_with("can't parse command"))
         );
-        let (path, argv) =
-            resolve_command("sh -c 'exit 0'", Some("/nonexistent:/bin")).expect("sh is in /bin");
+        let (path, argv) = resolve_command("sh -c 'exit 0'", Some("/nonexistent:/bin")).expect("sh is in /bin");
         assert_eq!(path, PathBuf::from("/bin/sh"));
         assert_eq!(argv, vec!["sh", "-c", "exit 0"]);
     }

@@ -559,7 +559,8 @@ fn send_remote_comm_event(lp: &mut EventLoop, a: &Args) -> Outcome {
 
 fn reload_config(lp: &mut EventLoop, a: &Args) -> Outcome {
     a.count(0, 0)?;
-    let (added, changed, removed) = lp.reread().map_err(|errors| RpcError::with(faults::CANT_REREAD, errors.join("\n")))?;
+    let (added, changed, removed) =
+        lp.reread().map_err(|errors| RpcError::with(faults::CANT_REREAD, errors.join("\n")))?;
     let arr = |v: Vec<String>| Value::Array(v.into_iter().map(Value::String).collect());
     done(Value::Array(vec![Value::Array(vec![arr(added), arr(changed), arr(removed)])]))
 }
@@ -625,7 +626,11 @@ fn tail_process_log(lp: &mut EventLoop, a: &Args, ch: Channel) -> Outcome {
         Some(path) => info::tail_file(&path, offset, length),
         None => (Vec::new(), 0, false),
     };
-    done(Value::Array(vec![Value::String(info::log_text(&data)), Value::Int(size.min(i32::MAX as i64)), Value::Bool(overflow)]))
+    done(Value::Array(vec![
+        Value::String(info::log_text(&data)),
+        Value::Int(size.min(i32::MAX as i64)),
+        Value::Bool(overflow),
+    ]))
 }
 
 fn tail_stdout_log(lp: &mut EventLoop, a: &Args) -> Outcome {
@@ -692,7 +697,9 @@ fn fault_value(e: &RpcError) -> Value {
 pub fn poll(lp: &mut EventLoop, pending: &mut Pending) -> Option<Result<Value, RpcError>> {
     match pending {
         Pending::Start { id, name } => {
-            let Some(p) = lp.sup.process(*id) else { return Some(Err(RpcError::with(faults::ABNORMAL_TERMINATION, name.clone()))) };
+            let Some(p) = lp.sup.process(*id) else {
+                return Some(Err(RpcError::with(faults::ABNORMAL_TERMINATION, name.clone())));
+            };
             if p.spawnerr.is_some() {
                 return Some(Err(RpcError::with(faults::SPAWN_ERROR, name.clone())));
             }

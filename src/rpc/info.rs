@@ -47,7 +47,15 @@ pub fn short_local_time(epoch: i64) -> String {
 }
 
 /// Supervisor's `_interpretProcessInfo`.
-pub fn description(state: ProcessState, pid: u32, start: i64, stop: i64, now: i64, spawnerr: &str, name: &str) -> String {
+pub fn description(
+    state: ProcessState,
+    pid: u32,
+    start: i64,
+    stop: i64,
+    now: i64,
+    spawnerr: &str,
+    name: &str,
+) -> String {
     match state {
         ProcessState::Running => format!("pid {}, uptime {}", pid, timedelta(now - start)),
         ProcessState::Fatal | ProcessState::Backoff => {
@@ -167,8 +175,10 @@ mod tests {
     fn descriptions_follow_supervisor() {
         assert_eq!(description(ProcessState::Running, 4413, 100, 162, 162, "", "a"), "pid 4413, uptime 0:01:02");
         assert_eq!(description(ProcessState::Fatal, 0, 1, 0, 5, "", "web"), "unknown error (try \"tail web\")");
-        assert_eq!(description(ProcessState::Backoff, 0, 1, 0, 5, "Exited too quickly (process log may have details)", "a"),
-            "Exited too quickly (process log may have details)");
+        assert_eq!(
+            description(ProcessState::Backoff, 0, 1, 0, 5, "Exited too quickly (process log may have details)", "a"),
+            "Exited too quickly (process log may have details)"
+        );
         assert_eq!(description(ProcessState::Stopped, 0, 0, 0, 5, "", "a"), "Not started");
         assert_eq!(description(ProcessState::Starting, 5, 1, 0, 5, "", "a"), "");
         let stopped = description(ProcessState::Exited, 0, 1, 1_795_476_000, 5, "", "a");

@@ -129,11 +129,7 @@ pub struct ParseError {
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid XML-RPC at byte {}: {}",
-            self.offset, self.message
-        )
+        write!(f, "invalid XML-RPC at byte {}: {}", self.offset, self.message)
     }
 }
 
@@ -176,11 +172,7 @@ pub fn python_float_repr(f: f64) -> String {
         return if f > 0.0 { "inf".into() } else { "-inf".into() };
     }
     if f == 0.0 {
-        return if f.is_sign_negative() {
-            "-0.0".into()
-        } else {
-            "0.0".into()
-        };
+        return if f.is_sign_negative() { "-0.0".into() } else { "0.0".into() };
     }
     // `{:e}` gives the shortest round-trip mantissa: "1.2345e-7".
     let sci = format!("{:e}", f.abs());
@@ -202,11 +194,7 @@ pub fn python_float_repr(f: f64) -> String {
     } else if decpt as usize >= digits.len() {
         format!("{}{}.0", digits, "0".repeat(decpt as usize - digits.len()))
     } else {
-        format!(
-            "{}.{}",
-            &digits[..decpt as usize],
-            &digits[decpt as usize..]
-        )
+        format!("{}.{}", &digits[..decpt as usize], &digits[decpt as usize..])
     };
     format!("{sign}{body}")
 }
@@ -217,11 +205,7 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 pub fn base64_encode(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -392,10 +376,7 @@ struct Tokens<'a> {
 }
 
 fn err<T>(offset: usize, message: impl Into<String>) -> Result<T, ParseError> {
-    Err(ParseError {
-        offset,
-        message: message.into(),
-    })
+    Err(ParseError { offset, message: message.into() })
 }
 
 fn decode_entities(raw: &str, offset: usize) -> Result<String, ParseError> {
@@ -440,11 +421,7 @@ fn decode_entities(raw: &str, offset: usize) -> Result<String, ParseError> {
 
 impl<'a> Tokens<'a> {
     fn new(src: &'a str) -> Self {
-        Tokens {
-            src,
-            pos: 0,
-            pending: std::collections::VecDeque::new(),
-        }
+        Tokens { src, pos: 0, pending: std::collections::VecDeque::new() }
     }
 
     /// Reads one more token from the source into `pending` (nothing at the end of the input).
@@ -471,10 +448,7 @@ impl<'a> Tokens<'a> {
                     continue;
                 }
                 if after.starts_with('!') {
-                    return err(
-                        start,
-                        "DTDs, entity declarations and CDATA are not accepted",
-                    );
+                    return err(start, "DTDs, entity declarations and CDATA are not accepted");
                 }
                 let Some(end) = rest.find('>') else {
                     return err(start, "unterminated tag");
@@ -482,19 +456,14 @@ impl<'a> Tokens<'a> {
                 let inner = &rest[1..end];
                 self.pos += end + 1;
                 if let Some(name) = inner.strip_prefix('/') {
-                    self.pending
-                        .push_back((start, Token::End(name.trim().to_string())));
+                    self.pending.push_back((start, Token::End(name.trim().to_string())));
                     return Ok(());
                 }
                 let (inner, empty) = match inner.strip_suffix('/') {
                     Some(i) => (i, true),
                     None => (inner, false),
                 };
-                let name = inner
-                    .split_ascii_whitespace()
-                    .next()
-                    .unwrap_or("")
-                    .to_string();
+                let name = inner.split_ascii_whitespace().next().unwrap_or("").to_string();
                 if name.is_empty() {
                     return err(start, "empty tag name");
                 }
@@ -622,9 +591,7 @@ fn parse_value(tk: &mut Tokens, depth: usize, lenient: bool) -> Result<Value, Pa
             let mut items = Vec::new();
             loop {
                 match tk.next_significant()? {
-                    (_, Token::Start(n)) if n == "value" => {
-                        items.push(parse_value(tk, depth + 1, lenient)?)
-                    }
+                    (_, Token::Start(n)) if n == "value" => items.push(parse_value(tk, depth + 1, lenient)?),
                     (_, Token::End(n)) if n == "data" => break,
                     (off, t) => return err(off, format!("unexpected {t:?} inside <data>")),
                 }
@@ -664,10 +631,8 @@ fn int_value(off: usize, text: &str) -> Result<Value, ParseError> {
 }
 
 fn as_utf8(data: &[u8]) -> Result<&str, ParseError> {
-    std::str::from_utf8(data).map_err(|e| ParseError {
-        offset: e.valid_up_to(),
-        message: "the document is not valid UTF-8".into(),
-    })
+    std::str::from_utf8(data)
+        .map_err(|e| ParseError { offset: e.valid_up_to(), message: "the document is not valid UTF-8".into() })
 }
 
 /// `<params><param><value>..</value></param>...</params>` (the `<params>` start already consumed).
@@ -724,10 +689,7 @@ pub fn parse_response(data: &[u8]) -> Result<Result<Value, Fault>, ParseError> {
         (off, Token::Start(n)) if n == "params" => {
             let mut params = parse_params(&mut tk, true)?;
             if params.len() != 1 {
-                return err(
-                    off,
-                    format!("a response carries one value, found {}", params.len()),
-                );
+                return err(off, format!("a response carries one value, found {}", params.len()));
             }
             Ok(params.remove(0))
         }
@@ -772,15 +734,7 @@ mod tests {
     fn sample_struct() -> Value {
         Value::structure([
             ("a", Value::Int(1)),
-            (
-                "b",
-                Value::Array(vec![
-                    Value::Bool(true),
-                    Value::from("x<&>\"'"),
-                    Value::Double(1.5),
-                    Value::Nil,
-                ]),
-            ),
+            ("b", Value::Array(vec![Value::Bool(true), Value::from("x<&>\"'"), Value::Double(1.5), Value::Nil])),
         ])
     }
 
@@ -798,26 +752,14 @@ mod tests {
 
     #[test]
     fn call_and_fault_bytes_match_python_dumps() {
-        assert_eq!(
-            encode_call("supervisor.startProcess", &[Value::Int(1), "s".into()]),
-            PY_CALL
-        );
+        assert_eq!(encode_call("supervisor.startProcess", &[Value::Int(1), "s".into()]), PY_CALL);
         assert_eq!(encode_fault(10, "BAD_NAME: a<b"), PY_FAULT);
     }
 
     #[test]
     fn python_documents_round_trip() {
-        assert_eq!(
-            parse_response(PY_STRUCT_RESPONSE.as_bytes()),
-            Ok(Ok(sample_struct()))
-        );
-        assert_eq!(
-            parse_response(PY_FAULT.as_bytes()),
-            Ok(Err(Fault {
-                code: 10,
-                string: "BAD_NAME: a<b".into()
-            }))
-        );
+        assert_eq!(parse_response(PY_STRUCT_RESPONSE.as_bytes()), Ok(Ok(sample_struct())));
+        assert_eq!(parse_response(PY_FAULT.as_bytes()), Ok(Err(Fault { code: 10, string: "BAD_NAME: a<b".into() })));
         let (m, p) = parse_method_call(PY_CALL.as_bytes()).expect("call parses");
         assert_eq!(m, "supervisor.startProcess");
         assert_eq!(p, vec![Value::Int(1), Value::from("s")]);
@@ -829,23 +771,14 @@ mod tests {
 
     #[test]
     fn ints_are_capped_like_supervisor_capped_int() {
-        assert_eq!(
-            encode_value_to_string(&Value::Int(1 << 40)),
-            "<value><int>2147483647</int></value>\n"
-        );
-        assert_eq!(
-            encode_value_to_string(&Value::Int(-(1 << 40))),
-            "<value><int>-2147483647</int></value>\n"
-        );
+        assert_eq!(encode_value_to_string(&Value::Int(1 << 40)), "<value><int>2147483647</int></value>\n");
+        assert_eq!(encode_value_to_string(&Value::Int(-(1 << 40))), "<value><int>-2147483647</int></value>\n");
     }
 
     #[test]
     fn carriage_return_and_forbidden_chars_are_escaped() {
         let v = Value::from("a\rb\x01c\td\ne\u{FFFF}");
-        assert_eq!(
-            encode_value_to_string(&v),
-            "<value><string>a&#13;b\u{FFFD}c\td\ne\u{FFFD}</string></value>\n"
-        );
+        assert_eq!(encode_value_to_string(&v), "<value><string>a&#13;b\u{FFFD}c\td\ne\u{FFFD}</string></value>\n");
         let doc = encode_response(&Value::from("a\rb"));
         assert_eq!(parse_response(doc.as_bytes()), Ok(Ok(Value::from("a\rb"))));
     }
@@ -898,8 +831,7 @@ mod tests {
                 Value::structure([("k", Value::Int(1))]),
             ]
         );
-        let (m, p) = parse_method_call(b"<methodCall><methodName>a.b</methodName></methodCall>")
-            .expect("parses");
+        let (m, p) = parse_method_call(b"<methodCall><methodName>a.b</methodName></methodCall>").expect("parses");
         assert_eq!((m.as_str(), p.len()), ("a.b", 0));
     }
 
@@ -919,11 +851,7 @@ mod tests {
             b"<methodCall><methodName>a</methodName></methodCall><extra/>",
         ];
         for doc in bad {
-            assert!(
-                parse_method_call(doc).is_err(),
-                "{}",
-                String::from_utf8_lossy(doc)
-            );
+            assert!(parse_method_call(doc).is_err(), "{}", String::from_utf8_lossy(doc));
         }
     }
 
@@ -956,18 +884,8 @@ mod tests {
                 }
             }
         }
-        let soups: &[&[u8]] = &[
-            b"<",
-            b">",
-            b"</",
-            b"<a/",
-            b"&",
-            b"&#;",
-            b"&#x110000;",
-            b"<value>&#0;</value>",
-            b"<?",
-            b"<!--",
-        ];
+        let soups: &[&[u8]] =
+            &[b"<", b">", b"</", b"<a/", b"&", b"&#;", b"&#x110000;", b"<value>&#0;</value>", b"<?", b"<!--"];
         for s in soups {
             let _ = parse_response(s);
             let _ = parse_method_call(s);

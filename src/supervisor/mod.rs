@@ -67,10 +67,7 @@ pub enum RemoveError {
 
 impl Supervisor {
     pub fn new() -> Supervisor {
-        Supervisor {
-            mood: Some(Mood::Running),
-            ..Supervisor::default()
-        }
+        Supervisor { mood: Some(Mood::Running), ..Supervisor::default() }
     }
 
     pub fn mood(&self) -> Mood {
@@ -78,11 +75,7 @@ impl Supervisor {
     }
 
     fn ctx(&self, now: Instant, wall: SystemTime) -> Ctx {
-        Ctx {
-            now,
-            wall,
-            may_start: self.mood() == Mood::Running,
-        }
+        Ctx { now, wall, may_start: self.mood() == Mood::Running }
     }
 
     pub fn process(&self, id: ProcId) -> Option<&Process> {
@@ -91,10 +84,7 @@ impl Supervisor {
 
     /// Every live process with its id, in slot order.
     pub fn processes(&self) -> impl Iterator<Item = (ProcId, &Process)> {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| p.as_ref().map(|p| (ProcId(i), p)))
+        self.slots.iter().enumerate().filter_map(|(i, p)| p.as_ref().map(|p| (ProcId(i), p)))
     }
 
     pub fn groups(&self) -> &[Group] {
@@ -108,10 +98,7 @@ impl Supervisor {
     /// The process `name` of group `group`.
     pub fn find(&self, group: &str, name: &str) -> Option<ProcId> {
         let g = self.group(group)?;
-        g.members
-            .iter()
-            .copied()
-            .find(|id| self.process(*id).is_some_and(|p| p.name() == name))
+        g.members.iter().copied().find(|id| self.process(*id).is_some_and(|p| p.name() == name))
     }
 
     /// Groups in start order: ascending priority, ties in insertion order (a stable sort).
@@ -133,26 +120,18 @@ impl Supervisor {
         let mut members = Vec::with_capacity(config.processes.len());
         for pc in &config.processes {
             members.push(ProcId(self.slots.len()));
-            self.slots
-                .push(Some(Process::new(pc.clone(), config.name.clone())));
+            self.slots.push(Some(Process::new(pc.clone(), config.name.clone())));
         }
-        self.actions
-            .push_back(Action::GroupAdded(config.name.clone()));
+        self.actions.push_back(Action::GroupAdded(config.name.clone()));
         self.groups.push(Group { config, members });
         true
     }
 
     /// Removes a group whose processes are all stopped.
     pub fn remove_group(&mut self, name: &str) -> Result<GroupConfig, RemoveError> {
-        let idx = self
-            .groups
-            .iter()
-            .position(|g| g.config.name == name)
-            .ok_or(RemoveError::NoSuchGroup)?;
-        let running = self.groups[idx]
-            .members
-            .iter()
-            .any(|id| self.process(*id).is_some_and(|p| !p.state.is_stopped()));
+        let idx = self.groups.iter().position(|g| g.config.name == name).ok_or(RemoveError::NoSuchGroup)?;
+        let running =
+            self.groups[idx].members.iter().any(|id| self.process(*id).is_some_and(|p| !p.state.is_stopped()));
         if running {
             return Err(RemoveError::StillRunning);
         }
@@ -160,8 +139,7 @@ impl Supervisor {
         for id in &group.members {
             self.slots[id.0] = None;
         }
-        self.actions
-            .push_back(Action::GroupRemoved(name.to_string()));
+        self.actions.push_back(Action::GroupRemoved(name.to_string()));
         Ok(group.config)
     }
 
@@ -177,19 +155,9 @@ impl Supervisor {
         for effect in effects {
             self.actions.push_back(match effect {
                 Effect::Spawn => Action::Spawn(id),
-                Effect::Kill { signal, group } => Action::Kill {
-                    id,
-                    pid,
-                    signal,
-                    group,
-                },
+                Effect::Kill { signal, group } => Action::Kill { id, pid, signal, group },
                 Effect::Log(level, msg) => Action::Log(level, msg),
-                Effect::Changed { from, to, expected } => Action::StateChanged {
-                    id,
-                    from,
-                    to,
-                    expected,
-                },
+                Effect::Changed { from, to, expected } => Action::StateChanged { id, from, to, expected },
             });
         }
     }
@@ -197,11 +165,7 @@ impl Supervisor {
     /// Supervisor's per-iteration `transition()` of every process (in start order), then the
     /// shutdown logic when the mood is not RUNNING.
     pub fn tick(&mut self, now: Instant, wall: SystemTime) {
-        let order: Vec<ProcId> = self
-            .groups_by_priority()
-            .iter()
-            .flat_map(|g| g.members.iter().copied())
-            .collect();
+        let order: Vec<ProcId> = self.groups_by_priority().iter().flat_map(|g| g.members.iter().copied()).collect();
         for id in order {
             self.feed(id, Input::Tick, now, wall);
         }
@@ -212,11 +176,7 @@ impl Supervisor {
 
     /// The earliest deadline of any process, or None: the loop then sleeps until an event.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.slots
-            .iter()
-            .flatten()
-            .filter_map(Process::deadline)
-            .min()
+        self.slots.iter().flatten().filter_map(Process::deadline).min()
     }
 
     /// Starts an ordered shutdown (`Mood::Shutdown`) or reload (`Mood::Restarting`).
@@ -232,12 +192,7 @@ impl Supervisor {
         if self.stop_groups.is_none() {
             self.actions.push_back(Action::SupervisorStopping);
             // Snapshot in start order; stopped from the end (highest priority first).
-            self.stop_groups = Some(
-                self.groups_by_priority()
-                    .iter()
-                    .map(|g| g.config.name.clone())
-                    .collect(),
-            );
+            self.stop_groups = Some(self.groups_by_priority().iter().map(|g| g.config.name.clone()).collect());
         }
         self.shutdown_step(now, wall);
         true
@@ -245,18 +200,12 @@ impl Supervisor {
 
     /// Processes that are not in a stopped state.
     pub fn unstopped(&self) -> Vec<ProcId> {
-        self.processes()
-            .filter(|(_, p)| !p.state.is_stopped())
-            .map(|(id, _)| id)
-            .collect()
+        self.processes().filter(|(_, p)| !p.state.is_stopped()).map(|(id, _)| id).collect()
     }
 
     fn group_unstopped(&self, name: &str) -> bool {
-        self.group(name).is_some_and(|g| {
-            g.members
-                .iter()
-                .any(|id| self.process(*id).is_some_and(|p| !p.state.is_stopped()))
-        })
+        self.group(name)
+            .is_some_and(|g| g.members.iter().any(|id| self.process(*id).is_some_and(|p| !p.state.is_stopped())))
     }
 
     /// Stops the last group still running; moves on at once when a group is already down
@@ -277,11 +226,7 @@ impl Supervisor {
         if self.stop_groups.as_ref().is_some_and(Vec::is_empty) && self.unstopped().is_empty() {
             self.stop_groups = Some(Vec::new());
             let mood = self.mood();
-            if !self
-                .actions
-                .iter()
-                .any(|a| matches!(a, Action::ShutdownComplete(_)))
-            {
+            if !self.actions.iter().any(|a| matches!(a, Action::ShutdownComplete(_))) {
                 self.actions.push_back(Action::ShutdownComplete(mood));
             }
         }
@@ -329,9 +274,7 @@ impl Supervisor {
         if pid == 0 {
             return None;
         }
-        self.processes()
-            .find(|(_, p)| p.pid == pid)
-            .map(|(id, _)| id)
+        self.processes().find(|(_, p)| p.pid == pid).map(|(id, _)| id)
     }
 }
 

@@ -139,13 +139,7 @@ impl Process {
         }
     }
 
-    fn change(
-        &mut self,
-        to: ProcessState,
-        expected: Option<bool>,
-        ctx: &Ctx,
-        out: &mut Vec<Effect>,
-    ) {
+    fn change(&mut self, to: ProcessState, expected: Option<bool>, ctx: &Ctx, out: &mut Vec<Effect>) {
         let from = self.state;
         if to == ProcessState::Backoff {
             // Linear backoff (2.4): the n-th failure waits n seconds.
@@ -198,13 +192,7 @@ impl Process {
             // The loop only reports a spawn it was asked for, in STARTING; a stale report
             // (the process was stopped meanwhile) changes nothing.
             (
-                S::Stopped
-                | S::Running
-                | S::Backoff
-                | S::Stopping
-                | S::Exited
-                | S::Fatal
-                | S::Unknown,
+                S::Stopped | S::Running | S::Backoff | S::Stopping | S::Exited | S::Fatal | S::Unknown,
                 I::Spawned { .. } | I::SpawnFailed { .. },
             ) => {}
 
@@ -217,15 +205,7 @@ impl Process {
                 let expected = self.config.exitcodes.contains(&info.exitstatus);
                 self.change(S::Stopped, None, ctx, out);
                 let msg = format!("stopped: {} ({})", self.name(), info.message);
-                self.log(
-                    out,
-                    if expected {
-                        LogLevel::Info
-                    } else {
-                        LogLevel::Warn
-                    },
-                    msg,
-                );
+                self.log(out, if expected { LogLevel::Info } else { LogLevel::Warn }, msg);
             }
             (S::Starting, I::Exited(info)) => {
                 self.finish_common(ctx);
@@ -237,8 +217,7 @@ impl Process {
                 };
                 if too_quickly {
                     self.exitstatus = None;
-                    self.spawnerr =
-                        Some("Exited too quickly (process log may have details)".into());
+                    self.spawnerr = Some("Exited too quickly (process log may have details)".into());
                     self.change(S::Backoff, None, ctx, out);
                     let msg = format!("exited: {} ({}; not expected)", self.name(), info.message);
                     self.log(out, LogLevel::Warn, msg);
@@ -274,10 +253,7 @@ impl Process {
             (S::Backoff, I::Stop) => {
                 // Stopping a process in BACKOFF must not wait for its retries (2.6).
                 self.administrative_stop = true;
-                let msg = format!(
-                    "Attempted to kill {}, which is in BACKOFF state.",
-                    self.name()
-                );
+                let msg = format!("Attempted to kill {}, which is in BACKOFF state.", self.name());
                 self.log(out, LogLevel::Debug, msg);
                 self.delay = None;
                 self.change(S::Stopped, None, ctx, out);
@@ -292,32 +268,19 @@ impl Process {
 
             // --- Time ----------------------------------------------------------------------
             (
-                S::Stopped
-                | S::Starting
-                | S::Running
-                | S::Backoff
-                | S::Stopping
-                | S::Exited
-                | S::Fatal
-                | S::Unknown,
+                S::Stopped | S::Starting | S::Running | S::Backoff | S::Stopping | S::Exited | S::Fatal | S::Unknown,
                 I::Tick,
             ) => self.tick(ctx, out),
 
             // --- Signal delivery failed -----------------------------------------------------
             (S::Stopping | S::Running | S::Starting, I::KillFailed { message }) => {
-                let msg = format!(
-                    "unknown problem killing {} ({}):{}",
-                    self.name(),
-                    self.pid,
-                    message
-                );
+                let msg = format!("unknown problem killing {} ({}):{}", self.name(), self.pid, message);
                 self.log(out, LogLevel::Critical, msg);
                 self.killing = false;
                 self.delay = None;
                 self.change(S::Unknown, None, ctx, out);
             }
-            (S::Stopped | S::Backoff | S::Exited | S::Fatal | S::Unknown, I::KillFailed { .. }) => {
-            }
+            (S::Stopped | S::Backoff | S::Exited | S::Fatal | S::Unknown, I::KillFailed { .. }) => {}
         }
     }
 
@@ -331,9 +294,9 @@ impl Process {
                 }
                 let restart = match self.config.autorestart {
                     AutoRestart::Always => true,
-                    AutoRestart::Unexpected => !self
-                        .exitstatus
-                        .is_some_and(|code| self.config.exitcodes.contains(&code)),
+                    AutoRestart::Unexpected => {
+                        !self.exitstatus.is_some_and(|code| self.config.exitcodes.contains(&code))
+                    }
                     AutoRestart::Never => false,
                 };
                 if restart {
@@ -348,10 +311,8 @@ impl Process {
             S::Backoff => {
                 if self.backoff as i64 > self.config.startretries {
                     self.give_up(ctx, out);
-                    let msg = format!(
-                        "gave up: {} entered FATAL state, too many start retries too quickly",
-                        self.name()
-                    );
+                    let msg =
+                        format!("gave up: {} entered FATAL state, too many start retries too quickly", self.name());
                     self.log(out, LogLevel::Info, msg);
                 } else if ctx.may_start && self.delay.is_none_or(|d| ctx.now >= d) {
                     self.spawn(ctx, out);

@@ -54,29 +54,17 @@ impl ProcessState {
 
     /// STOPPED_STATES: nothing is running and nothing will run without a request.
     pub fn is_stopped(self) -> bool {
-        matches!(
-            self,
-            ProcessState::Stopped
-                | ProcessState::Exited
-                | ProcessState::Fatal
-                | ProcessState::Unknown
-        )
+        matches!(self, ProcessState::Stopped | ProcessState::Exited | ProcessState::Fatal | ProcessState::Unknown)
     }
 
     /// RUNNING_STATES: running, or about to be (a start request is refused with ALREADY_STARTED).
     pub fn is_running(self) -> bool {
-        matches!(
-            self,
-            ProcessState::Running | ProcessState::Backoff | ProcessState::Starting
-        )
+        matches!(self, ProcessState::Running | ProcessState::Backoff | ProcessState::Starting)
     }
 
     /// SIGNALLABLE_STATES.
     pub fn is_signallable(self) -> bool {
-        matches!(
-            self,
-            ProcessState::Running | ProcessState::Starting | ProcessState::Stopping
-        )
+        matches!(self, ProcessState::Running | ProcessState::Starting | ProcessState::Stopping)
     }
 }
 

@@ -40,10 +40,7 @@ fn pconf(name: &str) -> ProcessConfig {
         stderr: channel(),
         environment: vec![],
         serverurl: None,
-        span: Span {
-            file: PathBuf::from("t.conf"),
-            line: 1,
-        },
+        span: Span { file: PathBuf::from("t.conf"), line: 1 },
     }
 }
 
@@ -53,10 +50,7 @@ fn group(name: &str, priority: i64, procs: Vec<ProcessConfig>) -> GroupConfig {
         priority,
         kind: GroupKind::Program,
         processes: procs,
-        span: Span {
-            file: PathBuf::from("t.conf"),
-            line: 1,
-        },
+        span: Span { file: PathBuf::from("t.conf"), line: 1 },
     }
 }
 
@@ -103,11 +97,7 @@ impl Harness {
     }
 
     fn id(&self, name: &str) -> ProcId {
-        self.sup
-            .processes()
-            .find(|(_, p)| p.name() == name)
-            .map(|(id, _)| id)
-            .expect("process exists")
+        self.sup.processes().find(|(_, p)| p.name() == name).map(|(id, _)| id).expect("process exists")
     }
 
     fn state(&self, name: &str) -> ProcessState {
@@ -126,9 +116,7 @@ impl Harness {
                     let name = self.sup.process(id).expect("p").name().to_string();
                     self.spawns.push(name);
                     let input = match &self.spawn_error {
-                        Some(msg) => Input::SpawnFailed {
-                            message: msg.clone(),
-                        },
+                        Some(msg) => Input::SpawnFailed { message: msg.clone() },
                         None => {
                             self.next_pid += 1;
                             Input::Spawned { pid: self.next_pid }
@@ -137,9 +125,7 @@ impl Harness {
                     let (now, wall) = (self.now, self.wall());
                     self.sup.feed(id, input, now, wall);
                 }
-                Action::Kill {
-                    id, signal, group, ..
-                } => {
+                Action::Kill { id, signal, group, .. } => {
                     let name = self.sup.process(id).expect("p").name().to_string();
                     self.kills.push((name, signal, group));
                 }
@@ -176,23 +162,11 @@ impl Harness {
     }
 
     fn exit(&mut self, name: &str, code: i32) {
-        self.feed(
-            name,
-            Input::Exited(ExitInfo {
-                exitstatus: code,
-                message: format!("exit status {code}"),
-            }),
-        );
+        self.feed(name, Input::Exited(ExitInfo { exitstatus: code, message: format!("exit status {code}") }));
     }
 
     fn killed(&mut self, name: &str, sig: &str) {
-        self.feed(
-            name,
-            Input::Exited(ExitInfo {
-                exitstatus: -1,
-                message: format!("terminated by {sig}"),
-            }),
-        );
+        self.feed(name, Input::Exited(ExitInfo { exitstatus: -1, message: format!("terminated by {sig}") }));
     }
 
     fn has_log(&self, line: &str) -> bool {
@@ -210,9 +184,7 @@ fn autostart_spawns_then_running_after_startsecs() {
     assert_eq!(h.state("a"), ProcessState::Starting);
     h.advance(1);
     assert_eq!(h.state("a"), ProcessState::Running);
-    assert!(h.has_log(
-        "INFO success: a entered RUNNING state, process has stayed up for > than 1 seconds (startsecs)"
-    ));
+    assert!(h.has_log("INFO success: a entered RUNNING state, process has stayed up for > than 1 seconds (startsecs)"));
 }
 
 #[test]
@@ -221,11 +193,7 @@ fn deadline_is_start_plus_startsecs() {
     h.tick();
     assert_eq!(h.sup.next_deadline(), Some(h.t0 + Duration::from_secs(1)));
     h.advance(1000);
-    assert_eq!(
-        h.sup.next_deadline(),
-        None,
-        "a RUNNING process needs no wakeup"
-    );
+    assert_eq!(h.sup.next_deadline(), None, "a RUNNING process needs no wakeup");
 }
 
 #[test]
@@ -257,10 +225,7 @@ fn quick_exit_goes_to_backoff_never_running_first() {
     h.exit("a", 1);
     assert_eq!(h.state("a"), ProcessState::Backoff);
     assert!(!h.changes.contains(&("a".into(), ProcessState::Running)));
-    assert_eq!(
-        h.proc("a").spawnerr.as_deref(),
-        Some("Exited too quickly (process log may have details)")
-    );
+    assert_eq!(h.proc("a").spawnerr.as_deref(), Some("Exited too quickly (process log may have details)"));
     assert!(h.has_log("WARN exited: a (exit status 1; not expected)"));
 }
 
@@ -291,14 +256,7 @@ fn backoff_is_linear_and_gives_up_after_startretries() {
         spawn_times.push(h.now - h.t0);
     }
     // Spawns at t = 0, 1, 3 s, then FATAL (VERIFIED behaviour of 2.4).
-    assert_eq!(
-        spawn_times,
-        vec![
-            Duration::ZERO,
-            Duration::from_secs(1),
-            Duration::from_secs(3)
-        ]
-    );
+    assert_eq!(spawn_times, vec![Duration::ZERO, Duration::from_secs(1), Duration::from_secs(3)]);
     assert_eq!(h.state("a"), ProcessState::Fatal);
     assert!(h.has_log("INFO gave up: a entered FATAL state, too many start retries too quickly"));
     assert_eq!(h.sup.next_deadline(), None);
@@ -310,10 +268,7 @@ fn spawn_error_goes_to_backoff_with_spawnerr() {
     h.spawn_error = Some("can't find command 'nope'".into());
     h.tick();
     assert_eq!(h.state("a"), ProcessState::Backoff);
-    assert_eq!(
-        h.proc("a").spawnerr.as_deref(),
-        Some("can't find command 'nope'")
-    );
+    assert_eq!(h.proc("a").spawnerr.as_deref(), Some("can't find command 'nope'"));
     assert!(h.has_log("INFO spawnerr: can't find command 'nope'"));
     for _ in 0..10 {
         if let Some(d) = h.sup.next_deadline() {
@@ -345,10 +300,7 @@ fn running_exit_unexpected_restarts_immediately() {
     h.advance(1500);
     h.exit("a", 3);
     // EXITED then STARTING again in the same step, with spawnerr "Bad exit code" cleared by spawn.
-    assert!(h.changes.ends_with(&[
-        ("a".into(), ProcessState::Exited),
-        ("a".into(), ProcessState::Starting)
-    ]));
+    assert!(h.changes.ends_with(&[("a".into(), ProcessState::Exited), ("a".into(), ProcessState::Starting)]));
     assert!(h.has_log("WARN exited: a (exit status 3; not expected)"));
     assert_eq!(h.spawns.len(), 2);
 }
@@ -370,11 +322,7 @@ fn signal_death_is_exitstatus_minus_one_and_unexpected() {
 #[test]
 fn autorestart_sweep_over_exit_codes() {
     // Every exit code 0..=255 against exitcodes=0,2 for all three autorestart values.
-    for policy in [
-        AutoRestart::Never,
-        AutoRestart::Unexpected,
-        AutoRestart::Always,
-    ] {
+    for policy in [AutoRestart::Never, AutoRestart::Unexpected, AutoRestart::Always] {
         for code in 0..=255 {
             let mut p = pconf("a");
             p.exitcodes = vec![0, 2];
@@ -401,10 +349,7 @@ fn exit_after_startsecs_but_before_tick_counts_as_running() {
     h.tick();
     h.now += Duration::from_millis(1200);
     h.exit("a", 0);
-    assert!(h.changes.ends_with(&[
-        ("a".into(), ProcessState::Running),
-        ("a".into(), ProcessState::Exited)
-    ]));
+    assert!(h.changes.ends_with(&[("a".into(), ProcessState::Running), ("a".into(), ProcessState::Exited)]));
 }
 
 #[test]
@@ -428,11 +373,7 @@ fn stop_sends_stopsignal_then_sigkill_after_stopwaitsecs() {
     assert_eq!(h.state("a"), ProcessState::Stopped);
     assert!(h.has_log("WARN stopped: a (terminated by SIGKILL)"));
     h.advance(10_000);
-    assert_eq!(
-        h.state("a"),
-        ProcessState::Stopped,
-        "a stopped process is not autostarted again"
-    );
+    assert_eq!(h.state("a"), ProcessState::Stopped, "a stopped process is not autostarted again");
 }
 
 #[test]
@@ -447,13 +388,7 @@ fn stopasgroup_signals_the_process_group_and_killasgroup_the_sigkill() {
     h.feed("a", Input::Stop);
     assert!(h.has_log("DEBG killing a (pid 101) process group with signal SIGTERM"));
     h.advance(1000);
-    assert_eq!(
-        h.kills,
-        vec![
-            ("a".into(), libc::SIGTERM, true),
-            ("a".into(), libc::SIGKILL, true)
-        ]
-    );
+    assert_eq!(h.kills, vec![("a".into(), libc::SIGTERM, true), ("a".into(), libc::SIGKILL, true)]);
 }
 
 #[test]
@@ -518,12 +453,7 @@ fn start_from_fatal_and_exited_but_not_unknown() {
     assert_eq!(h.state("a"), ProcessState::Starting);
     h.advance(1500);
     h.feed("a", Input::Stop);
-    h.feed(
-        "a",
-        Input::KillFailed {
-            message: "EPERM".into(),
-        },
-    );
+    h.feed("a", Input::KillFailed { message: "EPERM".into() });
     assert_eq!(h.state("a"), ProcessState::Unknown);
     let spawns = h.spawns.len();
     h.feed("a", Input::Start);
@@ -538,19 +468,12 @@ fn every_state_input_pair_keeps_pid_consistent() {
         vec![
             Input::Start,
             Input::Spawned { pid: 999 },
-            Input::SpawnFailed {
-                message: "x".into(),
-            },
-            Input::Exited(ExitInfo {
-                exitstatus: 1,
-                message: "exit status 1".into(),
-            }),
+            Input::SpawnFailed { message: "x".into() },
+            Input::Exited(ExitInfo { exitstatus: 1, message: "exit status 1".into() }),
             Input::Stop,
             Input::GiveUp,
             Input::Tick,
-            Input::KillFailed {
-                message: "EPERM".into(),
-            },
+            Input::KillFailed { message: "EPERM".into() },
         ]
     };
     let reach: Vec<(&str, fn(&mut Harness))> = vec![
@@ -583,12 +506,7 @@ fn every_state_input_pair_keeps_pid_consistent() {
         ("unknown", |h| {
             h.tick();
             h.feed("a", Input::Stop);
-            h.feed(
-                "a",
-                Input::KillFailed {
-                    message: "EPERM".into(),
-                },
-            )
+            h.feed("a", Input::KillFailed { message: "EPERM".into() })
         }),
     ];
     for (label, go) in &reach {
@@ -604,17 +522,10 @@ fn every_state_input_pair_keeps_pid_consistent() {
             let p = h.proc("a");
             let has_child = matches!(
                 p.state,
-                ProcessState::Starting
-                    | ProcessState::Running
-                    | ProcessState::Stopping
-                    | ProcessState::Unknown
+                ProcessState::Starting | ProcessState::Running | ProcessState::Stopping | ProcessState::Unknown
             );
             if !has_child {
-                assert_eq!(
-                    p.pid, 0,
-                    "from {label} with {input:?}: {} has pid {}",
-                    p.state, p.pid
-                );
+                assert_eq!(p.pid, 0, "from {label} with {input:?}: {} has pid {}", p.state, p.pid);
             }
         }
     }
@@ -632,25 +543,16 @@ fn shutdown_stops_groups_in_reverse_priority_one_group_at_a_time() {
     let (now, wall) = (h.now, h.wall());
     h.sup.request_stop(Mood::Shutdown, now, wall);
     h.run();
-    assert_eq!(
-        h.kills.iter().map(|k| k.0.as_str()).collect::<Vec<_>>(),
-        vec!["high"]
-    );
+    assert_eq!(h.kills.iter().map(|k| k.0.as_str()).collect::<Vec<_>>(), vec!["high"]);
     h.killed("high", "SIGTERM");
     h.tick();
-    assert_eq!(
-        h.kills.iter().map(|k| k.0.as_str()).collect::<Vec<_>>(),
-        vec!["high", "mid"]
-    );
+    assert_eq!(h.kills.iter().map(|k| k.0.as_str()).collect::<Vec<_>>(), vec!["high", "mid"]);
     h.exit("mid", 0);
     h.tick();
     h.exit("low", 0);
     h.tick();
     assert_eq!(h.done, Some(Mood::Shutdown));
-    assert_eq!(
-        h.kills.iter().map(|k| k.0.as_str()).collect::<Vec<_>>(),
-        vec!["high", "mid", "low"]
-    );
+    assert_eq!(h.kills.iter().map(|k| k.0.as_str()).collect::<Vec<_>>(), vec!["high", "mid", "low"]);
 }
 
 #[test]
@@ -668,11 +570,7 @@ fn shutdown_skips_idle_groups_without_waiting() {
     let (now, wall) = (h.now, h.wall());
     h.sup.request_stop(Mood::Shutdown, now, wall);
     h.run();
-    assert_eq!(
-        h.kills.len(),
-        1,
-        "the running group is signalled in the same step"
-    );
+    assert_eq!(h.kills.len(), 1, "the running group is signalled in the same step");
     h.exit("run", 0);
     h.tick();
     assert_eq!(h.done, Some(Mood::Shutdown));
@@ -680,10 +578,7 @@ fn shutdown_skips_idle_groups_without_waiting() {
 
 #[test]
 fn shutdown_gives_up_backoff_and_does_not_restart() {
-    let mut h = Harness::new(vec![
-        group("a", 1, vec![pconf("a")]),
-        group("b", 2, vec![pconf("b")]),
-    ]);
+    let mut h = Harness::new(vec![group("a", 1, vec![pconf("a")]), group("b", 2, vec![pconf("b")])]);
     h.tick();
     h.exit("a", 1);
     assert_eq!(h.state("a"), ProcessState::Backoff);
@@ -709,10 +604,7 @@ fn processes_inside_a_group_stop_in_descending_priority() {
     let (now, wall) = (h.now, h.wall());
     h.sup.request_stop(Mood::Shutdown, now, wall);
     h.run();
-    assert_eq!(
-        h.kills.iter().map(|k| k.0.as_str()).collect::<Vec<_>>(),
-        vec!["b", "a"]
-    );
+    assert_eq!(h.kills.iter().map(|k| k.0.as_str()).collect::<Vec<_>>(), vec!["b", "a"]);
 }
 
 #[test]
@@ -723,11 +615,7 @@ fn autostart_spawns_in_priority_order() {
         group("m", 5, vec![pconf("m")]),
     ]);
     h.tick();
-    assert_eq!(
-        h.spawns,
-        vec!["z", "m", "a"],
-        "stable sort by priority: ties keep insertion order"
-    );
+    assert_eq!(h.spawns, vec!["z", "m", "a"], "stable sort by priority: ties keep insertion order");
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! Every libc call of the daemon outside spawning goes through this module (habit 5).
 
+pub mod users;
+
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -19,48 +21,12 @@ macro_rules! syscall {
     }};
 }
 
-/// Linux signal names, as Supervisor's `signame` prints them.
-pub const SIGNALS: &[(&str, i32)] = &[
-    ("SIGHUP", libc::SIGHUP),
-    ("SIGINT", libc::SIGINT),
-    ("SIGQUIT", libc::SIGQUIT),
-    ("SIGILL", libc::SIGILL),
-    ("SIGTRAP", libc::SIGTRAP),
-    ("SIGABRT", libc::SIGABRT),
-    ("SIGBUS", libc::SIGBUS),
-    ("SIGFPE", libc::SIGFPE),
-    ("SIGKILL", libc::SIGKILL),
-    ("SIGUSR1", libc::SIGUSR1),
-    ("SIGSEGV", libc::SIGSEGV),
-    ("SIGUSR2", libc::SIGUSR2),
-    ("SIGPIPE", libc::SIGPIPE),
-    ("SIGALRM", libc::SIGALRM),
-    ("SIGTERM", libc::SIGTERM),
-    ("SIGSTKFLT", libc::SIGSTKFLT),
-    ("SIGCHLD", libc::SIGCHLD),
-    ("SIGCONT", libc::SIGCONT),
-    ("SIGSTOP", libc::SIGSTOP),
-    ("SIGTSTP", libc::SIGTSTP),
-    ("SIGTTIN", libc::SIGTTIN),
-    ("SIGTTOU", libc::SIGTTOU),
-    ("SIGURG", libc::SIGURG),
-    ("SIGXCPU", libc::SIGXCPU),
-    ("SIGXFSZ", libc::SIGXFSZ),
-    ("SIGVTALRM", libc::SIGVTALRM),
-    ("SIGPROF", libc::SIGPROF),
-    ("SIGWINCH", libc::SIGWINCH),
-    ("SIGIO", libc::SIGIO),
-    ("SIGPWR", libc::SIGPWR),
-    ("SIGSYS", libc::SIGSYS),
-];
-
 /// `SIGTERM` for 15; `signal 99` for a number without a name.
 pub fn signal_name(sig: i32) -> String {
-    SIGNALS
-        .iter()
-        .find(|(_, n)| *n == sig)
-        .map(|(name, _)| (*name).to_string())
-        .unwrap_or_else(|| format!("signal {sig}"))
+    match crate::config::signal_name(sig) {
+        Some(name) => name.to_string(),
+        None => format!("signal {sig}"),
+    }
 }
 
 /// Supervisor's `decode_wait_status`: (exitstatus, message). A signal death is -1.
@@ -138,12 +104,7 @@ pub fn reap_one() -> io::Result<Option<Reaped>> {
     loop {
         match syscall!(waitpid(-1, &mut status, libc::WNOHANG)) {
             Ok(0) => return Ok(None),
-            Ok(pid) => {
-                return Ok(Some(Reaped {
-                    pid: pid as u32,
-                    status,
-                }))
-            }
+            Ok(pid) => return Ok(Some(Reaped { pid: pid as u32, status })),
             Err(e) if e.raw_os_error() == Some(libc::ECHILD) => return Ok(None),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
@@ -197,25 +158,16 @@ pub fn umask(mask: u32) -> u32 {
 /// Raises the soft limit of `resource` to at least `min` (and the hard limit too if allowed).
 /// Returns Ok(true) when it changed something.
 pub fn raise_rlimit(resource: libc::__rlimit_resource_t, min: u64) -> io::Result<bool> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     syscall!(getrlimit(resource, &mut lim))?;
     if lim.rlim_cur >= min {
         return Ok(false);
     }
-    let new = libc::rlimit {
-        rlim_cur: min,
-        rlim_max: lim.rlim_max.max(min),
-    };
+    let new = libc::rlimit { rlim_cur: min, rlim_max: lim.rlim_max.max(min) };
     match syscall!(setrlimit(resource, &new)) {
         Ok(_) => Ok(true),
         Err(_) => {
-            let soft_only = libc::rlimit {
-                rlim_cur: min,
-                rlim_max: lim.rlim_max,
-            };
+            let soft_only = libc::rlimit { rlim_cur: min, rlim_max: lim.rlim_max };
             syscall!(setrlimit(resource, &soft_only))?;
             Ok(true)
         }
@@ -224,13 +176,7 @@ pub fn raise_rlimit(resource: libc::__rlimit_resource_t, min: u64) -> io::Result
 
 /// Becomes a child subreaper, so orphans of our children are re-parented to us and reaped.
 pub fn set_child_subreaper() -> io::Result<()> {
-    syscall!(prctl(
-        libc::PR_SET_CHILD_SUBREAPER,
-        1 as libc::c_ulong,
-        0,
-        0,
-        0
-    ))?;
+    syscall!(prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0))?;
     Ok(())
 }
 

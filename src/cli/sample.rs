@@ -1,0 +1,127 @@
+//! The sample configuration printed by `minisv echo-conf`.
+
+/// A complete commented sample config: every section and option, commented out with its
+/// default, and valid as it is (`minisv echo-conf > /etc/minisv.conf`).
+pub fn echo_conf() -> &'static str {
+    SAMPLE
+}
+
+const SAMPLE: &str = r#"; minisv configuration file (the same format as Supervisor's supervisord.conf).
+;
+; Lines starting with ';' or '#' are comments. A ';' or '#' after a space also starts a
+; comment, so quote nothing and write "a;b" without spaces, or put a shell command that
+; needs " ; " inside a script. Values may use %(here)s (the directory of this file),
+; %(ENV_NAME)s (an environment variable) and, in program sections, %(program_name)s,
+; %(process_num)d, %(group_name)s and %(host_node_name)s. Write %% for a literal %.
+; Relative paths in [include] are relative to this file's directory.
+
+[unix_http_server]
+file=/tmp/minisv.sock        ; the control socket (minisv ctl talks to it)
+;chmod=0700                  ; socket file mode (default 0700)
+;chown=nobody:nogroup        ; socket owner, user or user:group
+;username=user               ; username for the control interface (default: no auth)
+;password=123                ; plain text, or {SHA} followed by the SHA-1 hex digest
+
+;[inet_http_server]          ; the HTTP control interface (off unless this section is used)
+;port=127.0.0.1:9001         ; host:port, or *:port for all interfaces
+;username=user               ; default: no auth
+;password=123                ; plain text, or {SHA} followed by the SHA-1 hex digest
+
+[supervisord]
+logfile=/tmp/minisv.log      ; main log file, or syslog (default $CWD/supervisord.log)
+;logfile_maxbytes=50MB       ; rotate the main log at this size; 0 = never (default 50MB)
+;logfile_backups=10          ; rotated main logs to keep; 0 = none (default 10)
+;loglevel=info               ; critical, error, warn, info, debug, trace, blather (default info)
+pidfile=/tmp/minisv.pid      ; pid file of the daemon (default $CWD/supervisord.pid)
+;umask=022                   ; umask of the daemon, applied when daemonizing (default 022)
+;nodaemon=false              ; stay in the foreground (default false)
+;silent=false                ; with nodaemon, do not copy the log to stdout (default false)
+;minfds=1024                 ; raise the open files limit to at least this (default 1024)
+;minprocs=200                ; raise the process limit to at least this (default 200)
+;nocleanup=false             ; keep AUTO child logs at start (default false)
+;childlogdir=/tmp            ; directory of AUTO child logs (default $TMPDIR or /tmp)
+;user=nobody                 ; drop privileges to this user at start (default: stay)
+;directory=/tmp              ; chdir here when daemonizing (default: stay)
+;strip_ansi=false            ; strip ANSI escapes from child output (default false)
+;environment=KEY="value"     ; KEY="value",KEY2="value" added to every child (default none)
+;identifier=supervisor       ; name of this instance in the RPC API (default supervisor)
+
+; The RPC interface that ctl and other Supervisor clients use. Keep this section.
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisorctl]
+serverurl=unix:///tmp/minisv.sock ; the socket of [unix_http_server]
+;serverurl=http://127.0.0.1:9001 ; or the address of [inet_http_server]
+;username=chris              ; should match the server's username
+;password=123                ; should match the server's password (plain text)
+;prompt=supervisor           ; prompt of the interactive shell (default supervisor)
+;history_file=~/.minisv_history ; readline history file (default none)
+
+; A program. The command does not run through a shell: use sh -c '...' for pipes and
+; redirections, and stdout_logfile= to capture output.
+
+;[program:theprogramname]
+;command=/bin/cat              ; the program and its arguments (required)
+;process_name=%(program_name)s ; process name; needs %(process_num)s when numprocs > 1
+;numprocs=1                    ; number of processes (default 1)
+;numprocs_start=0              ; first process_num (default 0)
+;directory=/tmp                ; chdir here before exec (default: stay)
+;umask=022                     ; umask of the process (default: inherited)
+;priority=999                  ; start order, low first; stop order, high first (default 999)
+;autostart=true                ; start when the daemon starts (default true)
+;startsecs=1                   ; seconds up to count as started (default 1)
+;startretries=3                ; failed starts before FATAL (default 3)
+;autorestart=unexpected        ; true, false or unexpected (default unexpected)
+;exitcodes=0                   ; expected exit codes (default 0)
+;stopsignal=TERM               ; signal to stop it: TERM, HUP, INT, QUIT, KILL, USR1, USR2 (default TERM)
+;stopwaitsecs=10               ; seconds to wait before SIGKILL (default 10)
+;stopasgroup=false             ; send the stop signal to the process group (default false)
+;killasgroup=false             ; SIGKILL the process group (default: as stopasgroup)
+;user=chrism                   ; run as this user (default: the daemon's user)
+;redirect_stderr=false         ; send stderr to the stdout log (default false)
+;stdout_logfile=AUTO           ; a path, AUTO or NONE (default AUTO, in childlogdir)
+;stdout_logfile_maxbytes=50MB  ; rotate at this size; 0 = never (default 50MB)
+;stdout_logfile_backups=10     ; rotated logs to keep (default 10)
+;stdout_capture_maxbytes=0     ; capture mode buffer; 0 = off (default 0)
+;stdout_events_enabled=false   ; emit PROCESS_LOG_STDOUT events (default false)
+;stdout_syslog=false           ; also send to syslog (default false)
+;stderr_logfile=AUTO           ; a path, AUTO or NONE (default AUTO, in childlogdir)
+;stderr_logfile_maxbytes=50MB  ; rotate at this size; 0 = never (default 50MB)
+;stderr_logfile_backups=10     ; rotated logs to keep (default 10)
+;stderr_capture_maxbytes=0     ; capture mode buffer; 0 = off (default 0)
+;stderr_events_enabled=false   ; emit PROCESS_LOG_STDERR events (default false)
+;stderr_syslog=false           ; also send to syslog (default false)
+;environment=A="1",B="2"       ; environment of the process (default none)
+;serverurl=AUTO                ; SUPERVISOR_SERVER_URL for the process (default AUTO)
+
+; An event listener pool: every [program:x] key, plus these.
+
+;[eventlistener:theeventlistenername]
+;command=/bin/eventlistener    ; the program and its arguments (required)
+;events=EVENT                  ; event types to subscribe to (required)
+;buffer_size=10                ; event queue size (default 10)
+;result_handler=supervisor.dispatchers:default_handler ; the only handler minisv has
+;priority=-1                   ; listeners start first and stop last (default -1)
+;redirect_stderr=false         ; must stay false for listeners
+
+; A FastCGI program: every [program:x] key, plus these.
+
+;[fcgi-program:thefcgiprogramname]
+;command=/usr/bin/php-cgi      ; the program and its arguments (required)
+;socket=unix:///tmp/%(program_name)s.sock ; or tcp://localhost:9002 (required)
+;socket_backlog=128            ; listen backlog (default SOMAXCONN)
+;socket_owner=chrism           ; unix socket owner, user or user:group (default: the process user)
+;socket_mode=0700              ; unix socket mode (default 0700)
+
+; A group of programs (each program then belongs to this group only).
+
+;[group:thegroupname]
+;programs=progname1,progname2  ; program or fcgi-program names (required)
+;priority=999                  ; group priority (default 999)
+
+; More config files, read after this one (one level; globs relative to this file's directory).
+
+;[include]
+;files=relative/directory/*.ini
+"#;

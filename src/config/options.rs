@@ -1,0 +1,294 @@
+//! The config vocabulary, declared once: every section kind with its keys and defaults. The
+//! loader warns about keys not listed here; `echo-conf` and its test are checked against it.
+
+/// One key of a section.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Key {
+    pub name: &'static str,
+    /// The default as it would be written in the file (empty when there is none).
+    pub default: &'static str,
+    pub doc: &'static str,
+}
+
+const fn key(name: &'static str, default: &'static str, doc: &'static str) -> Key {
+    Key { name, default, doc }
+}
+
+pub const SUPERVISORD: &[Key] = &[
+    key("logfile", "supervisord.log", "main log file, or 'syslog'"),
+    key("logfile_maxbytes", "50MB", "rotate the main log at this size (0 = never)"),
+    key("logfile_backups", "10", "rotated main logs to keep"),
+    key("loglevel", "info", "critical, error, warn, info, debug, trace or blather"),
+    key("pidfile", "supervisord.pid", "pid file of the daemon"),
+    key("umask", "022", "umask of the daemon (applied when daemonizing)"),
+    key("nodaemon", "false", "stay in the foreground"),
+    key("silent", "false", "with nodaemon, do not copy the log to stdout"),
+    key("minfds", "1024", "raise the open files limit to at least this"),
+    key("minprocs", "200", "raise the process limit to at least this"),
+    key("nocleanup", "false", "keep AUTO child logs at start"),
+    key("childlogdir", "/tmp", "directory of AUTO child logs (default: $TMPDIR or /tmp)"),
+    key("user", "", "drop privileges to this user at start"),
+    key("directory", "", "chdir here when daemonizing"),
+    key("strip_ansi", "false", "strip ANSI escapes from child output"),
+    key("environment", "", "KEY=\"value\",KEY2=\"value\" added to every child"),
+    key("identifier", "supervisor", "name of this instance in the RPC API"),
+];
+
+pub const UNIX_HTTP_SERVER: &[Key] = &[
+    key("file", "", "path of the control socket (required)"),
+    key("chmod", "0700", "socket file mode"),
+    key("chown", "", "socket owner, user or user:group"),
+    key("username", "", "user name for the control interface"),
+    key("password", "", "password, plain or {SHA} followed by the SHA-1 hex digest"),
+];
+
+pub const INET_HTTP_SERVER: &[Key] = &[
+    key("port", "", "host:port to listen on (required); *:port or :port for all interfaces"),
+    key("username", "", "user name for the control interface"),
+    key("password", "", "password, plain or {SHA} followed by the SHA-1 hex digest"),
+];
+
+pub const SUPERVISORCTL: &[Key] = &[
+    key("serverurl", "http://localhost:9001", "unix:///path/to/socket or http://host:port"),
+    key("username", "", "user name sent to the server"),
+    key("password", "", "password sent to the server"),
+    key("prompt", "supervisor", "prompt of the interactive shell"),
+    key("history_file", "", "readline history file"),
+];
+
+/// Keys of `[program:x]`; `[eventlistener:x]` and `[fcgi-program:x]` add theirs below.
+pub const PROGRAM: &[Key] = &[
+    key("command", "", "the program and its arguments (required); no shell is involved"),
+    key("process_name", "%(program_name)s", "process name; must contain %(process_num) when numprocs > 1"),
+    key("numprocs", "1", "number of processes"),
+    key("numprocs_start", "0", "first process_num"),
+    key("priority", "999", "start order (low first) and stop order (high first)"),
+    key("autostart", "true", "start when the daemon starts"),
+    key("autorestart", "unexpected", "restart on exit: true, false or unexpected"),
+    key("startsecs", "1", "seconds the process must stay up to count as started"),
+    key("startretries", "3", "failed starts before FATAL"),
+    key("exitcodes", "0", "expected exit codes"),
+    key("stopsignal", "TERM", "signal sent to stop the process"),
+    key("stopwaitsecs", "10", "seconds to wait before SIGKILL"),
+    key("stopasgroup", "false", "send the stop signal to the whole process group"),
+    key("killasgroup", "false", "send SIGKILL to the whole process group"),
+    key("user", "", "run as this user"),
+    key("directory", "", "chdir here before exec"),
+    key("umask", "", "umask of the process (default: inherited)"),
+    key("redirect_stderr", "false", "send stderr to the stdout log"),
+    key("stdout_logfile", "AUTO", "stdout log: a path, AUTO or NONE"),
+    key("stdout_logfile_maxbytes", "50MB", "rotate the stdout log at this size"),
+    key("stdout_logfile_backups", "10", "rotated stdout logs to keep"),
+    key("stdout_capture_maxbytes", "0", "capture mode buffer (0 = off)"),
+    key("stdout_events_enabled", "false", "emit PROCESS_LOG_STDOUT events"),
+    key("stdout_syslog", "false", "also send stdout to syslog"),
+    key("stderr_logfile", "AUTO", "stderr log: a path, AUTO or NONE"),
+    key("stderr_logfile_maxbytes", "50MB", "rotate the stderr log at this size"),
+    key("stderr_logfile_backups", "10", "rotated stderr logs to keep"),
+    key("stderr_capture_maxbytes", "0", "capture mode buffer (0 = off)"),
+    key("stderr_events_enabled", "false", "emit PROCESS_LOG_STDERR events"),
+    key("stderr_syslog", "false", "also send stderr to syslog"),
+    key("environment", "", "KEY=\"value\",KEY2=\"value\" for this process"),
+    key("serverurl", "AUTO", "SUPERVISOR_SERVER_URL given to the process"),
+];
+
+pub const EVENTLISTENER_EXTRA: &[Key] = &[
+    key("events", "", "event types to subscribe to (required)"),
+    key("buffer_size", "10", "event queue size"),
+    key("result_handler", "supervisor.dispatchers:default_handler", "only the default handler is supported"),
+];
+
+pub const FCGI_EXTRA: &[Key] = &[
+    key("socket", "", "unix:///absolute/path or tcp://host:port (required)"),
+    key("socket_backlog", "", "listen backlog (default: SOMAXCONN)"),
+    key("socket_owner", "", "unix socket owner, user or user:group"),
+    key("socket_mode", "0700", "unix socket mode"),
+];
+
+pub const GROUP: &[Key] =
+    &[key("programs", "", "comma-separated program names (required)"), key("priority", "999", "group priority")];
+
+pub const INCLUDE: &[Key] = &[key("files", "", "space-separated globs, relative to this file's directory")];
+
+pub const RPCINTERFACE: &[Key] = &[key(
+    "supervisor.rpcinterface_factory",
+    "supervisor.rpcinterface:make_main_rpcinterface",
+    "the only factory minisv provides",
+)];
+
+pub const RPC_FACTORY: &str = "supervisor.rpcinterface:make_main_rpcinterface";
+pub const DEFAULT_RESULT_HANDLER: &str = "supervisor.dispatchers:default_handler";
+
+/// Supervisor 2 settings (and main-log settings) that people put in program sections.
+pub const LEGACY_PROGRAM_KEYS: &[(&str, &str)] = &[
+    (
+        "loglevel",
+        "'loglevel' is not a program option (it is the [supervisord] main log level); it is ignored: child output is logged as is",
+    ),
+    (
+        "log_stderr",
+        "'log_stderr' is a Supervisor 2 setting, not a program option; it is ignored: stderr is logged to stderr_logfile= (or to the stdout log with redirect_stderr=true)",
+    ),
+    (
+        "log_stdout",
+        "'log_stdout' is a Supervisor 2 setting, not a program option; it is ignored: stdout is logged to stdout_logfile=",
+    ),
+    (
+        "logfile",
+        "'logfile' is a Supervisor 2 setting, not a program option; it is ignored: use stdout_logfile= (and stderr_logfile= or redirect_stderr=true)",
+    ),
+];
+
+/// Event type names `events=` accepts (reference 6.1).
+pub const EVENT_TYPES: &[&str] = &[
+    "EVENT",
+    "PROCESS_STATE",
+    "PROCESS_STATE_STOPPED",
+    "PROCESS_STATE_EXITED",
+    "PROCESS_STATE_STARTING",
+    "PROCESS_STATE_STOPPING",
+    "PROCESS_STATE_BACKOFF",
+    "PROCESS_STATE_FATAL",
+    "PROCESS_STATE_RUNNING",
+    "PROCESS_STATE_UNKNOWN",
+    "PROCESS_COMMUNICATION",
+    "PROCESS_COMMUNICATION_STDOUT",
+    "PROCESS_COMMUNICATION_STDERR",
+    "PROCESS_LOG",
+    "PROCESS_LOG_STDOUT",
+    "PROCESS_LOG_STDERR",
+    "REMOTE_COMMUNICATION",
+    "SUPERVISOR_STATE_CHANGE",
+    "SUPERVISOR_STATE_CHANGE_RUNNING",
+    "SUPERVISOR_STATE_CHANGE_STOPPING",
+    "TICK",
+    "TICK_5",
+    "TICK_60",
+    "TICK_3600",
+    "PROCESS_GROUP",
+    "PROCESS_GROUP_ADDED",
+    "PROCESS_GROUP_REMOVED",
+];
+
+/// The kinds of sections, by name or `prefix:`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SectionKind {
+    Supervisord,
+    UnixHttpServer,
+    InetHttpServer,
+    Supervisorctl,
+    Program,
+    Group,
+    EventListener,
+    FcgiProgram,
+    Include,
+    RpcInterface,
+    CtlPlugin,
+}
+
+/// Section names: `(name, takes ":x" suffix, requires it, kind)`.
+pub const SECTIONS: &[(&str, bool, bool, SectionKind)] = &[
+    ("supervisord", false, false, SectionKind::Supervisord),
+    ("unix_http_server", true, false, SectionKind::UnixHttpServer),
+    ("inet_http_server", true, false, SectionKind::InetHttpServer),
+    ("supervisorctl", false, false, SectionKind::Supervisorctl),
+    ("program", true, true, SectionKind::Program),
+    ("group", true, true, SectionKind::Group),
+    ("eventlistener", true, true, SectionKind::EventListener),
+    ("fcgi-program", true, true, SectionKind::FcgiProgram),
+    ("include", false, false, SectionKind::Include),
+    ("rpcinterface", true, true, SectionKind::RpcInterface),
+    ("ctlplugin", true, true, SectionKind::CtlPlugin),
+];
+
+/// What kind of section a header names, if any.
+pub fn section_kind(name: &str) -> Option<SectionKind> {
+    let (base, suffix) = match name.split_once(':') {
+        Some((b, s)) => (b, Some(s)),
+        None => (name, None),
+    };
+    SECTIONS.iter().find_map(|(n, takes, requires, kind)| {
+        let ok = *n == base && (suffix.is_none() || *takes) && (suffix.is_some() || !*requires);
+        ok.then_some(*kind)
+    })
+}
+
+/// The keys a section kind accepts (`None`: any key, e.g. `[rpcinterface:x]` kwargs).
+pub fn keys_of(kind: SectionKind) -> Option<Vec<&'static Key>> {
+    let keys: Vec<&Key> = match kind {
+        SectionKind::Supervisord => SUPERVISORD.iter().collect(),
+        SectionKind::UnixHttpServer => UNIX_HTTP_SERVER.iter().collect(),
+        SectionKind::InetHttpServer => INET_HTTP_SERVER.iter().collect(),
+        SectionKind::Supervisorctl => SUPERVISORCTL.iter().collect(),
+        SectionKind::Program => PROGRAM.iter().collect(),
+        SectionKind::EventListener => PROGRAM.iter().chain(EVENTLISTENER_EXTRA).collect(),
+        SectionKind::FcgiProgram => PROGRAM.iter().chain(FCGI_EXTRA).collect(),
+        SectionKind::Group => GROUP.iter().collect(),
+        SectionKind::Include => INCLUDE.iter().collect(),
+        SectionKind::RpcInterface | SectionKind::CtlPlugin => return None,
+    };
+    Some(keys)
+}
+
+/// Levenshtein distance, for "did you mean".
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The closest candidate within a small distance.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (word.chars().count() / 3).clamp(1, 3);
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn near_misses_get_a_suggestion() {
+        let keys = PROGRAM.iter().map(|k| k.name);
+        assert_eq!(did_you_mean("autorestar", keys.clone()), Some("autorestart"));
+        assert_eq!(did_you_mean("comand", keys.clone()), Some("command"));
+        assert_eq!(did_you_mean("xyzzy", keys), None);
+    }
+
+    #[test]
+    fn section_kinds_follow_supervisor_names() {
+        assert_eq!(section_kind("program:x"), Some(SectionKind::Program));
+        assert_eq!(section_kind("program"), None);
+        assert_eq!(section_kind("unix_http_server"), Some(SectionKind::UnixHttpServer));
+        assert_eq!(section_kind("unix_http_server:b"), Some(SectionKind::UnixHttpServer));
+        assert_eq!(section_kind("supervisord:x"), None);
+        assert_eq!(section_kind("programs:x"), None);
+    }
+
+    #[test]
+    fn keys_are_unique_per_section() {
+        for (_, _, _, kind) in SECTIONS {
+            if let Some(keys) = keys_of(*kind) {
+                let mut names: Vec<&str> = keys.iter().map(|k| k.name).collect();
+                names.sort();
+                let before = names.len();
+                names.dedup();
+                assert_eq!(before, names.len(), "{kind:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,567 @@
+//! Program-like sections (`[program:x]`, `[eventlistener:x]`, `[fcgi-program:x]`) and
+//! `[group:x]` → process groups, following options.py's `process_groups_from_parser`.
+
+use super::expand::{expand, ExpValue, Names};
+use super::ini::py_strip;
+use super::load::*;
+use super::model::*;
+use super::options;
+use super::sections::parse_environment;
+use super::types::{self, LogFileName};
+
+fn list_of_strings(s: &str) -> Vec<String> {
+    if s.is_empty() {
+        return Vec::new();
+    }
+    s.split(',').map(|x| py_strip(x).to_string()).collect()
+}
+
+fn text_of(g: Got) -> Option<String> {
+    match g {
+        Got::Found(t, _) => Some(t),
+        _ => None,
+    }
+}
+
+/// A section's name part as a process/group name, or an error recorded.
+fn checked_name(ld: &mut Loader, section: &str) -> Option<String> {
+    let raw = section.split_once(':').map(|x| x.1).unwrap_or("");
+    match types::process_or_group_name(raw) {
+        Ok(name) => Some(name),
+        Err(msg) => {
+            let span = ld.section_span(section);
+            ld.error(Some(span), section, None, msg);
+            None
+        }
+    }
+}
+
+pub fn groups(ld: &mut Loader) -> Vec<GroupConfig> {
+    let all: Vec<String> = ld.ini.sections.iter().map(|s| s.name.clone()).collect();
+    let none = Names::new();
+    let mut groups = Vec::new();
+    let mut exclude: Vec<String> = Vec::new();
+
+    for section in all.iter().filter(|s| s.starts_with("group:")) {
+        let Some(name) = checked_name(ld, section) else {
+            continue;
+        };
+        let programs = list_of_strings(&text_of(ld.get(section, "programs", &none)).unwrap_or_default());
+        let priority = ld.conv(section, "priority", &none, 999, types::integer, EXPECT_INT);
+        let span = ld.section_span(section);
+        let programs_span = ld.raw(section, "programs").map(|v| v.span).or(Some(span.clone()));
+        let mut processes = Vec::new();
+        for program in programs {
+            let p = format!("program:{program}");
+            let f = format!("fcgi-program:{program}");
+            let member = match (all.contains(&p), all.contains(&f)) {
+                (false, false) => {
+                    ld.error(
+                        programs_span.clone(),
+                        section,
+                        Some("programs"),
+                        format!("[{section}] names unknown program or fcgi-program {program}"),
+                    );
+                    continue;
+                }
+                (true, true) => {
+                    ld.error(
+                        programs_span.clone(),
+                        section,
+                        Some("programs"),
+                        format!("[{section}] name {program} is ambiguous (exists as program and fcgi-program)"),
+                    );
+                    continue;
+                }
+                (true, false) => p,
+                (false, true) => f,
+            };
+            exclude.push(member.clone());
+            processes.extend(processes_from_section(ld, &member, &name, false));
+        }
+        groups.push(GroupConfig { name, priority, kind: GroupKind::Program, processes, span });
+    }
+
+    for section in all.iter().filter(|s| s.starts_with("program:") && !exclude.contains(s)) {
+        let Some(name) = checked_name(ld, section) else {
+            continue;
+        };
+        let priority = ld.conv(section, "priority", &none, 999, types::integer, EXPECT_INT);
+        let processes = processes_from_section(ld, section, &name, false);
+        let span = ld.section_span(section);
+        groups.push(GroupConfig { name, priority, kind: GroupKind::Program, processes, span });
+    }
+
+    for section in all.iter().filter(|s| s.starts_with("eventlistener:")) {
+        if let Some(group) = event_listener(ld, section) {
+            groups.push(group);
+        }
+    }
+
+    for section in all.iter().filter(|s| s.starts_with("fcgi-program:") && !exclude.contains(s)) {
+        if let Some(group) = fcgi_program(ld, section) {
+            groups.push(group);
+        }
+    }
+
+    groups.sort_by(|a, b| (a.priority, &a.name).cmp(&(b.priority, &b.name)));
+    drop_colliding_groups(ld, groups)
+}
+
+/// Q12: Supervisor keeps the first group of a name (in sorted order) and silently drops the rest.
+fn drop_colliding_groups(ld: &mut Loader, groups: Vec<GroupConfig>) -> Vec<GroupConfig> {
+    let mut kept: Vec<GroupConfig> = Vec::new();
+    for group in groups {
+        if let Some(first) = kept.iter().find(|g| g.name == group.name) {
+            let first_section = section_at(ld, &first.span);
+            let second_section = section_at(ld, &group.span);
+            let message = format!(
+                "group name '{}' is defined twice: by [{first_section}] at {} and by [{second_section}] at {}; [{first_section}] is used (it sorts first by priority, then name) and [{second_section}] is ignored; rename one of them",
+                group.name, first.span, group.span
+            );
+            ld.warn(Some(group.span.clone()), &second_section, None, message);
+            continue;
+        }
+        kept.push(group);
+    }
+    kept
+}
+
+fn section_at(ld: &Loader, span: &Span) -> String {
+    ld.ini.sections.iter().find(|s| s.span == *span).map(|s| s.name.clone()).unwrap_or_default()
+}
+
+fn event_listener(ld: &mut Loader, section: &str) -> Option<GroupConfig> {
+    let none = Names::new();
+    let pool = section.split_once(':').map(|x| x.1.to_string()).unwrap_or_default();
+    let span = ld.section_span(section);
+    let priority = ld.conv(section, "priority", &none, -1, types::integer, EXPECT_INT);
+    let buffer_size = ld.conv(section, "buffer_size", &none, 10, types::integer, EXPECT_INT);
+    if buffer_size < 1 {
+        let s = ld.raw(section, "buffer_size").map(|v| v.span);
+        ld.error(
+            s,
+            section,
+            Some("buffer_size"),
+            format!("[{section}] section sets invalid buffer_size ({buffer_size}); expected at least 1"),
+        );
+    }
+    let result_handler = text_of(ld.get(section, "result_handler", &none))
+        .unwrap_or_else(|| options::DEFAULT_RESULT_HANDLER.to_string());
+    if result_handler != options::DEFAULT_RESULT_HANDLER {
+        let s = ld.raw(section, "result_handler").map(|v| v.span);
+        ld.error(
+            s,
+            section,
+            Some("result_handler"),
+            format!(
+                "{result_handler} cannot be resolved within [{section}]: minisv cannot load Python code; only {} is supported",
+                options::DEFAULT_RESULT_HANDLER
+            ),
+        );
+    }
+    let events_span = ld.raw(section, "events").map(|v| v.span);
+    let mut events: Vec<String> = Vec::new();
+    for name in list_of_strings(&text_of(ld.get(section, "events", &none)).unwrap_or_default()) {
+        let upper = name.to_uppercase();
+        if !events.contains(&upper) {
+            events.push(upper);
+        }
+    }
+    if events.is_empty() {
+        ld.error(
+            events_span.clone().or(Some(span.clone())),
+            section,
+            None,
+            format!("[{section}] section requires an \"events\" line"),
+        );
+    }
+    for event in &events {
+        if !options::EVENT_TYPES.contains(&event.as_str()) {
+            let hint = options::did_you_mean(event, options::EVENT_TYPES.iter().copied())
+                .map(|e| format!("did you mean {e}? "))
+                .unwrap_or_default();
+            ld.error(
+                events_span.clone(),
+                section,
+                Some("events"),
+                format!(
+                    "Unknown event type {event} in [{section}] events; {hint}known types: {}",
+                    options::EVENT_TYPES.join(", ")
+                ),
+            );
+        }
+    }
+    if ld.conv(section, "redirect_stderr", &none, false, types::boolean, EXPECT_BOOL) {
+        let s = ld.raw(section, "redirect_stderr").map(|v| v.span);
+        ld.error(
+            s,
+            section,
+            Some("redirect_stderr"),
+            format!("[{section}] section sets redirect_stderr=true but this is not allowed because it will interfere with the eventlistener protocol"),
+        );
+    }
+    let processes = processes_from_section(ld, section, &pool, true);
+    Some(GroupConfig {
+        name: pool,
+        priority,
+        kind: GroupKind::EventListener {
+            events,
+            buffer_size: usize::try_from(buffer_size.max(1)).unwrap_or(1),
+            result_handler,
+        },
+        processes,
+        span,
+    })
+}
+
+fn fcgi_program(ld: &mut Loader, section: &str) -> Option<GroupConfig> {
+    let none = Names::new();
+    let name = checked_name(ld, section)?;
+    let span = ld.section_span(section);
+    let priority = ld.conv(section, "priority", &none, 999, types::integer, EXPECT_INT);
+    let proc_user = ld.conv_opt(section, "user", &none, types::user, EXPECT_USER);
+    let backlog = match ld.conv_opt(section, "socket_backlog", &none, types::integer, EXPECT_INT) {
+        Some(b) if !(1..=65535).contains(&b) => {
+            let s = ld.raw(section, "socket_backlog").map(|v| v.span);
+            ld.error(
+                s,
+                section,
+                Some("socket_backlog"),
+                format!("Invalid socket_backlog value {b}; expected 1 to 65535"),
+            );
+            None
+        }
+        b => b.map(|b| b as u32),
+    };
+    let owner = ld.conv_opt(
+        section,
+        "socket_owner",
+        &none,
+        |s| types::user_group(s).map_err(|_| format!("Invalid socket_owner value {s}")),
+        EXPECT_USER_GROUP,
+    );
+    let mode = ld.conv_opt(
+        section,
+        "socket_mode",
+        &none,
+        |s| types::octal(s).map_err(|_| format!("Invalid socket_mode value {s}")),
+        EXPECT_OCTAL,
+    );
+    let mut names = Names::new();
+    names.set_str("program_name", name.clone());
+    let (url, url_span) = match ld.get(section, "socket", &names) {
+        Got::Found(t, s) if !t.is_empty() => (t, s),
+        Got::Bad => return None,
+        _ => {
+            ld.error(Some(span), section, None, format!("[{section}] section requires a \"socket\" line"));
+            return None;
+        }
+    };
+    let socket = if let Some(path) = url.strip_prefix("unix://") {
+        if !path.starts_with('/') {
+            ld.error(
+                Some(url_span),
+                section,
+                Some("socket"),
+                format!("Unix socket path {path} is not an absolute path"),
+            );
+            return None;
+        }
+        let owner = owner.or_else(|| {
+            proc_user.as_ref().filter(|u| u.uid != crate::sys::users::current_uid()).map(|u| (u.uid, u.gid))
+        });
+        FcgiSocket::Unix { path: absolute(std::path::Path::new(path)), owner, mode: Some(mode.unwrap_or(0o700)) }
+    } else {
+        if owner.is_some() || mode.is_some() {
+            ld.error(
+                Some(url_span),
+                section,
+                Some("socket"),
+                "socket_owner and socket_mode params should only be used with a Unix domain socket",
+            );
+            return None;
+        }
+        match parse_tcp(&url) {
+            Some((host, port)) => FcgiSocket::Tcp { host, port },
+            None => {
+                ld.error(
+                    Some(url_span),
+                    section,
+                    Some("socket"),
+                    format!("Bad socket format {url}; expected unix:///absolute/path or tcp://host:port"),
+                );
+                return None;
+            }
+        }
+    };
+    let processes = processes_from_section(ld, section, &name, false);
+    Some(GroupConfig { name, priority, kind: GroupKind::Fcgi { socket, socket_url: url, backlog }, processes, span })
+}
+
+/// `tcp://([^\s:]+):(\d+)$` with a port in 1..=65535.
+fn parse_tcp(url: &str) -> Option<(String, u16)> {
+    let rest = url.strip_prefix("tcp://")?;
+    let (host, port) = rest.split_once(':')?;
+    if host.is_empty()
+        || host.chars().any(|c| c.is_whitespace())
+        || port.is_empty()
+        || !port.chars().all(|c| c.is_ascii_digit())
+    {
+        return None;
+    }
+    let port: u16 = port.parse().ok().filter(|&p| p >= 1)?;
+    Some((host.to_lowercase(), port))
+}
+
+/// Shell syntax in a command that is not run through a shell, as (token, advice).
+fn shell_syntax(command: &str) -> Option<String> {
+    let words = types::py_split(command);
+    let first = words.first().map(|w| w.rsplit('/').next().unwrap_or(w)).unwrap_or("");
+    let is_shell = ["sh", "bash", "dash", "zsh", "ksh", "ash", "busybox"].contains(&first);
+    if is_shell && words.iter().any(|w| w.starts_with("-c") || *w == "-lc") {
+        return None;
+    }
+    for w in &words {
+        let redirect = w.starts_with('>')
+            || w.starts_with('<')
+            || w.starts_with("2>")
+            || w.starts_with("1>")
+            || w.starts_with("&>");
+        if redirect {
+            return Some(format!(
+                "'{w}' is passed to the program as an argument: commands do not run through a shell. To log output use stdout_logfile= (and redirect_stderr=true for stderr), or run it with sh -c '...'"
+            ));
+        }
+        if ["|", "||", "&&", ";", "&"].contains(w) {
+            return Some(format!(
+                "'{w}' is passed to the program as an argument: commands do not run through a shell. Run it with sh -c '...' if you need a pipeline or a command list"
+            ));
+        }
+        if let Some(pos) = w.find('$') {
+            let next = w[pos + 1..].chars().next();
+            if next.is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '{' || c == '(') {
+                return Some(format!(
+                    "'{w}' is passed literally: commands do not run through a shell, so nothing expands $VARIABLES. Use %(ENV_NAME)s, or run it with sh -c '...'"
+                ));
+            }
+        }
+    }
+    None
+}
+
+fn channel(ld: &mut Loader, section: &str, which: &str, names: &Names, cmax: u64, events: bool) -> ChannelConfig {
+    let lf_key = format!("{which}_logfile");
+    let sy_key = format!("{which}_syslog");
+    // Expanded twice, as Supervisor does.
+    let logfile = match ld.get_with(section, &lf_key, names, 2) {
+        Got::Found(t, span) => match types::logfile_name(&t) {
+            Ok(v) => v,
+            Err(msg) => {
+                ld.error(Some(span), section, Some(&lf_key), format!("{msg}; expected {EXPECT_LOGFILE}"));
+                LogFileName::None
+            }
+        },
+        Got::Bad => LogFileName::None,
+        Got::Missing => LogFileName::Auto,
+    };
+    let backups = ld.conv(section, &format!("{which}_logfile_backups"), names, 10, types::integer, EXPECT_INT);
+    let maxbytes =
+        ld.conv(section, &format!("{which}_logfile_maxbytes"), names, 50 << 20, types::byte_size, EXPECT_SIZE);
+    let mut syslog = ld.conv(section, &sy_key, names, false, types::boolean, EXPECT_BOOL);
+    let span = ld.raw(section, &lf_key).map(|v| v.span);
+    let maxbytes_span = ld.raw(section, &format!("{which}_logfile_maxbytes")).map(|v| v.span);
+    let logfile = match logfile {
+        LogFileName::Syslog => {
+            ld.warn(
+                span,
+                section,
+                Some(&lf_key),
+                format!("For [{section}], {lf_key}=syslog but this is deprecated and will be removed.  Use {sy_key}=true to enable syslog instead."),
+            );
+            syslog = true;
+            LogFile::None
+        }
+        LogFileName::Auto => {
+            if maxbytes == 0 {
+                let key = if maxbytes_span.is_some() { format!("{which}_logfile_maxbytes") } else { lf_key.clone() };
+                ld.warn(
+                    maxbytes_span.or(span).or_else(|| Some(ld.section_span(section))),
+                    section,
+                    Some(&key),
+                    format!("For [{section}], AUTO logging used for {lf_key} without rollover, set maxbytes > 0 to avoid filling up filesystem unintentionally"),
+                );
+            }
+            LogFile::Auto
+        }
+        LogFileName::None => LogFile::None,
+        LogFileName::Path(p) => LogFile::Path(p),
+    };
+    ChannelConfig {
+        logfile,
+        maxbytes,
+        backups: u32::try_from(backups.max(0)).unwrap_or(u32::MAX),
+        capture_maxbytes: cmax,
+        events_enabled: events,
+        syslog,
+    }
+}
+
+/// One program-like section → its processes, sorted by (priority, name).
+fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str, listener: bool) -> Vec<ProcessConfig> {
+    let Some(program_name) = checked_name(ld, section) else {
+        return Vec::new();
+    };
+    let span = ld.section_span(section);
+    let mut names = Names::new();
+    names.set_str("program_name", program_name.clone());
+    names.set_str("host_node_name", ld.host.clone());
+    names.set_str("group_name", group_name);
+    let n = &names;
+    let priority = ld.conv(section, "priority", n, if listener { -1 } else { 999 }, types::integer, EXPECT_INT);
+    let autostart = ld.conv(section, "autostart", n, true, types::boolean, EXPECT_BOOL);
+    let autorestart =
+        ld.conv(section, "autorestart", n, AutoRestart::Unexpected, types::auto_restart, EXPECT_AUTORESTART);
+    let startsecs = ld.conv(section, "startsecs", n, 1, types::integer, EXPECT_INT);
+    let startretries = ld.conv(section, "startretries", n, 3, types::integer, EXPECT_INT);
+    let stopsignal = ld.conv(section, "stopsignal", n, libc::SIGTERM, types::signal, EXPECT_SIGNAL);
+    let stopwaitsecs = ld.conv(section, "stopwaitsecs", n, 10, types::integer, EXPECT_INT);
+    let stopasgroup = ld.conv(section, "stopasgroup", n, false, types::boolean, EXPECT_BOOL);
+    let killasgroup = ld.conv(section, "killasgroup", n, stopasgroup, types::boolean, EXPECT_BOOL);
+    let exitcodes = ld.conv(section, "exitcodes", n, vec![0], types::exitcodes, EXPECT_EXITCODES);
+    let redirect_stderr = ld.conv(section, "redirect_stderr", n, false, types::boolean, EXPECT_BOOL);
+    let numprocs = ld.conv(section, "numprocs", n, 1, types::integer, EXPECT_INT);
+    let numprocs_start = ld.conv(section, "numprocs_start", n, 0, types::integer, EXPECT_INT);
+    let environment_raw = ld.raw(section, "environment");
+    let stdout_cmax = ld.conv(section, "stdout_capture_maxbytes", n, 0, types::byte_size, EXPECT_SIZE);
+    let stdout_events = ld.conv(section, "stdout_events_enabled", n, false, types::boolean, EXPECT_BOOL);
+    let stderr_cmax = ld.conv(section, "stderr_capture_maxbytes", n, 0, types::byte_size, EXPECT_SIZE);
+    let stderr_events = ld.conv(section, "stderr_events_enabled", n, false, types::boolean, EXPECT_BOOL);
+    let serverurl =
+        text_of(ld.get(section, "serverurl", n)).filter(|s| !s.is_empty() && py_strip(s).to_uppercase() != "AUTO");
+    let user = ld.conv_opt(section, "user", n, types::user, EXPECT_USER);
+    let umask = ld.conv_opt(section, "umask", n, types::octal, EXPECT_OCTAL);
+
+    let name_value = ld.raw(section, "process_name");
+    let name_span = name_value.as_ref().map(|v| v.span.clone()).unwrap_or_else(|| span.clone());
+    let process_name = match types::process_or_group_name(
+        name_value.as_ref().map(|v| v.text.as_str()).unwrap_or("%(program_name)s"),
+    ) {
+        Ok(p) => p,
+        Err(msg) => {
+            ld.error(Some(name_span), section, Some("process_name"), msg);
+            return Vec::new();
+        }
+    };
+    if numprocs > 1 && !process_name.contains("%(process_num)") {
+        ld.error(
+            Some(name_span.clone()),
+            section,
+            Some("process_name"),
+            format!(
+                "%(process_num) must be present within process_name when numprocs > 1 (numprocs={numprocs}, process_name={process_name}); for example process_name=%(program_name)s_%(process_num)02d"
+            ),
+        );
+        return Vec::new();
+    }
+    if stopasgroup && !killasgroup {
+        let s = ld.raw(section, "killasgroup").map(|v| v.span);
+        ld.error(s, section, Some("killasgroup"), "Cannot set stopasgroup=true and killasgroup=false");
+    }
+
+    let mut processes = Vec::new();
+    for process_num in numprocs_start..numprocs_start.saturating_add(numprocs.max(0)) {
+        let mut names = names.clone();
+        names.set_int("process_num", process_num);
+        names.set_int("numprocs", numprocs);
+        let environment = match &environment_raw {
+            None => Vec::new(),
+            Some(raw) => {
+                let mut full = ld.base_names(&raw.span);
+                for (k, v) in names.iter() {
+                    full.insert(k.clone(), v.clone());
+                }
+                match expand(&raw.text, &full, "environment") {
+                    Ok(text) => parse_environment(ld, section, &text, &raw.span),
+                    Err(msg) => {
+                        ld.error(Some(raw.span.clone()), section, Some("environment"), msg);
+                        Vec::new()
+                    }
+                }
+            }
+        };
+        for (k, v) in &environment {
+            names.insert(format!("ENV_{k}"), ExpValue::Str(v.clone()));
+        }
+        let directory = text_of(ld.get(section, "directory", &names));
+        let stdout = channel(ld, section, "stdout", &names, stdout_cmax, stdout_events);
+        let mut stderr = channel(ld, section, "stderr", &names, stderr_cmax, stderr_events);
+        if redirect_stderr {
+            if matches!(stderr.logfile, LogFile::Path(_)) {
+                let s = ld.raw(section, "stderr_logfile").map(|v| v.span);
+                ld.warn(
+                    s,
+                    section,
+                    Some("stderr_logfile"),
+                    format!("For [{section}], redirect_stderr=true but stderr_logfile has also been set to a filename, the filename has been ignored"),
+                );
+            }
+            stderr.logfile = LogFile::None;
+        }
+        let command = match ld.get(section, "command", &names) {
+            Got::Found(t, s) => {
+                if let Some(advice) = shell_syntax(&t) {
+                    ld.warn(Some(s), section, Some("command"), advice);
+                }
+                t
+            }
+            Got::Bad => String::new(),
+            Got::Missing => {
+                ld.error(
+                    Some(span.clone()),
+                    section,
+                    None,
+                    format!("program section {section} does not specify a command"),
+                );
+                String::new()
+            }
+        };
+        let mut full = ld.base_names(&name_span);
+        for (k, v) in names.iter() {
+            full.insert(k.clone(), v.clone());
+        }
+        let name = match expand(&process_name, &full, "process_name") {
+            Ok(n) => n,
+            Err(msg) => {
+                ld.error(Some(name_span.clone()), section, Some("process_name"), msg);
+                continue;
+            }
+        };
+        processes.push(ProcessConfig {
+            name,
+            program: program_name.clone(),
+            command,
+            directory,
+            umask,
+            priority,
+            autostart,
+            autorestart: autorestart.clone(),
+            startsecs,
+            startretries,
+            exitcodes: exitcodes.clone(),
+            stopsignal,
+            stopwaitsecs,
+            stopasgroup,
+            killasgroup,
+            user: user.clone(),
+            redirect_stderr,
+            stdout,
+            stderr,
+            environment,
+            serverurl: serverurl.clone(),
+            span: span.clone(),
+        });
+    }
+    processes.sort_by(|a, b| (a.priority, &a.name).cmp(&(b.priority, &b.name)));
+    processes
+}
