@@ -88,6 +88,9 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Vec<Diagnostic
     let unix_http_servers = sections::unix_http_servers(&mut ld);
     let supervisorctl = sections::supervisorctl(&mut ld);
     dedup(&mut ld.errors);
+    // Reported in the order they stand in the files.
+    ld.errors
+        .sort_by(|a, b| a.span.as_ref().map(|s| (&s.file, s.line)).cmp(&b.span.as_ref().map(|s| (&s.file, s.line))));
     if !ld.errors.is_empty() {
         return Err(ld.errors);
     }

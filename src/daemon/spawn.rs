@@ -337,9 +337,17 @@ fn user_uid(user: &Option<(u32, u32, Vec<u32>)>) -> u32 {
 fn child_reset_signals() -> bool {
     // SAFETY: sigemptyset/sigprocmask/sigaction are async-signal-safe and get valid pointers.
     unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) == -1 {
+        // The raw system call: libc's sigprocmask keeps its own internal signals (32, 33)
+        // blocked, and that mask would survive exec.
+        let empty: u64 = 0;
+        if libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &empty as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        ) == -1
+        {
             return false;
         }
         let mut act: libc::sigaction = std::mem::zeroed();
@@ -349,12 +357,43 @@ fn child_reset_signals() -> bool {
             if sig == libc::SIGKILL || sig == libc::SIGSTOP {
                 continue;
             }
-            // Errors (signals reserved by libc) are harmless: those keep their default.
-            libc::sigaction(sig, &act, std::ptr::null_mut());
+            if libc::sigaction(sig, &act, std::ptr::null_mut()) == -1 {
+                // libc refuses its own internal signals (32, 33); an ignored disposition of
+                // those would survive exec, so reset them with the system call itself.
+                raw_default_disposition(sig);
+            }
         }
     }
     true
 }
+
+/// The kernel's `struct sigaction` on the architectures that have `sa_restorer`.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: libc::c_ulong,
+    restorer: usize,
+    mask: u64,
+}
+
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn raw_default_disposition(sig: libc::c_int) {
+    let act = KernelSigaction { handler: libc::SIG_DFL, flags: 0, restorer: 0, mask: 0 };
+    // SAFETY: rt_sigaction with a valid struct of the kernel's layout and an 8-byte sigset.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            sig,
+            &act as *const KernelSigaction,
+            std::ptr::null_mut::<KernelSigaction>(),
+            8usize,
+        );
+    }
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn raw_default_disposition(_sig: libc::c_int) {}
 
 /// In the child: mark every fd >= `from` close-on-exec (close_range, or one by one).
 fn child_cloexec_from(from: RawFd) -> bool {

@@ -1,0 +1,300 @@
+//! The daemon core as a user sees it: the real binary, real children, real files.
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+#[test]
+fn sigkilled_program_is_restarted_within_100ms() {
+    let d = Daemon::start("restart", "[program:api]\ncommand=sleep 1000\nstartsecs=0\nautorestart=true\n");
+    let first = wait_for(5.0, "api to spawn", || d.spawned_pid("api"));
+    d.wait_log("success: api entered RUNNING state", 5.0);
+    let killed_at = Instant::now();
+    kill(first, libc::SIGKILL);
+    let second = wait_for(5.0, "a new api pid", || d.spawned_pid("api").filter(|p| *p != first));
+    let took = killed_at.elapsed();
+    assert!(pid_alive(second));
+    assert!(took < Duration::from_millis(100), "restart took {took:?}");
+    d.wait_log("exited: api (terminated by SIGKILL; not expected)", 5.0);
+}
+
+#[test]
+fn quick_exits_back_off_linearly_then_fatal() {
+    let d = Daemon::start("backoff", "[program:bad]\ncommand=sh -c 'exit 3'\nstartretries=2\n");
+    d.wait_log("gave up: bad entered FATAL state, too many start retries too quickly", 10.0);
+    let log = d.log();
+    assert_eq!(log.matches("spawned: 'bad'").count(), 3, "startretries + 1 attempts\n{log}");
+    assert_eq!(log.matches("WARN exited: bad (exit status 3; not expected)").count(), 3);
+    assert!(!log.contains("success: bad"), "an exit before startsecs never counts as RUNNING (Q1)");
+}
+
+#[test]
+fn missing_command_is_a_spawn_error_then_fatal() {
+    let d = Daemon::start("notfound", "[program:nf]\ncommand=nonexistent_cmd_xyz\nstartretries=1\n");
+    d.wait_log("gave up: nf entered FATAL state", 10.0);
+    assert_eq!(d.count_log("INFO spawnerr: can't find command 'nonexistent_cmd_xyz'"), 2);
+}
+
+#[test]
+fn stop_escalates_to_sigkill_after_stopwaitsecs() {
+    let mut d = Daemon::start(
+        "escalate",
+        "[program:stubborn]\ncommand=sh -c 'trap \"\" TERM; echo ready; while :; do sleep 0.1; done'\nstopwaitsecs=1\n\
+         startsecs=0\nstdout_logfile=%(here)s/s.out\n",
+    );
+    let pid = wait_for(5.0, "stubborn to spawn", || d.spawned_pid("stubborn"));
+    // The trap is set once it says so; a SIGTERM before that would end it at once.
+    wait_for(5.0, "the trap", || fs::read_to_string(d.path("s.out")).ok().filter(|s| s.contains("ready")));
+    let t0 = Instant::now();
+    let status = d.stop();
+    assert!(status.success(), "a shutdown by signal exits 0");
+    let log = d.log();
+    assert!(log.contains(&format!("WARN killing 'stubborn' ({pid}) with SIGKILL")), "{log}");
+    assert!(log.contains("WARN stopped: stubborn (terminated by SIGKILL)"), "{log}");
+    assert!(t0.elapsed() >= Duration::from_millis(900), "SIGKILL only after stopwaitsecs");
+    assert!(!pid_alive(pid));
+}
+
+#[test]
+fn stopasgroup_takes_grandchildren_along() {
+    let d = Daemon::start(
+        "pgroup",
+        "[program:tree]\ncommand=sh -c 'sleep 1000 & sleep 1000 & echo $!; wait'\nstopasgroup=true\nstartsecs=0\n\
+         stdout_logfile=%(here)s/tree.out\n",
+    );
+    let sh = wait_for(5.0, "tree to spawn", || d.spawned_pid("tree"));
+    let grandchild: u32 =
+        wait_for(5.0, "the grandchild pid", || fs::read_to_string(d.path("tree.out")).ok()?.trim().parse().ok());
+    assert!(pid_alive(grandchild));
+    // The child leads its own process group.
+    let pgrp = fs::read_to_string(format!("/proc/{sh}/stat")).expect("stat");
+    let fields: Vec<&str> = pgrp.rsplit(')').next().expect("stat").split_whitespace().collect();
+    assert_eq!(fields[2], sh.to_string(), "pgid = pid");
+    d.signal(libc::SIGTERM);
+    wait_for(10.0, "the grandchild to die with its group", || (!pid_alive(grandchild)).then_some(()));
+}
+
+#[test]
+fn numprocs_makes_named_processes() {
+    let d = Daemon::start(
+        "numprocs",
+        "[program:w]\ncommand=sleep 1000\nnumprocs=3\nnumprocs_start=1\nprocess_name=%(program_name)s_%(process_num)02d\n",
+    );
+    for name in ["w_01", "w_02", "w_03"] {
+        let pid = wait_for(5.0, name, || d.spawned_pid(name));
+        assert!(pid_alive(pid));
+    }
+    assert!(d.spawned_pid("w_00").is_none());
+}
+
+#[test]
+fn children_get_only_fds_0_to_2_and_a_clean_signal_state() {
+    // The child reports on itself after exec: its open fds and its signal mask and dispositions.
+    let d = Daemon::start(
+        "clean",
+        "[program:c]\ncommand=sh -c 'ls /proc/$$/fd; grep -E \"^Sig(Blk|Ign)\" /proc/$$/status; echo done; sleep 1000'\n\
+         startsecs=0\nstdout_logfile=%(here)s/c.out\n",
+    );
+    let out = wait_for(5.0, "the report", || fs::read_to_string(d.path("c.out")).ok().filter(|s| s.contains("done")));
+    let mut lines = out.lines();
+    let fds: Vec<&str> = lines.by_ref().take_while(|l| !l.starts_with("Sig")).collect();
+    assert_eq!(fds, vec!["0", "1", "2"], "no fd leaks into children (Q7)\n{out}");
+    assert!(out.contains("SigBlk:\t0000000000000000\n"), "empty signal mask\n{out}");
+    assert!(out.contains("SigIgn:\t0000000000000000\n"), "no ignored signals\n{out}");
+}
+
+#[test]
+fn environment_has_supervisor_variables_and_program_values() {
+    let d = Daemon::start(
+        "env",
+        "[program:e]\ncommand=sh -c 'env; sleep 1000'\nenvironment=FOO=\"bar baz\",SUPERVISOR_GROUP_NAME=mine\n\
+         stdout_logfile=%(here)s/e.out\n",
+    );
+    let env = wait_for(5.0, "env output", || {
+        fs::read_to_string(d.path("e.out")).ok().filter(|s| s.contains("SUPERVISOR_PROCESS_NAME"))
+    });
+    assert!(env.contains("SUPERVISOR_ENABLED=1\n"));
+    assert!(env.contains("SUPERVISOR_PROCESS_NAME=e\n"));
+    assert!(env.contains("FOO=bar baz\n"));
+    assert!(env.contains("SUPERVISOR_GROUP_NAME=mine\n"), "environment= overrides SUPERVISOR_* vars");
+    assert!(env.contains(&format!("SUPERVISOR_SERVER_URL=unix://{}\n", d.path("sv.sock").display())));
+}
+
+#[test]
+fn rotation_keeps_every_byte_in_order() {
+    // 40000 numbered lines (~500 KB) through 64 KB files with many backups.
+    let d = Daemon::start(
+        "rotate",
+        "[program:w]\ncommand=sh -c 'i=0; while [ $i -lt 40000 ]; do echo \"line $i\"; i=$((i+1)); done; sleep 1000'\n\
+         stdout_logfile=%(here)s/w.log\nstdout_logfile_maxbytes=64KB\nstdout_logfile_backups=50\nstartsecs=0\n",
+    );
+    let expected: String = (0..40000).map(|i| format!("line {i}\n")).collect();
+    let all = wait_for(20.0, "all output logged", || {
+        let mut all = Vec::new();
+        for n in (1..=50).rev() {
+            if let Ok(b) = fs::read(d.path(&format!("w.log.{n}"))) {
+                all.extend(b);
+            }
+        }
+        all.extend(fs::read(d.path("w.log")).ok()?);
+        (all.len() >= expected.len()).then_some(all)
+    });
+    assert_eq!(String::from_utf8(all).expect("utf-8"), expected, "concatenated backups equal the output");
+    assert!(d.path("w.log.5").exists(), "it did rotate");
+    for n in 1..=5 {
+        let len = fs::metadata(d.path(&format!("w.log.{n}"))).expect("backup").len();
+        assert!(len >= 64 * 1024, "backup {n} rotated at maxbytes ({len})");
+    }
+}
+
+#[test]
+fn redirect_stderr_and_append_across_restarts() {
+    let d = Daemon::start(
+        "append",
+        "[program:a]\ncommand=sh -c 'echo out; echo err >&2; exit 1'\nredirect_stderr=true\nstartsecs=0\n\
+         autorestart=true\nstdout_logfile=%(here)s/a.log\n",
+    );
+    let log = wait_for(10.0, "two runs in the log", || {
+        fs::read_to_string(d.path("a.log")).ok().filter(|s| s.matches("err\n").count() >= 2)
+    });
+    assert!(log.starts_with("out\nerr\nout\nerr\n"), "{log}");
+}
+
+#[test]
+fn sigusr2_reopens_logs() {
+    let d = Daemon::start(
+        "reopen",
+        "[program:r]\ncommand=sh -c 'while :; do echo tick; sleep 0.05; done'\nstdout_logfile=%(here)s/r.log\n",
+    );
+    wait_for(5.0, "output", || fs::metadata(d.path("r.log")).ok().filter(|m| m.len() > 0).map(|_| ()));
+    fs::rename(d.path("r.log"), d.path("r.log.old")).expect("rename");
+    d.signal(libc::SIGUSR2);
+    d.wait_log("INFO received SIGUSR2 indicating log reopen request", 5.0);
+    d.wait_log("INFO supervisord logreopen", 5.0);
+    wait_for(5.0, "output in the new file", || fs::read_to_string(d.path("r.log")).ok().filter(|s| s.contains("tick")));
+}
+
+#[test]
+fn shutdown_stops_in_reverse_priority_order() {
+    let mut d = Daemon::start(
+        "order",
+        "[program:first]\ncommand=sleep 1000\npriority=1\nstartsecs=0\n\
+         [program:second]\ncommand=sleep 1000\npriority=2\nstartsecs=0\n\
+         [program:third]\ncommand=sleep 1000\npriority=3\nstartsecs=0\n",
+    );
+    for n in ["first", "second", "third"] {
+        d.wait_log(&format!("success: {n} entered RUNNING"), 5.0);
+    }
+    let log = d.log();
+    let spawn_at = |n: &str| log.find(&format!("spawned: '{n}'")).expect("spawned");
+    assert!(spawn_at("first") < spawn_at("second") && spawn_at("second") < spawn_at("third"));
+    assert!(d.stop().success());
+    let log = d.log();
+    let stop_at = |n: &str| log.find(&format!("stopped: {n} (")).expect("stopped");
+    assert!(stop_at("third") < stop_at("second") && stop_at("second") < stop_at("first"), "{log}");
+    assert!(!d.path("sv.pid").exists(), "the pidfile is removed at exit");
+}
+
+#[test]
+fn sighup_reloads_a_valid_config_and_keeps_running_on_a_bad_one() {
+    let d = Daemon::start("reload", "[program:old]\ncommand=sleep 1000\nstartsecs=0\n");
+    let old = wait_for(5.0, "old", || d.spawned_pid("old"));
+    // A broken config is refused and nothing running is touched.
+    let good = fs::read_to_string(&d.conf).expect("conf");
+    fs::write(&d.conf, format!("{good}[program:broken]\ncommand=sleep 1\nstartsecs=five\n")).expect("write");
+    d.signal(libc::SIGHUP);
+    d.wait_log("reload refused, the running config is kept", 5.0);
+    assert!(
+        d.log().contains("[program:broken] startsecs: invalid literal for int() with base 10: 'five'"),
+        "the error names the key and the value\n{}",
+        d.log()
+    );
+    assert!(pid_alive(old));
+    // A valid one replaces it.
+    fs::write(&d.conf, good.replace("[program:old]", "[program:new]")).expect("write");
+    d.signal(libc::SIGHUP);
+    d.wait_log("received SIGHUP indicating restart request", 5.0);
+    let new = wait_for(10.0, "new", || d.spawned_pid("new"));
+    assert!(pid_alive(new));
+    wait_for(5.0, "old to stop", || (!pid_alive(old)).then_some(()));
+    assert_eq!(d.pid, sys_pid_from_file(&d), "a reload happens in the same process");
+}
+
+fn sys_pid_from_file(d: &Daemon) -> u32 {
+    wait_for(5.0, "pidfile", || fs::read_to_string(d.path("sv.pid")).ok()?.trim().parse().ok())
+}
+
+#[test]
+fn idle_daemon_makes_no_wakeups() {
+    let d = Daemon::start(
+        "idle",
+        "[program:a]\ncommand=sleep 1000\nstartsecs=0\n[program:b]\ncommand=sleep 1000\nstartsecs=0\n",
+    );
+    d.wait_log("success: b entered RUNNING", 5.0);
+    d.wait_log("success: a entered RUNNING", 5.0);
+    let switches = || -> u64 {
+        // All threads of the daemon: the loop and the HTTP threads.
+        fs::read_dir(format!("/proc/{}/task", d.pid))
+            .expect("tasks")
+            .filter_map(|t| {
+                let t = t.ok()?;
+                let s = fs::read_to_string(t.path().join("status")).ok()?;
+                let v = s.lines().find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))?;
+                v.trim().parse::<u64>().ok()
+            })
+            .sum()
+    };
+    let before = switches();
+    std::thread::sleep(Duration::from_secs(2)); // measuring idleness needs an interval of time
+    let after = switches();
+    assert_eq!(after - before, 0, "an idle daemon sleeps in poll with no timeout");
+}
+
+#[test]
+fn daemonizes_and_writes_its_pidfile_without_n() {
+    let dir = TempDir::new("daemonize");
+    let conf = dir.write("sv.conf", &format!("{}[program:a]\ncommand=sleep 1000\n", base_config(dir.path())));
+    let out = minisv(&["-c", conf.to_str().expect("utf-8")], dir.path());
+    assert!(out.status.success(), "the parent exits 0 after forking");
+    let pid: u32 = wait_for(10.0, "pidfile", || fs::read_to_string(dir.join("sv.pid")).ok()?.trim().parse().ok());
+    assert!(pid_alive(pid));
+    assert_eq!(proc_status(pid, "PPid").map(|p| p == "1" || p != std::process::id().to_string()), Some(true));
+    kill(pid, libc::SIGTERM);
+    wait_for(10.0, "the daemon to exit", || (!pid_alive(pid)).then_some(()));
+    wait_for(5.0, "the pidfile removed", || (!dir.join("sv.pid").exists()).then_some(()));
+}
+
+#[test]
+fn bad_config_reports_every_error_with_file_and_line() {
+    let dir = TempDir::new("badconf");
+    let conf = dir.write(
+        "sv.conf",
+        &format!("{}[program:a]\ncommand=sleep 1\nstartsecs=five\nautorestart=sometimes\n", base_config(dir.path())),
+    );
+    let out = minisv(&["-n", "-c", conf.to_str().expect("utf-8")], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = fs::read_to_string(&conf).expect("conf").lines().position(|l| l == "startsecs=five").expect("line") + 1;
+    assert!(
+        err.contains(&format!(
+            "{}:{line}: [program:a] startsecs: invalid literal for int() with base 10: 'five'",
+            conf.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("autorestart"), "both errors at once: {err}");
+    assert!(err.lines().last().is_some_and(|l| l.starts_with("For help, use ")), "{err}");
+    assert!(!dir.join("sv.pid").exists(), "nothing was started");
+}
+
+#[test]
+fn missing_config_file_is_a_usage_error() {
+    let dir = TempDir::new("noconf");
+    let out = minisv(&["-c", "/nonexistent/sv.conf"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).lines().next(),
+        Some("Error: could not find config file /nonexistent/sv.conf")
+    );
+}

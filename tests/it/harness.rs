@@ -1,0 +1,284 @@
+//! The integration-test harness: a temp dir per test, the real `minisv` binary on a config
+//! written there, waits on conditions with deadlines (never fixed sleeps), an XML-RPC client
+//! over the daemon's unix socket, and cleanup by pid.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use minisv::rpc::xmlrpc::{self, Fault, Value};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_minisv");
+
+/// A directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        // Short names: unix socket paths must stay under 108 bytes.
+        let dir = std::env::temp_dir().join(format!("msv-{}-{}-{}", tag, std::process::id(), n));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+
+    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.0.join(name);
+        if let Some(parent) = p.parent() {
+            fs::create_dir_all(parent).expect("mkdir");
+        }
+        fs::write(&p, content).expect("write file");
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Polls `f` until it returns Some, or panics after `secs` with `what`.
+pub fn wait_for<T>(secs: f64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {secs}s waiting for {what}");
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(25));
+    }
+}
+
+pub fn pid_alive(pid: u32) -> bool {
+    // A zombie is dead for our purposes.
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+pub fn kill(pid: u32, sig: i32) {
+    // SAFETY: sending a signal to a pid this test started.
+    unsafe { libc::kill(pid as i32, sig) };
+}
+
+/// `/proc/<pid>/status` field, e.g. `SigBlk`.
+pub fn proc_status(pid: u32, field: &str) -> Option<String> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix(&format!("{field}:")).map(|v| v.trim().to_string()))
+}
+
+/// A running daemon on a config in its own temp dir.
+pub struct Daemon {
+    pub dir: TempDir,
+    pub conf: PathBuf,
+    pub child: Option<Child>,
+    pub pid: u32,
+}
+
+/// The `[supervisord]` and `[unix_http_server]` sections every test config starts with.
+pub fn base_config(dir: &Path) -> String {
+    format!(
+        "[supervisord]\nlogfile={d}/main.log\npidfile={d}/sv.pid\nchildlogdir={d}\nloglevel=debug\n\n\
+         [unix_http_server]\nfile={d}/sv.sock\n\n[rpcinterface:supervisor]\n\
+         supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\n\
+         [supervisorctl]\nserverurl=unix://{d}/sv.sock\n\n",
+        d = dir.display()
+    )
+}
+
+impl Daemon {
+    /// Starts `minisv -n` on the base config plus `programs`, waits until it is up.
+    pub fn start(tag: &str, programs: &str) -> Daemon {
+        let dir = TempDir::new(tag);
+        let conf = dir.write("sv.conf", &format!("{}{}", base_config(dir.path()), programs));
+        Daemon::start_with(dir, conf, &[])
+    }
+
+    pub fn start_with(dir: TempDir, conf: PathBuf, extra: &[&str]) -> Daemon {
+        let out = fs::File::create(dir.join("stdout.txt")).expect("stdout file");
+        let err = fs::File::create(dir.join("stderr.txt")).expect("stderr file");
+        let child = Command::new(BIN)
+            .arg("-n")
+            .arg("-c")
+            .arg(&conf)
+            .args(extra)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn minisv");
+        let pid = child.id();
+        let mut d = Daemon { dir, conf, child: Some(child), pid };
+        wait_for(10.0, "the daemon to start", || {
+            if let Some(status) = d.try_exit() {
+                panic!("minisv exited early with {status}\nstderr:\n{}\nlog:\n{}", d.stderr(), d.log());
+            }
+            d.log().contains("supervisord started with pid").then_some(())
+        });
+        d
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.join(p)
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("main.log")).unwrap_or_default()
+    }
+
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(self.dir.join("stderr.txt")).unwrap_or_default()
+    }
+
+    pub fn stdout(&self) -> String {
+        fs::read_to_string(self.dir.join("stdout.txt")).unwrap_or_default()
+    }
+
+    /// Waits until the main log contains `needle` (the daemon's log is the ground truth).
+    pub fn wait_log(&self, needle: &str, secs: f64) {
+        wait_for(secs, &format!("log line {needle:?}"), || self.log().contains(needle).then_some(()));
+    }
+
+    /// How many times the main log contains `needle`.
+    pub fn count_log(&self, needle: &str) -> usize {
+        self.log().matches(needle).count()
+    }
+
+    /// The pid of the last `spawned: 'name' with pid N` line.
+    pub fn spawned_pid(&self, name: &str) -> Option<u32> {
+        let needle = format!("spawned: '{name}' with pid ");
+        let log = self.log();
+        let at = log.rfind(&needle)?;
+        log[at + needle.len()..].split_whitespace().next()?.parse().ok()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        kill(self.pid, sig);
+    }
+
+    fn try_exit(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// SIGTERM, then waits for the exit (with a deadline).
+    pub fn stop(&mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.wait_exit(20.0)
+    }
+
+    pub fn wait_exit(&mut self, secs: f64) -> ExitStatus {
+        let status = wait_for(secs, "the daemon to exit", || self.try_exit());
+        self.child = None;
+        status
+    }
+
+    /// Calls an XML-RPC method over the unix socket.
+    pub fn rpc(&self, method: &str, params: &[Value]) -> Result<Value, Fault> {
+        rpc_unix(&self.dir.join("sv.sock"), method, params)
+    }
+
+    pub fn info(&self, name: &str) -> Value {
+        self.rpc("supervisor.getProcessInfo", &[Value::from(name)]).expect("getProcessInfo")
+    }
+
+    pub fn state(&self, name: &str) -> String {
+        self.info(name).str_of("statename").to_string()
+    }
+
+    pub fn wait_state(&self, name: &str, state: &str, secs: f64) -> Value {
+        wait_for(secs, &format!("{name} to be {state}"), || {
+            let info = self.info(name);
+            (info.str_of("statename") == state).then_some(info)
+        })
+    }
+
+    /// Runs `minisv ctl -c <conf> args...`.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(BIN).arg("ctl").arg("-c").arg(&self.conf).args(args).output().expect("run minisv ctl")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill(child.id(), libc::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            if !std::thread::panicking() {
+                panic!("minisv did not exit within 15 s of SIGTERM\nlog:\n{}", self.log());
+            }
+        }
+    }
+}
+
+/// One XML-RPC call over HTTP/1.1 on a unix socket.
+pub fn rpc_unix(sock: &Path, method: &str, params: &[Value]) -> Result<Value, Fault> {
+    let body = xmlrpc::encode_call(method, params);
+    let response = http_unix(sock, "POST", "/RPC2", body.as_bytes(), None).expect("RPC over the unix socket");
+    assert_eq!(response.0, 200, "HTTP status of {method}: {}", String::from_utf8_lossy(&response.2));
+    xmlrpc::parse_response(&response.2).expect("a parsable XML-RPC response")
+}
+
+/// A plain HTTP request: (status, headers, body). Reads a Content-Length body.
+pub fn http_unix(
+    sock: &Path,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    auth: Option<&str>,
+) -> std::io::Result<(u16, String, Vec<u8>)> {
+    let mut s = UnixStream::connect(sock)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    if let Some(a) = auth {
+        req.push_str(&format!("Authorization: Basic {a}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
+    s.write_all(body)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(raw.len());
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let body = raw.get(split + 4..).unwrap_or_default().to_vec();
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    Ok((status, head, body))
+}
+
+/// Runs `minisv args...` to completion.
+pub fn minisv(args: &[&str], cwd: &Path) -> Output {
+    Command::new(BIN).args(args).current_dir(cwd).output().expect("run minisv")
+}
