@@ -88,9 +88,16 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Vec<Diagnostic
     let unix_http_servers = sections::unix_http_servers(&mut ld);
     let supervisorctl = sections::supervisorctl(&mut ld);
     dedup(&mut ld.errors);
-    // Reported in the order they stand in the files.
-    ld.errors
-        .sort_by(|a, b| a.span.as_ref().map(|s| (&s.file, s.line)).cmp(&b.span.as_ref().map(|s| (&s.file, s.line))));
+    // Reported in the order they stand in the files (files in the order they were read).
+    let mut files: Vec<PathBuf> = Vec::new();
+    for e in &ld.errors {
+        if let Some(span) = &e.span {
+            if !files.contains(&span.file) {
+                files.push(span.file.clone());
+            }
+        }
+    }
+    ld.errors.sort_by_key(|e| e.span.as_ref().map(|s| (files.iter().position(|f| *f == s.file), s.line)));
     if !ld.errors.is_empty() {
         return Err(ld.errors);
     }

@@ -308,9 +308,9 @@ fn eventlistener_rules() {
     assert_eq!(
         dir.errors(),
         vec![
-            "supervisord.conf:10: [eventlistener:bad] buffer_size: [eventlistener:bad] section sets invalid buffer_size (0); expected at least 1",
-            "supervisord.conf:9: [eventlistener:bad] result_handler: mymod:handler cannot be resolved within [eventlistener:bad]: minisv cannot load Python code; only supervisor.dispatchers:default_handler is supported",
             &format!("supervisord.conf:8: [eventlistener:bad] events: Unknown event type TICK_7 in [eventlistener:bad] events; did you mean TICK_5? known types: {}", options::EVENT_TYPES.join(", ")),
+            "supervisord.conf:9: [eventlistener:bad] result_handler: mymod:handler cannot be resolved within [eventlistener:bad]: minisv cannot load Python code; only supervisor.dispatchers:default_handler is supported",
+            "supervisord.conf:10: [eventlistener:bad] buffer_size: [eventlistener:bad] section sets invalid buffer_size (0); expected at least 1",
         ]
     );
     let dir = conf("[eventlistener:l]\ncommand=/bin/l\nevents=process_state,TICK_5,PROCESS_STATE\n");
