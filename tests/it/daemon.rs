@@ -298,3 +298,41 @@ fn missing_config_file_is_a_usage_error() {
         Some("Error: could not find config file /nonexistent/sv.conf")
     );
 }
+
+/// A user for privilege tests, created once (tests run as root in CI).
+fn test_user() -> Option<(u32, u32)> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping: user= needs root");
+        return None;
+    }
+    let id = |flag: &str| -> Option<u32> {
+        let out = std::process::Command::new("id").arg(flag).arg("minisvtest").output().ok()?;
+        String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+    };
+    if id("-u").is_none() {
+        let status = std::process::Command::new("useradd")
+            .args(["-r", "-M", "-d", "/home/minisvtest", "-s", "/bin/sh", "minisvtest"])
+            .status()
+            .expect("useradd");
+        assert!(status.success() || id("-u").is_some(), "could not create the test user");
+    }
+    Some((id("-u")?, id("-g")?))
+}
+
+#[test]
+fn user_option_drops_privileges_and_sets_home() {
+    let Some((uid, gid)) = test_user() else { return };
+    let d = Daemon::start(
+        "user",
+        "[program:u]\ncommand=sh -c 'id -u; id -g; echo \"$HOME $USER $LOGNAME $SHELL\"; sleep 1000'\nuser=minisvtest\n\
+         stdout_logfile=%(here)s/u.out\nstartsecs=0\n",
+    );
+    let out =
+        wait_for(5.0, "the report", || fs::read_to_string(d.path("u.out")).ok().filter(|s| s.lines().count() >= 3));
+    assert_eq!(
+        out,
+        format!("{uid}\n{gid}\n/home/minisvtest minisvtest minisvtest /bin/sh\n"),
+        "uid, gid, and HOME/USER/LOGNAME/SHELL from the password entry (Supervisor issue #435)"
+    );
+}
