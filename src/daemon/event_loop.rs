@@ -20,7 +20,7 @@ use super::logfile::LogFile;
 use super::mainlog::MainLog;
 use super::output;
 use super::spawn::{self, SpawnPlan};
-use crate::config::{Config, GroupConfig, LogFile as LogSetting, LogLevel, ProcessConfig};
+use crate::config::{Config, GroupConfig, GroupKind, LogFile as LogSetting, LogLevel, ProcessConfig};
 use crate::rpc::api::{self, Pending, Reply};
 use crate::rpc::http::{RequestKind, ServerReply, ServerRequest};
 use crate::supervisor::{Action, ExitInfo, Input, Mood, ProcId, RemoveError, Supervisor};
@@ -124,6 +124,8 @@ pub struct EventLoop {
     pending: Vec<(Pending, Sender<ServerReply>)>,
     /// A state changed since pending replies were last looked at.
     state_changed: bool,
+    /// The listening socket of each fcgi-program group (fd 0 of its processes).
+    fcgi_sockets: HashMap<String, OwnedFd>,
 }
 
 impl EventLoop {
@@ -143,6 +145,7 @@ impl EventLoop {
             requests: None,
             pending: Vec::new(),
             state_changed: false,
+            fcgi_sockets: HashMap::new(),
             config,
             sup: Supervisor::new(),
             log,
@@ -173,6 +176,18 @@ impl EventLoop {
     pub fn add_group(&mut self, group: GroupConfig) -> bool {
         let name = group.name.clone();
         let procs = group.processes.clone();
+        if self.sup.group(&name).is_some() {
+            return false;
+        }
+        if let GroupKind::Fcgi { socket, socket_url, backlog } = &group.kind {
+            match super::fcgi::create(socket, socket_url, *backlog) {
+                Ok(fd) => {
+                    self.fcgi_sockets.insert(name.clone(), fd);
+                }
+                // Its processes then fail to spawn with this message (in BACKOFF/FATAL).
+                Err(e) => self.log.log(LogLevel::Error, &e),
+            }
+        }
         if !self.sup.add_group(group) {
             return false;
         }
@@ -379,6 +394,7 @@ impl EventLoop {
     pub fn remove_group(&mut self, name: &str) -> Result<(), RemoveError> {
         let members = self.sup.group(name).map(|g| g.members.clone()).unwrap_or_default();
         self.sup.remove_group(name)?;
+        self.fcgi_sockets.remove(name);
         for id in members {
             for ch in [Channel::Stdout, Channel::Stderr] {
                 self.close_pipe(id, ch);
@@ -750,6 +766,15 @@ impl EventLoop {
             }
             None => None,
         };
+        let stdin_socket = match self.sup.group(group).map(|g| &g.config.kind) {
+            Some(GroupKind::Fcgi { socket_url, .. }) => match self.fcgi_sockets.get(group) {
+                Some(fd) => {
+                    Some(fd.try_clone().map_err(|e| format!("Could not use FastCGI socket {socket_url}: {e}"))?)
+                }
+                None => return Err(format!("FastCGI socket {socket_url} could not be created (see the log)")),
+            },
+            _ => None,
+        };
         let plan = SpawnPlan {
             program,
             argv,
@@ -758,7 +783,7 @@ impl EventLoop {
             umask: pc.umask,
             user,
             redirect_stderr: pc.redirect_stderr,
-            stdin_socket: None,
+            stdin_socket,
         };
         let spawned = spawn::spawn(plan, &pc.name)?;
         let pid = spawned.pid;

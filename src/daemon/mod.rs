@@ -1,6 +1,7 @@
 //! The daemon: the event loop and the I/O it performs for the supervisor core.
 
 pub mod event_loop;
+pub mod fcgi;
 pub mod logfile;
 pub mod mainlog;
 pub mod output;

@@ -237,3 +237,17 @@ pub fn syslog(priority: i32, message: &str) {
     // SAFETY: both strings are valid NUL-terminated C strings; "%s" consumes exactly one.
     unsafe { libc::syslog(libc::LOG_USER | priority, fmt.as_ptr(), msg.as_ptr()) };
 }
+
+/// `listen(fd, backlog)` again on a bound socket (it updates the backlog).
+pub fn listen(fd: RawFd, backlog: i32) -> io::Result<()> {
+    syscall!(listen(fd, backlog))?;
+    Ok(())
+}
+
+/// `chown(path, uid, gid)`; `u32::MAX` leaves that id unchanged.
+pub fn chown(path: &std::path::Path, uid: u32, gid: u32) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    syscall!(chown(c.as_ptr(), uid, gid))?;
+    Ok(())
+}

@@ -336,3 +336,21 @@ fn user_option_drops_privileges_and_sets_home() {
         "uid, gid, and HOME/USER/LOGNAME/SHELL from the password entry (Supervisor issue #435)"
     );
 }
+
+#[test]
+fn fcgi_program_gets_the_listening_socket_as_fd_0() {
+    let d = Daemon::start(
+        "fcgi",
+        "[fcgi-program:f]\nsocket=unix://%(here)s/f.sock\ncommand=sh -c 'readlink /proc/$$/fd/0; sleep 1000'\n\
+         numprocs=2\nprocess_name=%(program_name)s_%(process_num)d\nstdout_logfile=%(here)s/%(process_num)d.out\n",
+    );
+    for n in ["0", "1"] {
+        let out = wait_for(5.0, "the report", || {
+            fs::read_to_string(d.path(&format!("{n}.out"))).ok().filter(|s| !s.is_empty())
+        });
+        assert!(out.starts_with("socket:["), "fd 0 is the shared socket: {out}");
+    }
+    let a = fs::read_to_string(d.path("0.out")).expect("0");
+    assert_eq!(a, fs::read_to_string(d.path("1.out")).expect("1"), "both processes share one socket");
+    assert!(std::os::unix::net::UnixStream::connect(d.path("f.sock")).is_ok(), "the socket listens");
+}
