@@ -5,5 +5,6 @@
 
 pub mod config;
 pub mod daemon;
+pub mod rpc;
 pub mod supervisor;
 pub mod sys;
