@@ -110,12 +110,18 @@ mod tests {
     use super::*;
 
     fn creds(user: &str, password: &str) -> Credentials {
-        Credentials { username: user.into(), password: password.into() }
+        Credentials {
+            username: user.into(),
+            password: password.into(),
+        }
     }
 
     #[test]
     fn base64_decodes_like_python() {
-        assert_eq!(decode_base64(b"Ym9iOnNlY3JldA==").as_deref(), Some(&b"bob:secret"[..]));
+        assert_eq!(
+            decode_base64(b"Ym9iOnNlY3JldA==").as_deref(),
+            Some(&b"bob:secret"[..])
+        );
         assert_eq!(decode_base64(b"").as_deref(), Some(&b""[..]));
         assert_eq!(decode_base64(b"YQ==").as_deref(), Some(&b"a"[..]));
         assert_eq!(decode_base64(b"YWI=").as_deref(), Some(&b"ab"[..]));
@@ -132,12 +138,24 @@ mod tests {
     #[test]
     fn plain_password() {
         let c = creds("bob", "secret");
-        assert_eq!(check(Some("Basic Ym9iOnNlY3JldA=="), &c), AuthOutcome::Allowed);
-        assert_eq!(check(Some("basic Ym9iOnNlY3JldA=="), &c), AuthOutcome::Allowed);
+        assert_eq!(
+            check(Some("Basic Ym9iOnNlY3JldA=="), &c),
+            AuthOutcome::Allowed
+        );
+        assert_eq!(
+            check(Some("basic Ym9iOnNlY3JldA=="), &c),
+            AuthOutcome::Allowed
+        );
         // bob:wrong
-        assert_eq!(check(Some("Basic Ym9iOndyb25n"), &c), AuthOutcome::Unauthorized);
+        assert_eq!(
+            check(Some("Basic Ym9iOndyb25n"), &c),
+            AuthOutcome::Unauthorized
+        );
         // alice:secret
-        assert_eq!(check(Some("Basic YWxpY2U6c2VjcmV0"), &c), AuthOutcome::Unauthorized);
+        assert_eq!(
+            check(Some("Basic YWxpY2U6c2VjcmV0"), &c),
+            AuthOutcome::Unauthorized
+        );
         assert_eq!(check(None, &c), AuthOutcome::Unauthorized);
         assert_eq!(check(Some("Digest abc"), &c), AuthOutcome::Unauthorized);
         assert_eq!(check(Some("Basic"), &c), AuthOutcome::Unauthorized);
@@ -156,7 +174,10 @@ mod tests {
             "Basic {}",
             "Ym9iOjFhOTFkNjJmN2NhNjczOTk2MjVhNDM2OGE2YWI1ZDRhM2JhYTYwNzM="
         );
-        assert_eq!(check(Some(&hash_as_password), &c), AuthOutcome::Unauthorized);
+        assert_eq!(
+            check(Some(&hash_as_password), &c),
+            AuthOutcome::Unauthorized
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::SystemTime;
 
-use crate::config::{Config, Credentials, LogLevel};
+use crate::config::{Config, Credentials, InetHttpServerConfig, LogLevel, UnixHttpServerConfig};
 use crate::rpc::auth::{self, AuthOutcome};
 use crate::rpc::httpdate::http_date;
 use crate::rpc::listen::{self, Unlinker};
@@ -42,7 +42,10 @@ pub enum RequestKind {
     XmlRpc(Vec<u8>),
     /// Where the log for /logtail/<namespec>[/<channel>] is (namespec %-unquoted, channel as
     /// given, default "stdout"), or the main log for /mainlogtail (namespec None).
-    LogPath { namespec: Option<String>, channel: String },
+    LogPath {
+        namespec: Option<String>,
+        channel: String,
+    },
 }
 
 pub enum ServerReply {
@@ -58,7 +61,7 @@ pub const MAX_RPC_BODY: usize = 8 << 20;
 /// Beyond this declared length a request is abandoned unanswered: tiny_http 0.12 discards an
 /// unread body by allocating a buffer of its whole remaining length, which for an absurd
 /// `Content-Length` would abort the daemon.
-const MAX_DRAINABLE_BODY: usize = 1 << 30;
+const MAX_DRAINABLE_BODY: usize = 64 << 20;
 
 /// Sockets bound before daemonizing (they survive fork; threads don't).
 pub struct BoundServers {
@@ -104,10 +107,17 @@ impl BoundServers {
 /// error (the daemon prints `Error: <message>` and exits 2). Also returns the lines the daemon
 /// must log. Sockets bound before an error are closed and their files unlinked.
 pub fn bind(config: &Config) -> Result<(BoundServers, Vec<(LogLevel, String)>), String> {
+    bind_sections(&config.inet_http_servers, &config.unix_http_servers)
+}
+
+fn bind_sections(
+    inet: &[InetHttpServerConfig],
+    unix: &[UnixHttpServerConfig],
+) -> Result<(BoundServers, Vec<(LogLevel, String)>), String> {
     let mut servers = Vec::new();
     let mut logs = Vec::new();
     // Supervisor builds its server list with the inet sections first.
-    for cfg in &config.inet_http_servers {
+    for cfg in inet {
         let listener = listen::bind_inet(cfg)?;
         servers.push(BoundServer {
             section: cfg.section.clone(),
@@ -115,7 +125,7 @@ pub fn bind(config: &Config) -> Result<(BoundServers, Vec<(LogLevel, String)>), 
             socket: BoundSocket::Tcp(listener),
         });
     }
-    for cfg in &config.unix_http_servers {
+    for cfg in unix {
         let socket = listen::bind_unix(cfg)?;
         servers.push(BoundServer {
             section: cfg.section.clone(),
@@ -127,7 +137,10 @@ pub fn bind(config: &Config) -> Result<(BoundServers, Vec<(LogLevel, String)>), 
         if s.auth.is_none() {
             logs.push((
                 LogLevel::Critical,
-                format!("Server '{}' running without any HTTP authentication checking", s.section),
+                format!(
+                    "Server '{}' running without any HTTP authentication checking",
+                    s.section
+                ),
             ));
         }
     }
@@ -159,6 +172,7 @@ struct RunningServer {
     stopping: Arc<AtomicBool>,
     accept_error: Arc<Mutex<Option<String>>>,
     unlinker: Option<Unlinker>,
+    tails: Option<Arc<logtail::Claims>>,
 }
 
 impl ServerHandle {
@@ -174,6 +188,15 @@ impl ServerHandle {
                 accept_error: s.accept_error.lock().map(|e| e.clone()).unwrap_or(None),
             })
             .collect()
+    }
+
+    /// How many `/logtail` streams are running.
+    pub fn active_tails(&self) -> usize {
+        self.servers
+            .iter()
+            .filter_map(|s| s.tails.as_ref())
+            .map(|t| t.active())
+            .sum()
     }
 
     /// Stops accepting, waits for the dispatch threads, unlinks the unix socket files.
@@ -215,7 +238,11 @@ impl Drop for ServerHandle {
 
 /// Starts the tiny_http servers and their threads. Requests go to `tx`, then `waker.wake()`.
 /// Call after daemonizing (threads do not survive fork) and before the loop runs.
-pub fn serve(bound: BoundServers, tx: Sender<ServerRequest>, waker: Arc<mio::Waker>) -> ServerHandle {
+pub fn serve(
+    bound: BoundServers,
+    tx: Sender<ServerRequest>,
+    waker: Arc<mio::Waker>,
+) -> ServerHandle {
     let mut running = Vec::new();
     for b in bound.servers {
         let stopping = Arc::new(AtomicBool::new(false));
@@ -245,6 +272,7 @@ pub fn serve(bound: BoundServers, tx: Sender<ServerRequest>, waker: Arc<mio::Wak
             stopping: stopping.clone(),
             accept_error: accept_error.clone(),
             unlinker,
+            tails: None,
         };
         match tiny_http::Server::from_listener(listener, None) {
             Ok(server) => {
@@ -254,14 +282,21 @@ pub fn serve(bound: BoundServers, tx: Sender<ServerRequest>, waker: Arc<mio::Wak
                     tx: Mutex::new(tx.clone()),
                     waker: waker.clone(),
                     local,
-                    tails: logtail::Claims::default(),
+                    tails: Arc::new(logtail::Claims::default()),
                 });
+                rs.tails = Some(ctx.tails.clone());
                 let thread_server = server.clone();
                 let thread_waker = waker.clone();
                 let spawned = std::thread::Builder::new()
                     .name(format!("http:{}", b.section))
                     .spawn(move || {
-                        recv_loop(&thread_server, &ctx, &stopping, &accept_error, &thread_waker)
+                        recv_loop(
+                            &thread_server,
+                            &ctx,
+                            &stopping,
+                            &accept_error,
+                            &thread_waker,
+                        )
                     });
                 match spawned {
                     Ok(t) => rs.recv_thread = Some(t),
@@ -289,7 +324,7 @@ struct Ctx {
     waker: Arc<mio::Waker>,
     /// The listener's own address, to find a tail's connection among the process's fds.
     local: Option<ConnectionId>,
-    tails: logtail::Claims,
+    tails: Arc<logtail::Claims>,
 }
 
 fn recv_loop(
@@ -310,9 +345,11 @@ fn recv_loop(
                 let ctx = ctx.clone();
                 // If the thread cannot be started, the request is dropped inside the closure
                 // and tiny_http answers 500.
-                let _ = std::thread::Builder::new().name("http-request".into()).spawn(move || {
-                    let _ = catch_unwind(AssertUnwindSafe(|| handle(rq, &ctx)));
-                });
+                let _ = std::thread::Builder::new()
+                    .name("http-request".into())
+                    .spawn(move || {
+                        let _ = catch_unwind(AssertUnwindSafe(|| handle(rq, &ctx)));
+                    });
             }
             Err(e) => {
                 // tiny_http's accept thread has ended; open connections still deliver here.
@@ -357,11 +394,18 @@ fn uri_path(url: &str) -> &str {
 /// `/logtail/<namespec>[/<channel>]` as Supervisor's `logtail_handler` reads it.
 fn parse_logtail(url: &str) -> Option<Route> {
     let path = uri_path(url);
-    let path = if path.contains('%') { unquote(path) } else { path.to_string() };
+    let path = if path.contains('%') {
+        unquote(path)
+    } else {
+        path.to_string()
+    };
     let path = path.trim_start_matches('/');
     let (_, rest) = path.split_once('/')?;
     let (name, channel) = rest.split_once('/').unwrap_or((rest, "stdout"));
-    Some(Route::Logtail { namespec: name.to_string(), channel: channel.to_string() })
+    Some(Route::Logtail {
+        namespec: name.to_string(),
+        channel: channel.to_string(),
+    })
 }
 
 /// Python's `urllib.parse.unquote`: `%xx` → byte, anything malformed kept, UTF-8 with
@@ -403,7 +447,10 @@ fn handle(rq: tiny_http::Request, ctx: &Ctx) {
         match auth::check(header(&rq, "Authorization").as_deref(), creds) {
             AuthOutcome::Allowed => {}
             AuthOutcome::Unauthorized => {
-                let extra = [("Connection", "close"), ("WWW-Authenticate", "Basic realm=\"default\"")];
+                let extra = [
+                    ("Connection", "close"),
+                    ("WWW-Authenticate", "Basic realm=\"default\""),
+                ];
                 return respond_error(rq, 401, &extra);
             }
             AuthOutcome::Malformed => return respond_error(rq, 400, &[]),
@@ -432,7 +479,16 @@ fn handle_rpc(mut rq: tiny_http::Request, ctx: &Ctx) {
         return respond_error(rq, 400, &[]);
     };
     if len > MAX_RPC_BODY {
-        return respond_error(rq, 413, &[]);
+        // Through tiny_http, which writes the answer before it drains the unread body (our
+        // raw writer would drain first, waiting for a body the client may never send).
+        let ctype = tiny_http::Header::from_bytes("Content-Type", "text/html");
+        let server = tiny_http::Header::from_bytes("Server", "Medusa/1.12");
+        let mut response = tiny_http::Response::from_string(error_body(413)).with_status_code(413);
+        for h in [ctype, server].into_iter().flatten() {
+            response.add_header(h);
+        }
+        let _ = rq.respond(response);
+        return;
     }
     let mut body = Vec::with_capacity(len);
     if io::Read::read_to_end(&mut io::Read::take(rq.as_reader(), len as u64), &mut body).is_err()
@@ -457,7 +513,10 @@ fn handle_tail(rq: tiny_http::Request, ctx: &Ctx, namespec: Option<String>, chan
     let Ok(file) = std::fs::File::open(&path) else {
         return respond_error(rq, 404, &[]);
     };
-    let mtime = file.metadata().and_then(|m| m.modified()).unwrap_or_else(|_| SystemTime::now());
+    let mtime = file
+        .metadata()
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| SystemTime::now());
     let chunked = *rq.http_version() >= tiny_http::HTTPVersion(1, 1);
     let version = version_str(&rq);
     let connection = ctx
@@ -480,10 +539,23 @@ fn handle_tail(rq: tiny_http::Request, ctx: &Ctx, namespec: Option<String>, chan
     }
     head.push_str("\r\n");
     let mut writer = rq.into_writer();
-    if writer.write_all(head.as_bytes()).and_then(|()| writer.flush()).is_err() {
+    if writer
+        .write_all(head.as_bytes())
+        .and_then(|()| writer.flush())
+        .is_err()
+    {
         return;
     }
-    logtail::stream(TailStart { writer, path, file, chunked, connection }, &ctx.tails);
+    logtail::stream(
+        TailStart {
+            writer,
+            path,
+            file,
+            chunked,
+            connection,
+        },
+        &ctx.tails,
+    );
 }
 
 /// Sends a request to the loop and waits for its answer; None if the loop is gone or dropped
@@ -554,7 +626,10 @@ fn respond(rq: tiny_http::Request, code: u16, extra: &[(&str, &str)], ctype: &st
     for (k, v) in extra {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
-    head.push_str(&format!("Content-Length: {}\r\nContent-Type: {ctype}\r\n\r\n", body.len()));
+    head.push_str(&format!(
+        "Content-Length: {}\r\nContent-Type: {ctype}\r\n\r\n",
+        body.len()
+    ));
     let mut w = rq.into_writer();
     let _ = w.write_all(head.as_bytes());
     if !head_only {

@@ -84,7 +84,10 @@ pub fn bind_unix(cfg: &UnixHttpServerConfig) -> Result<UnixSocket, String> {
             Err(e) => return Err(socket_error(&e)),
         }
     };
-    let sock = UnixSocket { listener, unlinker: Unlinker(file) };
+    let sock = UnixSocket {
+        listener,
+        unlinker: Unlinker(file),
+    };
     if let Some((uid, gid)) = cfg.chown {
         chown(sock.file(), uid, gid).map_err(|e| {
             if e.raw_os_error() == Some(libc::EPERM) {
@@ -160,7 +163,10 @@ fn is_used(file: &Path) -> bool {
     // Python counts an immediate EOF (recv gives b'') as an answer too.
     match s.read(&mut byte) {
         Ok(n) => n <= byte.len(),
-        Err(e) => matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut),
+        Err(e) => matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ),
     }
 }
 
@@ -197,7 +203,13 @@ fn current_user_name() -> String {
     let mut result: *mut libc::passwd = std::ptr::null_mut();
     // SAFETY: every pointer refers to live, correctly sized storage owned by this frame.
     let rc = unsafe {
-        libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut result)
+        libc::getpwuid_r(
+            uid,
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
     };
     if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
         return uid.to_string();

@@ -19,6 +19,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::syscall;
@@ -38,11 +39,15 @@ pub enum ConnectionId {
     Tcp(SocketAddr),
 }
 
-/// Socket inodes watched by live tails, so two tails never pick the same unix connection.
+/// Socket inodes watched by live tails, so two tails never pick the same unix connection;
+/// and the number of live tails.
 #[derive(Default)]
-pub struct Claims(Mutex<HashSet<u64>>);
+pub struct Claims(Mutex<HashSet<u64>>, AtomicUsize);
 
 impl Claims {
+    pub fn active(&self) -> usize {
+        self.1.load(Ordering::SeqCst)
+    }
     fn contains(&self, inode: u64) -> bool {
         self.0.lock().map(|s| s.contains(&inode)).unwrap_or(false)
     }
@@ -62,6 +67,9 @@ impl Claims {
 pub struct Connection {
     fd: OwnedFd,
     inode: u64,
+    tcp: bool,
+    /// `POLLRDHUP` until it fires for a reason other than the client leaving.
+    events: i16,
 }
 
 pub struct TailStart {
@@ -102,7 +110,10 @@ fn inet_addr(fd: RawFd, peer: bool) -> Option<SocketAddr> {
     // SAFETY: the family is AF_INET, so the storage holds a sockaddr_in.
     let sin = unsafe { &*(&ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
     let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-    Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+    Some(SocketAddr::V4(SocketAddrV4::new(
+        ip,
+        u16::from_be(sin.sin_port),
+    )))
 }
 
 fn unix_local_path(fd: RawFd) -> Option<Vec<u8>> {
@@ -113,7 +124,9 @@ fn unix_local_path(fd: RawFd) -> Option<Vec<u8>> {
     // SAFETY: the family is AF_UNIX, so the storage holds a sockaddr_un.
     let sun = unsafe { &*(&ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_un>() };
     let offset = std::mem::size_of::<libc::sa_family_t>();
-    let n = (len as usize).saturating_sub(offset).min(sun.sun_path.len());
+    let n = (len as usize)
+        .saturating_sub(offset)
+        .min(sun.sun_path.len());
     let bytes: Vec<u8> = sun.sun_path[..n].iter().map(|&c| c as u8).collect();
     Some(bytes.split(|&b| b == 0).next().unwrap_or(&[]).to_vec())
 }
@@ -126,7 +139,11 @@ pub fn find_connection(
 ) -> Option<Connection> {
     let mut best: Option<(u64, RawFd)> = None;
     for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
-        let Some(fd) = entry.file_name().to_str().and_then(|s| s.parse::<RawFd>().ok()) else {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<RawFd>().ok())
+        else {
             continue;
         };
         let Some(st) = fstat(fd) else { continue };
@@ -158,7 +175,13 @@ pub fn find_connection(
         return None;
     }
     claims.insert(inode);
-    Some(Connection { fd, inode })
+    let tcp = matches!(local, ConnectionId::Tcp(_));
+    Some(Connection {
+        fd,
+        inode,
+        tcp,
+        events: libc::POLLRDHUP,
+    })
 }
 
 /// inotify on the file (writes, truncation, its own move or deletion) and on its directory
@@ -200,7 +223,11 @@ impl Watch {
     fn drain(&self) {
         let mut buf = [0u8; 4096];
         loop {
-            let n = syscall!(read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()));
+            let n = syscall!(read(
+                self.fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len()
+            ));
             match n {
                 Ok(n) if n > 0 => continue,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -231,7 +258,8 @@ impl Tail {
             return Ok(());
         }
         if self.chunked {
-            self.writer.write_all(format!("{:x}\r\n", data.len()).as_bytes())?;
+            self.writer
+                .write_all(format!("{:x}\r\n", data.len()).as_bytes())?;
             self.writer.write_all(data)?;
             self.writer.write_all(b"\r\n")?;
         } else {
@@ -289,15 +317,48 @@ enum Woken {
     ClientGone,
 }
 
-fn wait(watch: &Option<Watch>, conn: &Option<Connection>) -> Woken {
+/// `TCP_ESTABLISHED` of linux/tcp.h (not exported by libc).
+const TCP_ESTABLISHED: u8 = 1;
+
+/// TCP_INFO's state: whether the peer has sent its FIN (or more).
+fn tcp_peer_closed(fd: RawFd) -> bool {
+    // SAFETY: tcp_info is plain old data; zeroed is valid and getsockopt overwrites it.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let p = (&mut info as *mut libc::tcp_info).cast::<libc::c_void>();
+    match syscall!(getsockopt(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_INFO,
+        p,
+        &mut len
+    )) {
+        Ok(_) => info.tcpi_state != TCP_ESTABLISHED,
+        Err(_) => true,
+    }
+}
+
+fn wait(watch: &Option<Watch>, conn: &mut Option<Connection>) -> Woken {
     let mut fds = Vec::with_capacity(2);
     if let Some(w) = watch {
-        fds.push(libc::pollfd { fd: w.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+        fds.push(libc::pollfd {
+            fd: w.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
     }
     if let Some(c) = conn {
-        fds.push(libc::pollfd { fd: c.fd.as_raw_fd(), events: libc::POLLRDHUP, revents: 0 });
+        fds.push(libc::pollfd {
+            fd: c.fd.as_raw_fd(),
+            events: c.events,
+            revents: 0,
+        });
     }
-    let timeout = if watch.is_some() { -1 } else { FALLBACK_POLL_MS };
+    let timeout = if watch.is_some() {
+        -1
+    } else {
+        FALLBACK_POLL_MS
+    };
     loop {
         match syscall!(poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout)) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -306,26 +367,50 @@ fn wait(watch: &Option<Watch>, conn: &Option<Connection>) -> Woken {
             Ok(_) => break,
         }
     }
-    let gone = libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL;
-    if conn.is_some() && fds.last().is_some_and(|p| p.revents & gone != 0) {
-        Woken::ClientGone
-    } else {
-        Woken::Check
+    let (Some(c), Some(p)) = (conn.as_mut(), fds.last()) else {
+        return Woken::Check;
+    };
+    if p.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+        return Woken::ClientGone;
     }
+    if p.revents & libc::POLLRDHUP != 0 {
+        // tiny_http shuts the read side itself after an HTTP/1.0 or `Connection: close`
+        // request, which looks the same. A unix peer that leaves also gives POLLHUP; a TCP
+        // peer that leaves moves the socket out of ESTABLISHED.
+        if c.tcp && tcp_peer_closed(c.fd.as_raw_fd()) {
+            return Woken::ClientGone;
+        }
+        c.events = 0;
+    }
+    Woken::Check
 }
 
 /// Streams until the client goes away. The file is the one at `path` when the request came.
 pub fn stream(start: TailStart, claims: &Claims) {
-    let TailStart { writer, path, file, chunked, connection } = start;
+    let _active = Active::new(claims);
+    let TailStart {
+        writer,
+        path,
+        file,
+        chunked,
+        mut connection,
+    } = start;
     let (inode, size) = match file.metadata() {
         Ok(m) => (m.ino(), m.len()),
         Err(_) => (0, 0),
     };
-    let mut tail = Tail { writer, path, file, inode, pos: size.saturating_sub(INITIAL_TAIL), chunked };
+    let mut tail = Tail {
+        writer,
+        path,
+        file,
+        inode,
+        pos: size.saturating_sub(INITIAL_TAIL),
+        chunked,
+    };
     let mut watch = Watch::new(&tail.path).ok();
     if tail.send_new().is_ok() {
         loop {
-            if let Woken::ClientGone = wait(&watch, &connection) {
+            if let Woken::ClientGone = wait(&watch, &mut connection) {
                 break;
             }
             if let Some(w) = &watch {
@@ -338,5 +423,21 @@ pub fn stream(start: TailStart, claims: &Claims) {
     }
     if let Some(c) = connection {
         claims.remove(c.inode);
+    }
+}
+
+/// Counts a live stream, also when it unwinds.
+struct Active<'a>(&'a Claims);
+
+impl<'a> Active<'a> {
+    fn new(claims: &'a Claims) -> Active<'a> {
+        claims.1.fetch_add(1, Ordering::SeqCst);
+        Active(claims)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0 .1.fetch_sub(1, Ordering::SeqCst);
     }
 }
