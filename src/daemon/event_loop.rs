@@ -22,7 +22,7 @@ use super::output;
 use super::spawn::{self, SpawnPlan};
 use crate::config::{Config, GroupConfig, GroupKind, LogFile as LogSetting, LogLevel, ProcessConfig};
 use crate::rpc::api::{self, Pending, Reply};
-use crate::rpc::http::{RequestKind, ServerReply, ServerRequest};
+use crate::rpc::http::{RequestKind, ServerHandle, ServerReply, ServerRequest};
 use crate::supervisor::{Action, ExitInfo, Input, Mood, ProcId, RemoveError, Supervisor};
 use crate::sys;
 use std::sync::mpsc::{Receiver, Sender};
@@ -126,6 +126,9 @@ pub struct EventLoop {
     state_changed: bool,
     /// The listening socket of each fcgi-program group (fd 0 of its processes).
     fcgi_sockets: HashMap<String, OwnedFd>,
+    /// The HTTP servers, and the accept errors already reported.
+    server: Option<ServerHandle>,
+    reported_accept_errors: Vec<String>,
 }
 
 impl EventLoop {
@@ -146,6 +149,8 @@ impl EventLoop {
             pending: Vec::new(),
             state_changed: false,
             fcgi_sockets: HashMap::new(),
+            server: None,
+            reported_accept_errors: Vec::new(),
             config,
             sup: Supervisor::new(),
             log,
@@ -308,7 +313,36 @@ impl EventLoop {
         self.requests = Some(rx);
     }
 
+    pub fn set_server(&mut self, server: ServerHandle) {
+        self.server = Some(server);
+    }
+
+    pub fn take_server(&mut self) -> Option<ServerHandle> {
+        self.server.take()
+    }
+
+    /// tiny_http's accept thread ends for good on an accept error (EMFILE ...); say so once.
+    fn check_servers(&mut self) {
+        let Some(server) = &self.server else { return };
+        for h in server.health() {
+            if let Some(err) = h.accept_error {
+                let key = format!("{}: {}", h.section, err);
+                if !self.reported_accept_errors.contains(&key) {
+                    self.log.log(
+                        LogLevel::Critical,
+                        &format!(
+                            "[{}] stopped accepting connections: {} (open connections are still served)",
+                            h.section, err
+                        ),
+                    );
+                    self.reported_accept_errors.push(key);
+                }
+            }
+        }
+    }
+
     fn on_wake(&mut self) {
+        self.check_servers();
         // Bounded per wakeup; the HTTP threads wake us again for anything sent later.
         for _ in 0..10_000 {
             let Some(req) = self.requests.as_ref().and_then(|rx| rx.try_recv().ok()) else { return };

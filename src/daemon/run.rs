@@ -8,12 +8,15 @@ use std::path::Path;
 use signal_hook::iterator::backend::SignalDelivery;
 use signal_hook::iterator::exfiltrator::SignalOnly;
 
-use super::event_loop::{EventLoop, LoopExit, Signals, HANDLED_SIGNALS};
+use super::event_loop::{EventLoop, LoopExit, Signals, HANDLED_SIGNALS, WAKER_TOKEN};
 use super::logfile;
 use super::mainlog::MainLog;
 use crate::cli::{self, DaemonArgs};
 use crate::config::{self, Config, LogLevel, MainLog as MainLogSetting, Overrides};
+use crate::rpc::http;
 use crate::sys;
+use mio::Waker;
+use std::sync::{mpsc, Arc};
 
 /// A usage error: two lines on stderr and exit status 2, as supervisord.
 pub fn usage_error(argv0: &str, msg: &str) -> i32 {
@@ -137,6 +140,16 @@ pub fn run(argv0: &str, args: &DaemonArgs) -> i32 {
             }
         }
 
+        // Sockets are bound before daemonizing (they survive fork; threads do not).
+        let (bound, http_lines) = match http::bind(&config) {
+            Ok(b) => b,
+            Err(msg) if first => return usage_error(&argv0, &msg),
+            Err(msg) => {
+                log.log(LogLevel::Critical, &format!("cannot open the control sockets after a reload: {msg}"));
+                return 2;
+            }
+        };
+
         if first && !config.supervisord.nodaemon {
             if let Err(e) = daemonize(&config, &mut log) {
                 log.log(LogLevel::Critical, &format!("cannot daemonize: {e}"));
@@ -154,6 +167,8 @@ pub fn run(argv0: &str, args: &DaemonArgs) -> i32 {
         let reload_path = config.path.clone();
         let overrides = args.overrides.clone();
         let reloader = Box::new(move || load(&reload_path, &overrides));
+        let rpc_enabled = config.rpcinterface_supervisor;
+        let servers = config.unix_http_servers.len() + config.inet_http_servers.len();
         let mut event_loop = match EventLoop::new(config, log, &mut signals, reloader) {
             Ok(l) => l,
             Err(e) => {
@@ -162,9 +177,28 @@ pub fn run(argv0: &str, args: &DaemonArgs) -> i32 {
                 return 1;
             }
         };
+        match Waker::new(event_loop.registry(), WAKER_TOKEN) {
+            Ok(waker) => {
+                let (tx, rx) = mpsc::channel();
+                event_loop.set_requests(rx);
+                event_loop.set_server(http::serve(bound, tx, Arc::new(waker)));
+            }
+            Err(e) => event_loop.log.log(LogLevel::Critical, &format!("cannot start the control servers: {e}")),
+        }
+        if rpc_enabled {
+            for _ in 0..servers {
+                event_loop.log.log(LogLevel::Info, "RPC interface 'supervisor' initialized");
+            }
+        }
+        for (level, line) in http_lines {
+            event_loop.log.log(level, &line);
+        }
         event_loop.log.log(LogLevel::Info, &format!("supervisord started with pid {}", sys::getpid()));
         event_loop.add_configured_groups();
         let exit = event_loop.run(&mut signals);
+        if let Some(server) = event_loop.take_server() {
+            server.shutdown();
+        }
         event_loop.close_all();
         let _ = std::fs::remove_file(&pidfile);
         match exit {

@@ -152,13 +152,18 @@ pub fn handle_request(lp: &mut EventLoop, body: &[u8]) -> Result<Reply, RpcError
 
 /// Runs `method` with `params`.
 pub fn call(lp: &mut EventLoop, method: &str, params: &[Value]) -> Outcome {
-    let Some(m) = METHODS.iter().find(|m| m.name == method) else {
+    let Some(m) = METHODS.iter().find(|m| m.name == method && available(lp, m)) else {
         return Err(RpcError::new(faults::UNKNOWN_METHOD));
     };
     if m.checks_state && lp.sup.mood() != Mood::Running && method != "supervisor.sendRemoteCommEvent" {
         return Err(RpcError::new(faults::SHUTDOWN_STATE));
     }
     (m.handler)(lp, &Args(params))
+}
+
+/// Without `[rpcinterface:supervisor]` only `system.*` exists, as in Supervisor (1.13).
+fn available(lp: &EventLoop, m: &Method) -> bool {
+    lp.config.rpcinterface_supervisor || !m.name.starts_with("supervisor.")
 }
 
 pub fn encode(result: &Result<Value, RpcError>) -> String {
@@ -456,8 +461,8 @@ fn stop_process(lp: &mut EventLoop, a: &Args) -> Outcome {
 }
 
 fn stop_group(lp: &mut EventLoop, group: &str, wait: bool) -> Outcome {
-    let mut ids = lp.sup.members_by_priority(group);
-    ids.reverse();
+    // Ascending priority, as Supervisor's stopProcessGroup.
+    let ids = lp.sup.members_by_priority(group);
     all(lp, ids, ProcessState::is_running, &mut |lp, id| stop_one(lp, id, wait))
 }
 
@@ -474,8 +479,8 @@ fn stop_process_group(lp: &mut EventLoop, a: &Args) -> Outcome {
 fn stop_all_processes(lp: &mut EventLoop, a: &Args) -> Outcome {
     a.count(0, 1)?;
     let wait = a.bool_or(0, true)?;
-    let mut ids = lp.sup.all_by_priority();
-    ids.reverse();
+    // Ascending priority, as Supervisor's stopAllProcesses (only shutdown goes in reverse).
+    let ids = lp.sup.all_by_priority();
     all(lp, ids, ProcessState::is_running, &mut |lp, id| stop_one(lp, id, wait))
 }
 
@@ -660,9 +665,9 @@ fn clear_all_process_logs(lp: &mut EventLoop, a: &Args) -> Outcome {
 
 // ---- system.* ----------------------------------------------------------------------------------
 
-fn list_methods(_: &mut EventLoop, a: &Args) -> Outcome {
+fn list_methods(lp: &mut EventLoop, a: &Args) -> Outcome {
     a.count(0, 0)?;
-    done(Value::Array(METHODS.iter().map(|m| Value::from(m.name)).collect()))
+    done(Value::Array(METHODS.iter().filter(|m| available(lp, m)).map(|m| Value::from(m.name)).collect()))
 }
 
 fn method_help(_: &mut EventLoop, a: &Args) -> Outcome {

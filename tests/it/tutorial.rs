@@ -75,7 +75,7 @@ fn classic_tutorial_works_end_to_end() {
     let log = || fs::read_to_string(dir.join("minisv.log")).unwrap_or_default();
 
     // The warnings name the file and line of each Supervisor-2 setting and of the shell redirect.
-    let main_log = wait_for(5.0, "startup warnings", || Some(log()).filter(|l| l.contains("spawned: 'api'")));
+    let main_log = wait_for(15.0, "startup warnings", || Some(log()).filter(|l| l.contains("spawned: 'api'")));
     let at = |key: &str| {
         let line = block.lines().position(|l| l.starts_with(key)).expect("key in block") + 1;
         format!("{}:{line}: [program:api] {key}", api_conf.display())
@@ -94,8 +94,8 @@ fn classic_tutorial_works_end_to_end() {
     // It runs in its directory with the redirect as a plain argument, and its output is logged
     // (stderr too, redirected) and rotated as configured.
     let api_log = dir.join("var/log/api2.log");
-    wait_for(5.0, "rotated output", || dir.join("var/log/api2.log.1").exists().then_some(()));
-    wait_for(5.0, "stderr in the log", || fs::read_to_string(&api_log).ok().filter(|s| s.contains("to stderr")));
+    wait_for(15.0, "rotated output", || dir.join("var/log/api2.log.1").exists().then_some(()));
+    wait_for(15.0, "stderr in the log", || fs::read_to_string(&api_log).ok().filter(|s| s.contains("to stderr")));
     let first = fs::read_to_string(dir.join("var/log/api2.log.3")).unwrap_or_default()
         + &fs::read_to_string(dir.join("var/log/api2.log.2")).unwrap_or_default()
         + &fs::read_to_string(dir.join("var/log/api2.log.1")).unwrap_or_default()
@@ -105,7 +105,7 @@ fn classic_tutorial_works_end_to_end() {
     assert!(!dir.join("srv/api/springboot.log").exists(), "no shell: nothing is redirected");
 
     // After startsecs it is RUNNING; a SIGKILL is followed by a restart within 100 ms.
-    wait_for(10.0, "api RUNNING", || log().contains("success: api entered RUNNING state").then_some(()));
+    wait_for(20.0, "api RUNNING", || log().contains("success: api entered RUNNING state").then_some(()));
     let spawned = |l: &str| -> Vec<u32> {
         l.lines().filter_map(|x| x.split("spawned: 'api' with pid ").nth(1)?.trim().parse().ok()).collect()
     };
