@@ -1,5 +1,6 @@
 //! One integration test binary (habit 9): the real `minisv` binary in temp dirs.
 
+mod api;
 mod daemon;
 mod harness;
 mod tutorial;
