@@ -191,3 +191,10 @@ pub fn same_group(a: &GroupConfig, b: &GroupConfig) -> bool {
     };
     strip(a) == strip(b)
 }
+
+/// Whether two processes have the same settings (where they were written does not count).
+pub fn same_process(a: &ProcessConfig, b: &ProcessConfig) -> bool {
+    let mut b = b.clone();
+    b.span = a.span.clone();
+    *a == b
+}

@@ -424,6 +424,35 @@ impl EventLoop {
         Ok((added, changed, removed))
     }
 
+    /// Applies a changed group in place once its changed processes are stopped: unchanged ones
+    /// keep running with their logs; changed ones get new logs and are started again if their
+    /// names are in `restart` (they were running before the update).
+    pub fn apply_group_update(&mut self, config: GroupConfig, restart: &[String]) {
+        let (_, fresh, dropped) = self.sup.replace_group(config);
+        for id in dropped {
+            for ch in [Channel::Stdout, Channel::Stderr] {
+                self.close_pipe(id, ch);
+            }
+            if let Some(io) = self.io.get_mut(id.0) {
+                *io = ProcIo::default();
+            }
+        }
+        let now = Instant::now();
+        for id in fresh {
+            let Some(pc) = self.sup.process(id).map(|p| p.config.clone()) else { continue };
+            if self.io.len() <= id.0 {
+                self.io.resize_with(id.0 + 1, ProcIo::default);
+            }
+            let logs = [self.open_log(&pc, Channel::Stdout), self.open_log(&pc, Channel::Stderr)];
+            self.io[id.0] = ProcIo { logs, ..ProcIo::default() };
+            if restart.contains(&pc.name) {
+                self.sup.feed(id, Input::Start, now, SystemTime::now());
+            }
+        }
+        self.sup.tick(now, SystemTime::now());
+        self.perform_actions();
+    }
+
     /// Removes a stopped group and closes its logs.
     pub fn remove_group(&mut self, name: &str) -> Result<(), RemoveError> {
         let members = self.sup.group(name).map(|g| g.members.clone()).unwrap_or_default();

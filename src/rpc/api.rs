@@ -31,6 +31,8 @@ pub enum Pending {
     Stop { id: ProcId },
     /// A group or all operation: one result struct per process, in completion order.
     All { waiting: Vec<(ProcId, String, String, Pending)>, results: Vec<Value> },
+    /// minisv.updateProcessGroup: waits for the changed processes to stop, then applies.
+    Update { config: Box<crate::config::GroupConfig>, stopping: Vec<ProcId>, restart: Vec<String>, report: Value },
     /// system.multicall: calls run one after another, each deferred one awaited first.
     Multicall { calls: std::collections::VecDeque<Value>, results: Vec<Value>, current: Option<Box<Pending>> },
 }
@@ -61,6 +63,7 @@ const TAIL_HELP: &str = "Tail a process log: read length bytes from offset, and 
 
 /// Every method, aliases included, sorted by name (the listMethods order).
 static METHODS: &[Method] = &[
+    m("minisv.updateProcessGroup", &["struct", "string"], "Apply the configuration last read (by reloadConfig) to an active group, restarting only the processes whose own settings changed. Unchanged processes keep running, and processes stopped by hand stay stopped. Supervisor restarts the whole group instead.\n\n@param string name The group name\n@return struct result Process names: added, changed, removed, unchanged", update_process_group),
     m("supervisor.addProcessGroup", &["boolean", "string"], "Activate a process group from the configuration that was last read.\n\n@param string name Name of the group to add\n@return boolean result True if successful", add_process_group),
     m("supervisor.clearAllProcessLogs", &["array"], "Clear the stdout and stderr logs of every process.\n\n@return array result An array of process status info structs", clear_all_process_logs),
     m("supervisor.clearLog", &["boolean"], "Clear the main log.\n\n@return boolean result Always true unless error", clear_log),
@@ -596,6 +599,66 @@ fn remove_process_group(lp: &mut EventLoop, a: &Args) -> Outcome {
     done(true)
 }
 
+/// minisv's `update` of one changed group: only the processes whose settings changed restart.
+fn update_process_group(lp: &mut EventLoop, a: &Args) -> Outcome {
+    a.count(1, 1)?;
+    if lp.sup.mood() != Mood::Running {
+        return Err(RpcError::new(faults::SHUTDOWN_STATE));
+    }
+    let name = a.str(0)?;
+    let Some(config) = lp.stored.groups.iter().find(|g| g.name == name).cloned() else {
+        return Err(RpcError::with(faults::BAD_NAME, name));
+    };
+    let Some(group) = lp.sup.group(name) else { return Err(RpcError::with(faults::BAD_NAME, name)) };
+    let (mut added, mut changed, mut removed, mut unchanged) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut stop = Vec::new();
+    let mut restart = Vec::new();
+    for id in &group.members {
+        let Some(p) = lp.sup.process(*id) else { continue };
+        match config.processes.iter().find(|pc| pc.name == p.config.name) {
+            Some(pc) if crate::config::same_process(&p.config, pc) => unchanged.push(p.config.name.clone()),
+            found => {
+                if found.is_some() {
+                    changed.push(p.config.name.clone());
+                    if p.state.is_running() {
+                        restart.push(p.config.name.clone());
+                    }
+                } else {
+                    removed.push(p.config.name.clone());
+                }
+                if !p.state.is_stopped() {
+                    stop.push(*id);
+                }
+            }
+        }
+    }
+    for pc in &config.processes {
+        if !group.members.iter().any(|id| lp.sup.process(*id).is_some_and(|p| p.config.name == pc.name)) {
+            added.push(pc.name.clone());
+        }
+    }
+    for list in [&mut added, &mut changed, &mut removed, &mut unchanged] {
+        list.sort();
+    }
+    let names = |v: Vec<String>| Value::Array(v.into_iter().map(Value::String).collect());
+    let report = Value::structure([
+        ("added", names(added)),
+        ("changed", names(changed)),
+        ("removed", names(removed)),
+        ("unchanged", names(unchanged)),
+    ]);
+    let (n, w) = now();
+    for id in &stop {
+        lp.sup.feed(*id, Input::Stop, n, w);
+    }
+    lp.perform_actions();
+    let mut pending = Pending::Update { config: Box::new(config), stopping: stop, restart, report };
+    match poll(lp, &mut pending) {
+        Some(r) => r.map(Reply::Done),
+        None => Ok(Reply::Later(pending)),
+    }
+}
+
 // ---- logs ------------------------------------------------------------------------------------
 
 fn log_of(lp: &EventLoop, name: &str, ch: Channel) -> Result<PathBuf, RpcError> {
@@ -746,6 +809,13 @@ pub fn poll(lp: &mut EventLoop, pending: &mut Pending) -> Option<Result<Value, R
                 None
             }
         }
+        Pending::Update { config, stopping, restart, report } => {
+            if stopping.iter().any(|id| lp.sup.process(*id).is_some_and(|p| !p.state.is_stopped())) {
+                return None;
+            }
+            lp.apply_group_update((**config).clone(), restart);
+            Some(Ok(std::mem::replace(report, Value::Nil)))
+        }
         Pending::Multicall { calls, results, current } => {
             // Bounded by the number of calls: each turn finishes one call or waits.
             for _ in 0..=calls.len() + 1 {
@@ -804,7 +874,8 @@ mod tests {
         let mut sorted = names.clone();
         sorted.sort();
         assert_eq!(names, sorted, "listMethods is sorted");
-        assert_eq!(names.len(), 41, "Supervisor 4.3 lists 41 methods");
+        let supervisor_and_system = names.iter().filter(|n| !n.starts_with("minisv.")).count();
+        assert_eq!(supervisor_and_system, 41, "Supervisor 4.3 lists 41 methods");
         for m in METHODS {
             assert!(m.help.contains("@return"), "{} help has @return", m.name);
             assert_eq!(m.checks_state, m.name.starts_with("supervisor."), "{}", m.name);

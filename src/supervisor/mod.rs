@@ -143,6 +143,51 @@ impl Supervisor {
         Ok(group.config)
     }
 
+    /// Replaces a group's config in place (minisv's `update`): processes whose settings did not
+    /// change keep running untouched; the others must already be stopped and are replaced by
+    /// fresh ones (which keep `laststart`, so a process stopped by hand is not autostarted).
+    /// Returns (kept, fresh, dropped) ids.
+    pub fn replace_group(&mut self, config: GroupConfig) -> (Vec<ProcId>, Vec<ProcId>, Vec<ProcId>) {
+        let Some(idx) = self.groups.iter().position(|g| g.config.name == config.name) else {
+            return (Vec::new(), Vec::new(), Vec::new());
+        };
+        let old_members = self.groups[idx].members.clone();
+        let mut kept = Vec::new();
+        let mut fresh = Vec::new();
+        let mut members = Vec::new();
+        for pc in &config.processes {
+            let old = old_members
+                .iter()
+                .copied()
+                .find(|id| self.process(*id).is_some_and(|p| p.config.name == pc.name));
+            match old {
+                Some(id) if self.process(id).is_some_and(|p| crate::config::same_process(&p.config, pc)) => {
+                    if let Some(p) = self.slots[id.0].as_mut() {
+                        p.config = pc.clone();
+                    }
+                    kept.push(id);
+                    members.push(id);
+                }
+                _ => {
+                    let id = ProcId(self.slots.len());
+                    let mut p = Process::new(pc.clone(), config.name.clone());
+                    if let Some(prev) = old.and_then(|o| self.process(o)) {
+                        p.laststart = prev.laststart;
+                    }
+                    self.slots.push(Some(p));
+                    fresh.push(id);
+                    members.push(id);
+                }
+            }
+        }
+        let dropped: Vec<ProcId> = old_members.into_iter().filter(|id| !kept.contains(id)).collect();
+        for id in &dropped {
+            self.slots[id.0] = None;
+        }
+        self.groups[idx] = Group { config, members };
+        (kept, fresh, dropped)
+    }
+
     /// Feeds one input to one process and queues what follows.
     pub fn feed(&mut self, id: ProcId, input: Input, now: Instant, wall: SystemTime) {
         let ctx = self.ctx(now, wall);

@@ -77,7 +77,7 @@ ok(isinstance(sv.getPID(), int) and sv.getPID() > 1, "getPID")
 fault(lambda: sv.getPID(1), 2, "INCORRECT_PARAMETERS")
 
 methods = server.system.listMethods()
-ok(len(methods) == 41 and methods == sorted(methods), "listMethods: 41, sorted")
+ok(len([m for m in methods if not m.startswith("minisv.")]) == 41 and methods == sorted(methods), "listMethods: 41 of Supervisor, sorted")
 ok("supervisor.startProcess" in methods and "system.multicall" in methods, "listMethods content")
 ok(server.system.methodSignature("supervisor.startProcess") == ["boolean", "string", "boolean"], "methodSignature")
 ok(server.system.methodSignature("supervisor.getAllProcessInfo") == ["array"], "methodSignature array")
