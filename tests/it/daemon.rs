@@ -354,3 +354,16 @@ fn fcgi_program_gets_the_listening_socket_as_fd_0() {
     assert_eq!(a, fs::read_to_string(d.path("1.out")).expect("1"), "both processes share one socket");
     assert!(std::os::unix::net::UnixStream::connect(d.path("f.sock")).is_ok(), "the socket listens");
 }
+
+#[test]
+fn orphans_reparented_to_the_daemon_are_reaped() {
+    let d = Daemon::start(
+        "orphan",
+        "[program:p]\ncommand=sh -c '(sleep 0.3 & echo $! > %(here)s/orphan.pid); sleep 1000'\nstartsecs=0\n",
+    );
+    let orphan: u32 =
+        wait_for(5.0, "the orphan's pid", || fs::read_to_string(d.path("orphan.pid")).ok()?.trim().parse().ok());
+    // Its parent (the subshell) is gone: it now belongs to minisv (a child subreaper).
+    d.wait_log(&format!("reaped unknown pid {orphan} (exit status 0)"), 10.0);
+    assert!(!std::path::Path::new(&format!("/proc/{orphan}")).exists(), "no zombie is left");
+}
