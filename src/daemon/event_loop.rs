@@ -39,6 +39,9 @@ const PIPE_TOKEN_BASE: usize = 16;
 /// Bytes read from one pipe per wakeup before the others get their turn.
 const READ_BUDGET: usize = 1 << 20;
 const READ_CHUNK: usize = 128 * 1024;
+/// At most this much is read from a pipe after its process exited (a pipe holds 64 KiB to
+/// 1 MiB, so everything the process itself wrote fits).
+const EXIT_DRAIN_LIMIT: usize = 16 << 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Channel {
@@ -348,12 +351,15 @@ impl EventLoop {
             let Some(req) = self.requests.as_ref().and_then(|rx| rx.try_recv().ok()) else { return };
             match req.kind {
                 RequestKind::XmlRpc(body) => match api::handle_request(self, &body) {
-                    Ok(Reply::Done(v)) => {
+                    Some(Ok(Reply::Done(v))) => {
                         let _ = req.reply.send(ServerReply::XmlRpc(api::encode(&Ok(v))));
                     }
-                    Ok(Reply::Later(p)) => self.pending.push((p, req.reply)),
-                    Err(e) => {
+                    Some(Ok(Reply::Later(p))) => self.pending.push((p, req.reply)),
+                    Some(Err(e)) => {
                         let _ = req.reply.send(ServerReply::XmlRpc(api::encode(&Err(e))));
+                    }
+                    None => {
+                        let _ = req.reply.send(ServerReply::BadRequest);
                     }
                 },
                 RequestKind::LogPath { namespec, channel } => {
@@ -601,7 +607,9 @@ impl EventLoop {
             match self.pids.remove(&reaped.pid) {
                 Some(id) => {
                     for ch in [Channel::Stdout, Channel::Stderr] {
-                        self.read_pipe(id, ch, usize::MAX);
+                        // What the child wrote before it exited is in the pipe now; bounded,
+                        // because a grandchild may still hold the pipe and write forever.
+                        self.read_pipe(id, ch, EXIT_DRAIN_LIMIT);
                         self.close_pipe(id, ch);
                     }
                     if let Some(io) = self.io.get_mut(id.0) {

@@ -142,13 +142,15 @@ impl Args<'_> {
     }
 }
 
-/// Decodes and runs one XML-RPC request body.
-pub fn handle_request(lp: &mut EventLoop, body: &[u8]) -> Result<Reply, RpcError> {
+/// Decodes and runs one XML-RPC request body. `None`: the body is not an XML-RPC call (the
+/// HTTP layer answers 400, as Supervisor does); the error is logged.
+pub fn handle_request(lp: &mut EventLoop, body: &[u8]) -> Option<Outcome> {
     match xmlrpc::parse_method_call(body) {
-        Ok((method, params)) => call(lp, &method, &params),
+        Ok((method, params)) => Some(call(lp, &method, &params)),
         Err(e) => {
-            lp.log.log(LogLevel::Error, &format!("XML-RPC request data is invalid: {e}"));
-            Err(RpcError::with(faults::INCORRECT_PARAMETERS, format!("invalid XML-RPC request: {e}")))
+            let shown = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+            lp.log.log(LogLevel::Error, &format!("XML-RPC request data {shown:?} is invalid: {e}"));
+            None
         }
     }
 }

@@ -50,6 +50,8 @@ pub enum ServerReply {
     XmlRpc(String),
     /// The log file to stream, or None → 404.
     LogPath(Option<PathBuf>),
+    /// The request body is not an XML-RPC call: 400, as Supervisor answers.
+    BadRequest,
 }
 
 /// The largest XML-RPC body accepted; larger ones get 413 before their body is read.
@@ -460,6 +462,7 @@ fn handle_rpc(mut rq: tiny_http::Request, ctx: &Ctx) {
     }
     match ask_loop(ctx, RequestKind::XmlRpc(body)) {
         Some(ServerReply::XmlRpc(xml)) => respond(rq, 200, &[], "text/xml", xml.as_bytes()),
+        Some(ServerReply::BadRequest) => respond_error(rq, 400, &[]),
         _ => respond_error(rq, 500, &[]),
     }
 }

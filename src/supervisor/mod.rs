@@ -156,10 +156,8 @@ impl Supervisor {
         let mut fresh = Vec::new();
         let mut members = Vec::new();
         for pc in &config.processes {
-            let old = old_members
-                .iter()
-                .copied()
-                .find(|id| self.process(*id).is_some_and(|p| p.config.name == pc.name));
+            let old =
+                old_members.iter().copied().find(|id| self.process(*id).is_some_and(|p| p.config.name == pc.name));
             match old {
                 Some(id) if self.process(id).is_some_and(|p| crate::config::same_process(&p.config, pc)) => {
                     if let Some(p) = self.slots[id.0].as_mut() {
