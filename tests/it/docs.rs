@@ -193,7 +193,9 @@ fn ctl_page_documents_every_command_and_option() {
     let opts = entries(&part(&text, "OPTIONS"));
     let missing: Vec<&str> = CTL_OPTIONS
         .iter()
-        .filter(|(s, l)| !opts.iter().any(|e| e.contains(&format!("\\fB{s}\\fR")) && e.contains(&format!("\\fB{l}\\fR"))))
+        .filter(|(s, l)| {
+            !opts.iter().any(|e| e.contains(&format!("\\fB{s}\\fR")) && e.contains(&format!("\\fB{l}\\fR")))
+        })
         .map(|(s, _)| *s)
         .collect();
     assert!(missing.is_empty(), "minisv-ctl.1 OPTIONS lacks entries for: {missing:?}");
