@@ -55,7 +55,7 @@ serverurl=unix:///tmp/minisv.sock ; the socket of [unix_http_server]
 ;serverurl=http://127.0.0.1:9001 ; or the address of [inet_http_server]
 ;username=chris              ; should match the server's username
 ;password=123                ; should match the server's password (plain text)
-;prompt=supervisor           ; prompt of the interactive shell (default supervisor)
+;prompt=minisv               ; prompt of the interactive shell (default minisv)
 ;history_file=~/.minisv_history ; readline history file (default none)
 
 ; A program. The command does not run through a shell: use sh -c '...' for pipes and

@@ -52,7 +52,7 @@ pub const SUPERVISORCTL: &[Key] = &[
     key("serverurl", "http://localhost:9001", "unix:///path/to/socket or http://host:port"),
     key("username", "", "user name sent to the server"),
     key("password", "", "password sent to the server"),
-    key("prompt", "supervisor", "prompt of the interactive shell"),
+    key("prompt", "minisv", "prompt of the interactive shell"),
     key("history_file", "", "readline history file"),
 ];
 

@@ -305,7 +305,7 @@ pub fn supervisorctl(ld: &mut Loader) -> Option<CtlConfig> {
     if let Some(path) = serverurl.strip_prefix("unix://") {
         serverurl = format!("unix://{}", normalize(path).display());
     }
-    let prompt = text(ld.get(S, "prompt", &none)).unwrap_or_else(|| "supervisor".to_string());
+    let prompt = text(ld.get(S, "prompt", &none)).unwrap_or_else(|| "minisv".to_string());
     let username = text(ld.get(S, "username", &none));
     let password = text(ld.get(S, "password", &none));
     let history_file = text(ld.get(S, "history_file", &none)).filter(|h| !h.is_empty()).map(|h| normalize(&h));

@@ -2,5 +2,6 @@
 
 mod api;
 mod daemon;
+mod docs;
 mod harness;
 mod tutorial;

@@ -94,12 +94,14 @@ fn classic_tutorial_works_end_to_end() {
     // It runs in its directory with the redirect as a plain argument, and its output is logged
     // (stderr too, redirected) and rotated as configured.
     let api_log = dir.join("var/log/api2.log");
+    let all_output = || -> String {
+        ["var/log/api2.log.3", "var/log/api2.log.2", "var/log/api2.log.1", "var/log/api2.log"]
+            .iter()
+            .map(|f| fs::read_to_string(dir.join(f)).unwrap_or_default())
+            .collect()
+    };
     wait_for(15.0, "rotated output", || dir.join("var/log/api2.log.1").exists().then_some(()));
-    wait_for(15.0, "stderr in the log", || fs::read_to_string(&api_log).ok().filter(|s| s.contains("to stderr")));
-    let first = fs::read_to_string(dir.join("var/log/api2.log.3")).unwrap_or_default()
-        + &fs::read_to_string(dir.join("var/log/api2.log.2")).unwrap_or_default()
-        + &fs::read_to_string(dir.join("var/log/api2.log.1")).unwrap_or_default()
-        + &fs::read_to_string(&api_log).unwrap_or_default();
+    let first = wait_for(15.0, "stderr in the log", || Some(all_output()).filter(|s| s.contains("to stderr")));
     assert!(first.ends_with("api line 299\nto stderr\n"), "{first}");
     assert!(!dir.join("var/log/api2.log.4").exists(), "three backups at most");
     assert!(!dir.join("srv/api/springboot.log").exists(), "no shell: nothing is redirected");
@@ -116,10 +118,8 @@ fn classic_tutorial_works_end_to_end() {
     let took = killed.elapsed();
     assert!(took < Duration::from_millis(100), "restarted after {took:?}");
     assert!(pid_alive(new_pid));
-    let cwd_line = wait_for(5.0, "the program's report", || {
-        let all = fs::read_to_string(&api_log).ok()?
-            + &fs::read_to_string(dir.join("var/log/api2.log.1")).unwrap_or_default();
-        all.lines().find(|l| l.starts_with("run-api in ")).map(str::to_string)
+    let cwd_line = wait_for(15.0, "the program's report", || {
+        all_output().lines().find(|l| l.starts_with("run-api in ")).map(str::to_string)
     });
     assert_eq!(cwd_line, format!("run-api in {d}/srv/api with: -Xmx1g --spring.profiles.active=dev >springboot.log"));
 
