@@ -122,6 +122,8 @@ pub struct EventLoop {
     pub stored: Config,
     /// Set when the core asks to end the loop.
     exit: Option<LoopExit>,
+    /// The daemon's exit status (non-zero when a critical program failed).
+    pub exit_status: i32,
     /// Control requests from the HTTP threads, and the replies still waiting for the core.
     requests: Option<Receiver<ServerRequest>>,
     pending: Vec<(Pending, Sender<ServerReply>)>,
@@ -148,6 +150,7 @@ impl EventLoop {
         Ok(EventLoop {
             stored: config.clone(),
             exit: None,
+            exit_status: 0,
             requests: None,
             pending: Vec::new(),
             state_changed: false,
@@ -603,7 +606,7 @@ impl EventLoop {
                     break;
                 }
             };
-            let (exitstatus, message) = sys::decode_wait_status(reaped.status);
+            let (exitstatus, message, shell_status) = sys::decode_wait_status(reaped.status);
             match self.pids.remove(&reaped.pid) {
                 Some(id) => {
                     for ch in [Channel::Stdout, Channel::Stderr] {
@@ -619,7 +622,12 @@ impl EventLoop {
                         io.stdin_buf.clear();
                     }
                     let now = Instant::now();
-                    self.sup.feed(id, Input::Exited(ExitInfo { exitstatus, message }), now, SystemTime::now());
+                    self.sup.feed(
+                        id,
+                        Input::Exited(ExitInfo { exitstatus, message, shell_status }),
+                        now,
+                        SystemTime::now(),
+                    );
                 }
                 None => self.log.log(LogLevel::Debug, &format!("reaped unknown pid {} ({})", reaped.pid, message)),
             }
@@ -742,7 +750,10 @@ impl EventLoop {
                     }
                 }
                 Action::Log(level, msg) => self.log.log(level, &msg),
-                Action::StateChanged { .. } => self.state_changed = true,
+                Action::StateChanged { id, to, .. } => {
+                    self.state_changed = true;
+                    self.check_critical(id, to);
+                }
                 Action::GroupAdded(name) => self.log.log(LogLevel::Debug, &format!("added process group {name}")),
                 Action::GroupRemoved(name) => self.log.log(LogLevel::Debug, &format!("removed process group {name}")),
                 Action::SupervisorRunning | Action::SupervisorStopping => {}
@@ -754,6 +765,43 @@ impl EventLoop {
                 }
             }
         }
+    }
+
+    /// `critical=true`: a program that goes FATAL, or exits and will not be restarted, takes the
+    /// daemon down with its status (128 + N for a signal death; 1 when it never ran).
+    fn check_critical(&mut self, id: ProcId, to: crate::supervisor::ProcessState) {
+        use crate::supervisor::ProcessState as S;
+        if self.sup.mood() != Mood::Running {
+            return;
+        }
+        let Some(p) = self.sup.process(id) else { return };
+        if !p.config.critical {
+            return;
+        }
+        // The action comes after the whole step: a process that is restarted is STARTING by now.
+        let gone_for_good = match to {
+            S::Fatal => p.state == S::Fatal,
+            S::Exited => p.state == S::Exited,
+            S::Stopped | S::Starting | S::Running | S::Backoff | S::Stopping | S::Unknown => false,
+        };
+        if !gone_for_good {
+            return;
+        }
+        let status = match (to, p.last_status) {
+            (S::Exited, Some(s)) => s,
+            (_, Some(s)) if s != 0 => s,
+            _ => 1,
+        };
+        let msg = format!(
+            "critical program {} is {} and will not be restarted: stopping everything, exit status {}",
+            p.name(),
+            to.name(),
+            status
+        );
+        self.log.log(LogLevel::Critical, &msg);
+        self.exit_status = status;
+        let now = Instant::now();
+        self.sup.request_stop(Mood::Shutdown, now, SystemTime::now());
     }
 
     /// Builds the child's environment (2.3): ours, SUPERVISOR_*, the user's HOME/USER/LOGNAME/

@@ -392,3 +392,42 @@ fn fast_writer_loses_nothing_across_rotation_and_reopen() {
     });
     assert!(all == expected.as_bytes(), "the concatenated files are exactly what was written");
 }
+
+#[test]
+fn critical_program_exit_status_becomes_the_daemons() {
+    let mut d = Daemon::start(
+        "critical",
+        "[program:job]\ncommand=sh -c 'sleep 0.2; exit 3'\ncritical=true\nautorestart=false\nstartsecs=0\n\
+         [program:other]\ncommand=sleep 1000\nstartsecs=0\n",
+    );
+    let other = wait_for(5.0, "other", || d.spawned_pid("other"));
+    let status = d.wait_exit(15.0);
+    assert_eq!(status.code(), Some(3), "the critical program's exit status");
+    assert!(d.log().contains("CRIT critical program job is EXITED and will not be restarted"), "{}", d.log());
+    assert!(!pid_alive(other), "everything else was stopped");
+}
+
+#[test]
+fn critical_program_killed_by_signal_gives_128_plus_n() {
+    let mut d =
+        Daemon::start("critsig", "[program:job]\ncommand=sleep 1000\ncritical=true\nautorestart=false\nstartsecs=0\n");
+    let pid = wait_for(5.0, "job", || d.spawned_pid("job"));
+    kill(pid, libc::SIGKILL);
+    assert_eq!(d.wait_exit(15.0).code(), Some(128 + libc::SIGKILL));
+}
+
+#[test]
+fn critical_program_going_fatal_stops_the_daemon() {
+    let mut d = Daemon::start("critfatal", "[program:job]\ncommand=sh -c 'exit 4'\ncritical=true\nstartretries=0\n");
+    assert_eq!(d.wait_exit(15.0).code(), Some(4), "FATAL after quick exits: the last exit status");
+}
+
+#[test]
+fn critical_program_that_is_restarted_does_not_stop_the_daemon() {
+    let d = Daemon::start(
+        "critok",
+        "[program:job]\ncommand=sh -c 'sleep 0.1; exit 3'\ncritical=true\nautorestart=true\nstartsecs=0\n",
+    );
+    wait_for(10.0, "three runs", || (d.count_log("spawned: 'job'") >= 3).then_some(()));
+    assert!(!d.log().contains("critical program"), "a restarted program is not gone for good");
+}
