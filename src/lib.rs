@@ -4,3 +4,5 @@
 //! `minisv ctl`, `minisv echo-conf` and `minisv check`.
 
 pub mod config;
+pub mod ctl;
+pub mod rpc;
