@@ -94,9 +94,8 @@ impl Input {
             None
         };
         let r = self.plain_line();
-        if mode.is_some() {
-            print_flush("\n");
-        }
+        // The typed newline is not echoed (getpass writes one too).
+        print_flush("\n");
         drop(mode);
         match r {
             Line::Text(t) => Some(t),

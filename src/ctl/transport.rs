@@ -412,14 +412,13 @@ pub fn stream_get(
         Ok(StreamEnd::Finished)
     })();
     match result {
-        Err(HttpError::Io(e)) if e.kind() == io::ErrorKind::Interrupted && stop() => {
-            Ok(StreamEnd::Stopped)
-        }
+        Err(HttpError::Io(_)) if stop() => Ok(StreamEnd::Stopped),
         other => other,
     }
 }
 
-/// A reader that retries read timeouts until `stop()` says to give up (then reports `Interrupted`).
+/// A reader that retries read timeouts until `stop()` says to give up. Giving up is reported as
+/// `ErrorKind::Other`: std's `read_until`/`read_exact` would silently retry `Interrupted`.
 struct Retrying<'a, R> {
     inner: R,
     stop: &'a dyn Fn() -> bool,
@@ -443,7 +442,7 @@ impl<R: BufRead> BufRead for Retrying<'_, R> {
         // Bounded by the caller's stop condition; each turn waits at most the socket timeout.
         loop {
             if (self.stop)() {
-                return Err(io::Error::new(io::ErrorKind::Interrupted, "stopped"));
+                return Err(io::Error::other("stopped"));
             }
             match self.inner.fill_buf() {
                 Ok(_) => break,
