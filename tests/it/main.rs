@@ -1,0 +1,4 @@
+//! The one integration test binary.
+
+mod ctl_python;
+mod pyenv;
