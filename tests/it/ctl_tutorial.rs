@@ -53,7 +53,8 @@ fn tutorial_with_inet_server_update_status_stop_start_tail() {
 
     let out = minisv(&["-c", &conf_s], dir.path());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let daemon: u32 = wait_for(10.0, "the pidfile", || fs::read_to_string(dir.join("minisv.pid")).ok()?.trim().parse().ok());
+    let daemon: u32 =
+        wait_for(10.0, "the pidfile", || fs::read_to_string(dir.join("minisv.pid")).ok()?.trim().parse().ok());
     let _guard = Reaper(daemon);
     wait_for(10.0, "the socket", || dir.join("minisv.sock").exists().then_some(()));
 
