@@ -542,6 +542,19 @@ fn clear(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
     Ok(())
 }
 
+/// Prints why a log stream could not be read, on stderr (the 404 line is supervisorctl's).
+fn report_stream_error(serverurl: &str, path: &str, e: HttpError) {
+    let url = format!("{serverurl}{path}");
+    match e {
+        HttpError::Status { code, .. } => eprintln!("{url} Cannot read, status code {code}"),
+        HttpError::Connect(err) => {
+            eprintln!("minisv ctl: {}", CallError::Connect { url: serverurl.to_string(), err })
+        }
+        HttpError::Io(err) => eprintln!("minisv ctl: reading {url} failed: {err}"),
+        HttpError::Malformed(m) => eprintln!("minisv ctl: reading {url} failed: {m}"),
+    }
+}
+
 /// The body of `tail -f`, `maintail -f`: streams `path` until Ctrl-C or the server ends it.
 fn tailf(ctl: &mut Ctl, path: &str) -> CallResult<()> {
     ctl.output("==> Press Ctrl-C to exit <==");
@@ -554,17 +567,10 @@ fn tailf(ctl: &mut Ctl, path: &str) -> CallResult<()> {
     term::catch_sigint();
     let mut sink = |d: &[u8]| ctl.write_raw(d);
     let res = stream_get(&endpoint, path, auth.as_deref(), &mut sink, &term::interrupted);
-    let url = format!("{}{}", ctl.settings.serverurl, path);
     match res {
         Ok(StreamEnd::Stopped) => ctl.output(""),
         Ok(StreamEnd::Finished) => {}
-        Err(HttpError::Status { code, .. }) => eprintln!("{url} Cannot read, status code {code}"),
-        Err(HttpError::Connect(err)) => {
-            let e = CallError::Connect { url: ctl.settings.serverurl.clone(), err };
-            eprintln!("minisv ctl: {e}");
-        }
-        Err(HttpError::Io(err)) => eprintln!("minisv ctl: reading {url} failed: {err}"),
-        Err(HttpError::Malformed(m)) => eprintln!("minisv ctl: reading {url} failed: {m}"),
+        Err(e) => report_stream_error(&ctl.settings.serverurl, path, e),
     }
     Ok(())
 }
@@ -985,6 +991,7 @@ fn fg(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
     let mut threads = Vec::new();
     for channel in ["stdout", "stderr"] {
         let (endpoint, auth, stop) = (endpoint.clone(), auth.clone(), Arc::clone(&stop));
+        let serverurl = ctl.settings.serverurl.clone();
         let path = format!("/logtail/{name}/{channel}");
         threads.push(std::thread::spawn(move || {
             let mut sink = |d: &[u8]| {
@@ -994,7 +1001,11 @@ fn fg(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
                 let _ = out.flush();
             };
             let stopped = || stop.load(Ordering::SeqCst) || term::interrupted();
-            let _ = stream_get(&endpoint, &path, auth.as_deref(), &mut sink, &stopped);
+            if let Err(e) = stream_get(&endpoint, &path, auth.as_deref(), &mut sink, &stopped) {
+                if matches!(e, HttpError::Status { .. }) || !stopped() {
+                    report_stream_error(&serverurl, &path, e);
+                }
+            }
         }));
     }
     let result = fg_input_loop(ctl, name);

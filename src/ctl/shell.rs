@@ -192,10 +192,8 @@ impl Input {
                     hist_pos = self.history.len();
                     print_flush(prompt);
                 }
-                4 if line.is_empty() => {
-                    print_flush("\r\n");
-                    return Line::Eof;
-                }
+                // The shell's EOF handling prints the newline.
+                4 if line.is_empty() => return Line::Eof,
                 4 if cur < line.len() => {
                     line.remove(cur);
                     redraw(&line, cur);
