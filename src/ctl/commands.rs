@@ -852,6 +852,16 @@ fn update(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
         ctl.output(&format!("{g}: removed process group"));
     }
     for g in changed.iter().filter(|g| selected(g)) {
+        // minisv restarts only the processes whose settings changed; a Supervisor daemon does
+        // not have the method, and the whole group is restarted as supervisorctl does.
+        match ctl.client.call("minisv.updateProcessGroup", &[Value::from(g.as_str())]) {
+            Ok(_) => {
+                ctl.output(&format!("{g}: updated process group"));
+                continue;
+            }
+            Err(e) if e.fault_code() == Some(faults::UNKNOWN_METHOD) => {}
+            Err(e) => return Err(e),
+        }
         ctl.client.stop_process_group(g)?;
         ctl.output(&format!("{g}: stopped"));
         ctl.client.remove_process_group(g)?;
