@@ -60,8 +60,19 @@ fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
+/// Which daemon a test runs: the real supervisord, or minisv itself.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Supervisord,
+    Minisv,
+}
+
 impl Daemon {
     fn start(name: &str, inet_auth: bool, programs: &str) -> Daemon {
+        Daemon::start_kind(name, inet_auth, programs, Kind::Supervisord)
+    }
+
+    fn start_kind(name: &str, inet_auth: bool, programs: &str, kind: Kind) -> Daemon {
         let dir = std::env::temp_dir().join(format!("minisv-ctl-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create temp dir");
@@ -91,13 +102,17 @@ impl Daemon {
         );
         let conf = dir.join("supervisord.conf");
         std::fs::write(&conf, conf_text).expect("write config");
-        let child = Command::new(python_supervisor().join("supervisord"))
+        let program = match kind {
+            Kind::Supervisord => python_supervisor().join("supervisord"),
+            Kind::Minisv => PathBuf::from(env!("CARGO_BIN_EXE_minisv")),
+        };
+        let child = Command::new(program)
             .args(["-n", "-c"])
             .arg(&conf)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start python supervisord");
+            .expect("start the daemon");
         let client = Client::new(&url, auth.0, auth.1);
         let mut daemon = Daemon { dir, conf, child, client };
         daemon.wait_until("the daemon answers and autostarted programs settle", |infos| {
@@ -572,4 +587,95 @@ fn tail_f_streams_until_ctrl_c_like_supervisorctl() {
     );
     assert!(ours.stdout.starts_with("==> Press Ctrl-C to exit <==\n") && ours.stdout.ends_with("\n\n"), "{ours:?}");
     assert_eq!(ours.code, 0);
+}
+
+/// The same `supervisorctl` commands against Python supervisord and against minisv: the real
+/// client cannot tell them apart (temp dirs, pids, times and the version normalised). And
+/// `minisv ctl` against minisv says the same again.
+#[test]
+fn minisv_daemon_answers_supervisorctl_like_supervisord() {
+    let mut py = Daemon::start_kind("xpy", false, PROGRAMS, Kind::Supervisord);
+    let mut ms = Daemon::start_kind("xms", false, PROGRAMS, Kind::Minisv);
+    let same = |o: Outcome, d: &Daemon| Outcome {
+        stdout: o
+            .stdout
+            .replace(&d.dir.display().to_string(), "DIR")
+            .replace("4.3.0", "VERSION")
+            .replace(env!("CARGO_PKG_VERSION"), "VERSION"),
+        stderr: o.stderr.replace(&d.dir.display().to_string(), "DIR"),
+        code: o.code,
+    };
+    let read_only: &[&[&str]] = &[
+        &["status"],
+        &["status", "sleeper"],
+        &["status", "grp:*"],
+        &["status", "grp:ga", "sleeper"],
+        &["status", "nosuch", "grp:zz", "nog:*", "quick"],
+        &["status", "all"],
+        &["pid", "manual"],
+        &["pid", "nosuch"],
+        &["avail"],
+        &["reread"],
+        &["update"],
+        &["update", "nosuch"],
+        &["version"],
+        &["tail", "talker"],
+        &["tail", "talker", "stderr"],
+        &["tail", "-3", "talker"],
+        &["tail", "nosuch"],
+        &["tail", "notfound"],
+        &["start", "nosuch"],
+        &["start", "notfound"],
+        &["start", "sleeper"],
+        &["start", "grp:*"],
+        &["start", "zz:*"],
+        &["stop", "manual"],
+        &["stop", "zz:*"],
+        &["signal", "HUP", "manual"],
+        &["signal", "BOGUS", "sleeper"],
+        &["signal", "HUP", "zz:*"],
+        &["signal", "HUP", "nosuch"],
+        &["add", "nosuch"],
+        &["add", "grp"],
+        &["remove", "nosuch"],
+        &["remove", "grp"],
+        &["clear", "nosuch"],
+        &["fg", "nosuch"],
+        &["fg", "manual"],
+    ];
+    for args in read_only {
+        let a = same(py.python(args), &py);
+        let b = same(ms.python(args), &ms);
+        assert_eq!(b, a, "supervisorctl `{}`: minisv differs from supervisord", args.join(" "));
+        let c = same(ms.minisv(args), &ms);
+        assert_eq!(c, b, "`{}`: minisv ctl differs from supervisorctl against minisv", args.join(" "));
+    }
+    let changing: &[(&[&str], &[&str])] = &[
+        (&["start", "all"], &["stop", "grp:*"]),
+        (&["stop", "grp:*"], &["stop", "grp:*"]),
+        (&["stop", "grp:*"], &["start", "grp:*"]),
+        (&["start", "all"], &["start", "grp:*"]),
+        (&["start", "all"], &["stop", "all"]),
+        (&["stop", "all"], &["start", "sleeper", "manual", "notfound"]),
+        (&["start", "all"], &["stop", "sleeper", "manual"]),
+        (&["start", "all"], &["restart", "sleeper", "grp:ga"]),
+        (&["start", "all"], &["signal", "HUP", "grp:*"]),
+        (&["start", "all"], &["signal", "0", "sleeper", "manual"]),
+        (&["stop", "manual"], &["signal", "HUP", "manual"]),
+        (&["start", "all"], &["clear", "talker", "quick"]),
+        (&["stop", "sleeper"], &["status", "sleeper"]),
+        (&["stop", "all"], &["status"]),
+    ];
+    for (reset, args) in changing {
+        let mut outs = Vec::new();
+        for d in [&mut py, &mut ms] {
+            d.reset(reset);
+            let mut o = same(d.python(args), d);
+            let mut lines: Vec<&str> = o.stdout.lines().collect();
+            lines.sort();
+            o.stdout = lines.join("\n");
+            outs.push(o);
+        }
+        assert_eq!(outs[1], outs[0], "supervisorctl `{}` after `{}`: minisv differs", args.join(" "), reset.join(" "));
+    }
 }
