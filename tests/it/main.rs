@@ -9,3 +9,4 @@ mod harness;
 mod pid1;
 mod pyenv;
 mod tutorial;
+mod update;
