@@ -257,8 +257,7 @@ fn status(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
             let (group, process) = output::split_namespec(name);
             let before = m.len();
             for info in &all {
-                let hit =
-                    info.str_of("group") == group && process.as_deref().map_or(true, |p| info.str_of("name") == p);
+                let hit = info.str_of("group") == group && process.as_deref().is_none_or(|p| info.str_of("name") == p);
                 if hit {
                     m.push(info.clone());
                 }

@@ -483,7 +483,8 @@ fn every_state_input_pair_keeps_pid_consistent() {
             Input::KillFailed { message: "EPERM".into() },
         ]
     };
-    let reach: Vec<(&str, fn(&mut Harness))> = vec![
+    type Reach = (&'static str, fn(&mut Harness));
+    let reach: Vec<Reach> = vec![
         ("stopped", |_| {}),
         ("starting", |h| h.tick()),
         ("running", |h| {
