@@ -224,6 +224,10 @@ pub struct ProcessConfig {
     pub serverurl: Option<String>,
     /// minisv: the daemon exits with this program's status when it fails for good.
     pub critical: bool,
+    /// minisv: text (and a space) put before each line of output in the program's logs.
+    pub log_prefix: Option<String>,
+    /// minisv: a timestamp before each line of output in the program's logs.
+    pub log_timestamps: bool,
     /// Where the process's section starts, for runtime messages.
     pub span: Span,
 }

@@ -91,6 +91,12 @@ pub const PROGRAM: &[Key] = &[
     key("environment", "", "KEY=\"value\",KEY2=\"value\" for this process"),
     key("serverurl", "AUTO", "SUPERVISOR_SERVER_URL given to the process"),
     key(
+        "log_prefix",
+        "",
+        "minisv: put this text and a space before each line of output in the logs; %(process_name)s works here",
+    ),
+    key("log_timestamps", "false", "minisv: put a timestamp before each line of output in the logs"),
+    key(
         "critical",
         "false",
         "minisv: when this program goes FATAL, or exits and will not be restarted, stop everything and exit with its status",

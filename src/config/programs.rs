@@ -429,6 +429,7 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str, list
     let stopasgroup = ld.conv(section, "stopasgroup", n, false, types::boolean, EXPECT_BOOL);
     let killasgroup = ld.conv(section, "killasgroup", n, stopasgroup, types::boolean, EXPECT_BOOL);
     let critical = ld.conv(section, "critical", n, false, types::boolean, EXPECT_BOOL);
+    let log_timestamps = ld.conv(section, "log_timestamps", n, false, types::boolean, EXPECT_BOOL);
     let exitcodes = ld.conv(section, "exitcodes", n, vec![0], types::exitcodes, EXPECT_EXITCODES);
     let redirect_stderr = ld.conv(section, "redirect_stderr", n, false, types::boolean, EXPECT_BOOL);
     let numprocs = ld.conv(section, "numprocs", n, 1, types::integer, EXPECT_INT);
@@ -538,6 +539,9 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str, list
                 continue;
             }
         };
+        // %(process_name)s is there for log_prefix, the one key read after the name is known.
+        names.set_str("process_name", name.clone());
+        let log_prefix = text_of(ld.get(section, "log_prefix", &names)).filter(|p| !p.is_empty());
         processes.push(ProcessConfig {
             name,
             program: program_name.clone(),
@@ -561,6 +565,8 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str, list
             environment,
             serverurl: serverurl.clone(),
             critical,
+            log_prefix,
+            log_timestamps,
             span: span.clone(),
         });
     }

@@ -85,7 +85,6 @@ fn token_pipe(token: Token) -> Option<PipeToken> {
 }
 
 /// The I/O side of one process: its pipes (per spawn) and its logs (per group add).
-#[derive(Default)]
 pub struct ProcIo {
     pub stdin: Option<OwnedFd>,
     /// Bytes for stdin that the pipe did not take yet (sent when it becomes writable).
@@ -94,6 +93,21 @@ pub struct ProcIo {
     pub logs: [Option<LogFile>; 2],
     /// Whether a write error of this log was already reported (reported once per episode).
     log_failing: [bool; 2],
+    /// Whether the next byte of each channel starts a line (for log_prefix/log_timestamps).
+    at_line_start: [bool; 2],
+}
+
+impl Default for ProcIo {
+    fn default() -> ProcIo {
+        ProcIo {
+            stdin: None,
+            stdin_buf: Vec::new(),
+            pipes: [None, None],
+            logs: [None, None],
+            log_failing: [false; 2],
+            at_line_start: [true; 2],
+        }
+    }
 }
 
 /// Why the loop ended.
@@ -476,11 +490,20 @@ impl EventLoop {
         };
         let syslog = settings.syslog;
         let name = p.config.name.clone();
+        let prefix = line_prefix(&p.config);
         let data = if self.config.supervisord.strip_ansi { output::strip_ansi(data) } else { data.into() };
         let mut failure = None;
         if let Some(io) = self.io.get_mut(id.0) {
+            let framed;
+            let to_log: &[u8] = match &prefix {
+                Some(prefix) => {
+                    framed = output::prefix_lines(&data, prefix, &mut io.at_line_start[ch as usize]);
+                    &framed
+                }
+                None => &data,
+            };
             if let Some(log) = io.logs[ch as usize].as_mut() {
-                match log.write(&data) {
+                match log.write(to_log) {
                     Ok(()) => {
                         if io.log_failing[ch as usize] {
                             io.log_failing[ch as usize] = false;
@@ -728,6 +751,24 @@ impl EventLoop {
     pub fn log_path(&self, id: ProcId, ch: Channel) -> Option<PathBuf> {
         self.io.get(id.0)?.logs[ch as usize].as_ref().map(|l| l.path().to_path_buf())
     }
+}
+
+/// The text put before each line of a program's log output, if any: a timestamp
+/// (`log_timestamps`) and `log_prefix`, each followed by a space.
+fn line_prefix(pc: &ProcessConfig) -> Option<Vec<u8>> {
+    if pc.log_prefix.is_none() && !pc.log_timestamps {
+        return None;
+    }
+    let mut prefix = String::new();
+    if pc.log_timestamps {
+        prefix.push_str(&super::mainlog::timestamp(SystemTime::now()));
+        prefix.push(' ');
+    }
+    if let Some(p) = &pc.log_prefix {
+        prefix.push_str(p);
+        prefix.push(' ');
+    }
+    Some(prefix.into_bytes())
 }
 
 /// SUPERVISOR_SERVER_URL (2.8): the first unix server, else the first inet server.

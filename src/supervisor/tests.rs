@@ -41,6 +41,8 @@ fn pconf(name: &str) -> ProcessConfig {
         environment: vec![],
         serverurl: None,
         critical: false,
+        log_prefix: None,
+        log_timestamps: false,
         span: Span { file: PathBuf::from("t.conf"), line: 1 },
     }
 }

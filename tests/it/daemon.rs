@@ -504,3 +504,22 @@ fn strip_ansi_removes_escape_codes_from_child_logs() {
     let stripped = wait_for(5.0, "stripped output", || fs::read(d2.path("c.log")).ok().filter(|b| !b.is_empty()));
     assert_eq!(stripped, b"red plain\n");
 }
+
+#[test]
+fn log_prefix_and_timestamps_mark_each_line() {
+    let d = Daemon::start(
+        "prefix",
+        "[program:web]\ncommand=sh -c 'printf \"one\\ntw\"; sleep 0.1; printf \"o\\n\"; echo err >&2; sleep 1000'\n\
+         log_prefix=[%(process_name)s]\nlog_timestamps=true\nstdout_logfile=%(here)s/web.log\nredirect_stderr=true\n\
+         startsecs=0\n",
+    );
+    let text =
+        wait_for(5.0, "three lines", || fs::read_to_string(d.path("web.log")).ok().filter(|s| s.lines().count() >= 3));
+    let lines: Vec<&str> = text.lines().collect();
+    for (line, want) in lines.iter().zip(["one", "two", "err"]) {
+        // `2026-11-27 16:39:40,123 [web] one`
+        let (stamp, rest) = line.split_at(23);
+        assert_eq!(rest, format!(" [web] {want}"), "{text}");
+        assert!(stamp.chars().nth(4) == Some('-') && stamp.chars().nth(19) == Some(','), "{line}");
+    }
+}
