@@ -102,6 +102,15 @@ pub fn run(argv0: &str, args: &DaemonArgs) -> i32 {
         Err(e) => return usage_error(&argv0, &format!("cannot install signal handlers: {e}")),
     };
 
+    if let Some(pid) = running_instance(&config.supervisord.pidfile) {
+        return usage_error(
+            &argv0,
+            &format!(
+                "another minisv is running with pid {pid} (pidfile {}); stop it first, or use another pidfile",
+                config.supervisord.pidfile.display()
+            ),
+        );
+    }
     let mut first = true;
     loop {
         let mut log = MainLog::early(config.supervisord.loglevel);
@@ -215,6 +224,19 @@ pub fn run(argv0: &str, args: &DaemonArgs) -> i32 {
             }
         }
     }
+}
+
+/// The pid in `pidfile` if it names a live minisv other than this process (a second instance
+/// on the same config would start every program twice).
+fn running_instance(pidfile: &Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(pidfile).ok()?.trim().parse().ok()?;
+    if pid == sys::getpid() || pid == 0 {
+        return None;
+    }
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    let ours = std::fs::read_link("/proc/self/exe").ok()?;
+    // A recycled pid that now belongs to another program is not an instance.
+    (exe.file_name() == ours.file_name()).then_some(pid)
 }
 
 fn make_signals() -> std::io::Result<Signals> {

@@ -523,3 +523,13 @@ fn log_prefix_and_timestamps_mark_each_line() {
         assert!(stamp.chars().nth(4) == Some('-') && stamp.chars().nth(19) == Some(','), "{line}");
     }
 }
+
+#[test]
+fn a_second_instance_on_the_same_pidfile_refuses_to_start() {
+    let d = Daemon::start("twice", "[program:a]\ncommand=sleep 1000\n");
+    let out = minisv(&["-n", "-c", d.conf.to_str().expect("utf-8")], d.dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with(&format!("Error: another minisv is running with pid {} (pidfile ", d.pid)), "{err}");
+    assert_eq!(d.count_log("spawned: 'a'"), 1, "nothing was started twice");
+}
