@@ -285,9 +285,31 @@ pub fn inet_http_servers(ld: &mut Loader) -> Vec<InetHttpServerConfig> {
                 continue;
             }
         };
+        if auth.is_none() && !is_loopback(&host) {
+            // Supervisor allows it; minisv refuses: anyone who reaches the port could run
+            // anything as the daemon's user.
+            let span = ld.raw(&section, "port").map(|v| v.span);
+            let shown = if host.is_empty() { format!("*:{port}") } else { format!("{host}:{port}") };
+            ld.error(
+                span,
+                &section,
+                Some("port"),
+                format!(
+                    "{shown} is reachable from other machines but [{section}] has no username and password: \
+                     anyone who can connect could control every program; set username= and password=, \
+                     or listen on 127.0.0.1"
+                ),
+            );
+            continue;
+        }
         out.push(InetHttpServerConfig { section, host, port, auth });
     }
     out
+}
+
+/// Whether an `[inet_http_server]` host only accepts connections from this machine.
+fn is_loopback(host: &str) -> bool {
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `[supervisorctl]` as supervisorctl reads it.

@@ -7,8 +7,11 @@ use crate::rpc::sha1::sha1_hex;
 #[derive(Debug, PartialEq, Eq)]
 pub enum AuthOutcome {
     Allowed,
-    /// 401 with `WWW-Authenticate: Basic realm="default"`.
+    /// 401 with `WWW-Authenticate: Basic realm="default"`: no usable credentials.
     Unauthorized,
+    /// 401 as well, for credentials that do not match: a failed login, logged with the user
+    /// name given (never the password).
+    WrongCredentials { user: String },
     /// 400: the Basic cookie is not valid base64 (or not UTF-8).
     Malformed,
 }
@@ -41,7 +44,7 @@ pub fn check(header: Option<&str>, creds: &Credentials) -> AuthOutcome {
     if password_matches(user, password, creds) {
         AuthOutcome::Allowed
     } else {
-        AuthOutcome::Unauthorized
+        AuthOutcome::WrongCredentials { user: user.to_string() }
     }
 }
 
@@ -135,9 +138,9 @@ mod tests {
         assert_eq!(check(Some("Basic Ym9iOnNlY3JldA=="), &c), AuthOutcome::Allowed);
         assert_eq!(check(Some("basic Ym9iOnNlY3JldA=="), &c), AuthOutcome::Allowed);
         // bob:wrong
-        assert_eq!(check(Some("Basic Ym9iOndyb25n"), &c), AuthOutcome::Unauthorized);
+        assert_eq!(check(Some("Basic Ym9iOndyb25n"), &c), AuthOutcome::WrongCredentials { user: "bob".into() });
         // alice:secret
-        assert_eq!(check(Some("Basic YWxpY2U6c2VjcmV0"), &c), AuthOutcome::Unauthorized);
+        assert_eq!(check(Some("Basic YWxpY2U6c2VjcmV0"), &c), AuthOutcome::WrongCredentials { user: "alice".into() });
         assert_eq!(check(None, &c), AuthOutcome::Unauthorized);
         assert_eq!(check(Some("Digest abc"), &c), AuthOutcome::Unauthorized);
         assert_eq!(check(Some("Basic"), &c), AuthOutcome::Unauthorized);
@@ -153,7 +156,7 @@ mod tests {
         // bob:pw
         assert_eq!(check(Some("Basic Ym9iOnB3"), &c), AuthOutcome::Allowed);
         let hash_as_password = format!("Basic {}", "Ym9iOjFhOTFkNjJmN2NhNjczOTk2MjVhNDM2OGE2YWI1ZDRhM2JhYTYwNzM=");
-        assert_eq!(check(Some(&hash_as_password), &c), AuthOutcome::Unauthorized);
+        assert!(matches!(check(Some(&hash_as_password), &c), AuthOutcome::WrongCredentials { .. }));
     }
 
     #[test]

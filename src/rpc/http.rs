@@ -43,6 +43,8 @@ pub enum RequestKind {
     /// Where the log for /logtail/<namespec>[/<channel>] is (namespec %-unquoted, channel as
     /// given, default "stdout"), or the main log for /mainlogtail (namespec None).
     LogPath { namespec: Option<String>, channel: String },
+    /// A line for the main log (no answer expected), e.g. a failed login.
+    Log { level: LogLevel, message: String },
 }
 
 pub enum ServerReply {
@@ -263,6 +265,7 @@ pub fn serve(bound: BoundServers, tx: Sender<ServerRequest>, waker: Arc<mio::Wak
             Ok(server) => {
                 let server = Arc::new(server);
                 let ctx = Arc::new(Ctx {
+                    section: b.section.clone(),
                     auth: b.auth,
                     tx: Mutex::new(tx.clone()),
                     waker: waker.clone(),
@@ -296,6 +299,8 @@ fn set_error(slot: &Mutex<Option<String>>, msg: String) {
 
 /// What a request thread needs.
 struct Ctx {
+    /// The config section of this server, for log lines.
+    section: String,
     auth: Option<Credentials>,
     tx: Mutex<Sender<ServerRequest>>,
     waker: Arc<mio::Waker>,
@@ -418,6 +423,13 @@ fn handle(rq: tiny_http::Request, ctx: &Ctx) {
                 let extra = [("Connection", "close"), ("WWW-Authenticate", "Basic realm=\"default\"")];
                 return respond_error(rq, 401, &extra);
             }
+            AuthOutcome::WrongCredentials { user } => {
+                let peer = rq.remote_addr().map(ToString::to_string).unwrap_or_else(|| "the unix socket".into());
+                let message = format!("failed login for user {user:?} from {peer} on [{}]", ctx.section);
+                tell_loop(ctx, RequestKind::Log { level: LogLevel::Warn, message });
+                let extra = [("Connection", "close"), ("WWW-Authenticate", "Basic realm=\"default\"")];
+                return respond_error(rq, 401, &extra);
+            }
             AuthOutcome::Malformed => return respond_error(rq, 400, &[]),
         }
     }
@@ -506,6 +518,16 @@ fn handle_tail(rq: tiny_http::Request, ctx: &Ctx, namespec: Option<String>, chan
 
 /// Sends a request to the loop and waits for its answer; None if the loop is gone or dropped
 /// the reply.
+/// Hands the loop something that needs no answer (a log line).
+fn tell_loop(ctx: &Ctx, kind: RequestKind) {
+    let (reply, _) = mpsc::channel();
+    if let Ok(tx) = ctx.tx.lock() {
+        if tx.send(ServerRequest { kind, reply }).is_ok() {
+            let _ = ctx.waker.wake();
+        }
+    }
+}
+
 fn ask_loop(ctx: &Ctx, kind: RequestKind) -> Option<ServerReply> {
     let (reply, answer) = mpsc::channel();
     let sent = match ctx.tx.lock() {

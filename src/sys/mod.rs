@@ -156,9 +156,15 @@ pub fn umask(mask: u32) -> u32 {
     unsafe { libc::umask(mask as libc::mode_t) as u32 }
 }
 
+/// The type of `getrlimit`'s resource argument differs between glibc and musl.
+#[cfg(target_env = "gnu")]
+pub type RlimitResource = libc::__rlimit_resource_t;
+#[cfg(not(target_env = "gnu"))]
+pub type RlimitResource = libc::c_int;
+
 /// Raises the soft limit of `resource` to at least `min` (and the hard limit too if allowed).
 /// Returns Ok(true) when it changed something.
-pub fn raise_rlimit(resource: libc::__rlimit_resource_t, min: u64) -> io::Result<bool> {
+pub fn raise_rlimit(resource: RlimitResource, min: u64) -> io::Result<bool> {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     syscall!(getrlimit(resource, &mut lim))?;
     if lim.rlim_cur >= min {
@@ -218,6 +224,9 @@ pub fn drop_privileges(uid: u32, gid: u32, groups: &[u32]) -> io::Result<()> {
 pub fn localtime(epoch: i64) -> libc::tm {
     // SAFETY: an all-zero tm is a valid value to be overwritten.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // musl marks time_t deprecated (it will become 64-bit on 32-bit targets); it is still the
+    // type localtime_r takes.
+    #[allow(deprecated)]
     let t = epoch as libc::time_t;
     // SAFETY: both pointers are valid for the duration of the call; localtime_r is reentrant.
     unsafe { libc::localtime_r(&t, &mut tm) };

@@ -72,6 +72,7 @@ impl EventLoop {
                         let _ = req.reply.send(ServerReply::BadRequest);
                     }
                 },
+                RequestKind::Log { level, message } => self.log.log(level, &message),
                 RequestKind::LogPath { namespec, channel } => {
                     let path = match namespec {
                         None => self.log.path(),

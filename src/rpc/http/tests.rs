@@ -92,6 +92,7 @@ fn echo_loop(logs: Vec<(Option<&'static str>, PathBuf)>) -> Arc<Answer> {
                 .map(|(_, p)| p.clone());
             let _ = reply.send(ServerReply::LogPath(found));
         }
+        RequestKind::Log { .. } => {}
     })
 }
 
