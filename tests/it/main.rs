@@ -4,4 +4,5 @@ mod api;
 mod daemon;
 mod docs;
 mod harness;
+mod packaging;
 mod tutorial;
