@@ -10,6 +10,7 @@ fn main() {
             print!("{}", cli::echo_conf());
             0
         }
+        Some("ctl") => minisv::ctl::main(argv[2..].to_vec()),
         Some("check") => match cli::parse_daemon_args(&argv0, &argv[2..]) {
             Ok(args) => cli::check(&argv0, &args),
             Err(exit) => exit.print(),

@@ -94,6 +94,7 @@ serverurl=unix:///tmp/minisv.sock ; the socket of [unix_http_server]
 ;stderr_syslog=false           ; also send to syslog (default false)
 ;environment=A="1",B="2"       ; environment of the process (default none)
 ;serverurl=AUTO                ; SUPERVISOR_SERVER_URL for the process (default AUTO)
+;critical=false               ; minisv: exit with its status when it fails for good (default false)
 
 ; An event listener pool: every [program:x] key, plus these.
 

@@ -222,6 +222,8 @@ pub struct ProcessConfig {
     pub environment: Vec<(String, String)>,
     /// `None` means AUTO: computed from the first HTTP server (2.8).
     pub serverurl: Option<String>,
+    /// minisv: the daemon exits with this program's status when it fails for good.
+    pub critical: bool,
     /// Where the process's section starts, for runtime messages.
     pub span: Span,
 }

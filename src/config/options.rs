@@ -90,6 +90,11 @@ pub const PROGRAM: &[Key] = &[
     key("stderr_syslog", "false", "also send stderr to syslog"),
     key("environment", "", "KEY=\"value\",KEY2=\"value\" for this process"),
     key("serverurl", "AUTO", "SUPERVISOR_SERVER_URL given to the process"),
+    key(
+        "critical",
+        "false",
+        "minisv: when this program goes FATAL, or exits and will not be restarted, stop everything and exit with its status",
+    ),
 ];
 
 pub const EVENTLISTENER_EXTRA: &[Key] = &[

@@ -428,6 +428,7 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str, list
     let stopwaitsecs = ld.conv(section, "stopwaitsecs", n, 10, types::integer, EXPECT_INT);
     let stopasgroup = ld.conv(section, "stopasgroup", n, false, types::boolean, EXPECT_BOOL);
     let killasgroup = ld.conv(section, "killasgroup", n, stopasgroup, types::boolean, EXPECT_BOOL);
+    let critical = ld.conv(section, "critical", n, false, types::boolean, EXPECT_BOOL);
     let exitcodes = ld.conv(section, "exitcodes", n, vec![0], types::exitcodes, EXPECT_EXITCODES);
     let redirect_stderr = ld.conv(section, "redirect_stderr", n, false, types::boolean, EXPECT_BOOL);
     let numprocs = ld.conv(section, "numprocs", n, 1, types::integer, EXPECT_INT);
@@ -559,6 +560,7 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str, list
             stderr,
             environment,
             serverurl: serverurl.clone(),
+            critical,
             span: span.clone(),
         });
     }

@@ -21,11 +21,13 @@ use super::mainlog::MainLog;
 use super::output;
 use super::spawn::{self, SpawnPlan};
 use crate::config::{Config, GroupConfig, GroupKind, LogFile as LogSetting, LogLevel, ProcessConfig};
-use crate::rpc::api::{self, Pending, Reply};
-use crate::rpc::http::{RequestKind, ServerHandle, ServerReply, ServerRequest};
-use crate::supervisor::{Action, ExitInfo, Input, Mood, ProcId, RemoveError, Supervisor};
+use crate::rpc::api::Pending;
+use crate::rpc::http::{ServerHandle, ServerReply, ServerRequest};
+use crate::supervisor::{Action, ExitInfo, Input, Mood, ProcId, Supervisor};
 use crate::sys;
 use std::sync::mpsc::{Receiver, Sender};
+
+mod control;
 
 pub type Signals = SignalDelivery<UnixStream, SignalOnly>;
 
@@ -122,6 +124,8 @@ pub struct EventLoop {
     pub stored: Config,
     /// Set when the core asks to end the loop.
     exit: Option<LoopExit>,
+    /// The daemon's exit status (non-zero when a critical program failed).
+    pub exit_status: i32,
     /// Control requests from the HTTP threads, and the replies still waiting for the core.
     requests: Option<Receiver<ServerRequest>>,
     pending: Vec<(Pending, Sender<ServerReply>)>,
@@ -148,6 +152,7 @@ impl EventLoop {
         Ok(EventLoop {
             stored: config.clone(),
             exit: None,
+            exit_status: 0,
             requests: None,
             pending: Vec::new(),
             state_changed: false,
@@ -311,221 +316,6 @@ impl EventLoop {
         }
     }
 
-    /// Takes control requests from the HTTP threads (after `mio::Waker::wake`).
-    pub fn set_requests(&mut self, rx: Receiver<ServerRequest>) {
-        self.requests = Some(rx);
-    }
-
-    pub fn set_server(&mut self, server: ServerHandle) {
-        self.server = Some(server);
-    }
-
-    pub fn take_server(&mut self) -> Option<ServerHandle> {
-        self.server.take()
-    }
-
-    /// tiny_http's accept thread ends for good on an accept error (EMFILE ...); say so once.
-    fn check_servers(&mut self) {
-        let Some(server) = &self.server else { return };
-        for h in server.health() {
-            if let Some(err) = h.accept_error {
-                let key = format!("{}: {}", h.section, err);
-                if !self.reported_accept_errors.contains(&key) {
-                    self.log.log(
-                        LogLevel::Critical,
-                        &format!(
-                            "[{}] stopped accepting connections: {} (open connections are still served)",
-                            h.section, err
-                        ),
-                    );
-                    self.reported_accept_errors.push(key);
-                }
-            }
-        }
-    }
-
-    fn on_wake(&mut self) {
-        self.check_servers();
-        // Bounded per wakeup; the HTTP threads wake us again for anything sent later.
-        for _ in 0..10_000 {
-            let Some(req) = self.requests.as_ref().and_then(|rx| rx.try_recv().ok()) else { return };
-            match req.kind {
-                RequestKind::XmlRpc(body) => match api::handle_request(self, &body) {
-                    Some(Ok(Reply::Done(v))) => {
-                        let _ = req.reply.send(ServerReply::XmlRpc(api::encode(&Ok(v))));
-                    }
-                    Some(Ok(Reply::Later(p))) => self.pending.push((p, req.reply)),
-                    Some(Err(e)) => {
-                        let _ = req.reply.send(ServerReply::XmlRpc(api::encode(&Err(e))));
-                    }
-                    None => {
-                        let _ = req.reply.send(ServerReply::BadRequest);
-                    }
-                },
-                RequestKind::LogPath { namespec, channel } => {
-                    let path = match namespec {
-                        None => self.log.path(),
-                        Some(name) => self.tail_path(&name, &channel),
-                    };
-                    let _ = req.reply.send(ServerReply::LogPath(path));
-                }
-            }
-            self.perform_actions();
-        }
-    }
-
-    fn tail_path(&self, namespec: &str, channel: &str) -> Option<PathBuf> {
-        let ch = match channel {
-            "stdout" => Channel::Stdout,
-            "stderr" => Channel::Stderr,
-            _ => return None,
-        };
-        let (group, process) = api::split_namespec(namespec);
-        let id = self.sup.find(group, process?)?;
-        self.log_path(id, ch).filter(|p| p.exists())
-    }
-
-    /// Answers the replies that the last state changes completed.
-    fn poll_pending(&mut self) {
-        let mut pending = std::mem::take(&mut self.pending);
-        pending.retain_mut(|(p, reply)| match api::poll(self, p) {
-            Some(result) => {
-                let _ = reply.send(ServerReply::XmlRpc(api::encode(&result)));
-                false
-            }
-            None => true,
-        });
-        // Requests that arrived while polling were pushed to self.pending: keep both.
-        pending.append(&mut self.pending);
-        self.pending = pending;
-    }
-
-    /// Re-reads the config into `stored` and compares it with the running groups:
-    /// (added, changed, removed) group names, each sorted.
-    pub fn reread(&mut self) -> Result<(Vec<String>, Vec<String>, Vec<String>), Vec<String>> {
-        let config = (self.reloader)()?;
-        let mut added = Vec::new();
-        let mut changed = Vec::new();
-        for g in &config.groups {
-            match self.sup.group(&g.name) {
-                None => added.push(g.name.clone()),
-                Some(running) => {
-                    if !crate::config::same_group(&running.config, g) {
-                        changed.push(g.name.clone());
-                    }
-                }
-            }
-        }
-        let mut removed: Vec<String> = self
-            .sup
-            .groups()
-            .iter()
-            .filter(|g| !config.groups.iter().any(|n| n.name == g.config.name))
-            .map(|g| g.config.name.clone())
-            .collect();
-        added.sort();
-        changed.sort();
-        removed.sort();
-        self.stored = config;
-        Ok((added, changed, removed))
-    }
-
-    /// Applies a changed group in place once its changed processes are stopped: unchanged ones
-    /// keep running with their logs; changed ones get new logs and are started again if their
-    /// names are in `restart` (they were running before the update).
-    pub fn apply_group_update(&mut self, config: GroupConfig, restart: &[String]) {
-        let (_, fresh, dropped) = self.sup.replace_group(config);
-        for id in dropped {
-            for ch in [Channel::Stdout, Channel::Stderr] {
-                self.close_pipe(id, ch);
-            }
-            if let Some(io) = self.io.get_mut(id.0) {
-                *io = ProcIo::default();
-            }
-        }
-        let now = Instant::now();
-        for id in fresh {
-            let Some(pc) = self.sup.process(id).map(|p| p.config.clone()) else { continue };
-            if self.io.len() <= id.0 {
-                self.io.resize_with(id.0 + 1, ProcIo::default);
-            }
-            let logs = [self.open_log(&pc, Channel::Stdout), self.open_log(&pc, Channel::Stderr)];
-            self.io[id.0] = ProcIo { logs, ..ProcIo::default() };
-            if restart.contains(&pc.name) {
-                self.sup.feed(id, Input::Start, now, SystemTime::now());
-            }
-        }
-        self.sup.tick(now, SystemTime::now());
-        self.perform_actions();
-    }
-
-    /// Removes a stopped group and closes its logs.
-    pub fn remove_group(&mut self, name: &str) -> Result<(), RemoveError> {
-        let members = self.sup.group(name).map(|g| g.members.clone()).unwrap_or_default();
-        self.sup.remove_group(name)?;
-        self.fcgi_sockets.remove(name);
-        for id in members {
-            for ch in [Channel::Stdout, Channel::Stderr] {
-                self.close_pipe(id, ch);
-            }
-            if let Some(io) = self.io.get_mut(id.0) {
-                *io = ProcIo::default();
-            }
-        }
-        self.perform_actions();
-        Ok(())
-    }
-
-    /// Clears both logs of a process (remove and reopen; backups are kept).
-    pub fn clear_logs(&mut self, id: ProcId) -> io::Result<()> {
-        if let Some(io) = self.io.get_mut(id.0) {
-            for log in io.logs.iter_mut().flatten() {
-                log.clear()?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Queues bytes for a child's stdin and writes what the pipe takes now.
-    pub fn send_stdin(&mut self, id: ProcId, data: &[u8]) -> io::Result<()> {
-        let Some(io) = self.io.get_mut(id.0) else { return Err(io::ErrorKind::NotFound.into()) };
-        if io.stdin.is_none() {
-            return Err(io::ErrorKind::BrokenPipe.into());
-        }
-        io.stdin_buf.extend_from_slice(data);
-        self.flush_stdin(id);
-        match self.io.get(id.0) {
-            Some(io) if io.stdin.is_some() => Ok(()),
-            _ => Err(io::ErrorKind::BrokenPipe.into()),
-        }
-    }
-
-    fn flush_stdin(&mut self, id: ProcId) {
-        let Some(io) = self.io.get_mut(id.0) else { return };
-        let Some(fd) = io.stdin.as_ref() else { return };
-        let raw = fd.as_raw_fd();
-        while !io.stdin_buf.is_empty() {
-            match spawn::write_nonblocking(fd, &io.stdin_buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    io.stdin_buf.drain(..n);
-                }
-                Err(_) => {
-                    io.stdin_buf.clear();
-                    io.stdin = None;
-                    let _ = self.poll.registry().deregister(&mut SourceFd(&raw));
-                    return;
-                }
-            }
-        }
-        let registry = self.poll.registry();
-        if io.stdin_buf.is_empty() {
-            let _ = registry.deregister(&mut SourceFd(&raw));
-        } else if registry.register(&mut SourceFd(&raw), stdin_token(id), Interest::WRITABLE).is_err() {
-            let _ = registry.reregister(&mut SourceFd(&raw), stdin_token(id), Interest::WRITABLE);
-        }
-    }
-
     fn on_signal(&mut self, sig: i32) {
         let now = Instant::now();
         let wall = SystemTime::now();
@@ -603,7 +393,7 @@ impl EventLoop {
                     break;
                 }
             };
-            let (exitstatus, message) = sys::decode_wait_status(reaped.status);
+            let (exitstatus, message, shell_status) = sys::decode_wait_status(reaped.status);
             match self.pids.remove(&reaped.pid) {
                 Some(id) => {
                     for ch in [Channel::Stdout, Channel::Stderr] {
@@ -619,7 +409,12 @@ impl EventLoop {
                         io.stdin_buf.clear();
                     }
                     let now = Instant::now();
-                    self.sup.feed(id, Input::Exited(ExitInfo { exitstatus, message }), now, SystemTime::now());
+                    self.sup.feed(
+                        id,
+                        Input::Exited(ExitInfo { exitstatus, message, shell_status }),
+                        now,
+                        SystemTime::now(),
+                    );
                 }
                 None => self.log.log(LogLevel::Debug, &format!("reaped unknown pid {} ({})", reaped.pid, message)),
             }
@@ -742,7 +537,10 @@ impl EventLoop {
                     }
                 }
                 Action::Log(level, msg) => self.log.log(level, &msg),
-                Action::StateChanged { .. } => self.state_changed = true,
+                Action::StateChanged { id, to, .. } => {
+                    self.state_changed = true;
+                    self.check_critical(id, to);
+                }
                 Action::GroupAdded(name) => self.log.log(LogLevel::Debug, &format!("added process group {name}")),
                 Action::GroupRemoved(name) => self.log.log(LogLevel::Debug, &format!("removed process group {name}")),
                 Action::SupervisorRunning | Action::SupervisorStopping => {}
@@ -754,6 +552,43 @@ impl EventLoop {
                 }
             }
         }
+    }
+
+    /// `critical=true`: a program that goes FATAL, or exits and will not be restarted, takes the
+    /// daemon down with its status (128 + N for a signal death; 1 when it never ran).
+    fn check_critical(&mut self, id: ProcId, to: crate::supervisor::ProcessState) {
+        use crate::supervisor::ProcessState as S;
+        if self.sup.mood() != Mood::Running {
+            return;
+        }
+        let Some(p) = self.sup.process(id) else { return };
+        if !p.config.critical {
+            return;
+        }
+        // The action comes after the whole step: a process that is restarted is STARTING by now.
+        let gone_for_good = match to {
+            S::Fatal => p.state == S::Fatal,
+            S::Exited => p.state == S::Exited,
+            S::Stopped | S::Starting | S::Running | S::Backoff | S::Stopping | S::Unknown => false,
+        };
+        if !gone_for_good {
+            return;
+        }
+        let status = match (to, p.last_status) {
+            (S::Exited, Some(s)) => s,
+            (_, Some(s)) if s != 0 => s,
+            _ => 1,
+        };
+        let msg = format!(
+            "critical program {} is {} and will not be restarted: stopping everything, exit status {}",
+            p.name(),
+            to.name(),
+            status
+        );
+        self.log.log(LogLevel::Critical, &msg);
+        self.exit_status = status;
+        let now = Instant::now();
+        self.sup.request_stop(Mood::Shutdown, now, SystemTime::now());
     }
 
     /// Builds the child's environment (2.3): ours, SUPERVISOR_*, the user's HOME/USER/LOGNAME/

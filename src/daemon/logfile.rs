@@ -207,10 +207,11 @@ pub fn cleanup_auto_logs(dir: &Path, identifier: &str) -> io::Result<usize> {
         let entry = entry?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if is_auto_log_name(name, identifier) && entry.file_type().is_ok_and(|t| t.is_file()) {
-            if fs::remove_file(entry.path()).is_ok() {
-                removed += 1;
-            }
+        if is_auto_log_name(name, identifier)
+            && entry.file_type().is_ok_and(|t| t.is_file())
+            && fs::remove_file(entry.path()).is_ok()
+        {
+            removed += 1;
         }
     }
     Ok(removed)

@@ -204,7 +204,7 @@ pub fn run(argv0: &str, args: &DaemonArgs) -> i32 {
         match exit {
             Ok(LoopExit::Shutdown) => {
                 event_loop.log.close();
-                return 0;
+                return event_loop.exit_status;
             }
             Ok(LoopExit::Reload(new_config)) => {
                 config = *new_config;

@@ -143,7 +143,7 @@ pub fn find_connection(local: &ConnectionId, remote: Option<SocketAddr>, claims:
                 unix_local_path(fd).is_some_and(|p| p == path.as_os_str().as_bytes()) && sock_addr(fd, true).is_some()
             }
         };
-        if matches && best.map_or(true, |(ino, _)| st.st_ino > ino) {
+        if matches && best.is_none_or(|(ino, _)| st.st_ino > ino) {
             best = Some((st.st_ino, fd));
         }
     }

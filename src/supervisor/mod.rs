@@ -254,10 +254,7 @@ impl Supervisor {
     /// Stops the last group still running; moves on at once when a group is already down
     /// (fix of Q2: no loop turn per idle group).
     fn shutdown_step(&mut self, now: Instant, wall: SystemTime) {
-        loop {
-            let Some(last) = self.stop_groups.as_ref().and_then(|g| g.last().cloned()) else {
-                break;
-            };
+        while let Some(last) = self.stop_groups.as_ref().and_then(|g| g.last().cloned()) {
             self.stop_group_for_shutdown(&last, now, wall);
             if self.group_unstopped(&last) {
                 break;

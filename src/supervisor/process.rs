@@ -17,6 +17,8 @@ pub struct ExitInfo {
     pub exitstatus: i32,
     /// `exit status 1`, `terminated by SIGTERM`, `terminated by SIGSEGV (core dumped)`.
     pub message: String,
+    /// The status a shell would report: the exit code, or 128 + N for a death by signal N.
+    pub shell_status: i32,
 }
 
 /// What happened to a process, as seen by its state machine.
@@ -87,6 +89,8 @@ pub struct Process {
     pub exitstatus: Option<i32>,
     pub administrative_stop: bool,
     pub system_stop: bool,
+    /// The shell-style status of the last exit (for `critical=`).
+    pub last_status: Option<i32>,
 }
 
 fn secs(n: i64) -> Duration {
@@ -110,6 +114,7 @@ impl Process {
             exitstatus: None,
             administrative_stop: false,
             system_stop: false,
+            last_status: None,
         }
     }
 
@@ -198,7 +203,7 @@ impl Process {
 
             // --- Exit ----------------------------------------------------------------------
             (S::Stopping, I::Exited(info)) => {
-                self.finish_common(ctx);
+                self.finish_common(ctx, &info);
                 self.killing = false;
                 self.delay = None;
                 self.exitstatus = Some(info.exitstatus);
@@ -208,7 +213,7 @@ impl Process {
                 self.log(out, if expected { LogLevel::Info } else { LogLevel::Warn }, msg);
             }
             (S::Starting, I::Exited(info)) => {
-                self.finish_common(ctx);
+                self.finish_common(ctx, &info);
                 // Q1 fix: the exit is judged by when it happened, before any promotion.
                 let up = self.laststart.map(|t| ctx.now.saturating_duration_since(t));
                 let too_quickly = match up {
@@ -229,12 +234,12 @@ impl Process {
                 }
             }
             (S::Running, I::Exited(info)) => {
-                self.finish_common(ctx);
+                self.finish_common(ctx, &info);
                 self.exit_from_running(info, ctx, out);
             }
             // A process whose stop signal failed may still exit later.
             (S::Unknown, I::Exited(info)) => {
-                self.finish_common(ctx);
+                self.finish_common(ctx, &info);
                 self.exit_from_running(info, ctx, out);
             }
             // No child exists in these states; a stale reap changes nothing.
@@ -379,9 +384,10 @@ impl Process {
         out.push(Effect::Kill { signal, group });
     }
 
-    fn finish_common(&mut self, ctx: &Ctx) {
+    fn finish_common(&mut self, ctx: &Ctx, info: &ExitInfo) {
         self.stop_wall = Some(ctx.wall);
         self.pid = 0;
+        self.last_status = Some(info.shell_status);
     }
 
     fn exit_from_running(&mut self, info: ExitInfo, ctx: &Ctx, out: &mut Vec<Effect>) {

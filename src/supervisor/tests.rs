@@ -40,6 +40,7 @@ fn pconf(name: &str) -> ProcessConfig {
         stderr: channel(),
         environment: vec![],
         serverurl: None,
+        critical: false,
         span: Span { file: PathBuf::from("t.conf"), line: 1 },
     }
 }
@@ -162,11 +163,17 @@ impl Harness {
     }
 
     fn exit(&mut self, name: &str, code: i32) {
-        self.feed(name, Input::Exited(ExitInfo { exitstatus: code, message: format!("exit status {code}") }));
+        self.feed(
+            name,
+            Input::Exited(ExitInfo { exitstatus: code, message: format!("exit status {code}"), shell_status: code }),
+        );
     }
 
     fn killed(&mut self, name: &str, sig: &str) {
-        self.feed(name, Input::Exited(ExitInfo { exitstatus: -1, message: format!("terminated by {sig}") }));
+        self.feed(
+            name,
+            Input::Exited(ExitInfo { exitstatus: -1, message: format!("terminated by {sig}"), shell_status: 137 }),
+        );
     }
 
     fn has_log(&self, line: &str) -> bool {
@@ -469,14 +476,15 @@ fn every_state_input_pair_keeps_pid_consistent() {
             Input::Start,
             Input::Spawned { pid: 999 },
             Input::SpawnFailed { message: "x".into() },
-            Input::Exited(ExitInfo { exitstatus: 1, message: "exit status 1".into() }),
+            Input::Exited(ExitInfo { exitstatus: 1, message: "exit status 1".into(), shell_status: 1 }),
             Input::Stop,
             Input::GiveUp,
             Input::Tick,
             Input::KillFailed { message: "EPERM".into() },
         ]
     };
-    let reach: Vec<(&str, fn(&mut Harness))> = vec![
+    type Reach = (&'static str, fn(&mut Harness));
+    let reach: Vec<Reach> = vec![
         ("stopped", |_| {}),
         ("starting", |h| h.tick()),
         ("running", |h| {

@@ -11,7 +11,7 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 macro_rules! syscall {
     ($fn: ident ( $($arg: expr),* $(,)* ) ) => {{
         // SAFETY: the caller passes arguments that are valid for this libc call.
-        #[allow(unused_unsafe)]
+        #[allow(unused_unsafe, clippy::macro_metavars_in_unsafe)]
         let res = unsafe { libc::$fn($($arg, )*) };
         if res == -1 {
             Err(std::io::Error::last_os_error())
@@ -29,20 +29,21 @@ pub fn signal_name(sig: i32) -> String {
     }
 }
 
-/// Supervisor's `decode_wait_status`: (exitstatus, message). A signal death is -1.
-pub fn decode_wait_status(status: i32) -> (i32, String) {
+/// Supervisor's `decode_wait_status`: (exitstatus, message), where a signal death is -1, plus
+/// the status a shell would report (128 + N for a death by signal N).
+pub fn decode_wait_status(status: i32) -> (i32, String, i32) {
     if libc::WIFEXITED(status) {
         let code = libc::WEXITSTATUS(status);
-        (code, format!("exit status {code}"))
+        (code, format!("exit status {code}"), code)
     } else if libc::WIFSIGNALED(status) {
         let sig = libc::WTERMSIG(status);
         let mut msg = format!("terminated by {}", signal_name(sig));
         if libc::WCOREDUMP(status) {
             msg.push_str(" (core dumped)");
         }
-        (-1, msg)
+        (-1, msg, 128 + sig)
     } else {
-        (-1, format!("unknown termination cause 0x{status:04x}"))
+        (-1, format!("unknown termination cause 0x{status:04x}"), 255)
     }
 }
 

@@ -45,7 +45,7 @@ fn tutorial_with_inet_server_update_status_stop_start_tail() {
     let sample = String::from_utf8(minisv(&["echo-conf"], dir.path()).stdout).expect("utf-8");
     let sample = sample.replace("/tmp/minisv", &format!("{d}/minisv"));
     let conf_text = enable_inet(&sample, port) + "\n[include]\nfiles=conf.d/*.conf\n";
-    assert!(conf_text.contains(&format!("\n[inet_http_server]")), "{conf_text}");
+    assert!(conf_text.contains(&"\n[inet_http_server]".to_string()), "{conf_text}");
     assert!(conf_text.contains("\nusername=user") && conf_text.contains("\npassword=123"));
     let conf = dir.write("conf", &conf_text);
     let conf_s = conf.to_str().expect("utf-8").to_string();
@@ -53,7 +53,8 @@ fn tutorial_with_inet_server_update_status_stop_start_tail() {
 
     let out = minisv(&["-c", &conf_s], dir.path());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let daemon: u32 = wait_for(10.0, "the pidfile", || fs::read_to_string(dir.join("minisv.pid")).ok()?.trim().parse().ok());
+    let daemon: u32 =
+        wait_for(10.0, "the pidfile", || fs::read_to_string(dir.join("minisv.pid")).ok()?.trim().parse().ok());
     let _guard = Reaper(daemon);
     wait_for(10.0, "the socket", || dir.join("minisv.sock").exists().then_some(()));
 

@@ -392,3 +392,115 @@ fn fast_writer_loses_nothing_across_rotation_and_reopen() {
     });
     assert!(all == expected.as_bytes(), "the concatenated files are exactly what was written");
 }
+
+#[test]
+fn critical_program_exit_status_becomes_the_daemons() {
+    let mut d = Daemon::start(
+        "critical",
+        "[program:job]\ncommand=sh -c 'sleep 0.2; exit 3'\ncritical=true\nautorestart=false\nstartsecs=0\n\
+         [program:other]\ncommand=sleep 1000\nstartsecs=0\n",
+    );
+    let other = wait_for(5.0, "other", || d.spawned_pid("other"));
+    let status = d.wait_exit(15.0);
+    assert_eq!(status.code(), Some(3), "the critical program's exit status");
+    assert!(d.log().contains("CRIT critical program job is EXITED and will not be restarted"), "{}", d.log());
+    assert!(!pid_alive(other), "everything else was stopped");
+}
+
+#[test]
+fn critical_program_killed_by_signal_gives_128_plus_n() {
+    let mut d =
+        Daemon::start("critsig", "[program:job]\ncommand=sleep 1000\ncritical=true\nautorestart=false\nstartsecs=0\n");
+    let pid = wait_for(5.0, "job", || d.spawned_pid("job"));
+    kill(pid, libc::SIGKILL);
+    assert_eq!(d.wait_exit(15.0).code(), Some(128 + libc::SIGKILL));
+}
+
+#[test]
+fn critical_program_going_fatal_stops_the_daemon() {
+    let mut d = Daemon::start("critfatal", "[program:job]\ncommand=sh -c 'exit 4'\ncritical=true\nstartretries=0\n");
+    assert_eq!(d.wait_exit(15.0).code(), Some(4), "FATAL after quick exits: the last exit status");
+}
+
+#[test]
+fn critical_program_that_is_restarted_does_not_stop_the_daemon() {
+    let d = Daemon::start(
+        "critok",
+        "[program:job]\ncommand=sh -c 'sleep 0.1; exit 3'\ncritical=true\nautorestart=true\nstartsecs=0\n",
+    );
+    wait_for(10.0, "three runs", || (d.count_log("spawned: 'job'") >= 3).then_some(()));
+    assert!(!d.log().contains("critical program"), "a restarted program is not gone for good");
+}
+
+#[test]
+fn dev_stdout_log_with_maxbytes_is_written_and_never_rotated() {
+    // Q11: a container's stdout is a pipe; Supervisor fails with "Illegal seek" when maxbytes > 0.
+    // -s keeps the daemon's own log lines off its stdout, so only the program's output is there.
+    let dir = TempDir::new("devstdout");
+    let conf = dir.write(
+        "sv.conf",
+        &format!(
+            "{}[program:talk]\ncommand=sh -c 'i=0; while [ $i -lt 3000 ]; do echo \"line $i\"; i=$((i+1)); done; sleep 1000'\n\
+             stdout_logfile=/dev/stdout\nstdout_logfile_maxbytes=1KB\nstartsecs=0\n",
+            base_config(dir.path())
+        ),
+    );
+    let mut child = std::process::Command::new(BIN)
+        .args(["-n", "-s", "-c"])
+        .arg(&conf)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("minisv");
+    let pid = child.id();
+    let stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut lines = Vec::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let done = line == "line 2999";
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        lines
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !reader.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    kill(pid, libc::SIGTERM);
+    let lines = reader.join().expect("reader");
+    let status = child.wait().expect("wait");
+    let expected: Vec<String> = (0..3000).map(|i| format!("line {i}")).collect();
+    assert_eq!(lines, expected, "every line, in order, with no daemon log lines in between (-s)");
+    assert!(status.success());
+    let log = fs::read_to_string(dir.join("main.log")).expect("main log");
+    assert!(!log.contains("Illegal seek") && !log.contains("cannot write"), "{log}");
+}
+
+#[test]
+fn strip_ansi_removes_escape_codes_from_child_logs() {
+    let d = Daemon::start(
+        "ansi",
+        "[program:color]\ncommand=printf '\\033[31mred\\033[0m plain\\n'\nstdout_logfile=%(here)s/c.log\nstartsecs=0\n\
+         autorestart=false\n",
+    );
+    // The base config has no strip_ansi; a second daemon with it shows the difference.
+    let raw = wait_for(5.0, "raw output", || fs::read(d.path("c.log")).ok().filter(|b| !b.is_empty()));
+    assert_eq!(raw, b"\x1b[31mred\x1b[0m plain\n");
+    let dir = TempDir::new("ansi2");
+    let conf = dir.write(
+        "sv.conf",
+        &format!(
+            "{}[program:color]\ncommand=printf '\\033[31mred\\033[0m plain\\n'\nstdout_logfile=%(here)s/c.log\n\
+             startsecs=0\nautorestart=false\n",
+            base_config(dir.path()).replace("[supervisord]\n", "[supervisord]\nstrip_ansi=true\n")
+        ),
+    );
+    let d2 = Daemon::start_with(dir, conf, &[]);
+    let stripped = wait_for(5.0, "stripped output", || fs::read(d2.path("c.log")).ok().filter(|b| !b.is_empty()));
+    assert_eq!(stripped, b"red plain\n");
+}

@@ -93,7 +93,7 @@ fn classic_tutorial_works_end_to_end() {
 
     // It runs in its directory with the redirect as a plain argument, and its output is logged
     // (stderr too, redirected) and rotated as configured.
-    let api_log = dir.join("var/log/api2.log");
+    let _api_log = dir.join("var/log/api2.log");
     let all_output = || -> String {
         ["var/log/api2.log.3", "var/log/api2.log.2", "var/log/api2.log.1", "var/log/api2.log"]
             .iter()

@@ -1,0 +1,1089 @@
+//! Every command of `minisv ctl`, declared once: name, help text and handler (reference 5.2).
+//! Outputs and exit statuses follow supervisorctl 4.3; deliberate differences say so.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use super::client::{faults, CallError, CallResult};
+use super::output::{self, OpResult};
+use super::transport::{basic_auth, stream_get, HttpError, StreamEnd};
+use super::{exit, term, Ctl};
+use crate::rpc::xmlrpc::Value;
+
+/// One command: its name, its help text (printed line by line), and what it does.
+pub struct Command {
+    pub name: &'static str,
+    pub help: &'static str,
+    /// Shown in the `help` topic list (supervisorctl leaves out `help` itself).
+    pub listed: bool,
+    pub run: fn(&mut Ctl, &str) -> CallResult<()>,
+}
+
+/// The command table, sorted by name.
+pub const COMMANDS: &[Command] = &[
+    Command {
+        name: "add",
+        help: "add <name> [...]\tActivates any updates in config for process/group",
+        listed: true,
+        run: add,
+    },
+    Command { name: "avail", help: "avail\t\t\tDisplay all configured processes", listed: true, run: avail },
+    Command {
+        name: "clear",
+        help: "clear <name>\t\tClear a process' log files.\n\
+               clear <name> <name>\tClear multiple process' log files\n\
+               clear all\t\tClear all process' log files",
+        listed: true,
+        run: clear,
+    },
+    Command { name: "exit", help: "exit\tExit the supervisor shell.", listed: true, run: quit },
+    Command {
+        name: "fg",
+        help: "fg <process>\tConnect to a process in foreground mode\n\t\tCtrl-C to exit",
+        listed: true,
+        run: fg,
+    },
+    Command {
+        name: "help",
+        help: "help\t\tPrint a list of available actions\nhelp <action>\tPrint help for <action>",
+        listed: false,
+        run: help,
+    },
+    Command {
+        name: "maintail",
+        help: "maintail -f \tContinuous tail of supervisor main log file (Ctrl-C to exit)\n\
+               maintail -100\tlast 100 *bytes* of supervisord main log file\n\
+               maintail\tlast 1600 *bytes* of supervisor main log file\n",
+        listed: true,
+        run: maintail,
+    },
+    Command {
+        name: "open",
+        help: "open <url>\tConnect to a remote supervisord process.\n\
+               \t\t(for UNIX domain socket, use unix:///socket/path)",
+        listed: true,
+        run: open,
+    },
+    Command {
+        name: "pid",
+        help: "pid\t\t\tGet the PID of supervisord.\n\
+               pid <name>\t\tGet the PID of a single child process by name.\n\
+               pid all\t\t\tGet the PID of every child process, one per line.",
+        listed: true,
+        run: pid,
+    },
+    Command { name: "quit", help: "quit\tExit the supervisor shell.", listed: true, run: quit },
+    Command { name: "reload", help: "reload \t\tRestart the remote supervisord.", listed: true, run: reload },
+    Command {
+        name: "remove",
+        help: "remove <name> [...]\tRemoves process/group from active config",
+        listed: true,
+        run: remove,
+    },
+    Command {
+        name: "reread",
+        help: "reread \t\t\tReload the daemon's configuration files without add/remove",
+        listed: true,
+        run: reread,
+    },
+    Command {
+        name: "restart",
+        help: "restart <name>\t\tRestart a process\n\
+               restart <gname>:*\tRestart all processes in a group\n\
+               restart <name> <name>\tRestart multiple processes or groups\n\
+               restart all\t\tRestart all processes\n\
+               Note: restart does not reread config files. For that, see reread and update.",
+        listed: true,
+        run: restart,
+    },
+    Command { name: "shutdown", help: "shutdown \tShut the remote supervisord down.", listed: true, run: shutdown },
+    Command {
+        name: "signal",
+        help: "signal <signal name> <name>\t\tSignal a process\n\
+               signal <signal name> <gname>:*\t\tSignal all processes in a group\n\
+               signal <signal name> <name> <name>\tSignal multiple processes or groups\n\
+               signal <signal name> all\t\tSignal all processes",
+        listed: true,
+        run: signal,
+    },
+    Command {
+        name: "start",
+        help: "start <name>\t\tStart a process\n\
+               start <gname>:*\t\tStart all processes in a group\n\
+               start <name> <name>\tStart multiple processes or groups\n\
+               start all\t\tStart all processes",
+        listed: true,
+        run: start,
+    },
+    Command {
+        name: "status",
+        help: "status <name>\t\tGet status for a single process\n\
+               status <gname>:*\tGet status for all processes in a group\n\
+               status <name> <name>\tGet status for multiple named processes\n\
+               status\t\t\tGet all process status info",
+        listed: true,
+        run: status,
+    },
+    Command {
+        name: "stop",
+        help: "stop <name>\t\tStop a process\n\
+               stop <gname>:*\t\tStop all processes in a group\n\
+               stop <name> <name>\tStop multiple processes or groups\n\
+               stop all\t\tStop all processes",
+        listed: true,
+        run: stop,
+    },
+    Command {
+        name: "tail",
+        help: "tail [-f] <name> [stdout|stderr] (default stdout)\n\
+               Ex:\n\
+               tail -f <name>\t\tContinuous tail of named process stdout\n\
+               \t\t\tCtrl-C to exit.\n\
+               tail -100 <name>\tlast 100 *bytes* of process stdout\n\
+               tail <name> stderr\tlast 1600 *bytes* of process stderr",
+        listed: true,
+        run: tail,
+    },
+    Command {
+        name: "update",
+        help: "update\t\t\tReload config and add/remove as necessary, and will restart affected programs\n\
+               update all\t\tReload config and add/remove as necessary, and will restart affected programs\n\
+               update <gname> [...]\tUpdate specific groups",
+        listed: true,
+        run: update,
+    },
+    Command {
+        name: "version",
+        help: "version\t\t\tShow the version of the remote supervisord process",
+        listed: true,
+        run: version,
+    },
+];
+
+/// The command named `name`; `EOF` (what the shell sends at end of input) is `quit`.
+pub fn find(name: &str) -> Option<&'static Command> {
+    let name = if name == "EOF" { "quit" } else { name };
+    COMMANDS.iter().find(|c| c.name == name)
+}
+
+fn print_help(ctl: &mut Ctl, name: &str) {
+    if let Some(c) = find(name) {
+        ctl.output(c.help);
+    }
+}
+
+/// A command's arguments, split on whitespace.
+fn words(arg: &str) -> Vec<&str> {
+    arg.split_whitespace().collect()
+}
+
+fn unexpected(what: String) -> CallError {
+    CallError::BadUrl(what)
+}
+
+/// Python's `repr()` of a str, for the `ERROR: <Fault ...>` lines of `fg`.
+fn py_repr(s: &str) -> String {
+    let q = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let mut out = String::from(q);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == q => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push(q);
+    out
+}
+
+fn fault_repr(e: &CallError) -> String {
+    match e {
+        CallError::Fault { fault, .. } => {
+            format!("<Fault {}: {}>", fault.code, py_repr(&fault.string))
+        }
+        other => other.to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn help(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
+    let arg = arg.trim();
+    if arg.is_empty() {
+        ctl.output("");
+        let header = "default commands (type help <topic>):";
+        ctl.output(header);
+        ctl.output(&"=".repeat(header.len()));
+        let names: Vec<&str> = COMMANDS.iter().filter(|c| c.listed).map(|c| c.name).collect();
+        for line in output::columnize(&names, 79) {
+            ctl.output(&line);
+        }
+        ctl.output("");
+    } else {
+        match COMMANDS.iter().find(|c| c.name == arg) {
+            Some(c) => ctl.output(c.help),
+            None => ctl.output(&format!("*** No help on {arg}")),
+        }
+    }
+    Ok(())
+}
+
+fn quit(ctl: &mut Ctl, _arg: &str) -> CallResult<()> {
+    ctl.output("");
+    ctl.quit = true;
+    Ok(())
+}
+
+fn status(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
+    if !ctl.upcheck()? {
+        // supervisorctl reports every upcheck failure of `status` as "unknown".
+        ctl.exitstatus = exit::STATUS_UNKNOWN;
+        return Ok(());
+    }
+    let all = ctl.client.get_all_process_info()?;
+    let names = words(arg);
+    let matching: Vec<Value> = if names.is_empty() || names.contains(&"all") {
+        all
+    } else {
+        let mut m = Vec::new();
+        for name in names {
+            let (group, process) = output::split_namespec(name);
+            let before = m.len();
+            for info in &all {
+                let hit = info.str_of("group") == group && process.as_deref().is_none_or(|p| info.str_of("name") == p);
+                if hit {
+                    m.push(info.clone());
+                }
+            }
+            if m.len() == before {
+                let msg = match process {
+                    None => format!("{group}: ERROR (no such group)"),
+                    Some(_) => format!("{name}: ERROR (no such process)"),
+                };
+                ctl.output(&msg);
+                ctl.exitstatus = exit::STATUS_UNKNOWN;
+            }
+        }
+        m
+    };
+    for line in output::status_lines(&matching) {
+        ctl.output(&line);
+    }
+    if matching.iter().any(|i| output::STOPPED_STATES.contains(&i.int_of("state"))) {
+        ctl.exitstatus = exit::STATUS_NOT_RUNNING;
+    }
+    Ok(())
+}
+
+fn pid(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
+    if !ctl.upcheck()? {
+        return Ok(());
+    }
+    let names = words(arg);
+    if names.is_empty() {
+        let p = ctl.client.get_pid()?;
+        ctl.output(&p.to_string());
+    } else if names.contains(&"all") {
+        for info in ctl.client.get_all_process_info()? {
+            ctl.output(&info.int_of("pid").to_string());
+        }
+    } else {
+        for name in names {
+            match ctl.client.get_process_info(name) {
+                Ok(info) => {
+                    let p = info.int_of("pid");
+                    ctl.output(&p.to_string());
+                    if p == 0 {
+                        ctl.exitstatus = exit::NOT_RUNNING;
+                    }
+                }
+                Err(e) if e.fault_code() == Some(faults::BAD_NAME) => {
+                    ctl.exitstatus = exit::GENERIC;
+                    ctl.output(&format!("No such process {name}"));
+                }
+                Err(e) => {
+                    ctl.exitstatus = exit::GENERIC;
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Prints the lines of a group/all result array with `fmt`, accumulating the exit status.
+fn show_results(
+    ctl: &mut Ctl,
+    results: &[Value],
+    fmt: fn(&OpResult) -> Option<String>,
+    ignored: Option<i32>,
+) -> CallResult<()> {
+    for v in results {
+        let r = OpResult::from_value(v);
+        let Some(line) = fmt(&r) else {
+            return Err(unexpected(format!("unknown result code {} for {}", r.status, r.namespec())));
+        };
+        ctl.output(&line);
+        ctl.set_exitstatus_from_fault(r.status, ignored);
+    }
+    Ok(())
+}
+
+fn start_line(r: &OpResult) -> Option<String> {
+    output::start_result(r)
+}
+fn stop_line(r: &OpResult) -> Option<String> {
+    output::signal_result(r, "stopped")
+}
+fn signal_line(r: &OpResult) -> Option<String> {
+    output::signal_result(r, "signalled")
+}
+fn clear_line(r: &OpResult) -> Option<String> {
+    output::clear_result(r)
+}
+
+/// The single-name path shared by start/stop/signal: success line or the fault as a result line.
+fn single(
+    ctl: &mut Ctl,
+    name: &str,
+    res: CallResult<Value>,
+    success: &str,
+    fmt: fn(&OpResult) -> Option<String>,
+    ignored: Option<i32>,
+) -> CallResult<()> {
+    match res {
+        Ok(_) => {
+            let (g, p) = output::split_namespec(name);
+            ctl.output(&format!("{}: {success}", output::make_namespec(&g, p.as_deref().unwrap_or("None"))));
+            Ok(())
+        }
+        Err(CallError::Fault { fault, .. }) => {
+            let r = OpResult::from_fault(name, fault.code, &fault.string);
+            let Some(line) = fmt(&r) else {
+                return Err(unexpected(format!("unknown result code {} for {}", r.status, r.namespec())));
+            };
+            ctl.output(&line);
+            ctl.set_exitstatus_from_fault(r.status, ignored);
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn start(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
+    if !ctl.upcheck()? {
+        return Ok(());
+    }
+    let names = words(arg);
+    if names.is_empty() {
+        ctl.output("Error: start requires a process name");
+        ctl.exitstatus = exit::INVALID_ARGS;
+        print_help(ctl, "start");
+        return Ok(());
+    }
+    let ignored = Some(faults::ALREADY_STARTED);
+    if names.contains(&"all") {
+        let results = ctl.client.start_all_processes()?;
+        return show_results(ctl, &results, start_line, ignored);
+    }
+    for name in names {
+        let (group, process) = output::split_namespec(name);
+        if process.is_none() {
+            match ctl.client.start_process_group(&group) {
+                Ok(results) => show_results(ctl, &results, start_line, ignored)?,
+                Err(e) if e.fault_code() == Some(faults::BAD_NAME) => {
+                    ctl.output(&format!("{group}: ERROR (no such group)"));
+                    ctl.exitstatus = exit::INVALID_ARGS;
+                }
+                Err(e) => return Err(e),
+            }
+        } else {
+            let res = ctl.client.start_process(name);
+            single(ctl, name, res, "started", start_line, ignored)?;
+        }
+    }
+    Ok(())
+}
+
+fn stop(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
+    if !ctl.upcheck()? {
+        return Ok(());
+    }
+    let names = words(arg);
+    if names.is_empty() {
+        ctl.output("Error: stop requires a process name");
+        ctl.exitstatus = exit::GENERIC;
+        print_help(ctl, "stop");
+        return Ok(());
+    }
+    let ignored = Some(faults::NOT_RUNNING);
+    if names.contains(&"all") {
+        let results = ctl.client.stop_all_processes()?;
+        return show_results(ctl, &results, stop_line, ignored);
+    }
+    for name in names {
+        let (group, process) = output::split_namespec(name);
+        if process.is_none() {
+            match ctl.client.stop_process_group(&group) {
+                Ok(results) => show_results(ctl, &results, stop_line, ignored)?,
+                Err(e) if e.fault_code() == Some(faults::BAD_NAME) => {
+                    ctl.exitstatus = exit::GENERIC;
+                    ctl.output(&format!("{group}: ERROR (no such group)"));
+                }
+                Err(e) => return Err(e),
+            }
+        } else {
+            let res = ctl.client.stop_process(name);
+            single(ctl, name, res, "stopped", stop_line, ignored)?;
+        }
+    }
+    Ok(())
+}
+
+fn signal(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
+    if !ctl.upcheck()? {
+        return Ok(());
+    }
+    let args = words(arg);
+    if args.len() < 2 {
+        ctl.output("Error: signal requires a signal name and a process name");
+        print_help(ctl, "signal");
+        ctl.exitstatus = exit::GENERIC;
+        return Ok(());
+    }
+    let sig = args[0];
+    let names = &args[1..];
+    if names.contains(&"all") {
+        let results = ctl.client.signal_all_processes(sig)?;
+        return show_results(ctl, &results, signal_line, None);
+    }
+    for name in names {
+        let (group, process) = output::split_namespec(name);
+        if process.is_none() {
+            match ctl.client.signal_process_group(&group, sig) {
+                Ok(results) => show_results(ctl, &results, signal_line, None)?,
+                Err(e) if e.fault_code() == Some(faults::BAD_NAME) => {
+                    ctl.output(&format!("{group}: ERROR (no such group)"));
+                    ctl.exitstatus = exit::GENERIC;
+                }
+                Err(e) => return Err(e),
+            }
+        } else {
+            let res = ctl.client.signal_process(name, sig);
+            single(ctl, name, res, "signalled", signal_line, None)?;
+        }
+    }
+    Ok(())
+}
+
+fn restart(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
+    if !ctl.upcheck()? {
+        return Ok(());
+    }
+    if words(arg).is_empty() {
+        ctl.output("Error: restart requires a process name");
+        ctl.exitstatus = exit::GENERIC;
+        print_help(ctl, "restart");
+        return Ok(());
+    }
+    stop(ctl, arg)?;
+    start(ctl, arg)
+}
+
+fn clear(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
+    if !ctl.upcheck()? {
+        return Ok(());
+    }
+    let names = words(arg);
+    if names.is_empty() {
+        ctl.output("Error: clear requires a process name");
+        ctl.exitstatus = exit::GENERIC;
+        print_help(ctl, "clear");
+        return Ok(());
+    }
+    if names.contains(&"all") {
+        let results = ctl.client.clear_all_process_logs()?;
+        return show_results(ctl, &results, clear_line, None);
+    }
+    for name in names {
+        let (group, process) = output::split_namespec(name);
+        let targets: Vec<String> = match process {
+            Some(_) => vec![name.to_string()],
+            // Quirk Q8 fixed: `clear grp:*` clears every process of the group (supervisorctl
+            // prints `grp:None: ERROR (no such process)`).
+            None => {
+                let members: Vec<String> = ctl
+                    .client
+                    .get_all_process_info()?
+                    .iter()
+                    .filter(|i| i.str_of("group") == group)
+                    .map(|i| format!("{}:{}", i.str_of("group"), i.str_of("name")))
+                    .collect();
+                if members.is_empty() {
+                    ctl.output(&format!("{group}: ERROR (no such group)"));
+                    ctl.exitstatus = exit::GENERIC;
+                }
+                members
+            }
+        };
+        for target in targets {
+            let res = ctl.client.clear_process_logs(&target);
+            single(ctl, &target, res, "cleared", clear_line, None)?;
+        }
+    }
+    Ok(())
+}
+
+/// Prints why a log stream could not be read, on stderr (the 404 line is supervisorctl's).
+fn report_stream_error(serverurl: &str, path: &str, e: HttpError) {
+    let url = format!("{serverurl}{path}");
+    match e {
+        HttpError::Status { code, .. } => eprintln!("{url} Cannot read, status code {code}"),
+        HttpError::Connect(err) => {
+            eprintln!("minisv ctl: {}", CallError::Connect { url: serverurl.to_string(), err })
+        }
+        HttpError::Io(err) => eprintln!("minisv ctl: reading {url} failed: {err}"),
+        HttpError::Malformed(m) => eprintln!("minisv ctl: reading {url} failed: {m}"),
+    }
+}
+
+/// The body of `tail -f`, `maintail -f`: streams `path` until Ctrl-C or the server ends it.
+fn tailf(ctl: &mut Ctl, path: &str) -> CallResult<()> {
+    ctl.output("==> Press Ctrl-C to exit <==");
+    let endpoint = ctl.client.endpoint()?.clone();
+    let auth = match (&ctl.settings.username, &ctl.settings.password) {
+        (u, Some(p)) => Some(basic_auth(u.as_deref().unwrap_or(""), p)),
+        _ => None,
+    };
+    term::clear_interrupt();
+    term::catch_sigint();
+    let mut sink = |d: &[u8]| ctl.write_raw(d);
+    let res = stream_get(&endpoint, path, auth.as_deref(), &mut sink, &term::interrupted);
+    match res {
+        Ok(StreamEnd::Stopped) => ctl.output(""),
+        Ok(StreamEnd::Finished) => {}
+        Err(e) => report_stream_error(&ctl.settings.serverurl, path, e),
+    }
+    Ok(())
+}
+
+fn tail(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
+    if !ctl.upcheck()? {
+        return Ok(());
+    }
+    let mut args = words(arg);
+    if args.is_empty() {
+        ctl.output("Error: too few arguments");
+        ctl.exitstatus = exit::GENERIC;
+        print_help(ctl, "tail");
+        return Ok(());
+    }
+    if args.len() > 3 {
+        ctl.output("Error: too many arguments");
+        ctl.exitstatus = exit::GENERIC;
+        print_help(ctl, "tail");
+        return Ok(());
+    }
+    let modifier = if args[0].starts_with('-') { Some(args.remove(0)) } else { None };
+    let (name, channel) = match args.len() {
+        1 => (args[0], "stdout".to_string()),
+        0 => {
+            ctl.output("Error: tail requires process name");
+            ctl.exitstatus = exit::GENERIC;
+            return Ok(());
+        }
+        _ => {
+            let ch = args[args.len() - 1].to_lowercase();
+            if ch != "stdout" && ch != "stderr" {
+                ctl.output(&format!("Error: bad channel {}", py_repr(&ch)));
+                ctl.exitstatus = exit::GENERIC;
+                return Ok(());
+            }
+            (args[0], ch)
+        }
+    };
+    let mut bytes = Some(1600i64);
+    if let Some(m) = modifier {
+        let what = &m[1..];
+        if what == "f" {
+            bytes = None;
+        } else {
+            match parse_py_int(what) {
+                Some(n) => bytes = Some(n),
+                None => {
+                    ctl.output(&format!("Error: bad argument {m}"));
+                    ctl.exitstatus = exit::GENERIC;
+                    return Ok(());
+                }
+            }
+        }
+    }
+    let Some(bytes) = bytes else {
+        return tailf(ctl, &format!("/logtail/{name}/{channel}"));
+    };
+    match ctl.client.read_process_log(name, channel == "stderr", bytes) {
+        Ok(text) => ctl.output(&text),
+        Err(e) => {
+            ctl.exitstatus = exit::GENERIC;
+            let reason = match e.fault_code() {
+                Some(faults::NO_FILE) => "no log file",
+                Some(faults::FAILED) => "unknown error reading log",
+                Some(faults::BAD_NAME) => "no such process name",
+                _ => return Err(e),
+            };
+            ctl.output(&format!("{name}: ERROR ({reason})"));
+        }
+    }
+    Ok(())
+}
+
+/// Python's `int()` of a string: optional sign, digits, surrounding whitespace, `_` separators.
+fn parse_py_int(s: &str) -> Option<i64> {
+    let t = s.trim();
+    if t.is_empty() || t.starts_with('_') || t.ends_with('_') || t.contains("__") {
+        return None;
+    }
+    t.replace('_', "").parse::<i64>().ok()
+}
+
+fn maintail(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
+    if !ctl.upcheck()? {
+        return Ok(());
+    }
+    let args = words(arg);
+    let bytes = match args.as_slice() {
+        [] => 1600,
+        [a] => {
+            let parsed = a.strip_prefix('-').map(|w| if w == "f" { None } else { Some(parse_py_int(w)) });
+            match parsed {
+                Some(None) => return tailf(ctl, "/mainlogtail"),
+                Some(Some(Some(n))) => n,
+                _ => {
+                    ctl.output(&format!("Error: bad argument {a}"));
+                    ctl.exitstatus = exit::GENERIC;
+                    return Ok(());
+                }
+            }
+        }
+        _ => {
+            ctl.output("Error: too many arguments");
+            ctl.exitstatus = exit::GENERIC;
+            print_help(ctl, "maintail");
+            return Ok(());
+        }
+    };
+    match ctl.client.read_log(bytes) {
+        Ok(text) => ctl.output(&text),
+        Err(e) => {
+            ctl.exitstatus = exit::GENERIC;
+            let reason = match e.fault_code() {
+                Some(faults::NO_FILE) => "no log file",
+                Some(faults::FAILED) => "unknown error reading log",
+                _ => return Err(e),
+            };
+            ctl.output(&format!("supervisord: ERROR ({reason})"));
+        }
+    }
+    Ok(())
+}
+
+/// Commands that accept no arguments print this and their help when given some.
+fn no_args(ctl: &mut Ctl, name: &str, arg: &str) -> bool {
+    if arg.is_empty() {
+        return true;
+    }
+    ctl.output(&format!("Error: {name} accepts no arguments"));
+    ctl.exitstatus = exit::GENERIC;
+    print_help(ctl, name);
+    false
+}
+
+fn avail(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
+    if !no_args(ctl, "avail", arg) {
+        return Ok(());
+    }
+    match ctl.client.get_all_config_info() {
+        Ok(infos) => {
+            for info in infos {
+                ctl.output(&output::avail_line(&info));
+            }
+            Ok(())
+        }
+        Err(e) => {
+            ctl.exitstatus = exit::GENERIC;
+            if e.fault_code() == Some(faults::SHUTDOWN_STATE) {
+                ctl.output("ERROR: supervisor shutting down");
+                return Ok(());
+            }
+            Err(e)
+        }
+    }
+}
+
+fn reread(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
+    if !no_args(ctl, "reread", arg) {
+        return Ok(());
+    }
+    match ctl.client.reload_config() {
+        Ok((added, changed, removed)) => {
+            let mut lines: Vec<(String, &str)> = Vec::new();
+            for (names, word) in [(added, "available"), (changed, "changed"), (removed, "disappeared")] {
+                for n in names {
+                    // A later list wins for a name in two lists, as Python's dict.update.
+                    lines.retain(|(m, _)| *m != n);
+                    lines.push((n, word));
+                }
+            }
+            if lines.is_empty() {
+                ctl.output("No config updates to processes");
+            }
+            lines.sort();
+            for (n, w) in lines {
+                ctl.output(&format!("{n}: {w}"));
+            }
+            Ok(())
+        }
+        Err(e) => {
+            ctl.exitstatus = exit::GENERIC;
+            match e {
+                CallError::Fault { ref fault, .. } if fault.code == faults::SHUTDOWN_STATE => {
+                    ctl.output("ERROR: supervisor shutting down");
+                    Ok(())
+                }
+                CallError::Fault { ref fault, .. } if fault.code == faults::CANT_REREAD => {
+                    ctl.output(&format!("ERROR: {}", fault.string));
+                    Ok(())
+                }
+                e => Err(e),
+            }
+        }
+    }
+}
+
+fn add(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
+    for name in words(arg) {
+        match ctl.client.add_process_group(name) {
+            Ok(_) => ctl.output(&format!("{name}: added process group")),
+            Err(e) => match e.fault_code() {
+                Some(faults::SHUTDOWN_STATE) => {
+                    ctl.output("ERROR: shutting down");
+                    ctl.exitstatus = exit::GENERIC;
+                }
+                // Quirk Q14, kept: an already-active group is not an error for the exit status.
+                Some(faults::ALREADY_ADDED) => ctl.output("ERROR: process group already active"),
+                Some(faults::BAD_NAME) => {
+                    ctl.output(&format!("ERROR: no such process/group: {name}"));
+                    ctl.exitstatus = exit::GENERIC;
+                }
+                _ => {
+                    ctl.exitstatus = exit::GENERIC;
+                    return Err(e);
+                }
+            },
+        }
+    }
+    Ok(())
+}
+
+fn remove(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
+    for name in words(arg) {
+        match ctl.client.remove_process_group(name) {
+            Ok(_) => ctl.output(&format!("{name}: removed process group")),
+            Err(e) => {
+                ctl.exitstatus = exit::GENERIC;
+                match e.fault_code() {
+                    Some(faults::STILL_RUNNING) => ctl.output(&format!("ERROR: process/group still running: {name}")),
+                    Some(faults::BAD_NAME) => ctl.output(&format!("ERROR: no such process/group: {name}")),
+                    _ => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn update(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
+    let (added, changed, removed) = match ctl.client.reload_config() {
+        Ok(r) => r,
+        Err(e) => {
+            ctl.exitstatus = exit::GENERIC;
+            if e.fault_code() == Some(faults::SHUTDOWN_STATE) {
+                ctl.output("ERROR: already shutting down");
+                return Ok(());
+            }
+            return Err(e);
+        }
+    };
+    let mut wanted: Vec<&str> = words(arg);
+    wanted.sort();
+    wanted.dedup();
+    if wanted.contains(&"all") {
+        wanted.clear();
+    }
+    if !wanted.is_empty() {
+        let mut groups: Vec<String> =
+            ctl.client.get_all_process_info()?.iter().map(|i| i.str_of("group").to_string()).collect();
+        groups.extend(added.iter().cloned());
+        for g in &wanted {
+            if !groups.iter().any(|x| x == g) {
+                ctl.output(&format!("ERROR: no such group: {g}"));
+                ctl.exitstatus = exit::GENERIC;
+            }
+        }
+    }
+    let selected = |g: &String| wanted.is_empty() || wanted.contains(&g.as_str());
+    for g in removed.iter().filter(|g| selected(g)) {
+        let results = ctl.client.stop_process_group(g)?;
+        ctl.output(&format!("{g}: stopped"));
+        if results.iter().any(|r| r.int_of("status") == i64::from(faults::FAILED)) {
+            ctl.output(&format!("{g}: has problems; not removing"));
+            ctl.exitstatus = exit::GENERIC;
+            continue;
+        }
+        ctl.client.remove_process_group(g)?;
+        ctl.output(&format!("{g}: removed process group"));
+    }
+    for g in changed.iter().filter(|g| selected(g)) {
+        // minisv restarts only the processes whose settings changed; a Supervisor daemon does
+        // not have the method, and the whole group is restarted as supervisorctl does.
+        match ctl.client.call("minisv.updateProcessGroup", &[Value::from(g.as_str())]) {
+            Ok(_) => {
+                ctl.output(&format!("{g}: updated process group"));
+                continue;
+            }
+            Err(e) if e.fault_code() == Some(faults::UNKNOWN_METHOD) => {}
+            Err(e) => return Err(e),
+        }
+        ctl.client.stop_process_group(g)?;
+        ctl.output(&format!("{g}: stopped"));
+        ctl.client.remove_process_group(g)?;
+        ctl.client.add_process_group(g)?;
+        ctl.output(&format!("{g}: updated process group"));
+    }
+    for g in added.iter().filter(|g| selected(g)) {
+        ctl.client.add_process_group(g)?;
+        ctl.output(&format!("{g}: added process group"));
+    }
+    Ok(())
+}
+
+/// Asks a y/N question in interactive mode; always yes otherwise.
+fn confirm(ctl: &mut Ctl, question: &str) -> bool {
+    if !ctl.interactive {
+        return true;
+    }
+    ctl.input.ask(question).is_some_and(|a| a.to_lowercase().starts_with('y'))
+}
+
+fn reload(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
+    if !no_args(ctl, "reload", arg) {
+        return Ok(());
+    }
+    if !confirm(ctl, "Really restart the remote supervisord process y/N? ") {
+        return Ok(());
+    }
+    match ctl.client.restart() {
+        Ok(_) => ctl.output("Restarted supervisord"),
+        Err(e) => {
+            ctl.exitstatus = exit::GENERIC;
+            if e.fault_code() != Some(faults::SHUTDOWN_STATE) {
+                return Err(e);
+            }
+            ctl.output("ERROR: already shutting down");
+        }
+    }
+    Ok(())
+}
+
+fn shutdown(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
+    if !no_args(ctl, "shutdown", arg) {
+        return Ok(());
+    }
+    if !confirm(ctl, "Really shut the remote supervisord process down y/N? ") {
+        return Ok(());
+    }
+    match ctl.client.shutdown() {
+        Ok(_) => ctl.output("Shut down"),
+        // Quirk Q14, kept: already shutting down leaves the exit status at 0.
+        Err(e) if e.fault_code() == Some(faults::SHUTDOWN_STATE) => ctl.output("ERROR: already shutting down"),
+        Err(e) => {
+            ctl.exitstatus = exit::GENERIC;
+            let url = ctl.settings.serverurl.clone();
+            match e.connect_errno() {
+                Some(libc::ECONNREFUSED) => {
+                    ctl.output(&format!("ERROR: {url} refused connection (already shut down?)"))
+                }
+                Some(libc::ENOENT) => ctl.output(&format!("ERROR: {url} no such file (already shut down?)")),
+                _ => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn version(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
+    if !no_args(ctl, "version", arg) {
+        return Ok(());
+    }
+    if !ctl.upcheck()? {
+        return Ok(());
+    }
+    let v = ctl.client.get_supervisor_version()?;
+    ctl.output(&v);
+    Ok(())
+}
+
+fn open(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
+    let url = arg.trim();
+    let scheme = url.split_once(':').map(|(s, _)| s.to_ascii_lowercase()).unwrap_or_default();
+    if scheme != "unix" && scheme != "http" {
+        ctl.output("ERROR: url must be http:// or unix://");
+        ctl.exitstatus = exit::GENERIC;
+        return Ok(());
+    }
+    ctl.settings.serverurl = url.to_string();
+    ctl.reconnect();
+    let old = ctl.exitstatus;
+    let r = status(ctl, "");
+    ctl.exitstatus = old;
+    r
+}
+
+fn fg(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
+    if !ctl.upcheck()? {
+        return Ok(());
+    }
+    let names = words(arg);
+    if names.is_empty() {
+        ctl.output("ERROR: no process name supplied");
+        ctl.exitstatus = exit::GENERIC;
+        print_help(ctl, "fg");
+        return Ok(());
+    }
+    if names.len() > 1 {
+        ctl.output("ERROR: too many process names supplied");
+        ctl.exitstatus = exit::GENERIC;
+        return Ok(());
+    }
+    let name = names[0];
+    let info = match ctl.client.get_process_info(name) {
+        Ok(i) => i,
+        Err(e) if e.fault_code() == Some(faults::BAD_NAME) => {
+            ctl.output("ERROR: bad process name supplied");
+            ctl.exitstatus = exit::GENERIC;
+            return Ok(());
+        }
+        Err(e @ CallError::Fault { .. }) => {
+            ctl.output(&format!("ERROR: {}", fault_repr(&e)));
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    if info.int_of("state") != output::RUNNING {
+        ctl.output("ERROR: process not running");
+        ctl.exitstatus = exit::GENERIC;
+        return Ok(());
+    }
+    ctl.output("==> Press Ctrl-C to exit <==");
+    term::clear_interrupt();
+    term::catch_sigint();
+    let stop = Arc::new(AtomicBool::new(false));
+    let endpoint = ctl.client.endpoint()?.clone();
+    let auth = ctl.settings.password.as_ref().map(|p| basic_auth(ctl.settings.username.as_deref().unwrap_or(""), p));
+    let mut threads = Vec::new();
+    for channel in ["stdout", "stderr"] {
+        let (endpoint, auth, stop) = (endpoint.clone(), auth.clone(), Arc::clone(&stop));
+        let serverurl = ctl.settings.serverurl.clone();
+        let path = format!("/logtail/{name}/{channel}");
+        threads.push(std::thread::spawn(move || {
+            let mut sink = |d: &[u8]| {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(d);
+                let _ = out.flush();
+            };
+            let stopped = || stop.load(Ordering::SeqCst) || term::interrupted();
+            if let Err(e) = stream_get(&endpoint, &path, auth.as_deref(), &mut sink, &stopped) {
+                if matches!(e, HttpError::Status { .. }) || !stopped() {
+                    report_stream_error(&serverurl, &path, e);
+                }
+            }
+        }));
+    }
+    let result = fg_input_loop(ctl, name);
+    stop.store(true, Ordering::SeqCst);
+    for t in threads {
+        let _ = t.join();
+    }
+    result
+}
+
+fn fg_input_loop(ctl: &mut Ctl, name: &str) -> CallResult<()> {
+    loop {
+        let line = match ctl.input.plain_line() {
+            super::shell::Line::Text(t) => t,
+            _ => {
+                ctl.output("Exiting foreground");
+                return Ok(());
+            }
+        };
+        if let Err(e) = ctl.client.send_process_stdin(name, &(line + "\n")) {
+            match e.fault_code() {
+                Some(faults::NOT_RUNNING) => ctl.output("Process got killed"),
+                Some(_) => ctl.output(&format!("ERROR: {}", fault_repr(&e))),
+                None => return Err(e),
+            }
+            ctl.output("Exiting foreground");
+            return Ok(());
+        }
+        let info = ctl.client.get_process_info(name)?;
+        if info.int_of("state") != output::RUNNING {
+            ctl.output("Process got killed");
+            ctl.output("Exiting foreground");
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_sorted_and_unique() {
+        for w in COMMANDS.windows(2) {
+            assert!(w[0].name < w[1].name, "{} before {}", w[0].name, w[1].name);
+        }
+        assert_eq!(COMMANDS.iter().filter(|c| c.listed).count(), 21);
+        assert!(find("EOF").is_some_and(|c| c.name == "quit"));
+    }
+
+    #[test]
+    fn every_help_starts_with_its_command() {
+        for c in COMMANDS {
+            assert!(c.help.starts_with(c.name), "{}", c.name);
+        }
+    }
+
+    #[test]
+    fn python_reprs() {
+        assert_eq!(py_repr("foo"), "'foo'");
+        assert_eq!(py_repr("it's"), "\"it's\"");
+        assert_eq!(py_repr("a\nb"), "'a\\nb'");
+    }
+
+    #[test]
+    fn python_ints() {
+        assert_eq!(parse_py_int("100"), Some(100));
+        assert_eq!(parse_py_int("1_000"), Some(1000));
+        assert_eq!(parse_py_int("x"), None);
+        assert_eq!(parse_py_int(""), None);
+    }
+}
