@@ -7,6 +7,7 @@ mod daemon;
 mod docs;
 mod faults;
 mod harness;
+mod packaging;
 mod pid1;
 mod pyenv;
 mod tutorial;

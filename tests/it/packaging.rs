@@ -1,0 +1,493 @@
+//! The files under `packaging/`: the Dockerfile and its config, the systemd unit, the OpenWrt
+//! procd and sysvinit init scripts, the logrotate snippet, the static build and smoke-test
+//! scripts. Each is checked by the tool that reads it when the tool is installed (`sh -n`,
+//! `bash -n`, `systemd-analyze verify`, `logrotate`, `shellcheck`), and the init scripts and the
+//! logrotate snippet are run against the real daemon.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use crate::harness::{kill, pid_alive, wait_for, Daemon, TempDir, BIN};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn packaging(p: &str) -> PathBuf {
+    root().join("packaging").join(p)
+}
+
+fn read(p: &str) -> String {
+    fs::read_to_string(packaging(p)).unwrap_or_else(|e| panic!("read packaging/{p}: {e}"))
+}
+
+/// Whether `cmd` can be run (found on PATH).
+fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn show(what: &str, out: &Output) -> String {
+    format!(
+        "{what}: {}\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"))
+}
+
+fn assert_success(what: &str, out: &Output) {
+    assert!(out.status.success(), "{}", show(what, out));
+}
+
+/// `sh -n` (or `bash -n`) on a script.
+fn syntax_check(shell: &str, p: &str) {
+    let out = run(Command::new(shell).arg("-n").arg(packaging(p)));
+    assert_success(&format!("{shell} -n packaging/{p}"), &out);
+    assert!(out.stderr.is_empty(), "{}", show(&format!("{shell} -n packaging/{p}"), &out));
+}
+
+// ---- Dockerfile ----------------------------------------------------------------------------
+
+/// The Dockerfile's instructions: (INSTRUCTION, arguments), continuation lines joined,
+/// comments and blank lines dropped.
+fn dockerfile_instructions(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut pending = String::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if pending.is_empty() && (t.is_empty() || t.starts_with('#')) {
+            continue;
+        }
+        if let Some(head) = t.strip_suffix('\\') {
+            pending.push_str(head);
+            pending.push(' ');
+            continue;
+        }
+        pending.push_str(t);
+        let full = std::mem::take(&mut pending);
+        let (ins, args) = full.split_once(char::is_whitespace).unwrap_or((&full, ""));
+        out.push((ins.to_ascii_uppercase(), args.trim().to_string()));
+    }
+    assert!(pending.is_empty(), "the Dockerfile ends with a continuation line");
+    out
+}
+
+/// A JSON array of strings (the exec form of ENTRYPOINT and CMD), or None.
+fn json_string_array(s: &str) -> Option<Vec<String>> {
+    let inner = s.trim().strip_prefix('[')?.strip_suffix(']')?;
+    let mut items = Vec::new();
+    let mut chars = inner.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            return if items.is_empty() { Some(items) } else { None };
+        }
+        if chars.next()? != '"' {
+            return None;
+        }
+        let mut item = String::new();
+        loop {
+            match chars.next()? {
+                '"' => break,
+                '\\' => match chars.next()? {
+                    c @ ('"' | '\\' | '/') => item.push(c),
+                    'n' => item.push('\n'),
+                    't' => item.push('\t'),
+                    _ => return None,
+                },
+                c => item.push(c),
+            }
+        }
+        items.push(item);
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        match chars.next() {
+            None => return Some(items),
+            Some(',') => {}
+            Some(_) => return None,
+        }
+    }
+}
+
+#[test]
+fn json_string_array_parses_the_exec_form_only() {
+    assert_eq!(json_string_array(r#"["/minisv", "-n"]"#), Some(vec!["/minisv".into(), "-n".into()]));
+    assert_eq!(json_string_array(r#"[ "a\"b" ]"#), Some(vec!["a\"b".into()]));
+    assert_eq!(json_string_array("[]"), Some(vec![]));
+    assert_eq!(json_string_array("/minisv -n"), None);
+    assert_eq!(json_string_array(r#"["/minisv", ]"#), None);
+    assert_eq!(json_string_array(r#"['/minisv']"#), None);
+}
+
+#[test]
+fn dockerfile_copies_what_exists_and_has_an_exec_form_entrypoint() {
+    let text = read("Dockerfile");
+    let ins = dockerfile_instructions(&text);
+    let build_static = read("build-static");
+
+    let froms: Vec<&str> = ins.iter().filter(|(i, _)| i == "FROM").map(|(_, a)| a.as_str()).collect();
+    assert_eq!(froms.last(), Some(&"scratch"), "the final stage is FROM scratch: {froms:?}");
+
+    let mut copied = Vec::new();
+    for (i, args) in ins.iter().filter(|(i, _)| i == "COPY" || i == "ADD") {
+        assert_eq!(i, "COPY", "use COPY, not ADD: {args}");
+        let words: Vec<&str> = args.split_whitespace().collect();
+        if words.iter().any(|w| w.starts_with("--from=")) {
+            continue;
+        }
+        let words: Vec<&str> = words.into_iter().filter(|w| !w.starts_with("--")).collect();
+        assert!(words.len() >= 2, "COPY needs a source and a destination: {args}");
+        let (dest, sources) = words.split_last().expect("COPY words");
+        for src in sources {
+            if let Some(rest) = src.strip_prefix("target/static/") {
+                // Produced by packaging/build-static for a target it builds.
+                let triple = rest.strip_suffix("/minisv").unwrap_or_else(|| panic!("unexpected build output {src}"));
+                assert!(build_static.contains(triple), "packaging/build-static does not build {triple}");
+            } else {
+                assert!(root().join(src).exists(), "COPY source {src} is not in the repository");
+            }
+            copied.push((src.to_string(), dest.to_string()));
+        }
+    }
+    assert!(
+        copied.contains(&("target/static/x86_64-unknown-linux-musl/minisv".into(), "/minisv".into())),
+        "the static binary is copied to /minisv: {copied:?}"
+    );
+    assert!(
+        copied.contains(&("packaging/container/minisv.conf".into(), "/etc/minisv.conf".into())),
+        "the container config is copied to /etc/minisv.conf: {copied:?}"
+    );
+
+    let entrypoints: Vec<&str> = ins.iter().filter(|(i, _)| i == "ENTRYPOINT").map(|(_, a)| a.as_str()).collect();
+    assert_eq!(entrypoints.len(), 1, "one ENTRYPOINT: {entrypoints:?}");
+    assert_eq!(
+        json_string_array(entrypoints[0]),
+        Some(vec!["/minisv".to_string(), "-n".into(), "-c".into(), "/etc/minisv.conf".into()]),
+        "ENTRYPOINT must be the JSON exec form (so that minisv is PID 1, not a shell)"
+    );
+}
+
+#[test]
+fn container_config_passes_minisv_check() {
+    let conf = packaging("container/minisv.conf");
+    let out = run(Command::new(BIN).arg("check").arg("-c").arg(&conf));
+    assert_success("minisv check -c packaging/container/minisv.conf", &out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for needle in ["main log: /dev/stdout", "pidfile: /run/minisv.pid", "unix:///run/minisv.sock", "demo"] {
+        assert!(stdout.contains(needle), "{needle:?} missing from\n{stdout}");
+    }
+}
+
+// ---- systemd -------------------------------------------------------------------------------
+
+/// `[Section] key=value` lines of a unit file: (section, key, value).
+fn unit_entries(text: &str) -> Vec<(String, String, String)> {
+    let mut section = String::new();
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = s.to_string();
+            continue;
+        }
+        let (k, v) = line.split_once('=').unwrap_or_else(|| panic!("not key=value: {line}"));
+        out.push((section.clone(), k.trim().to_string(), v.trim().to_string()));
+    }
+    out
+}
+
+#[test]
+fn systemd_unit_has_the_required_settings() {
+    let entries = unit_entries(&read("minisv.service"));
+    let get = |section: &str, key: &str| -> String {
+        let found: Vec<&String> =
+            entries.iter().filter(|(s, k, _)| s == section && k == key).map(|(_, _, v)| v).collect();
+        assert_eq!(found.len(), 1, "[{section}] {key} once: {found:?}");
+        found[0].clone()
+    };
+    assert_eq!(get("Service", "Type"), "simple");
+    let exec: Vec<String> = get("Service", "ExecStart").split_whitespace().map(String::from).collect();
+    assert!(exec[0].starts_with('/') && exec[0].ends_with("/minisv"), "ExecStart runs minisv: {exec:?}");
+    assert!(exec.iter().any(|a| a == "-n"), "ExecStart keeps minisv in the foreground (-n): {exec:?}");
+    assert_eq!(get("Service", "ExecReload"), "/bin/kill -HUP $MAINPID");
+    assert!(["mixed", "process"].contains(&get("Service", "KillMode").as_str()));
+    assert_eq!(get("Service", "Restart"), "on-failure");
+    assert_eq!(get("Install", "WantedBy"), "multi-user.target");
+}
+
+/// `systemd-analyze verify` on a copy of `unit` running the test binary; its complaints.
+fn systemd_verify(dir: &TempDir, name: &str, unit: &str) -> String {
+    let conf = dir.write("minisv.conf", &crate::harness::base_config(dir.path()));
+    let unit = unit.replace("/usr/bin/minisv", BIN).replace("/etc/minisv.conf", &conf.display().to_string());
+    let path = dir.write(name, &unit);
+    let out = run(Command::new("systemd-analyze").arg("verify").arg("--man=no").arg(&path));
+    // Complaints about the unit name the file; other lines are about the host's own units.
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    all.lines().filter(|l| l.contains(name)).map(|l| format!("{l}\n")).collect()
+}
+
+#[test]
+fn systemd_unit_passes_systemd_analyze_verify() {
+    if !have("systemd-analyze") {
+        eprintln!("skipped: systemd-analyze is not installed");
+        return;
+    }
+    let dir = TempDir::new("unit");
+    let unit = read("minisv.service");
+    assert_eq!(systemd_verify(&dir, "minisv.service", &unit), "");
+    // The check can fail: a misspelt key is reported.
+    let bad = unit.replace("KillMode=", "KilMode=");
+    assert!(systemd_verify(&dir, "bad.service", &bad).contains("KilMode"), "systemd-analyze missed a bad key");
+}
+
+// ---- OpenWrt procd -------------------------------------------------------------------------
+
+#[test]
+fn openwrt_init_script_asks_procd_for_a_foreground_respawned_minisv() {
+    syntax_check("sh", "openwrt/minisv.init");
+    let script = read("openwrt/minisv.init");
+    assert!(script.starts_with("#!/bin/sh /etc/rc.common\n"), "an rc.common script");
+    assert!(script.lines().any(|l| l == "USE_PROCD=1"), "USE_PROCD=1");
+    // Source it with procd's functions stubbed out, and record what it asks procd to do.
+    let stubs = r#"
+        procd_open_instance() { echo "open $*"; }
+        procd_set_param() { echo "param $*"; }
+        procd_close_instance() { echo "close $*"; }
+        procd_send_signal() { echo "signal $*"; }
+        . "$1"
+        echo "-- start_service"; start_service
+        echo "-- reload_service"; reload_service
+    "#;
+    let out = run(Command::new("sh").arg("-c").arg(stubs).arg("sh").arg(packaging("openwrt/minisv.init")));
+    assert_success("start_service and reload_service with stubbed procd", &out);
+    let calls = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = calls.lines().collect();
+    let start = lines.iter().position(|l| *l == "-- start_service").expect("start_service ran");
+    let reload = lines.iter().position(|l| *l == "-- reload_service").expect("reload_service ran");
+    let started = &lines[start + 1..reload];
+    assert_eq!(started.first(), Some(&"open "), "{calls}");
+    assert_eq!(started.last(), Some(&"close "), "{calls}");
+    assert!(started.contains(&"param command /usr/bin/minisv -n -c /etc/minisv.conf"), "{calls}");
+    assert!(started.iter().any(|l| l.starts_with("param respawn")), "{calls}");
+    assert_eq!(&lines[reload + 1..], &["signal minisv * HUP"], "{calls}");
+}
+
+// ---- sysvinit ------------------------------------------------------------------------------
+
+/// A daemon started by the init script: killed by pid when the test ends with it running.
+struct Started {
+    pidfile: PathBuf,
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        let Some(pid) = fs::read_to_string(&self.pidfile).ok().and_then(|s| s.trim().parse::<u32>().ok()) else {
+            return;
+        };
+        if pid_alive(pid) {
+            kill(pid, libc::SIGTERM);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+            while pid_alive(pid) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            if pid_alive(pid) {
+                kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+fn sysvinit(dir: &TempDir, path: Option<&str>, action: &str) -> Output {
+    let mut cmd = Command::new("sh");
+    cmd.arg(packaging("sysvinit/minisv"))
+        .arg(action)
+        .env("MINISV_BIN", BIN)
+        .env("MINISV_CONF", dir.join("sv.conf"))
+        .env("MINISV_PIDFILE", dir.join("init.pid"))
+        .env("MINISV_DEFAULTS", dir.join("no-defaults"))
+        .env("MINISV_STOP_TIMEOUT", "20")
+        .current_dir(dir.path());
+    if let Some(path) = path {
+        cmd.env("PATH", path);
+    }
+    run(&mut cmd)
+}
+
+fn sysvinit_cycle(tag: &str, path: Option<&str>) {
+    let dir = TempDir::new(tag);
+    dir.write(
+        "sv.conf",
+        &format!(
+            "{}[program:sleeper]\ncommand=sh -c 'exec sleep 1000'\nstartsecs=0\n",
+            crate::harness::base_config(dir.path())
+        ),
+    );
+    let pidfile = dir.join("init.pid");
+    let _guard = Started { pidfile: pidfile.clone() };
+
+    let out = sysvinit(&dir, path, "status");
+    assert_eq!(
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).as_ref()),
+        (Some(3), "minisv is not running\n")
+    );
+
+    let out = sysvinit(&dir, path, "start");
+    assert_success("init script start", &out);
+    let pid: u32 = fs::read_to_string(&pidfile).expect("pid file after start").trim().parse().expect("a pid");
+    assert!(pid_alive(pid), "the daemon (pid {pid}) runs after start");
+    let sleeper = wait_for(10.0, "sleeper RUNNING", || {
+        let info = crate::harness::rpc_unix(
+            &dir.join("sv.sock"),
+            "supervisor.getProcessInfo",
+            &[minisv::rpc::xmlrpc::Value::from("sleeper")],
+        )
+        .ok()?;
+        (info.str_of("statename") == "RUNNING").then(|| info.int_of("pid") as u32)
+    });
+
+    let out = sysvinit(&dir, path, "status");
+    assert_eq!(
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned()),
+        (Some(0), format!("minisv is running (pid {pid})\n"))
+    );
+    let out = sysvinit(&dir, path, "start");
+    assert_eq!(
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned()),
+        (Some(0), format!("minisv is already running (pid {pid})\n"))
+    );
+
+    let out = sysvinit(&dir, path, "stop");
+    assert_success("init script stop", &out);
+    assert!(!pid_alive(pid), "the daemon (pid {pid}) is gone after stop");
+    assert!(!pid_alive(sleeper), "the program (pid {sleeper}) is gone after stop");
+    assert!(!pidfile.exists(), "the pid file is gone after stop");
+    let out = sysvinit(&dir, path, "status");
+    assert_eq!(out.status.code(), Some(3), "{}", show("status after stop", &out));
+}
+
+#[test]
+fn sysvinit_script_starts_reports_and_stops_the_daemon() {
+    syntax_check("sh", "sysvinit/minisv");
+    sysvinit_cycle("sysv", None);
+}
+
+#[test]
+fn sysvinit_script_works_without_start_stop_daemon() {
+    // Debian and BusyBox install start-stop-daemon in an sbin directory: leave those out.
+    let path = "/usr/local/bin:/usr/bin:/bin";
+    let found = run(Command::new("sh").arg("-c").arg("command -v start-stop-daemon").env("PATH", path));
+    if found.status.success() {
+        eprintln!("skipped: start-stop-daemon is in {path}");
+        return;
+    }
+    sysvinit_cycle("sysv-kill", Some(path));
+}
+
+// ---- logrotate -----------------------------------------------------------------------------
+
+#[test]
+fn logrotate_snippet_rotates_and_the_daemon_reopens_its_logs() {
+    let snippet = read("logrotate/minisv");
+    assert!(snippet.contains("postrotate") && snippet.contains("endscript"), "{snippet}");
+    assert!(snippet.contains(r#"kill -USR2 "$(cat /run/minisv.pid)""#), "{snippet}");
+    if !have("logrotate") {
+        eprintln!("skipped: logrotate is not installed");
+        return;
+    }
+    let d = Daemon::start(
+        "logrot",
+        "[program:ticker]\ncommand=sh -c 'while :; do echo tick; sleep 0.05; done'\n\
+         stdout_logfile=%(here)s/ticker.log\nstdout_logfile_maxbytes=0\nstartsecs=0\n",
+    );
+    let ticker = d.path("ticker.log");
+    wait_for(10.0, "ticker output", || fs::read_to_string(&ticker).ok().filter(|s| s.contains("tick")));
+    let main_log = d.path("main.log");
+    let conf = d.dir.write(
+        "logrotate.conf",
+        &snippet
+            .replace("/var/log/minisv/*.log", &format!("{}/*.log", d.dir.path().display()))
+            .replace("/run/minisv.pid", &d.path("sv.pid").display().to_string()),
+    );
+    let state = d.path("logrotate.state");
+
+    let dry = run(Command::new("logrotate").arg("-d").arg("-s").arg(&state).arg(&conf));
+    assert_success("logrotate -d", &dry);
+
+    let out = run(Command::new("logrotate").arg("-f").arg("-s").arg(&state).arg(&conf));
+    assert_success("logrotate -f", &out);
+    assert!(d.path("main.log.1").exists() && d.path("ticker.log.1").exists(), "{}", show("logrotate -f", &out));
+    // SIGUSR2: the daemon reopened both files under their names.
+    wait_for(10.0, "the main log reopened", || {
+        fs::read_to_string(&main_log).ok().filter(|s| s.contains("supervisord logreopen"))
+    });
+    wait_for(10.0, "the program log reopened", || fs::read_to_string(&ticker).ok().filter(|s| s.contains("tick")));
+    assert!(fs::read_to_string(d.path("main.log.1")).expect("main.log.1").contains("received SIGUSR2"));
+}
+
+// ---- static builds -------------------------------------------------------------------------
+
+#[test]
+fn shell_scripts_pass_shellcheck() {
+    if !have("shellcheck") {
+        eprintln!("skipped: shellcheck is not installed");
+        return;
+    }
+    for (shell, p) in
+        [("bash", "build-static"), ("bash", "smoke-test"), ("sh", "sysvinit/minisv"), ("sh", "openwrt/minisv.init")]
+    {
+        let out = run(Command::new("shellcheck").arg("-s").arg(shell).arg(packaging(p)));
+        assert_success(&format!("shellcheck packaging/{p}"), &out);
+    }
+}
+
+#[test]
+fn smoke_test_passes_on_the_test_binary() {
+    syntax_check("bash", "smoke-test");
+    let out = run(Command::new(packaging("smoke-test")).arg(BIN));
+    assert_success("packaging/smoke-test on the test binary", &out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.lines().last().is_some_and(|l| l.starts_with("PASS ") && l.ends_with(": smoke test")), "{stdout}");
+    assert!(!stdout.contains("FAIL"), "{stdout}");
+}
+
+#[test]
+fn smoke_test_fails_on_a_binary_that_is_not_minisv() {
+    // The smoke test can fail: `true` exits at once and never listens.
+    let dir = TempDir::new("smokefail");
+    let fake = dir.join("minisv");
+    fs::write(&fake, "#!/bin/sh\nexit 0\n").expect("write fake");
+    fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod fake");
+    let out = run(Command::new(packaging("smoke-test")).arg(&fake).env("SMOKE_TIMEOUT", "2"));
+    assert!(!out.status.success(), "{}", show("smoke-test on a fake binary", &out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL "), "{}", show("smoke-test on a fake binary", &out));
+}
+
+#[test]
+fn build_static_builds_and_smoke_tests_x86_64_when_enabled() {
+    syntax_check("bash", "build-static");
+    if std::env::var("MINISV_STATIC_TESTS").as_deref() != Ok("1") {
+        eprintln!("skipped: set MINISV_STATIC_TESTS=1 to run packaging/build-static --only x86_64 --smoke");
+        return;
+    }
+    let out = run(Command::new(packaging("build-static")).args(["--only", "x86_64", "--smoke"]).current_dir(root()));
+    assert_success("packaging/build-static --only x86_64 --smoke", &out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("PASS x86_64-unknown-linux-musl: smoke test"), "{stdout}");
+    let bin = root().join("target/static/x86_64-unknown-linux-musl/minisv");
+    assert!(Path::new(&bin).is_file(), "{} was not produced", bin.display());
+}
