@@ -11,7 +11,9 @@ pub enum AuthOutcome {
     Unauthorized,
     /// 401 as well, for credentials that do not match: a failed login, logged with the user
     /// name given (never the password).
-    WrongCredentials { user: String },
+    WrongCredentials {
+        user: String,
+    },
     /// 400: the Basic cookie is not valid base64 (or not UTF-8).
     Malformed,
 }

@@ -86,3 +86,26 @@ fn as_pid1_a_critical_programs_status_is_the_containers() {
     let status = wait_for(20.0, "the namespace to end", || child.try_wait().ok().flatten());
     assert_eq!(status.code(), Some(128 + libc::SIGSEGV), "a signal death gives 128+N");
 }
+
+#[test]
+fn ctrl_c_in_a_terminal_reaches_minisv_which_stops_programs_in_order() {
+    // The programs are in their own process groups, so the terminal's SIGINT goes to minisv
+    // only; minisv then stops them with their stopsignal (TERM), in reverse priority.
+    let dir = TempDir::new("ctrlc");
+    let conf = dir.write(
+        "sv.conf",
+        &format!(
+            "{}[program:a]\ncommand=sleep 1000\nstartsecs=0\npriority=1\n[program:b]\ncommand=sleep 1000\nstartsecs=0\npriority=2\n",
+            base_config(dir.path())
+        ),
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/ctrl_c.py");
+    let status =
+        Command::new("python3").arg(script).arg(BIN).arg(&conf).arg(dir.join("main.log")).status().expect("python3");
+    let log = fs::read_to_string(dir.join("main.log")).expect("log");
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("WARN received SIGINT indicating exit request"), "{log}");
+    let b = log.find("stopped: b (terminated by SIGTERM)").expect("b stopped by minisv");
+    let a = log.find("stopped: a (terminated by SIGTERM)").expect("a stopped by minisv");
+    assert!(b < a, "reverse priority order\n{log}");
+}
