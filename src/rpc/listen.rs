@@ -57,15 +57,35 @@ impl Drop for Unlinker {
     }
 }
 
+/// Removes `path` if it is a socket; a missing path is fine; anything else is an error that
+/// names it (the configured socket path points at a file that is not ours to remove).
+fn remove_socket(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Err(_) => Ok(()),
+        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path).or(Ok(())),
+        Ok(_) => Err(format!(
+            "{} exists and is not a socket; not removing it (check [unix_http_server] file=)",
+            path.display()
+        )),
+    }
+}
+
 /// Binds `[unix_http_server]`: `<file>.<pid>`, chmod, hard link to `<file>`, chown.
 pub fn bind_unix(cfg: &UnixHttpServerConfig) -> Result<UnixSocket, String> {
     let file = cfg.file.clone();
     let temp = PathBuf::from(format!("{}.{}", file.display(), std::process::id()));
-    let _ = std::fs::remove_file(&temp);
+    // Only a socket is ever unlinked: a stale-socket check must not remove someone's file.
+    remove_socket(&temp)?;
     let mut attempts = 0;
     let listener = loop {
         attempts += 1;
-        let listener = UnixListener::bind(&temp).map_err(|e| socket_error(&e))?;
+        // The socket file is created without group or other access, so there is no moment in
+        // which it is more open than `chmod` (this runs before any thread that creates files).
+        let old_mask = crate::sys::umask(0o077);
+        let bound = UnixListener::bind(&temp);
+        crate::sys::umask(old_mask);
+        let listener = bound.map_err(|e| socket_error(&e))?;
         let linked = chmod(&temp, cfg.chmod).and_then(|()| std::fs::hard_link(&temp, &file));
         let _ = std::fs::remove_file(&temp);
         match linked {
@@ -76,7 +96,7 @@ pub fn bind_unix(cfg: &UnixHttpServerConfig) -> Result<UnixSocket, String> {
                     return Err(ADDR_IN_USE.to_string());
                 }
                 eprintln!("Unlinking stale socket {}", file.display());
-                let _ = std::fs::remove_file(&file);
+                remove_socket(&file)?;
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(ADDR_IN_USE.to_string()),
             Err(e) => return Err(socket_error(&e)),

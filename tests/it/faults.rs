@@ -65,3 +65,50 @@ fn full_log_disk_drops_output_with_a_count_and_recovers() {
     assert!(lost > 0, "{line}");
     wait_for(10.0, "new output", || fs::read_to_string(d.path("small/w.log")).ok().filter(|s| s.contains("line ")));
 }
+
+#[test]
+fn socket_path_naming_a_regular_file_is_refused_and_the_file_kept() {
+    let dir = TempDir::new("notsock");
+    let victim = dir.write("important.txt", "keep me\n");
+    let conf = dir.write(
+        "sv.conf",
+        &base_config(dir.path())
+            .replace(&format!("file={}/sv.sock", dir.path().display()), &format!("file={}", victim.display())),
+    );
+    let out = minisv(&["-n", "-c", conf.to_str().expect("utf-8")], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("exists and is not a socket; not removing it"), "{err}");
+    assert_eq!(fs::read_to_string(&victim).expect("still there"), "keep me\n");
+}
+
+#[test]
+fn inet_server_without_password_must_listen_on_loopback() {
+    let dir = TempDir::new("openinet");
+    let conf = dir.write("sv.conf", &format!("{}[inet_http_server]\nport=*:9\n", base_config(dir.path())));
+    let out = minisv(&["check", "-c", conf.to_str().expect("utf-8")], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("[inet_http_server] port: *:9 is reachable from other machines but [inet_http_server] has no username and password"), "{err}");
+    let conf = dir.write("ok.conf", &format!("{}[inet_http_server]\nport=127.0.0.1:9\n", base_config(dir.path())));
+    assert_eq!(minisv(&["check", "-c", conf.to_str().expect("utf-8")], dir.path()).status.code(), Some(0));
+}
+
+#[test]
+fn failed_logins_are_logged_with_the_peer_and_never_the_password() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let d = Daemon::start(
+        "badlogin",
+        &format!("[inet_http_server]\nport=127.0.0.1:{port}\nusername=bob\npassword=s3cret\n[program:a]\ncommand=sleep 1000\n"),
+    );
+    let out = std::process::Command::new(BIN)
+        .args(["ctl", "-s", &format!("http://127.0.0.1:{port}"), "-u", "bob", "-p", "wrongpass", "status"])
+        .output()
+        .expect("ctl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Server requires authentication\n");
+    d.wait_log("WARN failed login for user \"bob\" from 127.0.0.1:", 10.0);
+    let log = d.log();
+    assert!(!log.contains("wrongpass") && !log.contains("s3cret"), "no password in the log");
+    let info = d.rpc("supervisor.getAllConfigInfo", &[]).expect("config info");
+    assert!(!format!("{info:?}").contains("s3cret"), "no password in getAllConfigInfo");
+}
