@@ -285,7 +285,8 @@ pub fn inet_http_servers(ld: &mut Loader) -> Vec<InetHttpServerConfig> {
                 continue;
             }
         };
-        if auth.is_none() && !is_loopback(&host) {
+        let credentials_given = ld.raw(&section, "username").is_some() || ld.raw(&section, "password").is_some();
+        if !credentials_given && !is_loopback(&host) {
             // Supervisor allows it; minisv refuses: anyone who reaches the port could run
             // anything as the daemon's user.
             let span = ld.raw(&section, "port").map(|v| v.span);

@@ -444,7 +444,7 @@ fn http_servers_and_auth() {
         dir.errors(),
         vec!["supervisord.conf:6: [inet_http_server] Section [inet_http_server] contains incomplete authentication: If a username or a password is specified, both the username and password must be specified"]
     );
-    let dir = conf("[unix_http_server]\nfile=%(here)s/s.sock\nchmod=0770\n[inet_http_server]\nport=*:9001\n[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n[rpcinterface:other]\nx=1\n");
+    let dir = conf("[unix_http_server]\nfile=%(here)s/s.sock\nchmod=0770\n[inet_http_server]\nport=*:9001\nusername=u\npassword=p\n[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n[rpcinterface:other]\nx=1\n");
     let config = dir.load().unwrap();
     assert!(config.rpcinterface_supervisor);
     assert_eq!(config.unix_http_servers[0].file, dir.path("s.sock"));
