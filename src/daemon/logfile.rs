@@ -55,7 +55,12 @@ impl LogFile {
     /// Closes and opens the file again at the same path (for external log rotation).
     pub fn reopen(&mut self) -> io::Result<()> {
         self.file = None;
-        let file = OpenOptions::new().append(true).create(true).mode(0o666).open(&self.path)?;
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o666)
+            .custom_flags(nofollow_in_shared_dir(&self.path))
+            .open(&self.path)?;
         let meta = file.metadata()?;
         self.rotatable = meta.file_type().is_file();
         self.size = if self.rotatable { meta.len() } else { 0 };
@@ -128,10 +133,33 @@ impl LogFile {
             remove_if_exists(&first)?;
             rename_if_exists(&self.path, &first)?;
         }
-        let file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o666).open(&self.path)?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o666)
+            .custom_flags(nofollow_in_shared_dir(&self.path))
+            .open(&self.path)?;
         self.size = 0;
         self.file = Some(file);
         Ok(())
+    }
+}
+
+/// `O_NOFOLLOW` when `path` is in a directory that others may write to (such as /tmp), where
+/// someone could plant a symlink to make the daemon write over a file of their choice. Elsewhere
+/// symlinks are followed, as users set them up on purpose.
+pub fn nofollow_in_shared_dir(path: &Path) -> i32 {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    match fs::metadata(dir) {
+        Ok(meta) if meta.permissions().mode() & 0o002 != 0 => libc::O_NOFOLLOW,
+        Ok(_) => 0,
+        // Unknown: be careful.
+        Err(_) => libc::O_NOFOLLOW,
     }
 }
 
@@ -276,6 +304,25 @@ mod tests {
         assert_eq!(fs::read(&path).expect("read"), b"one\ntwo\n");
         log2.clear().expect("clear");
         assert_eq!(fs::read(&path).expect("read"), b"");
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn symlinks_planted_in_a_world_writable_dir_are_not_followed() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tmpdir("shared");
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o1777)).expect("chmod");
+        let target = d.join("victim");
+        fs::write(&target, "precious").expect("write");
+        std::os::unix::fs::symlink(&target, d.join("x.log")).expect("symlink");
+        let err = LogFile::open(&d.join("x.log"), 0, 0).expect_err("must refuse the symlink");
+        assert_eq!(err.raw_os_error(), Some(libc::ELOOP));
+        assert_eq!(fs::read_to_string(&target).expect("read"), "precious");
+        // In a private directory a symlink is followed, as set up by its owner.
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let mut log = LogFile::open(&d.join("x.log"), 0, 0).expect("followed");
+        log.write(b"!").expect("write");
+        assert_eq!(fs::read_to_string(&target).expect("read"), "precious!");
         let _ = fs::remove_dir_all(&d);
     }
 

@@ -168,9 +168,8 @@ pub fn run(argv0: &str, args: &DaemonArgs) -> i32 {
         first = false;
 
         let pidfile = config.supervisord.pidfile.clone();
-        match std::fs::write(&pidfile, format!("{}\n", sys::getpid())) {
-            Ok(()) => {}
-            Err(_) => log.log(LogLevel::Critical, &format!("could not write pidfile {}", pidfile.display())),
+        if let Err(e) = write_pidfile(&pidfile) {
+            log.log(LogLevel::Critical, &format!("could not write pidfile {}: {e}", pidfile.display()));
         }
 
         let reload_path = config.path.clone();
@@ -224,6 +223,20 @@ pub fn run(argv0: &str, args: &DaemonArgs) -> i32 {
             }
         }
     }
+}
+
+/// Writes `<pid>\n`, mode 0644, never through a symlink planted in a shared directory.
+fn write_pidfile(pidfile: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .custom_flags(logfile::nofollow_in_shared_dir(pidfile))
+        .open(pidfile)?;
+    writeln!(f, "{}", sys::getpid())
 }
 
 /// The pid in `pidfile` if it names a live minisv other than this process (a second instance
