@@ -54,6 +54,8 @@ pub enum Input<'a> {
     EventSent,
     /// It was reaped.
     Exited,
+    /// Writing the event to its stdin failed with EPIPE: it never got the event.
+    WriteFailed,
 }
 
 /// What the pool and the loop must do.
@@ -196,6 +198,17 @@ impl Listener {
                     self.reset();
                     false
                 }
+
+                // --- WriteFailed -----------------------------------------------------------------
+                (S::Busy, I::WriteFailed) => {
+                    // Supervisor writes synchronously and, on EPIPE, leaves the listener READY
+                    // ("listener state unchanged"); minisv writes later, so it undoes the BUSY.
+                    self.state = S::Ready;
+                    out.push(Output::Changed { from: S::Busy, to: S::Ready });
+                    false
+                }
+                // Only a sent event can fail to be written; a stale report changes nothing.
+                (S::Acknowledged | S::Ready | S::Unknown, I::WriteFailed) => false,
             };
             if !more {
                 break;

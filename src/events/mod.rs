@@ -13,5 +13,6 @@ pub mod types;
 
 pub use envelope::Serial;
 pub use listener::{Listener, ListenerState};
+pub use pool::{Action, Pool, Pools};
 
 pub use types::{subscribes, Channel, Event, EventType, StateChange};
