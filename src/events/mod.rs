@@ -14,5 +14,6 @@ pub mod types;
 pub use envelope::Serial;
 pub use listener::{Listener, ListenerState};
 pub use pool::{Action, Pool, Pools};
+pub use tick::Ticker;
 
 pub use types::{subscribes, Channel, Event, EventType, StateChange};
