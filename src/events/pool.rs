@@ -611,4 +611,86 @@ mod tests {
             bytes: b"READY\n".to_vec()
         }));
     }
+
+    #[test]
+    fn fail_then_bad_result_line_logs_exactly_as_supervisor() {
+        // Recorded from Supervisor 4.3.0 (main log at debug, after the first send): the listener
+        // answers FAIL, gets the same event again, then sends a bad result line.
+        let mut ps = Pools::new("supervisor");
+        ps.add(Pool::new("bad", vec!["SUPERVISOR_STATE_CHANGE_RUNNING".into()], 10, &["bad"]));
+        let mut out = Vec::new();
+        ps.notify(Event::supervisor_running(), &mut out);
+        ps.spawned("bad", "bad", &mut out);
+        ps.output("bad", "bad", b"READY\n", &mut out);
+        ps.set_running("bad", "bad", true, &mut out);
+        let mut out = Vec::new();
+        ps.output("bad", "bad", b"RESULT 4\nFAIL", &mut out);
+        ps.output("bad", "bad", b"READY\n", &mut out);
+        ps.output("bad", "bad", b"RESULT two\n", &mut out);
+        let want = [
+            "DEBG 'bad' stdout output:\nb'RESULT 4\\nFAIL'",
+            "WARN bad: event was rejected",
+            "DEBG bad: BUSY -> ACKNOWLEDGED",
+            "DEBG rebuffering event 0 for pool bad (buf size=0, max=10)",
+            "DEBG 'bad' stdout output:\nb'READY\\n'",
+            "DEBG bad: ACKNOWLEDGED -> READY",
+            "DEBG event 0 sent to listener bad",
+            "DEBG 'bad' stdout output:\nb'RESULT two\\n'",
+            "WARN bad: bad result line: 'RESULT two'",
+            "DEBG bad: BUSY -> UNKNOWN",
+            "WARN bad: has entered the UNKNOWN state and will no longer receive events, this usually indicates the \
+             process violated the eventlistener protocol",
+            "DEBG rebuffering event 0 for pool bad (buf size=0, max=10)",
+        ];
+        let got: Vec<String> = logs(&out).into_iter().map(|(l, m)| format!("{} {m}", l.tag())).collect();
+        assert_eq!(got, want);
+        assert_eq!(
+            writes(&out),
+            [(
+                "bad".to_string(),
+                "ver:3.0 server:supervisor serial:0 pool:bad poolserial:0 eventname:SUPERVISOR_STATE_CHANGE_RUNNING len:0"
+                    .to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn boot_sequence_serials_and_overflow_match_supervisor() {
+        // Recorded from Supervisor 4.3.0: groups dup (PROCESS_STATE_RUNNING,PROCESS_STATE), lis
+        // (EVENT, buffer 10) and emitter, added in that order; lis's listener becomes RUNNING
+        // after 12 events, so events 0 and 1 overflow; the first event lis receives is serial 2.
+        let mut ps = Pools::new("myid");
+        let mut out = Vec::new();
+        ps.add(Pool::new("dup", vec!["PROCESS_STATE_RUNNING".into(), "PROCESS_STATE".into()], 10, &["dup"]));
+        ps.notify(Event::group_added("dup"), &mut out); // nobody wants it: no serial
+        ps.add(Pool::new("lis", vec!["EVENT".into()], 10, &["lis"]));
+        ps.notify(Event::group_added("lis"), &mut out); // 0
+        ps.notify(Event::group_added("emitter"), &mut out); // 1
+        ps.notify(Event::supervisor_running(), &mut out); // 2
+        for n in 3..12 {
+            ps.notify(remote(n), &mut out); // 3..=11 stand for STARTING, logs and RUNNING events
+        }
+        let early: Vec<String> = logs(&out).into_iter().map(|(l, m)| format!("{} {m}", l.tag())).collect();
+        assert_eq!(
+            early,
+            [
+                "ERRO pool lis event buffer overflowed, discarding event 0",
+                "ERRO pool lis event buffer overflowed, discarding event 1"
+            ]
+        );
+        let mut out = Vec::new();
+        ps.spawned("lis", "lis", &mut out);
+        ps.output("lis", "lis", b"READY\n", &mut out);
+        let mut out = Vec::new();
+        ps.set_running("lis", "lis", true, &mut out);
+        let got: Vec<String> = logs(&out).into_iter().map(|(l, m)| format!("{} {m}", l.tag())).collect();
+        assert_eq!(
+            got,
+            ["DEBG event 2 sent to listener lis", "DEBG rebuffering event 3 for pool lis (buf size=8, max=10)"]
+        );
+        assert_eq!(
+            writes(&out)[0].1,
+            "ver:3.0 server:myid serial:2 pool:lis poolserial:2 eventname:SUPERVISOR_STATE_CHANGE_RUNNING len:0"
+        );
+    }
 }
