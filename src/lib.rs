@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod ctl;
 pub mod daemon;
+pub mod events;
 pub mod rpc;
 pub mod supervisor;
 pub mod sys;
