@@ -21,6 +21,10 @@ use super::mainlog::MainLog;
 use super::output;
 use super::spawn::{self, SpawnPlan};
 use crate::config::{Config, GroupConfig, GroupKind, LogFile as LogSetting, LogLevel, ProcessConfig};
+use crate::events::capture::Capture;
+use crate::events::pool::Pools;
+use crate::events::tick::Ticker;
+use crate::events::types::Event;
 use crate::rpc::api::Pending;
 use crate::rpc::http::{ServerHandle, ServerReply, ServerRequest};
 use crate::supervisor::{Action, ExitInfo, Input, Mood, ProcId, Supervisor};
@@ -28,6 +32,9 @@ use crate::sys;
 use std::sync::mpsc::{Receiver, Sender};
 
 mod control;
+mod events;
+
+use events::event_channel;
 
 pub type Signals = SignalDelivery<UnixStream, SignalOnly>;
 
@@ -95,6 +102,8 @@ pub struct ProcIo {
     log_failing: [bool; 2],
     /// Whether the next byte of each channel starts a line (for log_prefix/log_timestamps).
     at_line_start: [bool; 2],
+    /// Capture mode per channel (`*_capture_maxbytes`), new at each spawn.
+    captures: [Option<Capture>; 2],
 }
 
 impl Default for ProcIo {
@@ -106,6 +115,7 @@ impl Default for ProcIo {
             logs: [None, None],
             log_failing: [false; 2],
             at_line_start: [true; 2],
+            captures: [None, None],
         }
     }
 }
@@ -147,6 +157,9 @@ pub struct EventLoop {
     state_changed: bool,
     /// The listening socket of each fcgi-program group (fd 0 of its processes).
     fcgi_sockets: HashMap<String, OwnedFd>,
+    /// Event listener pools and the TICK clock.
+    pools: Pools,
+    ticker: Ticker,
     /// The HTTP servers, and the accept errors already reported.
     server: Option<ServerHandle>,
     reported_accept_errors: Vec<String>,
@@ -171,6 +184,8 @@ impl EventLoop {
             pending: Vec::new(),
             state_changed: false,
             fcgi_sockets: HashMap::new(),
+            pools: Pools::new(&config.supervisord.identifier),
+            ticker: Ticker::new(),
             server: None,
             reported_accept_errors: Vec::new(),
             config,
@@ -215,8 +230,12 @@ impl EventLoop {
                 Err(e) => self.log.log(LogLevel::Error, &e),
             }
         }
+        let listener_group = matches!(group.kind, GroupKind::EventListener { .. }).then(|| group.clone());
         if !self.sup.add_group(group) {
             return false;
+        }
+        if let Some(g) = listener_group {
+            self.add_pool(&g);
         }
         let members = self.sup.group(&name).map(|g| g.members.clone()).unwrap_or_default();
         for (id, pc) in members.into_iter().zip(procs) {
@@ -273,6 +292,11 @@ impl EventLoop {
     /// Runs until everything has stopped after a shutdown or reload request.
     pub fn run(&mut self, signals: &mut Signals) -> io::Result<LoopExit> {
         let mut events = Events::with_capacity(256);
+        // At boot: PROCESS_GROUP_ADDED for each group, SUPERVISOR_STATE_CHANGE_RUNNING, then the
+        // first starts (Supervisor's order).
+        self.perform_actions();
+        self.notify(Event::supervisor_running());
+        self.ticks(SystemTime::now());
         let now = Instant::now();
         self.sup.tick(now, SystemTime::now());
         loop {
@@ -287,18 +311,25 @@ impl EventLoop {
             let timeout = if !self.unfinished.is_empty() {
                 Some(Duration::ZERO)
             } else {
-                self.sup.next_deadline().map(|d| {
+                let core = self.sup.next_deadline().map(|d| {
                     // Round up to the next millisecond so a deadline is never missed by a
                     // sub-millisecond early wakeup (which would spin).
                     let left = d.saturating_duration_since(Instant::now());
                     Duration::from_millis(left.as_micros().div_ceil(1000) as u64)
-                })
+                });
+                // TICKs cost a wakeup only when some pool subscribes to them.
+                let tick = self.tick_timeout(SystemTime::now());
+                match (core, tick) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
             };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
+            self.ticks(SystemTime::now());
             let mut got_signals = false;
             for event in events.iter() {
                 match event.token() {
@@ -416,6 +447,7 @@ impl EventLoop {
                         self.read_pipe(id, ch, EXIT_DRAIN_LIMIT);
                         self.close_pipe(id, ch);
                     }
+                    self.listener_exited(id);
                     if let Some(io) = self.io.get_mut(id.0) {
                         if let Some(fd) = io.stdin.take() {
                             let _ = self.poll.registry().deregister(&mut SourceFd(&fd.as_raw_fd()));
@@ -469,6 +501,7 @@ impl EventLoop {
     }
 
     fn close_pipe(&mut self, id: ProcId, ch: Channel) {
+        self.finish_capture(id, ch);
         if let Some(pipe) = self.io.get_mut(id.0).and_then(|io| io.pipes[ch as usize].take()) {
             let fd = pipe.as_raw_fd();
             let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
@@ -481,6 +514,28 @@ impl EventLoop {
 
     /// Child output: to its log (ANSI stripped if asked), syslog, and the main log at debug.
     fn on_output(&mut self, id: ProcId, ch: Channel, data: &[u8]) {
+        let data = if self.config.supervisord.strip_ansi { output::strip_ansi(data) } else { data.into() };
+        // A listener's stdout is the event protocol, not program output.
+        if ch == Channel::Stdout && self.listener_output(id, &data) {
+            return;
+        }
+        let captured = match self.io.get_mut(id.0).and_then(|io| io.captures[ch as usize].as_mut()) {
+            Some(capture) => {
+                let mut outs = Vec::new();
+                capture.feed(&data, &mut outs);
+                Some(outs)
+            }
+            None => None,
+        };
+        match captured {
+            Some(outs) => self.capture_outputs(id, ch, outs),
+            None => self.deliver(id, ch, &data, true),
+        }
+    }
+
+    /// Where program output goes: its log (unless captured), syslog, the main log at debug,
+    /// and a PROCESS_LOG event when `*_events_enabled`.
+    fn deliver(&mut self, id: ProcId, ch: Channel, data: &[u8], to_child_log: bool) {
         let Some(p) = self.sup.process(id) else {
             return;
         };
@@ -488,19 +543,39 @@ impl EventLoop {
             Channel::Stdout => &p.config.stdout,
             Channel::Stderr => &p.config.stderr,
         };
-        let syslog = settings.syslog;
+        let (syslog, events) = (settings.syslog, settings.events_enabled);
+        let (name, group, pid) = (p.config.name.clone(), p.group.clone(), p.pid);
+        if to_child_log {
+            self.write_child_log(id, ch, data);
+        }
+        if syslog {
+            for line in output::syslog_lines(data) {
+                sys::syslog(libc::LOG_INFO, &format!("{} {}", name, String::from_utf8_lossy(line)));
+            }
+        }
+        self.log.child_output(&name, ch.name(), data);
+        if events {
+            self.notify(Event::process_log(event_channel(ch), &name, &group, pid, data));
+        }
+    }
+
+    /// Writes to a program's log file (with its line prefix), reporting a failing log once and
+    /// its recovery with the count of bytes lost.
+    fn write_child_log(&mut self, id: ProcId, ch: Channel, data: &[u8]) {
+        let Some(p) = self.sup.process(id) else {
+            return;
+        };
         let name = p.config.name.clone();
         let prefix = line_prefix(&p.config);
-        let data = if self.config.supervisord.strip_ansi { output::strip_ansi(data) } else { data.into() };
         let mut failure = None;
         if let Some(io) = self.io.get_mut(id.0) {
             let framed;
             let to_log: &[u8] = match &prefix {
                 Some(prefix) => {
-                    framed = output::prefix_lines(&data, prefix, &mut io.at_line_start[ch as usize]);
+                    framed = output::prefix_lines(data, prefix, &mut io.at_line_start[ch as usize]);
                     &framed
                 }
-                None => &data,
+                None => data,
             };
             if let Some(log) = io.logs[ch as usize].as_mut() {
                 match log.write(to_log) {
@@ -525,12 +600,12 @@ impl EventLoop {
                             failure = Some((
                                 LogLevel::Error,
                                 format!(
-                                "{}: cannot write {} log {}: {}; output is dropped (and counted) until it works again",
-                                name,
-                                ch.name(),
-                                log.path().display(),
-                                e
-                            ),
+                                    "{}: cannot write {} log {}: {}; output is dropped (and counted) until it works again",
+                                    name,
+                                    ch.name(),
+                                    log.path().display(),
+                                    e
+                                ),
                             ));
                         }
                     }
@@ -540,12 +615,6 @@ impl EventLoop {
         if let Some((level, msg)) = failure {
             self.log.log(level, &msg);
         }
-        if syslog {
-            for line in output::syslog_lines(&data) {
-                sys::syslog(libc::LOG_INFO, &format!("{} {}", name, String::from_utf8_lossy(line)));
-            }
-        }
-        self.log.child_output(&name, ch.name(), &data);
     }
 
     /// Performs what the core asked for, feeding outcomes back, until nothing is left.
@@ -560,13 +629,21 @@ impl EventLoop {
                     }
                 }
                 Action::Log(level, msg) => self.log.log(level, &msg),
-                Action::StateChanged { id, to, .. } => {
+                Action::StateChanged { id, from, to, expected, pid, tries } => {
                     self.state_changed = true;
+                    self.state_event(id, from, to, expected, pid, tries);
                     self.check_critical(id, to);
                 }
-                Action::GroupAdded(name) => self.log.log(LogLevel::Debug, &format!("added process group {name}")),
-                Action::GroupRemoved(name) => self.log.log(LogLevel::Debug, &format!("removed process group {name}")),
-                Action::SupervisorRunning | Action::SupervisorStopping => {}
+                Action::GroupAdded(name) => {
+                    self.log.log(LogLevel::Debug, &format!("added process group {name}"));
+                    self.notify(Event::group_added(&name));
+                }
+                Action::GroupRemoved(name) => {
+                    self.log.log(LogLevel::Debug, &format!("removed process group {name}"));
+                    self.notify(Event::group_removed(&name));
+                }
+                Action::SupervisorRunning => {}
+                Action::SupervisorStopping => self.notify(Event::supervisor_stopping()),
                 Action::ShutdownComplete(mood) => {
                     self.exit = Some(match (mood, self.pending_reload.take()) {
                         (Mood::Restarting, Some(config)) => LoopExit::Reload(config),
@@ -734,6 +811,8 @@ impl EventLoop {
         io.pipes = [Some(stdout), stderr];
         io.stdin = spawned.stdin;
         self.pids.insert(pid, id);
+        self.new_captures(id);
+        self.listener_spawned(id);
         Ok(pid)
     }
 

@@ -561,7 +561,7 @@ fn send_process_stdin(lp: &mut EventLoop, a: &Args) -> Outcome {
 fn send_remote_comm_event(lp: &mut EventLoop, a: &Args) -> Outcome {
     a.count(2, 2)?;
     let (kind, data) = (a.str(0)?, a.str(1)?);
-    lp.log.log(LogLevel::Debug, &format!("REMOTE_COMMUNICATION type:{kind} ({} bytes)", data.len()));
+    lp.notify(crate::events::types::Event::remote_communication(kind, data));
     done(true)
 }
 

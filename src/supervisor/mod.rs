@@ -32,6 +32,10 @@ pub enum Action {
         from: ProcessState,
         to: ProcessState,
         expected: Option<bool>,
+        /// The pid at the change (for an exit, the pid that exited); 0 when there is none.
+        pid: u32,
+        /// The backoff counter at the change.
+        tries: u32,
     },
     GroupAdded(String),
     GroupRemoved(String),
@@ -200,7 +204,9 @@ impl Supervisor {
                 Effect::Spawn => Action::Spawn(id),
                 Effect::Kill { signal, group } => Action::Kill { id, pid, signal, group },
                 Effect::Log(level, msg) => Action::Log(level, msg),
-                Effect::Changed { from, to, expected } => Action::StateChanged { id, from, to, expected },
+                Effect::Changed { from, to, expected, pid, tries } => {
+                    Action::StateChanged { id, from, to, expected, pid, tries }
+                }
             });
         }
     }

@@ -58,6 +58,10 @@ pub enum Effect {
         from: ProcessState,
         to: ProcessState,
         expected: Option<bool>,
+        /// The pid at the change (for an exit, the pid that exited), 0 when there is none.
+        pid: u32,
+        /// The backoff counter at the change (the `tries` of state events).
+        tries: u32,
     },
 }
 
@@ -91,6 +95,8 @@ pub struct Process {
     pub system_stop: bool,
     /// The shell-style status of the last exit (for `critical=`).
     pub last_status: Option<i32>,
+    /// The pid that just exited, while its exit is being handled (state events carry it).
+    exited_pid: u32,
 }
 
 fn secs(n: i64) -> Duration {
@@ -115,6 +121,7 @@ impl Process {
             administrative_stop: false,
             system_stop: false,
             last_status: None,
+            exited_pid: 0,
         }
     }
 
@@ -152,15 +159,22 @@ impl Process {
             self.delay = Some(ctx.now + secs(self.backoff as i64));
         }
         self.state = to;
-        out.push(Effect::Changed { from, to, expected });
+        let pid = if self.pid != 0 { self.pid } else { self.exited_pid };
+        out.push(Effect::Changed { from, to, expected, pid, tries: self.backoff });
     }
 
     fn log(&self, out: &mut Vec<Effect>, level: LogLevel, msg: String) {
         out.push(Effect::Log(level, msg));
     }
 
-    /// Steps the state machine. Every (state, input) pair is decided here.
+    /// Steps the state machine.
     pub fn handle(&mut self, input: Input, ctx: &Ctx, out: &mut Vec<Effect>) {
+        self.step(input, ctx, out);
+        self.exited_pid = 0;
+    }
+
+    /// Every (state, input) pair is decided here.
+    fn step(&mut self, input: Input, ctx: &Ctx, out: &mut Vec<Effect>) {
         use Input as I;
         use ProcessState as S;
         match (self.state, input) {
@@ -268,7 +282,7 @@ impl Process {
 
             // --- GiveUp (group stopped for shutdown) ----------------------------------------
             (S::Backoff, I::GiveUp) => self.give_up(ctx, out),
-            (S::Running | S::Starting, I::GiveUp) => self.handle(I::Stop, ctx, out),
+            (S::Running | S::Starting, I::GiveUp) => self.step(I::Stop, ctx, out),
             (S::Stopping | S::Stopped | S::Exited | S::Fatal | S::Unknown, I::GiveUp) => {}
 
             // --- Time ----------------------------------------------------------------------
@@ -386,6 +400,7 @@ impl Process {
 
     fn finish_common(&mut self, ctx: &Ctx, info: &ExitInfo) {
         self.stop_wall = Some(ctx.wall);
+        self.exited_pid = self.pid;
         self.pid = 0;
         self.last_status = Some(info.shell_status);
     }

@@ -5,6 +5,7 @@ mod ctl_python;
 mod ctl_tutorial;
 mod daemon;
 mod docs;
+mod events;
 mod faults;
 mod harness;
 mod packaging;

@@ -43,7 +43,8 @@ fn run(cmd: &mut Command, what: &str) {
     );
 }
 
-/// The bin dir of a venv holding `supervisord` and `supervisorctl` 4.3.0.
+/// The bin dir of a venv holding `supervisord` and `supervisorctl` 4.3.0, and superlance's
+/// event listeners (`crashmail`, `httpok`, ...).
 pub fn python_supervisor() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -51,14 +52,15 @@ pub fn python_supervisor() -> PathBuf {
         let _ = std::fs::create_dir_all(&target);
         let venv = target.join("pyvenv");
         let bin = venv.join("bin");
-        let done = venv.join(".supervisor-4.3.0-installed");
+        // The marker names everything installed, so a venv from an older list is made again.
+        let done = venv.join(".supervisor-4.3.0-superlance-2.0.0-installed");
         let _lock = Lock::take(&target.join("pyvenv.lock"));
         if !done.exists() {
             let _ = std::fs::remove_dir_all(&venv);
             run(Command::new("python3").args(["-m", "venv"]).arg(&venv), "creating a Python venv (python3 -m venv)");
             run(
-                Command::new(bin.join("pip")).args(["install", "--quiet", "supervisor==4.3.0"]),
-                "pip install supervisor==4.3.0 (needed to compare with the real supervisorctl)",
+                Command::new(bin.join("pip")).args(["install", "--quiet", "supervisor==4.3.0", "superlance==2.0.0"]),
+                "pip install supervisor==4.3.0 superlance==2.0.0 (the real supervisorctl and event listeners)",
             );
             File::create(&done).unwrap_or_else(|e| panic!("cannot create {}: {e}", done.display()));
         }

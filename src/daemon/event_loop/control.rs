@@ -145,6 +145,11 @@ impl EventLoop {
     /// keep running with their logs; changed ones get new logs and are started again if their
     /// names are in `restart` (they were running before the update).
     pub fn apply_group_update(&mut self, config: GroupConfig, restart: &[String]) {
+        if matches!(config.kind, crate::config::GroupKind::EventListener { .. }) {
+            // A changed pool starts afresh (its listeners register again as they spawn).
+            self.remove_pool(&config.name);
+            self.add_pool(&config);
+        }
         let (_, fresh, dropped) = self.sup.replace_group(config);
         for id in dropped {
             for ch in [Channel::Stdout, Channel::Stderr] {
@@ -175,6 +180,7 @@ impl EventLoop {
         let members = self.sup.group(name).map(|g| g.members.clone()).unwrap_or_default();
         self.sup.remove_group(name)?;
         self.fcgi_sockets.remove(name);
+        self.remove_pool(name);
         for id in members {
             for ch in [Channel::Stdout, Channel::Stderr] {
                 self.close_pipe(id, ch);
