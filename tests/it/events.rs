@@ -254,8 +254,9 @@ fn tick_5_arrives_on_a_five_second_boundary() {
     );
     let d = Daemon::start_with(dir, conf, &[]);
     let events = wait_for(15.0, "a TICK_5", || {
-        let e = recorded(&d.path("ticks.txt"));
-        (!e.is_empty()).then_some(e)
+        // A whole entry: the listener writes the header, the body, then the separator.
+        let complete = fs::read_to_string(d.path("ticks.txt")).ok()?.contains("\n--\n");
+        complete.then(|| recorded(&d.path("ticks.txt")))
     });
     let (h, body) = &events[0];
     assert_eq!(header_field(h, "eventname"), "TICK_5");
