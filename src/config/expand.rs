@@ -142,6 +142,11 @@ fn format(text: &str, names: &Names) -> Result<String, FormatError> {
             }
             spec.precision = Some(p);
         }
+        // Python would try (and fail) to build a string that size; a config value never needs
+        // one, so a huge width or precision is an error instead of an abort.
+        if spec.width > MAX_FIELD || spec.precision.is_some_and(|p| p > MAX_FIELD) {
+            return Err(FormatError::Bad(format!("width or precision larger than {MAX_FIELD}")));
+        }
         while matches!(chars.get(i), Some('h' | 'l' | 'L')) {
             i += 1;
         }
@@ -172,6 +177,9 @@ fn format(text: &str, names: &Names) -> Result<String, FormatError> {
     }
     Ok(out)
 }
+
+/// The largest width or precision accepted in a format spec.
+const MAX_FIELD: usize = 4096;
 
 fn pad(body: String, sign: &str, spec: &Spec, numeric: bool) -> String {
     let len = sign.chars().count() + body.chars().count();

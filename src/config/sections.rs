@@ -14,6 +14,24 @@ use super::Overrides;
 
 /// Reads one file into the parser; a missing or unreadable file is an error.
 pub fn read_file(ini: &mut Ini, path: &Path, errors: &mut Vec<Diagnostic>) -> bool {
+    // Only regular files, and not huge ones: a FIFO would block the reader forever and
+    // /dev/zero would never end.
+    const MAX_CONFIG: u64 = 16 << 20;
+    let refuse = |message: String, errors: &mut Vec<Diagnostic>| {
+        errors.push(Diagnostic { span: None, section: None, key: None, message });
+        false
+    };
+    if let Ok(meta) = std::fs::metadata(path) {
+        if !meta.is_file() {
+            return refuse(format!("could not read config file {}: not a regular file", path.display()), errors);
+        }
+        if meta.len() > MAX_CONFIG {
+            return refuse(
+                format!("could not read config file {}: larger than {} MiB", path.display(), MAX_CONFIG >> 20),
+                errors,
+            );
+        }
+    }
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) => {
