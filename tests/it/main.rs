@@ -5,6 +5,7 @@ mod ctl_python;
 mod ctl_tutorial;
 mod daemon;
 mod docs;
+mod fuzz_smoke;
 mod harness;
 mod pid1;
 mod pyenv;
