@@ -186,7 +186,18 @@ pub fn ini(data: &[u8]) {
 // ---------------------------------------------------------------------------------------------
 // %(name)s expansion
 
+/// Known bug, skipped until fixed so the fuzzers can look past it (reproducer:
+/// `fuzz_smoke::bug_expand_huge_width_aborts`): `expand` pads to any width or precision it is
+/// given, so `%(program_name)99999999999s` asks for a 100 GB string and aborts the process.
+/// Skips inputs with a `%` and a run of seven or more digits.
+pub fn hits_known_expand_bug(data: &[u8]) -> bool {
+    data.contains(&b'%') && data.split(|b| !b.is_ascii_digit()).any(|run| run.len() >= 7)
+}
+
 pub fn expand(data: &[u8]) {
+    if hits_known_expand_bug(data) {
+        return;
+    }
     let mut input = Input::new(data);
     let num = i64::from(input.byte() as i8) * 1000 + i64::from(input.byte());
     let mut names = Names::new();
@@ -322,6 +333,9 @@ pub const INCLUDE_SPLIT: &str = "\n--8<-- inc.conf\n";
 
 pub fn config_load(data: &[u8]) {
     use minisv::config::{load, load_ctl, Overrides};
+    if hits_known_expand_bug(data) {
+        return;
+    }
     let dir = scratch_dir().join(format!("load-{:?}", std::thread::current().id()));
     std::fs::create_dir_all(&dir).expect("create the config dir");
     let input = text(data);
