@@ -915,3 +915,18 @@ mod tests {
         assert_eq!(parse_response(encode_response(&v).as_bytes()), Ok(Ok(v)));
     }
 }
+
+#[cfg(test)]
+mod cr_regression {
+    use super::*;
+
+    #[test]
+    fn carriage_return_next_to_replacement_chars_round_trips() {
+        for s in ["(\u{fffd}\r\u{fffd}1", "a\rb", "\r", "\u{7f}\r", "literal &#13; stays"] {
+            let v = Value::Array(vec![Value::String(s.to_string())]);
+            let doc = encode_response(&v);
+            let back = parse_response(doc.as_bytes()).expect("parses").expect("no fault");
+            assert_eq!(back, v, "{doc}");
+        }
+    }
+}

@@ -7,6 +7,7 @@ mod daemon;
 mod docs;
 mod events;
 mod faults;
+mod fuzz_smoke;
 mod harness;
 mod packaging;
 mod pid1;
