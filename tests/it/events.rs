@@ -263,3 +263,33 @@ fn tick_5_arrives_on_a_five_second_boundary() {
     let when: u64 = body.strip_prefix("when:").expect("when:").parse().expect("number");
     assert_eq!(when % 5, 0, "the boundary, a multiple of 5: {body}");
 }
+
+#[test]
+fn superlance_httpok_restarts_a_program_whose_url_fails() {
+    // httpok checks the URL on each TICK and restarts the program through the XML-RPC API
+    // (it finds the daemon through SUPERVISOR_SERVER_URL, set by minisv).
+    let py = python_supervisor();
+    let dir = TempDir::new("evhttpok");
+    let sendmail = script(&dir, "sendmail.sh", "#!/bin/sh\ncat >> \"$(dirname \"$0\")/mail.txt\"\n");
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let conf = dir.write(
+        "sv.conf",
+        &format!(
+            "{}[eventlistener:httpok]\ncommand={} -p web -t 2 -m ops@example.invalid -s \"{sendmail}\" http://127.0.0.1:{dead_port}/\n\
+             events=TICK_5\n\
+             [program:web]\ncommand=sleep 1000\nstartsecs=0\n",
+            base_config(dir.path()),
+            py.join("httpok").display()
+        ),
+    );
+    let d = Daemon::start_with(dir, conf, &[]);
+    let first = d.wait_state("web", "RUNNING", 10.0).int_of("pid");
+    let second = wait_for(20.0, "httpok to restart web", || {
+        let info = d.info("web");
+        (info.str_of("statename") == "RUNNING" && info.int_of("pid") != first).then(|| info.int_of("pid"))
+    });
+    assert_ne!(second, first);
+    let mail =
+        wait_for(10.0, "httpok's mail", || fs::read_to_string(d.path("mail.txt")).ok().filter(|m| m.contains("web")));
+    assert!(mail.contains("To: ops@example.invalid"), "{mail}");
+}
