@@ -533,3 +533,21 @@ fn a_second_instance_on_the_same_pidfile_refuses_to_start() {
     assert!(err.starts_with(&format!("Error: another minisv is running with pid {} (pidfile ", d.pid)), "{err}");
     assert_eq!(d.count_log("spawned: 'a'"), 1, "nothing was started twice");
 }
+
+#[test]
+fn ctl_reload_restarts_everything_in_the_same_process_and_keeps_serving() {
+    let d = Daemon::start("ctlreload", "[program:a]\ncommand=sleep 1000\nstartsecs=0\n");
+    let before = d.wait_state("a", "RUNNING", 10.0).int_of("pid");
+    let conf = fs::read_to_string(&d.conf).expect("conf");
+    fs::write(&d.conf, format!("{conf}[program:b]\ncommand=sleep 1000\nstartsecs=0\n")).expect("write");
+    let out = d.ctl(&["reload"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Restarted supervisord\n");
+    // The new config is in force once the daemon answers again: b exists, a was restarted.
+    let b = wait_for(15.0, "b after the reload", || {
+        d.rpc_try("supervisor.getProcessInfo", "b").filter(|i| i.str_of("statename") == "RUNNING")
+    });
+    assert!(b.int_of("pid") > 0);
+    let after = d.wait_state("a", "RUNNING", 10.0).int_of("pid");
+    assert_ne!(after, before, "a reload restarts the programs");
+    assert_eq!(d.rpc("supervisor.getPID", &[]).expect("pid").as_int(), Some(d.pid as i64), "same process");
+}

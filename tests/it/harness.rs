@@ -200,6 +200,17 @@ impl Daemon {
         rpc_unix(&self.dir.join("sv.sock"), method, params)
     }
 
+    /// One call with a string argument that may fail (the daemon may be between two configs).
+    pub fn rpc_try(&self, method: &str, arg: &str) -> Option<Value> {
+        let sock = self.dir.join("sv.sock");
+        let body = xmlrpc::encode_call(method, &[Value::from(arg)]);
+        let (status, _, body) = http_unix(&sock, "POST", "/RPC2", body.as_bytes(), None).ok()?;
+        if status != 200 {
+            return None;
+        }
+        xmlrpc::parse_response(&body).ok()?.ok()
+    }
+
     pub fn info(&self, name: &str) -> Value {
         self.rpc("supervisor.getProcessInfo", &[Value::from(name)]).expect("getProcessInfo")
     }
