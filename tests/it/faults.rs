@@ -112,3 +112,100 @@ fn failed_logins_are_logged_with_the_peer_and_never_the_password() {
     let info = d.rpc("supervisor.getAllConfigInfo", &[]).expect("config info");
     assert!(!format!("{info:?}").contains("s3cret"), "no password in getAllConfigInfo");
 }
+
+#[test]
+fn a_thousand_children_exiting_at_once_are_all_reaped() {
+    // Every child blocks opening a FIFO; opening and closing its write end releases them all
+    // at the same instant: a SIGCHLD storm.
+    let dir = TempDir::new("storm");
+    let fifo = dir.join("go");
+    let c = std::ffi::CString::new(fifo.to_str().expect("utf-8")).expect("path");
+    // SAFETY: a valid path; mkfifo only creates a file.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let conf = dir.write(
+        "sv.conf",
+        &format!(
+            "{}[program:w]\ncommand=sh -c 'read x < {}; exit 3'\nnumprocs=1000\nprocess_name=w%(process_num)d\n\
+             startsecs=0\nautorestart=false\nstdout_logfile=NONE\nstderr_logfile=NONE\n",
+            base_config(dir.path()).replace("loglevel=debug", "loglevel=info\nminfds=4096"),
+            fifo.display()
+        ),
+    );
+    let d = Daemon::start_with(dir, conf, &[]);
+    let all = |state: &str| -> usize {
+        let infos = d.rpc("supervisor.getAllProcessInfo", &[]).expect("info");
+        infos.as_array().expect("array").iter().filter(|i| i.str_of("statename") == state).count()
+    };
+    wait_for(60.0, "1000 RUNNING", || (all("RUNNING") == 1000).then_some(()));
+    // Wait until every child is blocked in the FIFO open (each has exec'd sh by then).
+    wait_for(60.0, "all children waiting", || {
+        let infos = d.rpc("supervisor.getAllProcessInfo", &[]).expect("info");
+        infos
+            .as_array()
+            .expect("array")
+            .iter()
+            .all(|i| {
+                let pid = i.int_of("pid");
+                fs::read_to_string(format!("/proc/{pid}/wchan"))
+                    .is_ok_and(|w| w.contains("partner") || w.contains("fifo") || w.contains("pipe"))
+            })
+            .then_some(())
+    });
+    drop(fs::OpenOptions::new().write(true).open(d.path("go")).expect("open the FIFO"));
+    wait_for(60.0, "1000 EXITED", || (all("EXITED") == 1000).then_some(()));
+    let infos = d.rpc("supervisor.getAllProcessInfo", &[]).expect("info");
+    assert!(infos.as_array().expect("array").iter().all(|i| i.int_of("exitstatus") == 3 && i.int_of("pid") == 0));
+    let zombies = fs::read_to_string(format!("/proc/{}/task/{}/children", d.pid, d.pid)).unwrap_or_default();
+    assert_eq!(zombies.trim(), "", "no child left, zombie or not");
+}
+
+#[test]
+fn children_that_close_stdout_or_write_fast_on_both_channels_are_handled() {
+    let d = Daemon::start(
+        "channels",
+        "[program:closer]\ncommand=sh -c 'exec >&- 2>&-; exec sleep 1000'\nstartsecs=0\n\
+         [program:both]\ncommand=sh -c '(head -c 50000000 /dev/zero | tr \"\\\\0\" o) & (head -c 50000000 /dev/zero | tr \"\\\\0\" e >&2); wait; exec sleep 1000'\n\
+         stdout_logfile=%(here)s/out.log\nstderr_logfile=%(here)s/err.log\nstdout_logfile_maxbytes=0\nstderr_logfile_maxbytes=0\nstartsecs=0\n",
+    );
+    // While 100 MB pour in, the daemon answers.
+    for _ in 0..20 {
+        assert_eq!(d.rpc("supervisor.getState", &[]).expect("state").str_of("statename"), "RUNNING");
+    }
+    wait_for(60.0, "both logs complete", || {
+        let o = fs::metadata(d.path("out.log")).ok()?.len();
+        let e = fs::metadata(d.path("err.log")).ok()?.len();
+        (o == 50_000_000 && e == 50_000_000).then_some(())
+    });
+    assert_eq!(d.state("closer"), "RUNNING", "closing its output does not end a program");
+    let out = d.ctl(&["stop", "closer"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "closer: stopped\n");
+}
+
+#[test]
+fn a_bounded_fork_bomb_is_killed_with_its_process_group() {
+    let d = Daemon::start(
+        "forkbomb",
+        "[program:bomb]\ncommand=sh -c 'i=0; while [ $i -lt 100 ]; do sleep 1000 & i=$((i+1)); done; echo forked; wait'\n\
+         stopasgroup=true\nstartsecs=0\nstdout_logfile=%(here)s/bomb.out\n",
+    );
+    let sh = d.wait_state("bomb", "RUNNING", 10.0).int_of("pid") as i32;
+    wait_for(20.0, "the children", || fs::read_to_string(d.path("bomb.out")).ok().filter(|s| s.contains("forked")));
+    let in_group = || -> usize {
+        fs::read_dir("/proc")
+            .map(|rd| {
+                rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                    .filter(|pid| {
+                        fs::read_to_string(format!("/proc/{pid}/stat")).ok().is_some_and(|s| {
+                            let f: Vec<&str> = s.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+                            f.get(2) == Some(&sh.to_string().as_str()) && f.first() != Some(&"Z")
+                        })
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert!(in_group() >= 101, "the shell and its 100 children share a process group");
+    let out = d.ctl(&["stop", "bomb"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "bomb: stopped\n");
+    wait_for(10.0, "the whole group gone", || (in_group() == 0).then_some(()));
+}
