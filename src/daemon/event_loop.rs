@@ -44,6 +44,8 @@ pub const HANDLED_SIGNALS: &[i32] =
 
 const SIGNAL_TOKEN: Token = Token(0);
 pub const WAKER_TOKEN: Token = Token(1);
+/// The control servers' listening sockets (watched for connections nobody accepts).
+const LISTENER_TOKEN_BASE: usize = 2;
 const PIPE_TOKEN_BASE: usize = 16;
 /// Bytes read from one pipe per wakeup before the others get their turn.
 const READ_BUDGET: usize = 1 << 20;
@@ -163,6 +165,14 @@ pub struct EventLoop {
     /// The HTTP servers, and the accept errors already reported.
     server: Option<ServerHandle>,
     reported_accept_errors: Vec<String>,
+    server_tx: Option<Sender<ServerRequest>>,
+    server_waker: Option<std::sync::Arc<mio::Waker>>,
+    /// When to restart control servers whose accept thread died.
+    server_retry: Option<Instant>,
+    /// When to check that a connection seen arriving has been accepted, and whether the last
+    /// check found connections waiting.
+    accept_check: Option<Instant>,
+    accept_suspect: bool,
 }
 
 impl EventLoop {
@@ -188,6 +198,11 @@ impl EventLoop {
             ticker: Ticker::new(),
             server: None,
             reported_accept_errors: Vec::new(),
+            server_tx: None,
+            server_waker: None,
+            server_retry: None,
+            accept_check: None,
+            accept_suspect: false,
             config,
             sup: Supervisor::new(),
             log,
@@ -319,10 +334,12 @@ impl EventLoop {
                 });
                 // TICKs cost a wakeup only when some pool subscribes to them.
                 let tick = self.tick_timeout(SystemTime::now());
-                match (core, tick) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                }
+                let retry = [self.server_retry, self.accept_check]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .map(|t| t.saturating_duration_since(Instant::now()));
+                [core, tick, retry].into_iter().flatten().min()
             };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
@@ -330,11 +347,18 @@ impl EventLoop {
                 Err(e) => return Err(e),
             }
             self.ticks(SystemTime::now());
+            if self.accept_check.is_some_and(|t| t <= Instant::now()) {
+                self.check_accepting();
+            }
+            if self.server_retry.is_some_and(|t| t <= Instant::now()) {
+                self.restart_servers();
+            }
             let mut got_signals = false;
             for event in events.iter() {
                 match event.token() {
                     SIGNAL_TOKEN => got_signals = true,
                     WAKER_TOKEN => self.on_wake(),
+                    Token(t) if (LISTENER_TOKEN_BASE..PIPE_TOKEN_BASE).contains(&t) => self.connection_arrived(),
                     token => match token_pipe(token) {
                         Some(PipeToken::Output(id, ch)) => self.read_pipe(id, ch, READ_BUDGET),
                         Some(PipeToken::Stdin(id)) => self.flush_stdin(id),

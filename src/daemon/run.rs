@@ -189,7 +189,8 @@ pub fn run(argv0: &str, args: &DaemonArgs) -> i32 {
             Ok(waker) => {
                 let (tx, rx) = mpsc::channel();
                 event_loop.set_requests(rx);
-                event_loop.set_server(http::serve(bound, tx, Arc::new(waker)));
+                let waker = Arc::new(waker);
+                event_loop.set_server(http::serve(bound, tx.clone(), waker.clone()), tx, waker);
             }
             Err(e) => event_loop.log.log(LogLevel::Critical, &format!("cannot start the control servers: {e}")),
         }

@@ -174,6 +174,15 @@ struct RunningServer {
 }
 
 impl ServerHandle {
+    /// The listening sockets (second fds of them), for the loop's watchdog: a listening socket
+    /// that stays readable (a connection waits) for a while means tiny_http's accept thread is
+    /// gone, whether it ended on an accept error or panicked (its `try_clone().unwrap()` does
+    /// on EMFILE).
+    pub fn listener_fds(&self) -> Vec<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.servers.iter().filter_map(|s| s.listener.as_ref().map(|l| l.as_raw_fd())).collect()
+    }
+
     /// Per server, whether it still accepts connections. tiny_http's accept thread ends for
     /// good on an accept() error (EMFILE, ENFILE, ...); when that happens the loop is woken,
     /// so the daemon can call this on each wake-up (a mutex per server, no I/O) and log

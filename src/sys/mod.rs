@@ -261,3 +261,9 @@ pub fn chown(path: &std::path::Path, uid: u32, gid: u32) -> io::Result<()> {
     syscall!(chown(c.as_ptr(), uid, gid))?;
     Ok(())
 }
+
+/// Whether `fd` is readable right now (for a listening socket: a connection is waiting).
+pub fn readable_now(fd: RawFd) -> bool {
+    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    matches!(syscall!(poll(&mut pfd, 1, 0)), Ok(n) if n > 0 && pfd.revents & libc::POLLIN != 0)
+}

@@ -209,3 +209,50 @@ fn a_bounded_fork_bomb_is_killed_with_its_process_group() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "bomb: stopped\n");
     wait_for(10.0, "the whole group gone", || (in_group() == 0).then_some(()));
 }
+
+#[test]
+fn out_of_fds_spawns_fail_into_backoff_and_the_control_socket_recovers() {
+    let dir = TempDir::new("emfile");
+    let conf = dir.write(
+        "sv.conf",
+        &format!(
+            "{}[program:hog]\ncommand=sh -c 'sleep 3'\nnumprocs=12\nprocess_name=hog%(process_num)d\nstartsecs=0\n\
+             autorestart=false\nstartretries=0\nstdout_logfile=NONE\nstderr_logfile=NONE\n",
+            base_config(dir.path()).replace("loglevel=debug", "loglevel=debug\nminfds=32")
+        ),
+    );
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["-n", "-c"]).arg(&conf).current_dir(dir.path());
+    cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    // SAFETY: setrlimit is async-signal-safe; it only lowers this child's fd limit.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            let lim = libc::rlimit { rlim_cur: 40, rlim_max: 40 };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("minisv");
+    let log = || fs::read_to_string(dir.join("main.log")).unwrap_or_default();
+    wait_for(10.0, "spawn failures", || log().contains("too many open files to spawn").then_some(()));
+    // Connections held open use up the last fds; one finds no fd to accept with, and
+    // tiny_http's accept thread dies of it.
+    let held: Vec<_> =
+        (0..12).filter_map(|_| std::os::unix::net::UnixStream::connect(dir.join("sv.sock")).ok()).collect();
+    wait_for(10.0, "the accept failure", || log().contains("stopped accepting connections").then_some(()));
+    drop(held);
+    // Once the sleeps exit, fds are free again and the control socket answers by itself.
+    let state = wait_for(30.0, "the control socket to answer again", || {
+        let body = minisv::rpc::xmlrpc::encode_call("supervisor.getState", &[]);
+        let (status, _, body) = http_unix(&dir.join("sv.sock"), "POST", "/RPC2", body.as_bytes(), None).ok()?;
+        (status == 200).then(|| String::from_utf8_lossy(&body).into_owned())
+    });
+    assert!(state.contains("RUNNING"));
+    let l = log();
+    assert!(l.contains("spawnerr: too many open files to spawn 'hog"), "{l}");
+    assert!(l.contains("control servers restarted"), "{l}");
+    kill(child.id(), libc::SIGTERM);
+    let _ = wait_for(20.0, "exit", || child.try_wait().ok().flatten());
+}

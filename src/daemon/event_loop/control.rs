@@ -4,7 +4,11 @@
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mio::Waker;
 use std::time::{Instant, SystemTime};
 
 use mio::unix::SourceFd;
@@ -17,6 +21,11 @@ use crate::rpc::api::{self, Reply};
 use crate::rpc::http::{RequestKind, ServerHandle, ServerReply, ServerRequest};
 use crate::supervisor::{Input, ProcId, RemoveError};
 
+/// How long after an accept failure the control servers are restarted (and between tries).
+const SERVER_RETRY: Duration = Duration::from_secs(1);
+/// How long a connection may wait in the backlog before the servers count as stuck.
+const ACCEPT_WATCHDOG: Duration = Duration::from_secs(2);
+
 /// Group names (added, changed, removed), as `reloadConfig` reports them.
 pub type GroupChanges = (Vec<String>, Vec<String>, Vec<String>);
 
@@ -26,15 +35,20 @@ impl EventLoop {
         self.requests = Some(rx);
     }
 
-    pub fn set_server(&mut self, server: ServerHandle) {
+    /// The control servers, and what restarting them takes.
+    pub fn set_server(&mut self, server: ServerHandle, tx: Sender<ServerRequest>, waker: Arc<Waker>) {
+        self.watch_listeners(&server);
         self.server = Some(server);
+        self.server_tx = Some(tx);
+        self.server_waker = Some(waker);
     }
 
     pub fn take_server(&mut self) -> Option<ServerHandle> {
         self.server.take()
     }
 
-    /// tiny_http's accept thread ends for good on an accept error (EMFILE ...); say so once.
+    /// tiny_http's accept thread ends for good on an accept error (EMFILE ...): say so once and
+    /// restart the servers shortly (again and again while binding fails, e.g. still out of fds).
     fn check_servers(&mut self) {
         let Some(server) = &self.server else { return };
         for h in server.health() {
@@ -44,12 +58,76 @@ impl EventLoop {
                     self.log.log(
                         LogLevel::Critical,
                         &format!(
-                            "[{}] stopped accepting connections: {} (open connections are still served)",
+                            "[{}] stopped accepting connections: {} (open connections are still served); \
+                             restarting the control servers",
                             h.section, err
                         ),
                     );
                     self.reported_accept_errors.push(key);
                 }
+                self.server_retry.get_or_insert(Instant::now() + SERVER_RETRY);
+            }
+        }
+    }
+
+    /// Watches the listening sockets: each arriving connection wakes the loop once.
+    fn watch_listeners(&mut self, server: &ServerHandle) {
+        for (i, fd) in server.listener_fds().into_iter().enumerate() {
+            let token = mio::Token(super::LISTENER_TOKEN_BASE + i);
+            if token.0 >= super::PIPE_TOKEN_BASE {
+                break;
+            }
+            if let Err(e) = self.poll.registry().register(&mut SourceFd(&fd), token, Interest::READABLE) {
+                self.log.log(LogLevel::Warn, &format!("cannot watch a control socket: {e}"));
+            }
+        }
+    }
+
+    /// A connection arrived: check in a moment that it was accepted.
+    pub(super) fn connection_arrived(&mut self) {
+        self.accept_check.get_or_insert(Instant::now() + ACCEPT_WATCHDOG);
+    }
+
+    /// Connections still waiting at two checks, ACCEPT_WATCHDOG after one arrived and a second
+    /// later, mean nobody accepts any more (tiny_http's accept thread ended or panicked, e.g. out
+    /// of fds): restart the servers. A busy but live acceptor empties the backlog in between.
+    pub(super) fn check_accepting(&mut self) {
+        self.accept_check = None;
+        let Some(server) = &self.server else { return };
+        let waiting = server.listener_fds().into_iter().any(crate::sys::readable_now);
+        if !waiting {
+            self.accept_suspect = false;
+        } else if !self.accept_suspect {
+            self.accept_suspect = true;
+            self.accept_check = Some(Instant::now() + Duration::from_secs(1));
+        } else {
+            self.accept_suspect = false;
+            self.log.log(
+                LogLevel::Critical,
+                "the control server stopped accepting connections (connections waited for seconds); restarting it",
+            );
+            self.restart_servers();
+        }
+    }
+
+    /// Stops the control servers and starts them again on fresh sockets.
+    pub(super) fn restart_servers(&mut self) {
+        self.server_retry = None;
+        let (Some(tx), Some(waker)) = (self.server_tx.clone(), self.server_waker.clone()) else { return };
+        if let Some(old) = self.server.take() {
+            old.shutdown();
+        }
+        match crate::rpc::http::bind(&self.config) {
+            Ok((bound, _)) => {
+                let server = crate::rpc::http::serve(bound, tx, waker);
+                self.watch_listeners(&server);
+                self.server = Some(server);
+                self.reported_accept_errors.clear();
+                self.log.log(LogLevel::Info, "control servers restarted");
+            }
+            Err(e) => {
+                self.log.log(LogLevel::Warn, &format!("cannot restart the control servers yet: {e}; retrying"));
+                self.server_retry = Some(Instant::now() + SERVER_RETRY);
             }
         }
     }
