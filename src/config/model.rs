@@ -224,12 +224,28 @@ pub struct ProcessConfig {
     pub serverurl: Option<String>,
     /// minisv: the daemon exits with this program's status when it fails for good.
     pub critical: bool,
+    /// minisv's restart policies (all 0 = Supervisor's behaviour).
+    pub restart: RestartPolicy,
     /// minisv: text (and a space) put before each line of output in the program's logs.
     pub log_prefix: Option<String>,
     /// minisv: a timestamp before each line of output in the program's logs.
     pub log_timestamps: bool,
     /// Where the process's section starts, for runtime messages.
     pub span: Span,
+}
+
+/// minisv's restart policies, in seconds; 0 leaves Supervisor's behaviour.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RestartPolicy {
+    /// The longest wait between two start attempts (the backoff grows by a second per failure).
+    pub backoff_max: u64,
+    /// A wait before an automatic restart after an exit.
+    pub restart_delay: u64,
+    /// A FATAL process is started again after this long.
+    pub fatal_retry: u64,
+    /// An exit within this long after reaching RUNNING counts as a failure: the backoff grows
+    /// instead of being reset, so a program that crashes just after startsecs is slowed down.
+    pub backoff_window: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -423,7 +423,12 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str, list
     let autorestart =
         ld.conv(section, "autorestart", n, AutoRestart::Unexpected, types::auto_restart, EXPECT_AUTORESTART);
     let startsecs = ld.conv(section, "startsecs", n, 1, types::integer, EXPECT_INT);
-    let startretries = ld.conv(section, "startretries", n, 3, types::integer, EXPECT_INT);
+    // minisv: `infinite` (or -1) never gives up.
+    let startretries = ld.conv(section, "startretries", n, 3, types::retries, EXPECT_RETRIES);
+    let backoff_max = ld.conv(section, "backoff_max", n, 0, types::integer, EXPECT_INT).max(0) as u64;
+    let restart_delay = ld.conv(section, "restart_delay", n, 0, types::integer, EXPECT_INT).max(0) as u64;
+    let fatal_retry = ld.conv(section, "fatal_retry", n, 0, types::integer, EXPECT_INT).max(0) as u64;
+    let backoff_window = ld.conv(section, "backoff_window", n, 0, types::integer, EXPECT_INT).max(0) as u64;
     let stopsignal = ld.conv(section, "stopsignal", n, libc::SIGTERM, types::signal, EXPECT_SIGNAL);
     let stopwaitsecs = ld.conv(section, "stopwaitsecs", n, 10, types::integer, EXPECT_INT);
     let stopasgroup = ld.conv(section, "stopasgroup", n, false, types::boolean, EXPECT_BOOL);
@@ -565,6 +570,7 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str, list
             environment,
             serverurl: serverurl.clone(),
             critical,
+            restart: RestartPolicy { backoff_max, restart_delay, fatal_retry, backoff_window },
             log_prefix,
             log_timestamps,
             span: span.clone(),

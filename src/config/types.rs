@@ -52,6 +52,14 @@ fn py_int(s: &str, base: u32) -> Option<i128> {
 }
 
 /// `integer`: Python `int()` in base 10.
+/// `startretries`: an integer, or `infinite` (minisv; stored as -1, which also means infinite).
+pub fn retries(s: &str) -> Result<i64, String> {
+    if py_strip(s).eq_ignore_ascii_case("infinite") {
+        return Ok(-1);
+    }
+    integer(s)
+}
+
 pub fn integer(s: &str) -> Result<i64, String> {
     let n = py_int(s, 10).ok_or_else(|| format!("invalid literal for int() with base 10: {}", py_repr(s)))?;
     i64::try_from(n).map_err(|_| format!("{} is out of range", py_strip(s)))

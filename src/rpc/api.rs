@@ -435,10 +435,12 @@ fn start_all_processes(lp: &mut EventLoop, a: &Args) -> Outcome {
 fn stop_one(lp: &mut EventLoop, id: ProcId, wait: bool) -> Outcome {
     let name = namespec_of(lp, id);
     let Some(p) = lp.sup.process(id) else { return Err(RpcError::with(faults::BAD_NAME, name)) };
-    if !p.state.is_running() {
+    // A restart that waits (restart_delay, fatal_retry) is called off by a stop.
+    let pending = p.restart_pending();
+    if !p.state.is_running() && !pending {
         return Err(RpcError::with(faults::NOT_RUNNING, name));
     }
-    if p.pid == 0 && p.state != ProcessState::Backoff {
+    if p.pid == 0 && p.state != ProcessState::Backoff && !pending {
         let sig = crate::sys::signal_name(p.config.stopsignal);
         return Err(RpcError::with(
             faults::FAILED,

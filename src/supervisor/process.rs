@@ -97,6 +97,8 @@ pub struct Process {
     pub last_status: Option<i32>,
     /// The pid that just exited, while its exit is being handled (state events carry it).
     exited_pid: u32,
+    /// When it last entered RUNNING (for `backoff_window`).
+    running_since: Option<Instant>,
 }
 
 fn secs(n: i64) -> Duration {
@@ -122,6 +124,7 @@ impl Process {
             system_stop: false,
             last_status: None,
             exited_pid: 0,
+            running_since: None,
         }
     }
 
@@ -141,26 +144,38 @@ impl Process {
                     Some(start + secs(self.config.startsecs))
                 }
             }
-            ProcessState::Backoff | ProcessState::Stopping => self.delay,
-            ProcessState::Starting
-            | ProcessState::Stopped
-            | ProcessState::Running
-            | ProcessState::Exited
-            | ProcessState::Fatal
-            | ProcessState::Unknown => None,
+            // EXITED and FATAL have a delay only for a pending restart (restart_delay,
+            // backoff_window, fatal_retry).
+            ProcessState::Backoff | ProcessState::Stopping | ProcessState::Exited | ProcessState::Fatal => self.delay,
+            ProcessState::Starting | ProcessState::Stopped | ProcessState::Running | ProcessState::Unknown => None,
         }
     }
 
     fn change(&mut self, to: ProcessState, expected: Option<bool>, ctx: &Ctx, out: &mut Vec<Effect>) {
         let from = self.state;
         if to == ProcessState::Backoff {
-            // Linear backoff (2.4): the n-th failure waits n seconds.
+            // Linear backoff (2.4): the n-th failure waits n seconds (at most backoff_max).
             self.backoff += 1;
-            self.delay = Some(ctx.now + secs(self.backoff as i64));
+            self.delay = Some(ctx.now + self.backoff_wait());
+        }
+        if to == ProcessState::Running {
+            self.running_since = Some(ctx.now);
         }
         self.state = to;
         let pid = if self.pid != 0 { self.pid } else { self.exited_pid };
         out.push(Effect::Changed { from, to, expected, pid, tries: self.backoff });
+    }
+
+    /// The wait after the n-th failure: n seconds, capped by `backoff_max`.
+    fn backoff_wait(&self) -> Duration {
+        let max = self.config.restart.backoff_max;
+        let n = self.backoff as u64;
+        Duration::from_secs(if max > 0 { n.min(max) } else { n })
+    }
+
+    /// A restart is scheduled (restart_delay, backoff_window or fatal_retry) and not yet due.
+    pub fn restart_pending(&self) -> bool {
+        matches!(self.state, ProcessState::Exited | ProcessState::Fatal) && self.delay.is_some()
     }
 
     fn log(&self, out: &mut Vec<Effect>, level: LogLevel, msg: String) {
@@ -277,8 +292,15 @@ impl Process {
                 self.delay = None;
                 self.change(S::Stopped, None, ctx, out);
             }
+            // A restart that waits (restart_delay, fatal_retry) is called off by a stop.
+            (S::Exited | S::Fatal, I::Stop) => {
+                if self.delay.take().is_some() {
+                    self.administrative_stop = true;
+                    self.change(S::Stopped, None, ctx, out);
+                }
+            }
             // Already stopping, or nothing to stop (the RPC layer answers NOT_RUNNING).
-            (S::Stopping | S::Stopped | S::Exited | S::Fatal | S::Unknown, I::Stop) => {}
+            (S::Stopping | S::Stopped | S::Unknown, I::Stop) => {}
 
             // --- GiveUp (group stopped for shutdown) ----------------------------------------
             (S::Backoff, I::GiveUp) => self.give_up(ctx, out),
@@ -318,7 +340,7 @@ impl Process {
                     }
                     AutoRestart::Never => false,
                 };
-                if restart {
+                if restart && self.delay.is_none_or(|d| ctx.now >= d) {
                     self.spawn(ctx, out);
                 }
             }
@@ -328,7 +350,8 @@ impl Process {
                 }
             }
             S::Backoff => {
-                if self.backoff as i64 > self.config.startretries {
+                // startretries < 0 (infinite): never give up.
+                if self.config.startretries >= 0 && self.backoff as i64 > self.config.startretries {
                     self.give_up(ctx, out);
                     let msg =
                         format!("gave up: {} entered FATAL state, too many start retries too quickly", self.name());
@@ -340,7 +363,10 @@ impl Process {
             S::Starting => {
                 if self.pid != 0 && self.deadline().is_some_and(|d| ctx.now >= d) {
                     self.delay = None;
-                    self.backoff = 0;
+                    // With backoff_window, the backoff is reset only once it stayed up that long.
+                    if self.config.restart.backoff_window == 0 {
+                        self.backoff = 0;
+                    }
                     self.change(S::Running, None, ctx, out);
                     let msg = format!(
                         "success: {} entered RUNNING state, process has stayed up for > than {} seconds (startsecs)",
@@ -357,7 +383,19 @@ impl Process {
                     self.kill(libc::SIGKILL, self.config.killasgroup, ctx, out);
                 }
             }
-            S::Running | S::Fatal | S::Unknown => {}
+            S::Fatal => {
+                if ctx.may_start && self.delay.is_some_and(|d| ctx.now >= d) {
+                    let msg = format!(
+                        "retrying: {} was FATAL for {} seconds (fatal_retry)",
+                        self.name(),
+                        self.config.restart.fatal_retry
+                    );
+                    self.log(out, LogLevel::Info, msg);
+                    self.delay = None;
+                    self.spawn(ctx, out);
+                }
+            }
+            S::Running | S::Unknown => {}
         }
     }
 
@@ -374,7 +412,8 @@ impl Process {
     }
 
     fn give_up(&mut self, ctx: &Ctx, out: &mut Vec<Effect>) {
-        self.delay = None;
+        let retry = self.config.restart.fatal_retry;
+        self.delay = (retry > 0).then(|| ctx.now + Duration::from_secs(retry));
         self.backoff = 0;
         self.system_stop = true;
         self.change(ProcessState::Fatal, None, ctx, out);
@@ -407,7 +446,15 @@ impl Process {
 
     fn exit_from_running(&mut self, info: ExitInfo, ctx: &Ctx, out: &mut Vec<Effect>) {
         self.delay = None;
-        self.backoff = 0;
+        let window = self.config.restart.backoff_window;
+        let early = window > 0
+            && self.running_since.is_some_and(|t| ctx.now.saturating_duration_since(t) < Duration::from_secs(window));
+        if early {
+            // A crash soon after RUNNING counts as a failure: it is restarted after the backoff.
+            self.backoff += 1;
+        } else {
+            self.backoff = 0;
+        }
         self.killing = false;
         self.exitstatus = Some(info.exitstatus);
         let expected = self.config.exitcodes.contains(&info.exitstatus);
@@ -420,6 +467,14 @@ impl Process {
             self.change(ProcessState::Exited, Some(false), ctx, out);
             let msg = format!("exited: {} ({}; not expected)", self.name(), info.message);
             self.log(out, LogLevel::Warn, msg);
+        }
+        let wait = Duration::from_secs(self.config.restart.restart_delay).max(if early {
+            self.backoff_wait()
+        } else {
+            Duration::ZERO
+        });
+        if !wait.is_zero() {
+            self.delay = Some(ctx.now + wait);
         }
         self.tick(ctx, out);
     }

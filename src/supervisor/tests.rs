@@ -41,6 +41,7 @@ fn pconf(name: &str) -> ProcessConfig {
         environment: vec![],
         serverurl: None,
         critical: false,
+        restart: crate::config::RestartPolicy::default(),
         log_prefix: None,
         log_timestamps: false,
         span: Span { file: PathBuf::from("t.conf"), line: 1 },
@@ -648,4 +649,134 @@ fn remove_group_refuses_while_running() {
     h.killed("a", "SIGTERM");
     assert!(h.sup.remove_group("a").is_ok());
     assert!(h.sup.processes().next().is_none());
+}
+
+fn policy(p: &mut ProcessConfig, f: impl FnOnce(&mut crate::config::RestartPolicy)) {
+    f(&mut p.restart);
+}
+
+/// Runs the fake clock from deadline to deadline, making every spawn fail at once, and returns
+/// the spawn times in seconds.
+fn spawn_times_with_quick_exits(h: &mut Harness, name: &str, spawns: usize) -> Vec<u64> {
+    h.tick();
+    let mut times = vec![(h.now - h.t0).as_secs()];
+    for _ in 0..200 {
+        if times.len() >= spawns {
+            break;
+        }
+        if h.state(name) == ProcessState::Starting {
+            h.exit(name, 1);
+        }
+        let Some(d) = h.sup.next_deadline() else { break };
+        h.now = d;
+        let before = h.spawns.len();
+        h.tick();
+        if h.spawns.len() > before {
+            times.push((h.now - h.t0).as_secs());
+        }
+    }
+    times
+}
+
+#[test]
+fn infinite_retries_never_give_up_and_backoff_max_caps_the_wait() {
+    let mut p = pconf("a");
+    p.startretries = -1;
+    policy(&mut p, |r| r.backoff_max = 3);
+    let mut h = Harness::new(vec![group("a", 999, vec![p])]);
+    let times = spawn_times_with_quick_exits(&mut h, "a", 8);
+    // Waits of 1, 2, 3, then 3 seconds forever.
+    assert_eq!(times, vec![0, 1, 3, 6, 9, 12, 15, 18]);
+    assert_ne!(h.state("a"), ProcessState::Fatal);
+}
+
+#[test]
+fn negative_startretries_is_infinite() {
+    let mut p = pconf("a");
+    p.startretries = -1;
+    let mut h = Harness::new(vec![group("a", 999, vec![p])]);
+    let times = spawn_times_with_quick_exits(&mut h, "a", 6);
+    assert_eq!(times, vec![0, 1, 3, 6, 10, 15], "linear backoff without a cap");
+}
+
+#[test]
+fn restart_delay_waits_before_an_autorestart() {
+    let mut p = pconf("a");
+    p.autorestart = AutoRestart::Always;
+    policy(&mut p, |r| r.restart_delay = 5);
+    let mut h = Harness::new(vec![group("a", 999, vec![p])]);
+    h.tick();
+    h.advance(1500);
+    h.exit("a", 0);
+    assert_eq!(h.state("a"), ProcessState::Exited);
+    assert_eq!(h.sup.next_deadline(), Some(h.now + Duration::from_secs(5)));
+    h.advance(4999);
+    assert_eq!(h.spawns.len(), 1);
+    h.advance(1);
+    assert_eq!(h.spawns.len(), 2, "restarted once restart_delay passed");
+}
+
+#[test]
+fn stop_calls_off_a_pending_restart() {
+    let mut p = pconf("a");
+    p.autorestart = AutoRestart::Always;
+    policy(&mut p, |r| r.restart_delay = 5);
+    let mut h = Harness::new(vec![group("a", 999, vec![p])]);
+    h.tick();
+    h.advance(1500);
+    h.exit("a", 0);
+    assert!(h.proc("a").restart_pending());
+    h.feed("a", Input::Stop);
+    assert_eq!(h.state("a"), ProcessState::Stopped);
+    h.advance(10_000);
+    assert_eq!(h.spawns.len(), 1);
+}
+
+#[test]
+fn fatal_retry_starts_a_fatal_process_again() {
+    let mut p = pconf("a");
+    p.startretries = 0;
+    policy(&mut p, |r| r.fatal_retry = 30);
+    let mut h = Harness::new(vec![group("a", 999, vec![p])]);
+    h.tick();
+    h.exit("a", 1);
+    assert_eq!(h.state("a"), ProcessState::Fatal);
+    assert_eq!(h.sup.next_deadline(), Some(h.now + Duration::from_secs(30)));
+    h.advance(30_000);
+    assert_eq!(h.state("a"), ProcessState::Starting);
+    assert!(h.has_log("INFO retrying: a was FATAL for 30 seconds (fatal_retry)"));
+}
+
+#[test]
+fn backoff_window_slows_down_crashes_right_after_startsecs() {
+    // Supervisor restarts a program that dies just after startsecs at full speed forever (#1285).
+    let mut p = pconf("a");
+    p.autorestart = AutoRestart::Always;
+    policy(&mut p, |r| {
+        r.backoff_window = 10;
+        r.backoff_max = 4;
+    });
+    let mut h = Harness::new(vec![group("a", 999, vec![p])]);
+    h.tick();
+    let mut restarts = Vec::new();
+    for _ in 0..6 {
+        h.advance(1000); // startsecs passes: RUNNING
+        assert_eq!(h.state("a"), ProcessState::Running);
+        h.now += Duration::from_millis(500);
+        h.exit("a", 1); // dies half a second after RUNNING
+        let wait = h.sup.next_deadline().map(|d| (d - h.now).as_secs()).unwrap_or(0);
+        restarts.push(wait);
+        if let Some(d) = h.sup.next_deadline() {
+            h.now = d;
+        }
+        h.tick();
+    }
+    assert_eq!(restarts, vec![1, 2, 3, 4, 4, 4], "the wait grows up to backoff_max");
+    // Staying up past the window resets it.
+    h.advance(1000);
+    h.advance(10_000);
+    let spawns = h.spawns.len();
+    h.exit("a", 1);
+    assert_eq!(h.spawns.len(), spawns + 1, "an exit after the window restarts at once");
+    assert_eq!(h.state("a"), ProcessState::Starting);
 }

@@ -560,3 +560,20 @@ fn ctl_reload_restarts_everything_in_the_same_process_and_keeps_serving() {
     assert_ne!(after, before, "a reload restarts the programs");
     assert_eq!(d.rpc("supervisor.getPID", &[]).expect("pid").as_int(), Some(d.pid as i64), "same process");
 }
+
+#[test]
+fn infinite_retries_with_capped_backoff_keep_trying_and_python_tools_still_work() {
+    let d =
+        Daemon::start("infinite", "[program:flaky]\ncommand=sh -c 'exit 1'\nstartretries=infinite\nbackoff_max=1\n");
+    wait_for(15.0, "five attempts", || (d.count_log("spawned: 'flaky'") >= 5).then_some(()));
+    assert!(!d.log().contains("gave up: flaky"), "infinite retries never give up");
+    assert_eq!(d.state("flaky"), "BACKOFF");
+    // The new options are invisible to Supervisor's own tools.
+    let out = std::process::Command::new(crate::pyenv::python_supervisor().join("supervisorctl"))
+        .arg("-c")
+        .arg(&d.conf)
+        .arg("avail")
+        .output()
+        .expect("supervisorctl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "flaky                            in use    auto      999:999\n");
+}
