@@ -281,7 +281,11 @@ impl EventLoop {
             }
         };
         match opened {
-            Ok(log) => Some(log),
+            Ok(mut log) => {
+                // Opened to check it can be; held open only while output flows.
+                log.release();
+                Some(log)
+            }
             Err(e) => {
                 let what = match &settings.logfile {
                     LogSetting::Path(p) => p.display().to_string(),
@@ -439,9 +443,11 @@ impl EventLoop {
         let mut failures = Vec::new();
         for io in &mut self.io {
             for log in io.logs.iter_mut().flatten() {
+                // Reopened to report a problem now; held open only while output flows.
                 if let Err(e) = log.reopen() {
                     failures.push(format!("cannot reopen {}: {}", log.path().display(), e));
                 }
+                log.release();
             }
         }
         for f in failures {
@@ -493,6 +499,18 @@ impl EventLoop {
 
     /// Reads a pipe until it would block, hits EOF or has read `budget` bytes.
     fn read_pipe(&mut self, id: ProcId, ch: Channel, budget: usize) {
+        self.read_pipe_burst(id, ch, budget);
+        self.release_log(id, ch);
+    }
+
+    /// Closes a program's log file between bursts of output (it reopens on the next write).
+    fn release_log(&mut self, id: ProcId, ch: Channel) {
+        if let Some(log) = self.io.get_mut(id.0).and_then(|io| io.logs[ch as usize].as_mut()) {
+            log.release();
+        }
+    }
+
+    fn read_pipe_burst(&mut self, id: ProcId, ch: Channel, budget: usize) {
         let mut total = 0;
         loop {
             let Some(pipe) = self.io.get_mut(id.0).and_then(|io| io.pipes[ch as usize].as_mut()) else {
@@ -526,6 +544,7 @@ impl EventLoop {
 
     fn close_pipe(&mut self, id: ProcId, ch: Channel) {
         self.finish_capture(id, ch);
+        self.release_log(id, ch);
         if let Some(pipe) = self.io.get_mut(id.0).and_then(|io| io.pipes[ch as usize].take()) {
             let fd = pipe.as_raw_fd();
             let _ = self.poll.registry().deregister(&mut SourceFd(&fd));

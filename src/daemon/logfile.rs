@@ -52,6 +52,13 @@ impl LogFile {
         &self.path
     }
 
+    /// Closes the file until the next write (which opens it again in append mode, so a file
+    /// rotated or truncated by someone else meanwhile is picked up). The daemon holds a log
+    /// open only while output flows: an idle program costs its pipes and nothing more.
+    pub fn release(&mut self) {
+        self.file = None;
+    }
+
     /// Closes and opens the file again at the same path (for external log rotation).
     pub fn reopen(&mut self) -> io::Result<()> {
         self.file = None;

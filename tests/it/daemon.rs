@@ -567,7 +567,8 @@ fn infinite_retries_with_capped_backoff_keep_trying_and_python_tools_still_work(
         Daemon::start("infinite", "[program:flaky]\ncommand=sh -c 'exit 1'\nstartretries=infinite\nbackoff_max=1\n");
     wait_for(15.0, "five attempts", || (d.count_log("spawned: 'flaky'") >= 5).then_some(()));
     assert!(!d.log().contains("gave up: flaky"), "infinite retries never give up");
-    assert_eq!(d.state("flaky"), "BACKOFF");
+    let state = d.state("flaky");
+    assert!(state == "BACKOFF" || state == "STARTING", "still trying: {state}");
     // The new options are invisible to Supervisor's own tools.
     let out = std::process::Command::new(crate::pyenv::python_supervisor().join("supervisorctl"))
         .arg("-c")

@@ -276,6 +276,7 @@ impl EventLoop {
         if let Some(io) = self.io.get_mut(id.0) {
             for log in io.logs.iter_mut().flatten() {
                 log.clear()?;
+                log.release();
             }
         }
         Ok(())
