@@ -83,9 +83,14 @@ impl EventLoop {
         }
     }
 
-    /// A connection arrived: check in a moment that it was accepted.
+    /// A connection arrived: if it is still waiting now, check in a moment that it was
+    /// accepted (usually tiny_http has taken it already, and nothing more is scheduled, so
+    /// control traffic leaves no timer behind).
     pub(super) fn connection_arrived(&mut self) {
-        self.accept_check.get_or_insert(Instant::now() + ACCEPT_WATCHDOG);
+        let waiting = self.server.as_ref().is_some_and(|s| s.listener_fds().into_iter().any(crate::sys::readable_now));
+        if waiting {
+            self.accept_check.get_or_insert(Instant::now() + ACCEPT_WATCHDOG);
+        }
     }
 
     /// Connections still waiting at two checks, ACCEPT_WATCHDOG after one arrived and a second
