@@ -40,6 +40,7 @@ pub fn run(argv0: &str, args: &DaemonArgs) -> i32 {
         Err(exit) => return exit.print(),
     };
     let argv0 = argv0.to_string();
+    crate::daemon::spawn::mark_fds_cloexec();
 
     // First start only: limits, privileges, signals, daemonizing.
     let mut startup_lines: Vec<(LogLevel, String)> = Vec::new();

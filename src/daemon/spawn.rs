@@ -225,6 +225,28 @@ pub fn spawn(plan: SpawnPlan, name: &str) -> Result<Spawned, String> {
         None => cmd.stderr(Stdio::from(out_w.try_clone().map_err(pipe_err)?)),
     };
 
+    // The fast path: with nothing to do between fork and exec that std cannot do itself, std
+    // uses posix_spawn (a vfork: no copy of the daemon's page tables, much less CPU per spawn).
+    // The signal mask is emptied and SIGPIPE reset by std; other ignored signals would be
+    // inherited, so the fast path is taken only when the daemon ignores none (checked once);
+    // stray fds were marked close-on-exec at startup (`mark_fds_cloexec`).
+    let fast = plan.user.is_none() && plan.umask.is_none() && !ignores_signals();
+    if fast {
+        if let Some(dir) = &plan.directory {
+            // posix_spawn reports a failed chdir as a bare errno: say which step it was.
+            if let Err(e) = fs::metadata(dir).and_then(|m| {
+                if m.is_dir() {
+                    Ok(())
+                } else {
+                    Err(io::Error::from_raw_os_error(libc::ENOTDIR))
+                }
+            }) {
+                return Err(format!("couldn't chdir to {}: {}", dir, sys::errno_str(e.raw_os_error().unwrap_or(0))));
+            }
+            cmd.current_dir(dir);
+        }
+    }
+
     // Everything the child uses is prepared here: no allocation happens after fork.
     let dir_c = match &plan.directory {
         Some(d) => {
@@ -239,42 +261,44 @@ pub fn spawn(plan: SpawnPlan, name: &str) -> Result<Spawned, String> {
     let status_fd = status_w.as_raw_fd();
     // SAFETY: the closure only makes async-signal-safe calls (sigprocmask, sigaction, setgroups,
     // setgid, setuid, chdir, umask, syscall(close_range), fcntl, write) on data prepared above.
-    unsafe {
-        cmd.pre_exec(move || {
-            let fail = |step: u8| -> io::Error {
-                let err = io::Error::last_os_error();
-                let errno = err.raw_os_error().unwrap_or(0);
-                let msg = [step, (errno & 0xff) as u8, ((errno >> 8) & 0xff) as u8];
-                libc::write(status_fd, msg.as_ptr() as *const libc::c_void, msg.len());
-                err
-            };
-            if !child_reset_signals() {
-                return Err(fail(STEP_SIGNALS));
-            }
-            if let Some((uid, gid, _)) = &user {
-                if libc::setgroups(groups.len(), groups.as_ptr()) == -1 {
-                    return Err(fail(STEP_GROUPS));
+    if !fast {
+        unsafe {
+            cmd.pre_exec(move || {
+                let fail = |step: u8| -> io::Error {
+                    let err = io::Error::last_os_error();
+                    let errno = err.raw_os_error().unwrap_or(0);
+                    let msg = [step, (errno & 0xff) as u8, ((errno >> 8) & 0xff) as u8];
+                    libc::write(status_fd, msg.as_ptr() as *const libc::c_void, msg.len());
+                    err
+                };
+                if !child_reset_signals() {
+                    return Err(fail(STEP_SIGNALS));
                 }
-                if libc::setgid(*gid) == -1 {
-                    return Err(fail(STEP_GID));
+                if let Some((uid, gid, _)) = &user {
+                    if libc::setgroups(groups.len(), groups.as_ptr()) == -1 {
+                        return Err(fail(STEP_GROUPS));
+                    }
+                    if libc::setgid(*gid) == -1 {
+                        return Err(fail(STEP_GID));
+                    }
+                    if libc::setuid(*uid) == -1 {
+                        return Err(fail(STEP_UID));
+                    }
                 }
-                if libc::setuid(*uid) == -1 {
-                    return Err(fail(STEP_UID));
+                if let Some(dir) = &dir_c {
+                    if libc::chdir(dir.as_ptr()) == -1 {
+                        return Err(fail(STEP_CHDIR));
+                    }
                 }
-            }
-            if let Some(dir) = &dir_c {
-                if libc::chdir(dir.as_ptr()) == -1 {
-                    return Err(fail(STEP_CHDIR));
+                if let Some(mask) = umask {
+                    libc::umask(mask as libc::mode_t);
                 }
-            }
-            if let Some(mask) = umask {
-                libc::umask(mask as libc::mode_t);
-            }
-            if !child_cloexec_from(3) {
-                return Err(fail(STEP_FDS));
-            }
-            Ok(())
-        });
+                if !child_cloexec_from(3) {
+                    return Err(fail(STEP_FDS));
+                }
+                Ok(())
+            });
+        }
     }
 
     let result = cmd.spawn();
@@ -331,6 +355,24 @@ pub fn spawn(plan: SpawnPlan, name: &str) -> Result<Spawned, String> {
 
 fn user_uid(user: &Option<(u32, u32, Vec<u32>)>) -> u32 {
     user.as_ref().map(|u| u.0).unwrap_or(0)
+}
+
+/// Whether this process ignores a signal (other than SIGPIPE, which Rust ignores and std resets
+/// for children): such a disposition would pass to children through exec. Checked once.
+fn ignores_signals() -> bool {
+    static IGNORES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *IGNORES.get_or_init(|| {
+        (1..libc::SIGRTMAX())
+            .filter(|s| *s != libc::SIGPIPE && *s != libc::SIGKILL && *s != libc::SIGSTOP)
+            .any(raw_is_ignored)
+    })
+}
+
+/// Marks every fd from 3 up close-on-exec in the daemon itself, once at startup: fds inherited
+/// from whoever started it must not reach the programs (fix of Q7), and std opens ours with
+/// O_CLOEXEC already.
+pub fn mark_fds_cloexec() {
+    child_cloexec_from(3);
 }
 
 /// In the child: empty signal mask and default dispositions for every catchable signal.
@@ -394,6 +436,30 @@ fn raw_default_disposition(sig: libc::c_int) {
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 fn raw_default_disposition(_sig: libc::c_int) {}
+
+/// Whether `sig` is ignored, asked of the kernel itself (libc refuses to tell for its own
+/// internal signals 32 and 33, which an ignoring parent may still have passed on to us).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn raw_is_ignored(sig: libc::c_int) -> bool {
+    let mut old = KernelSigaction { handler: 0, flags: 0, restorer: 0, mask: 0 };
+    // SAFETY: rt_sigaction with no new action only reads the disposition into `old`.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            sig,
+            std::ptr::null::<KernelSigaction>(),
+            &mut old as *mut KernelSigaction,
+            8usize,
+        )
+    };
+    r == 0 && old.handler == libc::SIG_IGN
+}
+
+/// Elsewhere: assume something may be ignored, so the careful spawn path resets everything.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn raw_is_ignored(_sig: libc::c_int) -> bool {
+    true
+}
 
 /// In the child: mark every fd >= `from` close-on-exec (close_range, or one by one).
 fn child_cloexec_from(from: RawFd) -> bool {

@@ -578,3 +578,11 @@ fn infinite_retries_with_capped_backoff_keep_trying_and_python_tools_still_work(
         .expect("supervisorctl");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "flaky                            in use    auto      999:999\n");
 }
+
+#[test]
+fn a_missing_directory_is_a_clear_spawn_error() {
+    let d = Daemon::start("nodir", "[program:a]\ncommand=sleep 1000\ndirectory=/nonexistent/dir\nstartretries=0\n");
+    d.wait_log("spawnerr: couldn't chdir to /nonexistent/dir: ENOENT", 10.0);
+    let info = d.wait_state("a", "FATAL", 10.0);
+    assert_eq!(info.str_of("description"), "couldn't chdir to /nonexistent/dir: ENOENT");
+}
