@@ -95,11 +95,29 @@ pub fn py_repr(s: &str) -> String {
             c if (c as u32) < 0x20 || c as u32 == 0x7f => {
                 out.push_str(&format!("\\x{:02x}", c as u32));
             }
+            c if !py_printable(c) => match c as u32 {
+                n if n <= 0xff => out.push_str(&format!("\\x{n:02x}")),
+                n if n <= 0xffff => out.push_str(&format!("\\u{n:04x}")),
+                n => out.push_str(&format!("\\U{n:08x}")),
+            },
             c => out.push(c),
         }
     }
     out.push(quote);
     out
+}
+
+/// Python's `str.isprintable()` for the characters it escapes in `repr()`: other controls,
+/// format characters and separators other than the ASCII space, and private use. (An
+/// approximation of the Unicode categories Cc, Cf, Co, Zl, Zp and Zs; unassigned code points
+/// are printed as they are.)
+fn py_printable(c: char) -> bool {
+    let n = c as u32;
+    !matches!(n,
+        0x80..=0xa0 | 0xad | 0x600..=0x605 | 0x61c | 0x6dd | 0x70f | 0x1680 | 0x180e
+        | 0x2000..=0x200f | 0x2028..=0x202f | 0x205f..=0x2064 | 0x2066..=0x206f | 0x3000
+        | 0xfeff | 0xfff9..=0xfffb | 0xe000..=0xf8ff | 0xf0000..=0x10ffff | 0x110bd | 0x1bca0..=0x1bca3
+        | 0x1d173..=0x1d17a | 0xe0001 | 0xe0020..=0xe007f)
 }
 
 /// Python's `str.isspace()` (Rust's `is_whitespace` lacks the four separators 0x1c-0x1f).

@@ -36,28 +36,8 @@ impl CommandError {
     }
 }
 
-/// Python's `repr()` of a string, used in Supervisor's messages.
-pub fn py_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
-}
+/// Python's `repr()` of a string, used in Supervisor's messages (one implementation).
+pub use crate::config::ini::py_repr;
 
 /// Python's `shlex.split(s)` (POSIX mode, no comments).
 pub fn shlex_split(s: &str) -> Result<Vec<String>, &'static str> {
