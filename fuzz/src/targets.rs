@@ -20,8 +20,11 @@ use minisv::rpc::xmlrpc::{self, Value};
 /// Largest input a target is fed: bigger ones say nothing new and only slow the run down.
 pub const MAX_INPUT: usize = 64 * 1024;
 
+/// A target: raw bytes in, a panic on any violated invariant.
+pub type Target = fn(&[u8]);
+
 /// Every target, by the name of its cargo-fuzz binary and corpus directory.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("ini", ini),
     ("expand", expand),
     ("types", types_target),

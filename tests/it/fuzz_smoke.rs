@@ -192,7 +192,6 @@ fn run(name: &str, target: fn(&[u8])) {
         call(mutate(&mut rng, base, &seeds));
         runs += 1;
     }
-    drop(call);
     drop(in_tx);
     let _ = worker.join();
     eprintln!("fuzz_smoke {name}: {} seeds, {runs} mutations, slowest call {slowest:?}", seeds.len());
