@@ -409,11 +409,11 @@ fn ini_differential_against_python() {
     assert!(mismatches.is_empty(), "{} of {} cases differ, first:\n{}", mismatches.len(), cases.len(), mismatches[0]);
 }
 
-/// Non-ASCII characters Python's `str.isprintable()` rejects (separators and format
-/// characters; the common ones, not the whole Unicode table).
+/// Whether Python's `repr()` might escape this character where ours does not (non-ASCII:
+/// separators, format characters, noncharacters, unassigned code points; telling them apart
+/// needs the Unicode tables).
 fn py_unprintable(c: char) -> bool {
-    matches!(c as u32, 0x80..=0xA0 | 0xAD | 0x1680 | 0x180E | 0x2000..=0x200F | 0x2028..=0x202F
-        | 0x205F..=0x206F | 0x3000 | 0xFEFF | 0xFFF9..=0xFFFB)
+    !c.is_ascii()
 }
 
 /// Bug (src/config/ini.rs `py_repr`, and its copy in src/daemon/spawn.rs): Python's `repr()`
