@@ -106,8 +106,7 @@ fn scratch_dir() -> &'static Path {
 fn render_ini(ini: &Ini) -> Option<String> {
     let risky = |s: &str| {
         let chars: Vec<char> = s.chars().collect();
-        chars.windows(2).any(|w| is_py_space(w[0]) && (w[1] == ';' || w[1] == '#'))
-            || s.starts_with([';', '#'])
+        chars.windows(2).any(|w| is_py_space(w[0]) && (w[1] == ';' || w[1] == '#')) || s.starts_with([';', '#'])
     };
     let mut out = String::new();
     let mut section = |name: &str, entries: &[(String, minisv::config::ini::Value)]| -> Option<()> {
@@ -144,7 +143,8 @@ fn render_ini(ini: &Ini) -> Option<String> {
 }
 
 fn ini_shape(ini: &Ini) -> Vec<(String, Vec<(String, String)>)> {
-    let mut out = vec![("DEFAULT".to_string(), ini.defaults.iter().map(|(k, v)| (k.clone(), v.text.clone())).collect())];
+    let mut out =
+        vec![("DEFAULT".to_string(), ini.defaults.iter().map(|(k, v)| (k.clone(), v.text.clone())).collect())];
     for s in &ini.sections {
         out.push((s.name.clone(), s.entries.iter().map(|(k, v)| (k.clone(), v.text.clone())).collect()));
     }
@@ -421,8 +421,8 @@ pub fn xmlrpc_call(data: &[u8]) {
     assert!(!name.is_empty());
     assert!(params.iter().all(|p| depth(p) <= xmlrpc::MAX_DEPTH + 1));
     let doc = xmlrpc::encode_call(&name, &params);
-    let (name2, params2) = xmlrpc::parse_method_call(doc.as_bytes())
-        .unwrap_or_else(|e| panic!("our own call does not parse: {e}\n{doc}"));
+    let (name2, params2) =
+        xmlrpc::parse_method_call(doc.as_bytes()).unwrap_or_else(|e| panic!("our own call does not parse: {e}\n{doc}"));
     assert_eq!(name2, xml_text(&name).trim());
     let want: Vec<Value> = params.iter().map(normalize).collect();
     assert!(

@@ -60,16 +60,83 @@ impl Rng {
 
 /// Tokens worth inserting whole: the syntax of the formats under test and boundary values.
 const DICTIONARY: &[&[u8]] = &[
-    b"[", b"]", b"=", b":", b";", b"#", b" ;", b" #", b"\n", b"\r\n", b"\r", b"\t", b"  ", b"[DEFAULT]\n",
-    b"[program:x]\n", b"[supervisord]\n", b"[include]\nfiles=inc.conf\n", b"%(", b")s", b"%%", b"%(here)s",
-    b"%(process_num)02d", b"%(ENV_HOME)s", b"<value>", b"</value>", b"<struct>", b"<member>", b"<name>",
-    b"<array><data>", b"</data></array>", b"<int>", b"<string>", b"<base64>", b"<double>", b"<nil/>",
-    b"&amp;", b"&#13;", b"&#x10FFFF;", b"&#0;", b"<?xml version='1.0'?>", b"<!--", b"-->", b"\x1b[", b"\x1b[31m",
-    b"'", b"\"", b"\\", b"0", b"-1", b"2147483648", b"9223372036854775807", b"-9223372036854775808",
-    b"18446744073709551616", b"0o777", b"1_000", b"KB", b"GB", b"\xff", b"\xc3\xa9", b"\xe2\x80\xa8", b"\x00",
-    b"\xef\xbf\xbf", b"HTTP/1.1 200 OK\r\n", b"Content-Length: ", b"Transfer-Encoding: chunked\r\n", b"\r\n\r\n",
-    b"ffffffffffffffff\r\n", b"0\r\n\r\n", b"Basic ", b"dXNlcjpwYXNzd29yZA==", b"=", b"%2F", b"%",
-    b"/logtail/", b"/RPC2", b"/mainlogtail", b"/ok.html",
+    b"[",
+    b"]",
+    b"=",
+    b":",
+    b";",
+    b"#",
+    b" ;",
+    b" #",
+    b"\n",
+    b"\r\n",
+    b"\r",
+    b"\t",
+    b"  ",
+    b"[DEFAULT]\n",
+    b"[program:x]\n",
+    b"[supervisord]\n",
+    b"[include]\nfiles=inc.conf\n",
+    b"%(",
+    b")s",
+    b"%%",
+    b"%(here)s",
+    b"%(process_num)02d",
+    b"%(ENV_HOME)s",
+    b"<value>",
+    b"</value>",
+    b"<struct>",
+    b"<member>",
+    b"<name>",
+    b"<array><data>",
+    b"</data></array>",
+    b"<int>",
+    b"<string>",
+    b"<base64>",
+    b"<double>",
+    b"<nil/>",
+    b"&amp;",
+    b"&#13;",
+    b"&#x10FFFF;",
+    b"&#0;",
+    b"<?xml version='1.0'?>",
+    b"<!--",
+    b"-->",
+    b"\x1b[",
+    b"\x1b[31m",
+    b"'",
+    b"\"",
+    b"\\",
+    b"0",
+    b"-1",
+    b"2147483648",
+    b"9223372036854775807",
+    b"-9223372036854775808",
+    b"18446744073709551616",
+    b"0o777",
+    b"1_000",
+    b"KB",
+    b"GB",
+    b"\xff",
+    b"\xc3\xa9",
+    b"\xe2\x80\xa8",
+    b"\x00",
+    b"\xef\xbf\xbf",
+    b"HTTP/1.1 200 OK\r\n",
+    b"Content-Length: ",
+    b"Transfer-Encoding: chunked\r\n",
+    b"\r\n\r\n",
+    b"ffffffffffffffff\r\n",
+    b"0\r\n\r\n",
+    b"Basic ",
+    b"dXNlcjpwYXNzd29yZA==",
+    b"=",
+    b"%2F",
+    b"%",
+    b"/logtail/",
+    b"/RPC2",
+    b"/mainlogtail",
+    b"/ok.html",
 ];
 
 fn mutate(rng: &mut Rng, input: &[u8], corpus: &[Vec<u8>]) -> Vec<u8> {
@@ -130,7 +197,11 @@ fn corpus(name: &str) -> Vec<Vec<u8>> {
         .filter(|p| p.is_file())
         .collect();
     files.sort();
-    files.iter().map(|p| std::fs::read(p).expect("read corpus file")).filter(|d| d.len() <= targets::MAX_INPUT).collect()
+    files
+        .iter()
+        .map(|p| std::fs::read(p).expect("read corpus file"))
+        .filter(|d| d.len() <= targets::MAX_INPUT)
+        .collect()
 }
 
 /// Where the input being run is kept, so that an abort (an allocation failure cannot be caught
@@ -287,8 +358,11 @@ fn check_config(name: &str, conf_text: &str, setup: impl FnOnce(&std::path::Path
 #[test]
 #[ignore = "bug: %(name)Ns with a huge N aborts the loader (src/config/expand.rs pad)"]
 fn bug_expand_huge_width_aborts() {
-    for spec in ["%(program_name)99999999999s", "%(process_num).99999999999d", "%(program_name)99999999999999999999999s"] {
-        let conf = format!("[supervisord]\nlogfile={{dir}}/log\npidfile={{dir}}/pid\n[program:a]\ncommand=/bin/echo {spec}\n");
+    for spec in
+        ["%(program_name)99999999999s", "%(process_num).99999999999d", "%(program_name)99999999999999999999999s"]
+    {
+        let conf =
+            format!("[supervisord]\nlogfile={{dir}}/log\npidfile={{dir}}/pid\n[program:a]\ncommand=/bin/echo {spec}\n");
         let out = check_config("width", &conf, |_| {}).expect("minisv check finishes");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{spec}: want a config error (exit 2), got {:?}\n{stderr}", out.status);
