@@ -363,6 +363,13 @@ fn soak_crash_loops_rpc_polling_and_reloads_leak_nothing() {
             starts += 1;
             wait_started(&d, starts);
             reload_samples.push(rss_kb(d.pid));
+            eprintln!(
+                "soak: {:.0?}: reload {}, {:?}, {} spawns",
+                soak_start.elapsed(),
+                starts - 1,
+                usage(d.pid),
+                count_main_logs(d.dir.path(), "spawned: '")
+            );
             next_reload = Instant::now() + reload_every;
         }
     }
