@@ -4,7 +4,8 @@
 //!
 //! So a guard thread per listener finds the listener's connections among the process's fds
 //! (sockets whose local address is the listener's and that do not listen) and applies:
-//! - a cap: beyond `MAX_CONNECTIONS` the newest connections are shut down at once;
+//! - a cap: beyond `MAX_CONNECTIONS` the oldest connections are ended at once, so that new
+//!   clients are served while someone holds connections open;
 //! - a lifetime: a connection open for `lifetime()` is shut down for reading. A request in
 //!   flight still gets its answer (the write side stays open), then tiny_http reads EOF and
 //!   closes; an idle, stuck or never-sending client, or one that sends a header forever, is
@@ -193,9 +194,11 @@ fn enforce(conns: &[Conn], seen: &mut HashMap<u64, Instant>, now: Instant, limit
             live.push(*c);
         }
     }
-    // Newest last: socket inode numbers grow with creation.
+    // Over the cap, the oldest go (socket inode numbers grow with creation): a new client is
+    // served even while someone holds the listener's connections open.
     live.sort_by_key(|c| c.ino);
-    for c in live.iter().skip(limits.max) {
+    let excess = live.len().saturating_sub(limits.max);
+    for c in &live[..excess] {
         if end(c, End::Abort) {
             d.over_cap += 1;
         }
@@ -400,7 +403,7 @@ mod tests {
     }
 
     #[test]
-    fn the_newest_connections_over_the_cap_are_ended_and_the_rest_kept() {
+    fn the_oldest_connections_over_the_cap_are_ended_and_the_rest_kept() {
         let dir = std::env::temp_dir().join(format!("limits-cap-{}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
         let path = dir.join("s");
@@ -418,12 +421,12 @@ mod tests {
         let t0 = Instant::now();
         let d = enforce(&scan(&local, ino), &mut seen, t0, &limits(3, 60_000));
         assert_eq!(d, Dropped { over_cap: 2, too_old: 0, too_many_bytes: 0 });
-        // The two newest clients see EOF at once; the oldest can still talk.
+        // The two oldest clients see EOF at once; the newest can still talk.
         for (i, c) in clients.iter_mut().enumerate() {
             c.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
             let mut b = [0u8; 1];
             let eof = matches!(c.read(&mut b), Ok(0));
-            assert_eq!(eof, i >= 3, "client {i}");
+            assert_eq!(eof, i < 2, "client {i}");
         }
         // Counted once: the next pass drops nothing more.
         let d = enforce(&scan(&local, ino), &mut seen, t0, &limits(3, 60_000));
@@ -432,7 +435,7 @@ mod tests {
         let later = t0 + Duration::from_millis(1000);
         let d = enforce(&scan(&local, ino), &mut seen, later, &limits(3, 600));
         assert_eq!(d.too_old, 3);
-        assert!(clients[0].write_all(b"x").is_err(), "EPIPE after the server shut its read side");
+        assert!(clients[4].write_all(b"x").is_err(), "EPIPE after the server shut its read side");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
