@@ -282,6 +282,11 @@ pub fn serve(bound: BoundServers, tx: Sender<ServerRequest>, waker: Arc<mio::Wak
                     tails: Arc::new(logtail::Claims::default()),
                 });
                 rs.tails = Some(ctx.tails.clone());
+                if let Some(l) = &rs.listener {
+                    let log_ctx = ctx.clone();
+                    let log = move |message| tell_loop(&log_ctx, RequestKind::Log { level: LogLevel::Warn, message });
+                    let _ = super::limits::guard(l.as_raw_fd(), &b.section, &rs.stopping, log);
+                }
                 let thread_server = server.clone();
                 let thread_waker = waker.clone();
                 let spawned = std::thread::Builder::new()

@@ -7,6 +7,7 @@ pub mod faults;
 pub mod http;
 mod httpdate;
 pub mod info;
+mod limits;
 mod listen;
 mod logtail;
 mod sha1;

@@ -1,5 +1,6 @@
 //! One integration test binary (habit 9): the real `minisv` binary in temp dirs.
 
+mod abuse;
 mod api;
 mod ctl_python;
 mod ctl_tutorial;
@@ -12,5 +13,6 @@ mod harness;
 mod packaging;
 mod pid1;
 mod pyenv;
+mod soak;
 mod tutorial;
 mod update;

@@ -1,0 +1,441 @@
+//! Bounds on the clients of one listener (issue 7), which tiny_http 0.12 does not have: it
+//! gives every connection a thread for as long as the client keeps it open, reads a header
+//! line of any length, and exposes neither the accepted sockets nor an accept hook.
+//!
+//! So a guard thread per listener finds the listener's connections among the process's fds
+//! (sockets whose local address is the listener's and that do not listen) and applies:
+//! - a cap: beyond `MAX_CONNECTIONS` the oldest connections are ended at once, so that new
+//!   clients are served while someone holds connections open;
+//! - a lifetime: a connection open for `lifetime()` is shut down for reading. A request in
+//!   flight still gets its answer (the write side stays open), then tiny_http reads EOF and
+//!   closes; an idle, stuck or never-sending client, or one that sends a header forever, is
+//!   dropped; what is still open at twice the lifetime is aborted. `/logtail` streams, which
+//!   are meant to last, keep streaming (logtail.rs takes a read side shut by someone else for
+//!   tiny_http's own `SHUT_RD`), but for TCP a client that leaves is then noticed at the next
+//!   write only. Exempting them needs `logtail::Claims::contains` to be visible here;
+//! - TCP only: a connection that has received `MAX_TCP_BYTES` (TCP_INFO) is reset. That bounds
+//!   a header flood to about what a second of it brings. AF_UNIX has no such counter.
+//!
+//! Shutting a socket down from outside is how a connection is ended without its fds: for
+//! AF_UNIX, `SHUT_RD` also makes the peer's further writes fail (EPIPE); for TCP, `SHUT_RD`
+//! alone lets incoming data still be read, so TCP connections are aborted with
+//! `connect(AF_UNSPEC)` (RST, queues purged, a blocked reader woken).
+//!
+//! Cost: one thread per listener, asleep in `poll` on a duplicate of the listening socket; it
+//! scans `/proc/self/fd` when a connection arrives and once a second while any connection is
+//! open; an idle daemon makes no wake-ups. Nothing is ever set on the listening socket itself
+//! (SO_RCVTIMEO there makes accept() fail and ends tiny_http's accept thread).
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::syscall;
+
+/// Open connections per listener; Supervisor's clients use one or two at a time.
+pub const MAX_CONNECTIONS: usize = 64;
+/// How long a connection may stay open before it is shut for reading. nginx and Apache use 60 s
+/// for a header or a body stall and 5 to 75 s for an idle keep-alive connection.
+pub const DEFAULT_LIFETIME_SECS: u64 = 30;
+/// The largest body accepted (8 MiB) plus headers, twice over.
+pub const MAX_TCP_BYTES: u64 = 17 << 20;
+/// How often open connections are checked.
+const TICK: Duration = Duration::from_secs(1);
+
+/// `MINISV_HTTP_LIFETIME_SECS` overrides the lifetime (the tests use a short one).
+pub fn lifetime() -> Duration {
+    let secs = std::env::var("MINISV_HTTP_LIFETIME_SECS").ok().and_then(|s| s.parse::<u64>().ok());
+    Duration::from_secs(secs.filter(|&s| s > 0).unwrap_or(DEFAULT_LIFETIME_SECS))
+}
+
+/// What the guard did, for one log line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Dropped {
+    pub over_cap: usize,
+    pub too_old: usize,
+    pub too_many_bytes: usize,
+}
+
+/// Starts the guard of the listener `listener` (a duplicate is kept). It ends when `stopping`
+/// is set or the listener is shut down. `log` gets a line each time connections are dropped
+/// (at most one a minute, with the counts since the last one).
+pub fn guard(
+    listener: RawFd,
+    section: &str,
+    stopping: &Arc<AtomicBool>,
+    log: impl Fn(String) + Send + 'static,
+) -> io::Result<()> {
+    let dup = syscall!(fcntl(listener, libc::F_DUPFD_CLOEXEC, 0))?;
+    // SAFETY: fcntl just returned this new fd, which nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(dup) };
+    let local = Local::of(fd.as_raw_fd()).ok_or_else(|| io::Error::other("not a unix or IPv4 listener"))?;
+    let listener_ino = fstat(fd.as_raw_fd()).map(|s| s.st_ino).unwrap_or(0);
+    let (stopping, section) = (stopping.clone(), section.to_string());
+    let limits = Limits { max: MAX_CONNECTIONS, lifetime: lifetime(), max_tcp_bytes: MAX_TCP_BYTES };
+    std::thread::Builder::new().name(format!("http-guard:{section}")).spawn(move || {
+        run(&fd, &local, listener_ino, &limits, &stopping, &section, &log);
+    })?;
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    max: usize,
+    lifetime: Duration,
+    max_tcp_bytes: u64,
+}
+
+fn run(
+    listener: &OwnedFd,
+    local: &Local,
+    listener_ino: u64,
+    limits: &Limits,
+    stopping: &AtomicBool,
+    section: &str,
+    log: &dyn Fn(String),
+) {
+    let mut seen: HashMap<u64, Instant> = HashMap::new();
+    let mut dropped = Dropped::default();
+    let mut last_log: Option<Instant> = None;
+    // After a wake-up on a pending connection that the scan did not find yet (tiny_http has
+    // not accepted it), wait a little before polling again, so a listener whose accept thread
+    // is gone does not spin.
+    let mut backoff = Duration::ZERO;
+    loop {
+        let timeout = if !backoff.is_zero() {
+            backoff.as_millis() as i32
+        } else if seen.is_empty() {
+            -1
+        } else {
+            TICK.as_millis() as i32
+        };
+        let mut p = libc::pollfd { fd: listener.as_raw_fd(), events: if backoff.is_zero() { libc::POLLIN } else { 0 }, revents: 0 };
+        match syscall!(poll(&mut p, 1, timeout)) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+            Ok(_) => {}
+        }
+        if stopping.load(Ordering::SeqCst) || p.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+            return;
+        }
+        let before = seen.len();
+        let now = Instant::now();
+        let conns = scan(local, listener_ino);
+        let d = enforce(&conns, &mut seen, now, limits);
+        dropped.over_cap += d.over_cap;
+        dropped.too_old += d.too_old;
+        dropped.too_many_bytes += d.too_many_bytes;
+        let pending = p.revents & libc::POLLIN != 0;
+        backoff = if pending && seen.len() <= before {
+            (backoff * 2).clamp(Duration::from_millis(10), TICK)
+        } else {
+            Duration::ZERO
+        };
+        if dropped != Dropped::default() && last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+            log(format!(
+                "[{section}] dropped HTTP connections: {} over the limit of {}, {} open longer than {} s, \
+                 {} that sent more than {} bytes",
+                dropped.over_cap,
+                limits.max,
+                dropped.too_old,
+                limits.lifetime.as_secs(),
+                dropped.too_many_bytes,
+                limits.max_tcp_bytes
+            ));
+            dropped = Dropped::default();
+            last_log = Some(Instant::now());
+        }
+    }
+}
+
+/// One open connection of the listener.
+#[derive(Clone, Copy, Debug)]
+struct Conn {
+    fd: RawFd,
+    ino: u64,
+    tcp: bool,
+}
+
+/// How a connection is ended from outside (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum End {
+    /// `SHUT_RD`: an answer in flight is still written, then tiny_http closes.
+    ReadSide,
+    /// TCP: reset; AF_UNIX: `SHUT_RDWR`.
+    Abort,
+}
+
+/// Applies the limits to the connections found by a scan; `seen` maps each connection (by
+/// socket inode) to when it was first seen. Connections already ended stay in `seen` until
+/// tiny_http closes them, and do not count towards the cap. A connection past its lifetime is
+/// shut for reading; one still open at twice its lifetime (a TCP client still trickling
+/// bytes in, an answer that never gets written) is aborted.
+fn enforce(conns: &[Conn], seen: &mut HashMap<u64, Instant>, now: Instant, limits: &Limits) -> Dropped {
+    let mut d = Dropped::default();
+    seen.retain(|ino, _| conns.iter().any(|c| c.ino == *ino));
+    let mut live: Vec<Conn> = Vec::new();
+    for c in conns {
+        let age = now.duration_since(*seen.entry(c.ino).or_insert(now));
+        if age >= limits.lifetime * 2 {
+            end(c, End::Abort);
+        } else if age >= limits.lifetime {
+            if end(c, End::ReadSide) {
+                d.too_old += 1;
+            }
+        } else if c.tcp && tcp_bytes_received(c.fd).is_some_and(|b| b >= limits.max_tcp_bytes) {
+            if end(c, End::Abort) {
+                d.too_many_bytes += 1;
+            }
+        } else if !read_shut(c.fd) {
+            live.push(*c);
+        }
+    }
+    // Over the cap, the oldest go (socket inode numbers grow with creation): a new client is
+    // served even while someone holds the listener's connections open.
+    live.sort_by_key(|c| c.ino);
+    let excess = live.len().saturating_sub(limits.max);
+    for c in &live[..excess] {
+        if end(c, End::Abort) {
+            d.over_cap += 1;
+        }
+    }
+    d
+}
+
+/// Ends a connection; false if it was already ended that way or its fd is no longer that
+/// socket.
+fn end(c: &Conn, how: End) -> bool {
+    let Ok(dup) = syscall!(fcntl(c.fd, libc::F_DUPFD_CLOEXEC, 0)) else { return false };
+    // SAFETY: fcntl just returned this new fd, which nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(dup) };
+    let fd = fd.as_raw_fd();
+    // The fd number may have been reused since the scan: act only on the same socket, and
+    // never on a listening one.
+    if fstat(fd).map(|s| s.st_ino) != Some(c.ino) || listening(fd) {
+        return false;
+    }
+    match (how, c.tcp) {
+        (End::ReadSide, _) => !read_shut(fd) && syscall!(shutdown(fd, libc::SHUT_RD)).is_ok(),
+        (End::Abort, true) => {
+            if tcp_closed(fd) {
+                return false;
+            }
+            // SAFETY: a zeroed sockaddr with family AF_UNSPEC, of the size given.
+            let mut sa: libc::sockaddr = unsafe { std::mem::zeroed() };
+            sa.sa_family = libc::AF_UNSPEC as libc::sa_family_t;
+            let len = std::mem::size_of::<libc::sockaddr>() as libc::socklen_t;
+            syscall!(connect(fd, &sa, len)).is_ok()
+        }
+        (End::Abort, false) => !fully_shut(fd) && syscall!(shutdown(fd, libc::SHUT_RDWR)).is_ok(),
+    }
+}
+
+/// A listener's local address, to recognize its connections.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Local {
+    Unix(Vec<u8>),
+    Tcp(SocketAddr),
+}
+
+impl Local {
+    fn of(fd: RawFd) -> Option<Local> {
+        match sock_addr(fd, false)? {
+            Addr::Unix(p) if !p.is_empty() => Some(Local::Unix(p)),
+            Addr::Inet(a) => Some(Local::Tcp(a)),
+            Addr::Unix(_) => None,
+        }
+    }
+
+    fn owns(&self, fd: RawFd) -> Option<bool> {
+        let tcp = match (self, sock_addr(fd, false)?) {
+            (Local::Unix(l), Addr::Unix(p)) if *l == p => false,
+            (Local::Tcp(l), Addr::Inet(a)) if a.port() == l.port() && (l.ip().is_unspecified() || a.ip() == l.ip()) => {
+                true
+            }
+            _ => return None,
+        };
+        Some(tcp)
+    }
+}
+
+/// The listener's connections: sockets with its local address that do not listen.
+fn scan(local: &Local, listener_ino: u64) -> Vec<Conn> {
+    let mut out: Vec<Conn> = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return out };
+    for entry in dir.flatten() {
+        let Some(fd) = entry.file_name().to_str().and_then(|s| s.parse::<RawFd>().ok()) else { continue };
+        let Some(st) = fstat(fd) else { continue };
+        if st.st_mode & libc::S_IFMT != libc::S_IFSOCK || st.st_ino == listener_ino {
+            continue;
+        }
+        // tiny_http holds two fds per connection (its reader and writer); count it once.
+        if out.iter().any(|c| c.ino == st.st_ino) {
+            continue;
+        }
+        if let Some(tcp) = local.owns(fd) {
+            if !listening(fd) {
+                out.push(Conn { fd, ino: st.st_ino, tcp });
+            }
+        }
+    }
+    out
+}
+
+fn fstat(fd: RawFd) -> Option<libc::stat> {
+    // SAFETY: stat is plain old data; zeroed is valid and fstat overwrites it.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    syscall!(fstat(fd, &mut st)).ok().map(|_| st)
+}
+
+fn getsockopt_int(fd: RawFd, level: i32, name: i32) -> Option<i32> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    syscall!(getsockopt(fd, level, name, (&mut v as *mut libc::c_int).cast(), &mut len)).ok().map(|_| v)
+}
+
+fn listening(fd: RawFd) -> bool {
+    // Unknown counts as listening: never touch what might be a listener.
+    getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN) != Some(0)
+}
+
+fn tcp_info(fd: RawFd) -> Option<libc::tcp_info> {
+    // SAFETY: tcp_info is plain old data; zeroed is valid and getsockopt overwrites it.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let p = (&mut info as *mut libc::tcp_info).cast::<libc::c_void>();
+    syscall!(getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, p, &mut len)).ok().map(|_| info)
+}
+
+fn tcp_bytes_received(fd: RawFd) -> Option<u64> {
+    tcp_info(fd).map(|i| i.tcpi_bytes_received)
+}
+
+/// `TCP_CLOSE` of linux/tcp.h: what a connection becomes once reset.
+const TCP_CLOSE: u8 = 7;
+
+fn tcp_closed(fd: RawFd) -> bool {
+    tcp_info(fd).is_none_or(|i| i.tcpi_state == TCP_CLOSE)
+}
+
+/// Whether the read side is already shut (by us, or by tiny_http after a last request): a
+/// zero-timeout poll reports POLLRDHUP. A client that shut its write side shows the same;
+/// either way the connection is on its way out.
+fn read_shut(fd: RawFd) -> bool {
+    revents(fd, libc::POLLRDHUP) & (libc::POLLRDHUP | libc::POLLHUP) != 0
+}
+
+/// Both sides shut (POLLHUP).
+fn fully_shut(fd: RawFd) -> bool {
+    revents(fd, 0) & libc::POLLHUP != 0
+}
+
+fn revents(fd: RawFd, events: i16) -> i16 {
+    let mut p = libc::pollfd { fd, events, revents: 0 };
+    match syscall!(poll(&mut p, 1, 0)) {
+        Ok(n) if n > 0 => p.revents,
+        _ => 0,
+    }
+}
+
+enum Addr {
+    Unix(Vec<u8>),
+    Inet(SocketAddr),
+}
+
+fn sock_addr(fd: RawFd, peer: bool) -> Option<Addr> {
+    // SAFETY: sockaddr_storage is plain old data; zeroed is valid.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    let p = (&mut ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr>();
+    if peer {
+        syscall!(getpeername(fd, p, &mut len)).ok()?;
+    } else {
+        syscall!(getsockname(fd, p, &mut len)).ok()?;
+    }
+    match i32::from(ss.ss_family) {
+        libc::AF_UNIX => {
+            // SAFETY: the family says the storage holds a sockaddr_un.
+            let sun = unsafe { &*(p as *const libc::sockaddr_un) };
+            let offset = std::mem::size_of::<libc::sa_family_t>();
+            let n = (len as usize).saturating_sub(offset).min(sun.sun_path.len());
+            let bytes: Vec<u8> = sun.sun_path[..n].iter().map(|&c| c as u8).collect();
+            Some(Addr::Unix(bytes.split(|&b| b == 0).next().unwrap_or(&[]).to_vec()))
+        }
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let sin = unsafe { &*(p as *const libc::sockaddr_in) };
+            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Some(Addr::Inet(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port)))))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::unix::net::{UnixListener, UnixStream};
+
+    fn limits(max: usize, lifetime_ms: u64) -> Limits {
+        Limits { max, lifetime: Duration::from_millis(lifetime_ms), max_tcp_bytes: 1 << 20 }
+    }
+
+    #[test]
+    fn finds_the_connections_of_a_listener_and_not_the_listener() {
+        let dir = std::env::temp_dir().join(format!("limits-scan-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("s");
+        let _ = std::fs::remove_file(&path);
+        let l = UnixListener::bind(&path).expect("bind");
+        let local = Local::of(l.as_raw_fd()).expect("local");
+        let ino = fstat(l.as_raw_fd()).expect("fstat").st_ino;
+        let _c1 = UnixStream::connect(&path).expect("connect");
+        let _c2 = UnixStream::connect(&path).expect("connect");
+        let (_s1, _) = l.accept().expect("accept");
+        let (_s2, _) = l.accept().expect("accept");
+        assert_eq!(scan(&local, ino).len(), 2, "the two accepted sockets; not the clients, not the listener");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_oldest_connections_over_the_cap_are_ended_and_the_rest_kept() {
+        let dir = std::env::temp_dir().join(format!("limits-cap-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("s");
+        let _ = std::fs::remove_file(&path);
+        let l = UnixListener::bind(&path).expect("bind");
+        let local = Local::of(l.as_raw_fd()).expect("local");
+        let ino = fstat(l.as_raw_fd()).expect("fstat").st_ino;
+        let mut clients = Vec::new();
+        let mut servers = Vec::new();
+        for _ in 0..5 {
+            clients.push(UnixStream::connect(&path).expect("connect"));
+            servers.push(l.accept().expect("accept").0);
+        }
+        let mut seen = HashMap::new();
+        let t0 = Instant::now();
+        let d = enforce(&scan(&local, ino), &mut seen, t0, &limits(3, 60_000));
+        assert_eq!(d, Dropped { over_cap: 2, too_old: 0, too_many_bytes: 0 });
+        // The two oldest clients see EOF at once; the newest can still talk.
+        for (i, c) in clients.iter_mut().enumerate() {
+            c.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
+            let mut b = [0u8; 1];
+            let eof = matches!(c.read(&mut b), Ok(0));
+            assert_eq!(eof, i < 2, "client {i}");
+        }
+        // Counted once: the next pass drops nothing more.
+        let d = enforce(&scan(&local, ino), &mut seen, t0, &limits(3, 60_000));
+        assert_eq!(d, Dropped::default());
+        // Past the lifetime, the rest are shut for reading; a client's further writes fail.
+        let later = t0 + Duration::from_millis(1000);
+        let d = enforce(&scan(&local, ino), &mut seen, later, &limits(3, 600));
+        assert_eq!(d.too_old, 3);
+        assert!(clients[4].write_all(b"x").is_err(), "EPIPE after the server shut its read side");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
