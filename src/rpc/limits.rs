@@ -113,7 +113,11 @@ fn run(
         } else {
             TICK.as_millis() as i32
         };
-        let mut p = libc::pollfd { fd: listener.as_raw_fd(), events: if backoff.is_zero() { libc::POLLIN } else { 0 }, revents: 0 };
+        let mut p = libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: if backoff.is_zero() { libc::POLLIN } else { 0 },
+            revents: 0,
+        };
         match syscall!(poll(&mut p, 1, timeout)) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return,
@@ -130,7 +134,11 @@ fn run(
         dropped.too_old += d.too_old;
         dropped.too_many_bytes += d.too_many_bytes;
         let pending = p.revents & libc::POLLIN != 0;
-        backoff = if pending && seen.len() <= before {
+        // A connection that woke us but was not found yet (tiny_http had not accepted it) is
+        // looked for again, at growing intervals up to TICK: by then the listener may no longer
+        // be readable, and without these scans a lone connection would go unseen.
+        let looking = pending || (!backoff.is_zero() && backoff < TICK);
+        backoff = if looking && seen.len() <= before {
             (backoff * 2).clamp(Duration::from_millis(10), TICK)
         } else {
             Duration::ZERO

@@ -323,9 +323,7 @@ fn soak_crash_loops_rpc_polling_and_reloads_leak_nothing() {
     d.signal(libc::SIGHUP);
     starts += 1;
     wait_started(&d, starts);
-    wait_for(60.0, "some client traffic after the reload", || {
-        (counters.ok.load(Ordering::Relaxed) > 50).then_some(())
-    });
+    wait_for(60.0, "some client traffic after the reload", || (counters.ok.load(Ordering::Relaxed) > 50).then_some(()));
     stop.store(true, Ordering::Relaxed);
     threads.into_iter().for_each(|t| t.join().expect("client thread"));
     stop_all(&d);
