@@ -80,12 +80,15 @@ class RawRPC:
         """Returns the response body (bytes)."""
         self.sock.sendall(self.req)
         buf = self.buf
-        while b"\r\n\r\n" not in buf:
+        while True:
+            end = buf.find(b"\r\n\r\n")
+            if end >= 0:
+                break
             chunk = self.sock.recv(65536)
             if not chunk:
                 raise BenchError("connection closed by the daemon")
             buf += chunk
-        head, _, buf = buf.partition(b"\r\n\r\n")
+        head, buf = bytes(buf[:end]), buf[end + 4:]
         lines = head.split(b"\r\n")
         if b" 200 " not in lines[0] + b" ":
             raise BenchError(f"HTTP status {lines[0]!r}")
@@ -96,12 +99,14 @@ class RawRPC:
                 length = int(v)
         if length is None:
             raise BenchError("response without Content-Length")
-        while len(buf) < length:
-            chunk = self.sock.recv(max(65536, length - len(buf)))
+        body = bytearray(buf)
+        while len(body) < length:
+            chunk = self.sock.recv(max(65536, length - len(body)))
             if not chunk:
                 raise BenchError("connection closed mid-response")
-            buf += chunk
-        body, self.buf = buf[:length], buf[length:]
+            body += chunk  # bytearray: amortised, not quadratic
+        self.buf = bytes(body[length:])
+        body = bytes(body[:length])
         if b"<fault>" in body:
             raise BenchError(f"fault: {body[:300]!r}")
         return body
@@ -187,6 +192,18 @@ def ctxt_switches(pid):
             continue
         total += int(st["voluntary_ctxt_switches"]) + int(st["nonvoluntary_ctxt_switches"])
     return total
+
+
+def thread_switches(pid):
+    """{tid: voluntary + nonvoluntary context switches} for each live thread."""
+    out = {}
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            st = proc_status(f"{pid}/task/{t}")
+        except OSError:
+            continue
+        out[t] = int(st["voluntary_ctxt_switches"]) + int(st["nonvoluntary_ctxt_switches"])
+    return out
 
 
 def thread_count(pid):
@@ -570,8 +587,13 @@ def sc_rpc(kind, sz):
 
 
 def sc_logs(kind, sz):
-    """A child writes N MB to stdout into a rotated log (maxbytes=50MB, backups=10)."""
+    """A child writes N MB to stdout into a rotated log (maxbytes=50MB, backups=10), log_runs
+    times. Before each run the same bytes go once through `dd | cat > file`: that warms the
+    page cache allocator (otherwise whoever runs first after a pause pays for reclaim) and gives
+    the machine's ceiling at that moment."""
     total = sz["log_mb"] * MB
+    out = {}
+
     def progs(tmp):
         return [("writer", {
             # '%%' is how a config file spells '%'
@@ -583,8 +605,6 @@ def sc_logs(kind, sz):
     with Daemon(kind, progs) as d:
         d.start()
         rpc = d.rpc()
-        cpu0, sch0 = cpu_seconds(d.pid), cpu_ns_sched(d.pid)
-        rpc.supervisor.startProcess("writer", False)
 
         def logged():
             s = 0
@@ -595,37 +615,40 @@ def sc_logs(kind, sz):
                     pass
             return s
 
-        deadline = time.monotonic() + 120
-        t_end = None
-        while time.monotonic() < deadline:
-            if logged() >= total:
+        for _ in range(sz["log_runs"]):
+            for f in glob.glob(f"{d.tmp}/writer.log.*"):
+                os.unlink(f)
+            rpc.supervisor.clearProcessLogs("writer")
+            t = time.time()
+            subprocess.run(["sh", "-c", f"dd if=/dev/zero bs=1M count={sz['log_mb']} status=none | cat > {d.tmp}/ceiling"],
+                           check=True, timeout=120)
+            ceiling = sz["log_mb"] / (time.time() - t)
+            os.unlink(f"{d.tmp}/ceiling")
+
+            cpu0, sch0 = cpu_seconds(d.pid), cpu_ns_sched(d.pid)
+            rpc.supervisor.startProcess("writer", False)
+            deadline = time.monotonic() + 120
+            t_end = None
+            while time.monotonic() < deadline:
+                if logged() >= total:
+                    t_end = time.time()
+                    break
+                time.sleep(0.002)
+            # the writer must have exited and the daemon noticed (then nothing more can come)
+            wait_for(lambda: rpc.supervisor.getProcessInfo("writer")["statename"] in ("EXITED", "BACKOFF", "FATAL"),
+                     60, "writer to exit")
+            cpu1, sch1 = cpu_seconds(d.pid), cpu_ns_sched(d.pid)
+            got = logged()
+            with open(f"{d.tmp}/t0") as f:
+                t_first = float(f.read())
+            if t_end is None:  # lost bytes: time to the writer's exit instead
                 t_end = time.time()
-                break
-            time.sleep(0.002)
-        # the writer must have exited and the daemon noticed (then nothing more can come)
-        wait_for(lambda: rpc.supervisor.getProcessInfo("writer")["statename"] in ("EXITED", "BACKOFF", "FATAL"),
-                 60, "writer to exit")
-        cpu1, sch1 = cpu_seconds(d.pid), cpu_ns_sched(d.pid)
-        got = logged()
-        with open(f"{d.tmp}/t0") as f:
-            t_first = float(f.read())
-        if t_end is None:  # lost bytes: time to the writer's exit instead
-            t_end = time.time()
-        files = len(glob.glob(f"{d.tmp}/writer.log*"))
-        # the same bytes through a pipe into a file with cat: what this machine can do at best
-        t = time.time()
-        subprocess.run(["sh", "-c", f"dd if=/dev/zero bs=1M count={sz['log_mb']} status=none | cat > {d.tmp}/ceiling"],
-                       check=True, timeout=120)
-        ceiling = sz["log_mb"] / (time.time() - t)
-        os.unlink(f"{d.tmp}/ceiling")
-    return {
-        "log_ceiling_mb_s": [ceiling],
-        "log_mb_s": [sz["log_mb"] / (t_end - t_first)],
-        "log_cpu_s": [cpu1 - cpu0],
-        "log_cpu_sched_s": [(sch1 - sch0) / 1e9],
-        "log_lost_bytes": [max(0, total - got)],
-        "log_files": [files],
-    }
+            for k, v in (("log_ceiling_mb_s", ceiling), ("log_mb_s", sz["log_mb"] / (t_end - t_first)),
+                         ("log_cpu_s", cpu1 - cpu0), ("log_cpu_sched_s", (sch1 - sch0) / 1e9),
+                         ("log_lost_bytes", max(0, total - got)),
+                         ("log_files", len(glob.glob(f"{d.tmp}/writer.log*")))):
+                out.setdefault(k, []).append(v)
+    return out
 
 
 def sc_idle(kind, sz):
@@ -633,14 +656,27 @@ def sc_idle(kind, sz):
     with Daemon(kind, sleepers(10)) as d:
         d.start()
         d.wait_all_running(10, 30)
-        d._rpc = None  # drop our connection so it is not part of the picture
-        c0 = ctxt_switches(d.pid)
-        cpu0 = cpu_ns_sched(d.pid)
-        time.sleep(sz["idle_s"])  # the measured idle interval
-        c1 = ctxt_switches(d.pid)
-        cpu1 = cpu_ns_sched(d.pid)
+        d._rpc.__exit__()  # close our connection so it is not part of the picture
+        d._rpc = None
+        # Threads may come and go during the interval: follow each thread's counter (reading
+        # /proc does not wake the daemon); a new thread counts from 0, one that died keeps its
+        # last reading (up to 50 ms of its switches can be missed).
+        start = thread_switches(d.pid)
+        last = dict(start)
+        cpu0 = cpu_seconds(d.pid)
+        t_end = time.monotonic() + sz["idle_s"]
+        while True:
+            now = time.monotonic()
+            if now >= t_end:
+                break
+            time.sleep(min(0.05, t_end - now))  # the measured idle interval, in slices
+            last.update(thread_switches(d.pid))
+        cpu1 = cpu_seconds(d.pid)
     scale = 10.0 / sz["idle_s"]
-    return {"idle_wakeups_10s": [(c1 - c0) * scale], "idle_cpu_ms_10s": [(cpu1 - cpu0) / 1e6 * scale]}
+    wake = sum(v - start.get(t, 0) for t, v in last.items())
+    born = len(set(last) - set(start))
+    return {"idle_wakeups_10s": [wake * scale], "idle_cpu_ms_10s": [(cpu1 - cpu0) * 1000 * scale],
+            "idle_threads_born_10s": [born * scale]}
 
 
 def sc_crashloop(kind, sz):
@@ -699,9 +735,9 @@ SCENARIOS = {
 }
 
 SIZES = {
-    "full": dict(small=100, large=1000, getall_samples=5, restart_samples=20, rpc_samples=300, log_mb=200,
+    "full": dict(small=100, large=1000, getall_samples=5, restart_samples=20, rpc_samples=300, log_mb=200, log_runs=3,
                  idle_s=10, crash_s=3, stop_n=100),
-    "quick": dict(small=20, large=200, getall_samples=3, restart_samples=5, rpc_samples=100, log_mb=50,
+    "quick": dict(small=20, large=200, getall_samples=3, restart_samples=5, rpc_samples=100, log_mb=50, log_runs=1,
                   idle_s=2, crash_s=1, stop_n=20),
 }
 
@@ -749,6 +785,7 @@ def metric_defs(sz, static):
         ("log_lost_bytes", "logs", "log_lost_bytes", "median", "B", "", "<=", 0),
         ("idle_wakeups_per_10s", "idle", "idle_wakeups_10s", "median", "", "10", "<=", 0),
         ("idle_cpu_ms_per_10s", "idle", "idle_cpu_ms_10s", "median", "ms", "", None, None),
+        ("idle_threads_created_per_10s", "idle", "idle_threads_born_10s", "median", "", "", None, None),
         ("crash_cpu_ms_per_spawn", "crashloop", "crash_cpu_ms_per_spawn", "median", "ms", "1.5", "<=", 0.15),
         ("crash_sched_ms_per_spawn", "crashloop", "crash_sched_ms_per_spawn", "median", "ms", "", None, None),
         ("crash_spawns_per_s", "crashloop", "crash_spawns_per_s", "median", "/s", "", None, None),
