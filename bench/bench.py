@@ -220,8 +220,15 @@ class ChildTracker:
         self.want = want_comm
         self.seen = set()
         self.children = {}  # pid -> comm
+        self.last_full = time.monotonic()
 
     def poll(self):
+        now = time.monotonic()
+        if now - self.last_full > 0.25:
+            # pids wrap (pid_max may be 32768 and the machine is busy): a pid seen earlier as
+            # somebody else's process may now be our child, so look at everything again.
+            self.seen = set(self.children)
+            self.last_full = now
         for name in os.listdir("/proc"):
             if not name.isdigit():
                 continue
@@ -921,7 +928,7 @@ def main():
                      "supervisord_reference": ref, "n_minisv": len(samples["minisv"].get(key, [])),
                      "n_supervisord": len(samples["supervisord"].get(key, []))})
 
-    binary_note = (f"minisv binary measured: {Env.minisv} ({'static' if static else 'dynamic, glibc'}; "
+    binary_note = (f"minisv binary measured: {os.path.relpath(Env.minisv, ROOT)} ({'static' if static else 'dynamic, glibc'}; "
                    f"RSS targets {'as for static musl' if static else 'doubled for glibc'}); "
                    f"binary size from {os.path.relpath(size_bin, ROOT)}")
     hdr = ("metric", "unit", "supervisord", "minisv", "ratio", "target", "status")
@@ -940,10 +947,21 @@ def main():
         print("failures:\n  " + "\n  ".join(failures))
 
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
+    md = os.path.splitext(args.json)[0] + ".md"
+    with open(md, "w") as f:
+        f.write(f"# Benchmark results, {info['date'][:10]}\n\n")
+        f.write(f"Machine: {info['nproc']} CPUs ({info['cpu']}), kernel {info['kernel']}, Python {info['python']}. "
+                f"Load average (1/5/15 min) {' '.join(info['loadavg_start'])} at the start, "
+                f"{' '.join(info['loadavg_end'])} at the end; the run took {info['duration_s']} s.\n\n")
+        f.write(f"`bench/run{' --quick' if args.quick else ''}`: medians over {reps} repetition(s); "
+                f"ratio = minisv/supervisord. {binary_note}.\n\n")
+        f.write("\n".join(lines) + "\n")
+        if failures:
+            f.write("\nFailures:\n\n" + "".join(f"- {x}\n" for x in failures))
     with open(args.json, "w") as f:
         json.dump({"machine": info, "reps": reps, "quick": args.quick, "sizes": sz, "binary": binary_note,
                    "results": rows, "samples": samples, "failures": failures}, f, indent=1)
-    print(f"wrote {os.path.relpath(args.json)}")
+    print(f"wrote {os.path.relpath(args.json)} and {os.path.relpath(md)}")
     return 1 if failures else 0
 
 
