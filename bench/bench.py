@@ -865,8 +865,9 @@ def main():
 
     def on_signal(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    # SIGINT too: a shell starting us in the background would have it ignored otherwise
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
 
     info = machine_info()
     samples = {k: {} for k in KINDS}  # kind -> key -> [values]
