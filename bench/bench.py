@@ -668,6 +668,14 @@ def sc_idle(kind, sz):
         # Threads may come and go during the interval: follow each thread's counter (reading
         # /proc does not wake the daemon); a new thread counts from 0, one that died keeps its
         # last reading (up to 50 ms of its switches can be missed).
+        # The thread that served our connection may still be winding down: wait (bounded)
+        # until the daemon's set of threads and their counters have not moved for 0.3 s.
+        stable, prev, deadline = 0, None, time.monotonic() + 10
+        while stable < 6 and time.monotonic() < deadline:
+            cur = thread_switches(d.pid)
+            stable = stable + 1 if cur == prev else 0
+            prev = cur
+            time.sleep(0.05)
         start = thread_switches(d.pid)
         last = dict(start)
         cpu0 = cpu_seconds(d.pid)
