@@ -729,6 +729,10 @@ def sc_stopall(kind, sz):
     with Daemon(kind, sleepers(n)) as d:
         d.start()
         d.wait_all_running(n, 60)
+        # RUNNING (startsecs=0) does not mean exec'd: supervisord's child ignores a SIGTERM that
+        # comes before its exec, and then the stop takes stopwaitsecs (10 s). Wait for the execs.
+        tr = ChildTracker(d.pid, "sleep")
+        wait_for(lambda: len(tr.poll()) and len(tr.execd()) >= n, 60, f"{n} children to exec")
         rpc = d.rpc()
         t = time.perf_counter()
         res = rpc.supervisor.stopAllProcesses(True)
