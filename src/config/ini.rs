@@ -134,6 +134,9 @@ pub fn py_strip(s: &str) -> &str {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ini {
     pub sections: Vec<Section>,
+    /// Section name → index in `sections` (a config with thousands of programs is read in
+    /// linear time).
+    index: std::collections::HashMap<String, usize>,
     /// `[DEFAULT]` keys: they show up in every section that does not set them itself.
     pub defaults: Vec<(String, Value)>,
 }
@@ -225,7 +228,7 @@ impl Ini {
                 if header == "DEFAULT" {
                     cursor = Cursor::Defaults;
                 } else {
-                    let pos = match self.sections.iter().position(|s| s.name == header) {
+                    let pos = match self.index.get(header.as_str()).copied() {
                         Some(pos) => pos,
                         None => {
                             self.sections.push(Section {
@@ -233,6 +236,7 @@ impl Ini {
                                 span: Span { file: file.to_path_buf(), line: lineno },
                                 entries: Vec::new(),
                             });
+                            self.index.insert(header.to_string(), self.sections.len() - 1);
                             self.sections.len() - 1
                         }
                     };
@@ -279,7 +283,7 @@ impl Ini {
     }
 
     pub fn section(&self, name: &str) -> Option<&Section> {
-        self.sections.iter().find(|s| s.name == name)
+        self.index.get(name).map(|&i| &self.sections[i])
     }
 
     pub fn has_section(&self, name: &str) -> bool {
