@@ -125,8 +125,9 @@ impl Default for ProcIo {
 /// Why the loop ended.
 pub enum LoopExit {
     Shutdown,
-    /// Reload with this new config (already parsed and valid).
-    Reload(Box<Config>),
+    /// Reload with this new config (already parsed and valid), keeping these processes (by
+    /// namespec) stopped: they were stopped by hand before the reload.
+    Reload(Box<Config>, Vec<String>),
 }
 
 pub struct EventLoop {
@@ -144,6 +145,8 @@ pub struct EventLoop {
     pub server_url: Option<String>,
     /// A config loaded for a reload, applied once everything has stopped.
     pending_reload: Option<Box<Config>>,
+    /// Processes stopped by hand when a reload was asked for (they stay stopped after it).
+    stopped_by_hand: Vec<String>,
     /// How to load the config again on SIGHUP.
     reloader: Box<dyn FnMut() -> Result<Config, Vec<String>>>,
     /// The config last read (by start or reread): what `avail` and `add` see.
@@ -214,6 +217,7 @@ impl EventLoop {
             env_base: std::env::vars_os().collect(),
             server_url,
             pending_reload: None,
+            stopped_by_hand: Vec::new(),
             reloader,
         })
     }
@@ -227,6 +231,16 @@ impl EventLoop {
         let groups = self.config.groups.clone();
         for g in groups {
             self.add_group(g);
+        }
+    }
+
+    /// After a reload: processes that were stopped by hand before it are not autostarted.
+    pub fn keep_stopped(&mut self, namespecs: &[String]) {
+        for spec in namespecs {
+            let (group, name) = crate::rpc::api::split_namespec(spec);
+            let Some(id) = name.and_then(|n| self.sup.find(group, n)) else { continue };
+            self.sup.mark_stopped_by_hand(id, Instant::now());
+            self.log.log(LogLevel::Info, &format!("{spec} was stopped by hand before the reload: it stays stopped"));
         }
     }
 
@@ -423,6 +437,14 @@ impl EventLoop {
     pub fn reload(&mut self, now: Instant, wall: SystemTime) -> Result<(), Vec<String>> {
         match (self.reloader)() {
             Ok(config) => {
+                // A program stopped by hand stays stopped through the reload (minisv; Supervisor
+                // starts it again if it has autostart).
+                self.stopped_by_hand = self
+                    .sup
+                    .processes()
+                    .filter(|(_, p)| p.administrative_stop && p.state.is_stopped())
+                    .map(|(_, p)| crate::rpc::api::make_namespec(&p.group, p.name()))
+                    .collect();
                 self.pending_reload = Some(Box::new(config));
                 self.sup.request_stop(Mood::Restarting, now, wall);
                 Ok(())
@@ -689,7 +711,9 @@ impl EventLoop {
                 Action::SupervisorStopping => self.notify(Event::supervisor_stopping()),
                 Action::ShutdownComplete(mood) => {
                     self.exit = Some(match (mood, self.pending_reload.take()) {
-                        (Mood::Restarting, Some(config)) => LoopExit::Reload(config),
+                        (Mood::Restarting, Some(config)) => {
+                            LoopExit::Reload(config, std::mem::take(&mut self.stopped_by_hand))
+                        }
                         _ => LoopExit::Shutdown,
                     });
                 }

@@ -113,6 +113,7 @@ pub fn run(argv0: &str, args: &DaemonArgs) -> i32 {
         );
     }
     let mut first = true;
+    let mut keep_stopped: Vec<String> = Vec::new();
     loop {
         let mut log = MainLog::early(config.supervisord.loglevel);
         let echo = config.supervisord.nodaemon && !config.supervisord.silent;
@@ -205,6 +206,7 @@ pub fn run(argv0: &str, args: &DaemonArgs) -> i32 {
         }
         event_loop.log.log(LogLevel::Info, &format!("supervisord started with pid {}", sys::getpid()));
         event_loop.add_configured_groups();
+        event_loop.keep_stopped(&std::mem::take(&mut keep_stopped));
         let exit = event_loop.run(&mut signals);
         if let Some(server) = event_loop.take_server() {
             server.shutdown();
@@ -216,8 +218,9 @@ pub fn run(argv0: &str, args: &DaemonArgs) -> i32 {
                 event_loop.log.close();
                 return event_loop.exit_status;
             }
-            Ok(LoopExit::Reload(new_config)) => {
+            Ok(LoopExit::Reload(new_config, stopped)) => {
                 config = *new_config;
+                keep_stopped = stopped;
             }
             Err(e) => {
                 event_loop.log.log(LogLevel::Critical, &format!("event loop failed: {e}"));

@@ -190,6 +190,17 @@ impl Supervisor {
         (kept, fresh, dropped)
     }
 
+    /// Marks a process as stopped by hand (kept through a reload): no autostart.
+    pub fn mark_stopped_by_hand(&mut self, id: ProcId, now: Instant) {
+        if let Some(p) = self.slots.get_mut(id.0).and_then(Option::as_mut) {
+            if p.state == ProcessState::Stopped && p.laststart.is_none() {
+                p.administrative_stop = true;
+                // As if started and stopped: autostart applies only to never-started processes.
+                p.laststart = Some(now);
+            }
+        }
+    }
+
     /// Feeds one input to one process and queues what follows.
     pub fn feed(&mut self, id: ProcId, input: Input, now: Instant, wall: SystemTime) {
         let ctx = self.ctx(now, wall);

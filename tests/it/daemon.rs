@@ -586,3 +586,23 @@ fn a_missing_directory_is_a_clear_spawn_error() {
     let info = d.wait_state("a", "FATAL", 10.0);
     assert_eq!(info.str_of("description"), "couldn't chdir to /nonexistent/dir: ENOENT");
 }
+
+#[test]
+fn a_program_stopped_by_hand_stays_stopped_through_a_reload() {
+    let d = Daemon::start(
+        "keepstop",
+        "[program:a]\ncommand=sleep 1000\nstartsecs=0\n[program:b]\ncommand=sleep 1000\nstartsecs=0\n",
+    );
+    d.wait_state("a", "RUNNING", 10.0);
+    let b_before = d.wait_state("b", "RUNNING", 10.0).int_of("pid");
+    assert_eq!(String::from_utf8_lossy(&d.ctl(&["stop", "a"]).stdout), "a: stopped\n");
+    d.signal(libc::SIGHUP);
+    d.wait_log("a was stopped by hand before the reload: it stays stopped", 15.0);
+    let b_after = wait_for(15.0, "b restarted by the reload", || {
+        d.rpc_try("supervisor.getProcessInfo", "b")
+            .filter(|i| i.str_of("statename") == "RUNNING" && i.int_of("pid") != b_before)
+    });
+    assert!(b_after.int_of("pid") > 0);
+    assert_eq!(d.state("a"), "STOPPED", "Supervisor would have started it again (autostart)");
+    assert_eq!(String::from_utf8_lossy(&d.ctl(&["start", "a"]).stdout), "a: started\n");
+}
