@@ -50,6 +50,13 @@ pub const COMMANDS: &[Command] = &[
         run: help,
     },
     Command {
+        name: "logrotate",
+        help: "logrotate\t\tRotate the logs of every process and the main log now (minisv)\n\
+               logrotate <name> [...]\tRotate the logs of these processes or groups now",
+        listed: false,
+        run: logrotate,
+    },
+    Command {
         name: "maintail",
         help: "maintail -f \tContinuous tail of supervisor main log file (Ctrl-C to exit)\n\
                maintail -100\tlast 100 *bytes* of supervisord main log file\n\
@@ -79,6 +86,13 @@ pub const COMMANDS: &[Command] = &[
         help: "remove <name> [...]\tRemoves process/group from active config",
         listed: true,
         run: remove,
+    },
+    Command {
+        name: "reopen",
+        help: "reopen\t\t\tReopen every log file at its path, after an external rotation (minisv)\n\
+               reopen <name> [...]\tReopen the logs of these processes or groups",
+        listed: false,
+        run: reopen,
     },
     Command {
         name: "reread",
@@ -926,6 +940,37 @@ fn shutdown(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
         }
     }
     Ok(())
+}
+
+/// `reopen` / `logrotate`: minisv's own methods; a Supervisor daemon lacks them.
+fn log_command(ctl: &mut Ctl, arg: &str, method: &str, done: &str) -> CallResult<()> {
+    let names = words(arg);
+    let targets: Vec<&str> = if names.is_empty() || names.contains(&"all") { vec![""] } else { names };
+    for name in targets {
+        match ctl.client.call(method, &[Value::from(name)]) {
+            Ok(_) if name.is_empty() => ctl.output(&format!("all logs {done}")),
+            Ok(_) => ctl.output(&format!("{name}: {done}")),
+            Err(e) if e.fault_code() == Some(faults::UNKNOWN_METHOD) => {
+                ctl.output("ERROR: the daemon does not know this command (it is not minisv; send it SIGUSR2 to reopen its logs)");
+                ctl.exitstatus = exit::GENERIC;
+                return Ok(());
+            }
+            Err(e) if e.fault_code() == Some(faults::BAD_NAME) => {
+                ctl.output(&format!("{name}: ERROR (no such process)"));
+                ctl.exitstatus = exit::GENERIC;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn reopen(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
+    log_command(ctl, arg, "minisv.reopenLogs", "reopened")
+}
+
+fn logrotate(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
+    log_command(ctl, arg, "minisv.rotateLogs", "rotated")
 }
 
 fn version(ctl: &mut Ctl, arg: &str) -> CallResult<()> {

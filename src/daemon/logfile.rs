@@ -124,6 +124,23 @@ impl LogFile {
         Ok(())
     }
 
+    /// Rotation on request (`minisv ctl logrotate`): as at maxbytes, for regular files only.
+    pub fn rotate_now(&mut self) -> io::Result<()> {
+        if self.file.is_none() {
+            self.reopen()?;
+        }
+        if self.rotatable {
+            // Asked for by hand, a rotation keeps the old file even with no backups configured
+            // (at maxbytes, backups=0 truncates).
+            let backups = self.backups;
+            self.backups = backups.max(1);
+            let rotated = self.rotate();
+            self.backups = backups;
+            rotated?;
+        }
+        Ok(())
+    }
+
     /// `f.(n-1)` → `f.n` ... `f` → `f.1`, then a new empty `f`; with no backups, truncate.
     pub fn rotate(&mut self) -> io::Result<()> {
         self.file = None;

@@ -127,6 +127,13 @@ impl MainLog {
         }
     }
 
+    pub fn rotate(&mut self) -> io::Result<()> {
+        match self.file.as_mut() {
+            Some(f) => f.rotate_now(),
+            None => Ok(()),
+        }
+    }
+
     pub fn clear(&mut self) -> io::Result<()> {
         match self.file.as_mut() {
             Some(f) => f.clear(),

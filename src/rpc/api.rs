@@ -63,6 +63,8 @@ const TAIL_HELP: &str = "Tail a process log: read length bytes from offset, and 
 
 /// Every method, aliases included, sorted by name (the listMethods order).
 static METHODS: &[Method] = &[
+    m("minisv.reopenLogs", &["boolean", "string"], "Close and reopen log files at their paths, for external log rotation (as SIGUSR2 does): of one process, or of every process and the main log when the name is empty or 'all'.\n\n@param string name The process name (or group:name, group:*), empty or 'all'\n@return boolean result Always True unless error", reopen_logs),
+    m("minisv.rotateLogs", &["boolean", "string"], "Rotate log files now (f.1 ... f.N as when maxbytes is reached): of one process, or of every process and the main log when the name is empty or 'all'.\n\n@param string name The process name (or group:name, group:*), empty or 'all'\n@return boolean result Always True unless error", rotate_logs),
     m("minisv.updateProcessGroup", &["struct", "string"], "Apply the configuration last read (by reloadConfig) to an active group, restarting only the processes whose own settings changed. Unchanged processes keep running, and processes stopped by hand stay stopped. Supervisor restarts the whole group instead.\n\n@param string name The group name\n@return struct result Process names: added, changed, removed, unchanged", update_process_group),
     m("supervisor.addProcessGroup", &["boolean", "string"], "Activate a process group from the configuration that was last read.\n\n@param string name Name of the group to add\n@return boolean result True if successful", add_process_group),
     m("supervisor.clearAllProcessLogs", &["array"], "Clear the stdout and stderr logs of every process.\n\n@return array result An array of process status info structs", clear_all_process_logs),
@@ -661,6 +663,45 @@ fn update_process_group(lp: &mut EventLoop, a: &Args) -> Outcome {
         Some(r) => r.map(Reply::Done),
         None => Ok(Reply::Later(pending)),
     }
+}
+
+/// The processes a log operation applies to: one, a group, or all (empty name or `all`).
+fn log_targets(lp: &EventLoop, name: &str) -> Result<Option<Vec<ProcId>>, RpcError> {
+    if name.is_empty() || name == "all" {
+        return Ok(None);
+    }
+    Ok(Some(match resolve(lp, name)? {
+        Target::Process(id) => vec![id],
+        Target::Group(g) => lp.sup.members_by_priority(&g),
+    }))
+}
+
+fn reopen_logs(lp: &mut EventLoop, a: &Args) -> Outcome {
+    a.count(1, 1)?;
+    match log_targets(lp, a.str(0)?)? {
+        None => lp.reopen_logs(),
+        Some(ids) => {
+            for id in ids {
+                lp.reopen_process_logs(id).map_err(|e| RpcError::with(faults::FAILED, e.to_string()))?;
+            }
+        }
+    }
+    done(true)
+}
+
+fn rotate_logs(lp: &mut EventLoop, a: &Args) -> Outcome {
+    a.count(1, 1)?;
+    let ids = match log_targets(lp, a.str(0)?)? {
+        None => {
+            lp.log.rotate().map_err(|e| RpcError::with(faults::FAILED, format!("main log: {e}")))?;
+            lp.sup.all_by_priority()
+        }
+        Some(ids) => ids,
+    };
+    for id in ids {
+        lp.rotate_process_logs(id).map_err(|e| RpcError::with(faults::FAILED, e.to_string()))?;
+    }
+    done(true)
 }
 
 // ---- logs ------------------------------------------------------------------------------------

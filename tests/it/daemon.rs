@@ -606,3 +606,31 @@ fn a_program_stopped_by_hand_stays_stopped_through_a_reload() {
     assert_eq!(d.state("a"), "STOPPED", "Supervisor would have started it again (autostart)");
     assert_eq!(String::from_utf8_lossy(&d.ctl(&["start", "a"]).stdout), "a: started\n");
 }
+
+#[test]
+fn ctl_logrotate_and_reopen_work_on_demand() {
+    let d = Daemon::start(
+        "logrotate",
+        "[program:w]\ncommand=sh -c 'while :; do echo tick; sleep 0.05; done'\nstdout_logfile=%(here)s/w.log\n\
+         stdout_logfile_backups=0\n",
+    );
+    wait_for(10.0, "output", || fs::metadata(d.path("w.log")).ok().filter(|m| m.len() > 0).map(|_| ()));
+    let out = d.ctl(&["logrotate", "w"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "w: rotated\n");
+    assert!(d.path("w.log.1").exists(), "a rotation by hand keeps the old file even with backups=0");
+    wait_for(10.0, "new output in a new file", || {
+        fs::read_to_string(d.path("w.log")).ok().filter(|s| s.starts_with("tick"))
+    });
+    // External rotation (as logrotate without copytruncate does), then reopen.
+    fs::rename(d.path("w.log"), d.path("w.log.moved")).expect("rename");
+    let out = d.ctl(&["reopen"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "all logs reopened\n");
+    wait_for(10.0, "output at the path again", || {
+        fs::read_to_string(d.path("w.log")).ok().filter(|s| s.contains("tick"))
+    });
+    let out = d.ctl(&["logrotate", "nosuch"]);
+    assert_eq!(
+        (String::from_utf8_lossy(&out.stdout).into_owned(), out.status.code()),
+        ("nosuch: ERROR (no such process)\n".to_string(), Some(1))
+    );
+}

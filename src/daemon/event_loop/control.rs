@@ -276,6 +276,28 @@ impl EventLoop {
         Ok(())
     }
 
+    /// Reopens both logs of a process at their paths (they stay closed until output flows).
+    pub fn reopen_process_logs(&mut self, id: ProcId) -> io::Result<()> {
+        if let Some(io) = self.io.get_mut(id.0) {
+            for log in io.logs.iter_mut().flatten() {
+                log.reopen()?;
+                log.release();
+            }
+        }
+        Ok(())
+    }
+
+    /// Rotates both logs of a process now (a log on a device is left as it is).
+    pub fn rotate_process_logs(&mut self, id: ProcId) -> io::Result<()> {
+        if let Some(io) = self.io.get_mut(id.0) {
+            for log in io.logs.iter_mut().flatten() {
+                log.rotate_now()?;
+                log.release();
+            }
+        }
+        Ok(())
+    }
+
     /// Clears both logs of a process (remove and reopen; backups are kept).
     pub fn clear_logs(&mut self, id: ProcId) -> io::Result<()> {
         if let Some(io) = self.io.get_mut(id.0) {
