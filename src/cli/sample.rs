@@ -99,6 +99,7 @@ serverurl=unix:///tmp/minisv.sock ; the socket of [unix_http_server]
 ;environment=A="1",B="2"       ; environment of the process (default none)
 ;serverurl=AUTO                ; SUPERVISOR_SERVER_URL for the process (default AUTO)
 ;critical=false               ; minisv: exit with its status when it fails for good (default false)
+;depends_on=db,cache           ; minisv: start after these are RUNNING, stop before them (default none)
 ;log_prefix=[%(process_name)s] ; minisv: text before each line of output in the logs (default none)
 ;log_timestamps=false         ; minisv: a timestamp before each line in the logs (default false)
 

@@ -3,6 +3,7 @@
 //! `load` reads the main file and its `[include]`s, expands `%(name)s`, converts every value,
 //! and returns either a `Config` or every error found, each with file:line.
 
+pub mod depends;
 pub mod expand;
 pub mod include;
 pub mod ini;
@@ -84,6 +85,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Vec<Diagnostic
     let supervisord = sections::supervisord(&mut ld, overrides);
     let rpcinterface_supervisor = sections::rpcinterfaces(&mut ld);
     let groups = programs::groups(&mut ld);
+    depends::check(&mut ld, &groups);
     let inet_http_servers = sections::inet_http_servers(&mut ld);
     let unix_http_servers = sections::unix_http_servers(&mut ld);
     let supervisorctl = sections::supervisorctl(&mut ld);

@@ -226,6 +226,8 @@ pub struct ProcessConfig {
     pub critical: bool,
     /// minisv's restart policies (all 0 = Supervisor's behaviour).
     pub restart: RestartPolicy,
+    /// minisv: what must be RUNNING before this process starts (see `config::depends`).
+    pub depends_on: Vec<String>,
     /// minisv: text (and a space) put before each line of output in the program's logs.
     pub log_prefix: Option<String>,
     /// minisv: a timestamp before each line of output in the program's logs.

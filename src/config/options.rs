@@ -95,6 +95,11 @@ pub const PROGRAM: &[Key] = &[
     key("environment", "", "KEY=\"value\",KEY2=\"value\" for this process"),
     key("serverurl", "AUTO", "SUPERVISOR_SERVER_URL given to the process"),
     key(
+        "depends_on",
+        "",
+        "minisv: programs or groups that must be RUNNING before this one starts (and stop after it)",
+    ),
+    key(
         "log_prefix",
         "",
         "minisv: put this text and a space before each line of output in the logs; %(process_name)s works here",

@@ -435,6 +435,10 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str, list
     let killasgroup = ld.conv(section, "killasgroup", n, stopasgroup, types::boolean, EXPECT_BOOL);
     let critical = ld.conv(section, "critical", n, false, types::boolean, EXPECT_BOOL);
     let log_timestamps = ld.conv(section, "log_timestamps", n, false, types::boolean, EXPECT_BOOL);
+    let depends_on = match ld.get(section, "depends_on", n) {
+        Got::Found(t, _) => super::depends::parse(&t),
+        Got::Bad | Got::Missing => Vec::new(),
+    };
     let exitcodes = ld.conv(section, "exitcodes", n, vec![0], types::exitcodes, EXPECT_EXITCODES);
     let redirect_stderr = ld.conv(section, "redirect_stderr", n, false, types::boolean, EXPECT_BOOL);
     let numprocs = ld.conv(section, "numprocs", n, 1, types::integer, EXPECT_INT);
@@ -571,6 +575,7 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str, list
             serverurl: serverurl.clone(),
             critical,
             restart: RestartPolicy { backoff_max, restart_delay, fatal_retry, backoff_window },
+            depends_on: depends_on.clone(),
             log_prefix,
             log_timestamps,
             span: span.clone(),

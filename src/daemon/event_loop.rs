@@ -334,6 +334,17 @@ impl EventLoop {
         self.sup.tick(now, SystemTime::now());
         loop {
             self.perform_actions();
+            // A state change may free a process that waits on it (depends_on): look again now
+            // rather than at the next wakeup (bounded: each round moves a chain one step).
+            for _ in 0..64 {
+                if !(self.state_changed && self.sup.has_deps()) {
+                    break;
+                }
+                self.poll_pending();
+                self.state_changed = false;
+                self.sup.tick(Instant::now(), SystemTime::now());
+                self.perform_actions();
+            }
             if self.state_changed {
                 self.state_changed = false;
                 self.poll_pending();

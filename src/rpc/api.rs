@@ -360,6 +360,14 @@ fn start_one(lp: &mut EventLoop, id: ProcId, wait: bool) -> Outcome {
     if state == ProcessState::Unknown {
         return Err(RpcError::with(faults::FAILED, format!("{name} is in an unknown process state")));
     }
+    if lp.sup.has_deps() {
+        // depends_on: its dependencies start first; it follows once they are RUNNING.
+        for dep in lp.sup.dependencies(id) {
+            if lp.sup.process(dep).is_some_and(|p| !p.state.is_running()) {
+                let _ = start_one(lp, dep, false);
+            }
+        }
+    }
     let (n, w) = now();
     lp.sup.feed(id, Input::Start, n, w);
     lp.perform_actions();
@@ -448,6 +456,14 @@ fn stop_one(lp: &mut EventLoop, id: ProcId, wait: bool) -> Outcome {
             faults::FAILED,
             format!("attempted to kill {} with sig {} but it wasn't running", p.name(), sig),
         ));
+    }
+    if lp.sup.has_deps() {
+        // depends_on: whatever depends on it stops first.
+        for dependent in lp.sup.dependents(id) {
+            if lp.sup.process(dependent).is_some_and(|p| p.state.is_running()) {
+                let _ = stop_one(lp, dependent, false);
+            }
+        }
     }
     let (n, w) = now();
     lp.sup.feed(id, Input::Stop, n, w);
@@ -819,6 +835,8 @@ pub fn poll(lp: &mut EventLoop, pending: &mut Pending) -> Option<Result<Value, R
             match p.state {
                 ProcessState::Running => Some(Ok(Value::Bool(true))),
                 ProcessState::Starting => None,
+                // Waiting for its dependencies (depends_on).
+                ProcessState::Stopped | ProcessState::Exited | ProcessState::Backoff if p.start_requested => None,
                 _ => Some(Err(RpcError::with(faults::ABNORMAL_TERMINATION, name.clone()))),
             }
         }

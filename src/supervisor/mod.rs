@@ -60,6 +60,8 @@ pub struct Supervisor {
     mood: Option<Mood>,
     /// Groups still to be stopped during shutdown, highest priority last.
     stop_groups: Option<Vec<String>>,
+    /// Some process has `depends_on=` (otherwise dependency checks cost nothing).
+    any_deps: bool,
     actions: VecDeque<Action>,
 }
 
@@ -78,8 +80,58 @@ impl Supervisor {
         self.mood.unwrap_or(Mood::Running)
     }
 
-    fn ctx(&self, now: Instant, wall: SystemTime) -> Ctx {
-        Ctx { now, wall, may_start: self.mood() == Mood::Running }
+    fn ctx(&self, id: ProcId, now: Instant, wall: SystemTime) -> Ctx {
+        let (deps_ready, dependents_stopped) = if self.any_deps {
+            (
+                self.deps_ready(id),
+                self.dependents(id).iter().all(|d| self.process(*d).is_none_or(|p| p.state.is_stopped())),
+            )
+        } else {
+            (true, true)
+        };
+        Ctx { now, wall, may_start: self.mood() == Mood::Running, deps_ready, dependents_stopped }
+    }
+
+    /// The processes `id` depends on (`depends_on=`), other than itself.
+    pub fn dependencies(&self, id: ProcId) -> Vec<ProcId> {
+        let Some(p) = self.process(id) else { return Vec::new() };
+        if p.config.depends_on.is_empty() {
+            return Vec::new();
+        }
+        self.processes()
+            .filter(|(other, q)| {
+                *other != id
+                    && p.config
+                        .depends_on
+                        .iter()
+                        .any(|spec| crate::config::depends::matches(spec, &q.group, q.name(), &q.config.program))
+            })
+            .map(|(other, _)| other)
+            .collect()
+    }
+
+    /// The processes that depend on `id`.
+    pub fn dependents(&self, id: ProcId) -> Vec<ProcId> {
+        let Some(p) = self.process(id) else { return Vec::new() };
+        self.processes()
+            .filter(|(other, q)| {
+                *other != id
+                    && q.config
+                        .depends_on
+                        .iter()
+                        .any(|spec| crate::config::depends::matches(spec, &p.group, p.name(), &p.config.program))
+            })
+            .map(|(other, _)| other)
+            .collect()
+    }
+
+    /// Every dependency of `id` is RUNNING.
+    pub fn deps_ready(&self, id: ProcId) -> bool {
+        self.dependencies(id).iter().all(|d| self.process(*d).is_some_and(|p| p.state == ProcessState::Running))
+    }
+
+    fn update_any_deps(&mut self) {
+        self.any_deps = self.slots.iter().flatten().any(|p| !p.config.depends_on.is_empty());
     }
 
     pub fn process(&self, id: ProcId) -> Option<&Process> {
@@ -128,6 +180,7 @@ impl Supervisor {
         }
         self.actions.push_back(Action::GroupAdded(config.name.clone()));
         self.groups.push(Group { config, members });
+        self.update_any_deps();
         true
     }
 
@@ -144,6 +197,7 @@ impl Supervisor {
             self.slots[id.0] = None;
         }
         self.actions.push_back(Action::GroupRemoved(name.to_string()));
+        self.update_any_deps();
         Ok(group.config)
     }
 
@@ -187,6 +241,7 @@ impl Supervisor {
             self.slots[id.0] = None;
         }
         self.groups[idx] = Group { config, members };
+        self.update_any_deps();
         (kept, fresh, dropped)
     }
 
@@ -203,7 +258,7 @@ impl Supervisor {
 
     /// Feeds one input to one process and queues what follows.
     pub fn feed(&mut self, id: ProcId, input: Input, now: Instant, wall: SystemTime) {
-        let ctx = self.ctx(now, wall);
+        let ctx = self.ctx(id, now, wall);
         let Some(proc) = self.slots.get_mut(id.0).and_then(Option::as_mut) else {
             return;
         };
@@ -226,8 +281,18 @@ impl Supervisor {
     /// shutdown logic when the mood is not RUNNING.
     pub fn tick(&mut self, now: Instant, wall: SystemTime) {
         let order: Vec<ProcId> = self.groups_by_priority().iter().flat_map(|g| g.members.iter().copied()).collect();
-        for id in order {
-            self.feed(id, Input::Tick, now, wall);
+        // With depends_on, a change in one pass (a dependency RUNNING, a dependent stopped) can
+        // let another process go: pass again until nothing changes (bounded: a chain of
+        // dependencies moves one step per pass).
+        for _ in 0..if self.any_deps { 64 } else { 1 } {
+            let before = self.actions.iter().filter(|a| matches!(a, Action::StateChanged { .. })).count();
+            for id in &order {
+                self.feed(*id, Input::Tick, now, wall);
+            }
+            let after = self.actions.iter().filter(|a| matches!(a, Action::StateChanged { .. })).count();
+            if after == before {
+                break;
+            }
         }
         if self.mood() != Mood::Running {
             self.shutdown_step(now, wall);
@@ -298,8 +363,28 @@ impl Supervisor {
         members.sort_by_key(|id| self.process(*id).map(|p| p.config.priority).unwrap_or(0));
         members.reverse();
         for id in members {
+            if self.any_deps {
+                // Whatever depends on it stops too, first, wherever it is in the stop order.
+                let mut seen = Vec::new();
+                self.give_up_dependents(id, now, wall, &mut seen);
+            }
             self.feed(id, Input::GiveUp, now, wall);
         }
+    }
+
+    fn give_up_dependents(&mut self, id: ProcId, now: Instant, wall: SystemTime, seen: &mut Vec<ProcId>) {
+        for d in self.dependents(id) {
+            if !seen.contains(&d) {
+                seen.push(d);
+                self.give_up_dependents(d, now, wall, seen);
+                self.feed(d, Input::GiveUp, now, wall);
+            }
+        }
+    }
+
+    /// Some process has `depends_on=`.
+    pub fn has_deps(&self) -> bool {
+        self.any_deps
     }
 
     /// Processes of a group, ordered for a group start (priority, stable).

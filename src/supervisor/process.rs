@@ -72,6 +72,10 @@ pub struct Ctx {
     pub wall: SystemTime,
     /// False while shutting down or reloading: no autostart, autorestart or retry.
     pub may_start: bool,
+    /// Every process named by `depends_on=` is RUNNING (true without dependencies).
+    pub deps_ready: bool,
+    /// Every process that depends on this one is stopped (true without dependents).
+    pub dependents_stopped: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -99,6 +103,10 @@ pub struct Process {
     exited_pid: u32,
     /// When it last entered RUNNING (for `backoff_window`).
     running_since: Option<Instant>,
+    /// A start was asked for while its dependencies were not RUNNING: it starts when they are.
+    pub start_requested: bool,
+    /// A stop was asked for while processes depending on it ran: it stops once they have.
+    pub stop_requested: bool,
 }
 
 fn secs(n: i64) -> Duration {
@@ -125,6 +133,8 @@ impl Process {
             last_status: None,
             exited_pid: 0,
             running_since: None,
+            start_requested: false,
+            stop_requested: false,
         }
     }
 
@@ -194,7 +204,15 @@ impl Process {
         use ProcessState as S;
         match (self.state, input) {
             // --- Start -------------------------------------------------------------------
-            (S::Stopped | S::Exited | S::Fatal | S::Backoff, I::Start) => self.spawn(ctx, out),
+            (S::Stopped | S::Exited | S::Fatal | S::Backoff, I::Start) => {
+                if ctx.deps_ready {
+                    self.spawn(ctx, out);
+                } else if !self.start_requested {
+                    self.start_requested = true;
+                    let msg = format!("{} waits for its dependencies (depends_on) to be RUNNING", self.name());
+                    self.log(out, LogLevel::Info, msg);
+                }
+            }
             (S::Starting | S::Running | S::Stopping, I::Start) => {
                 // Supervisor's spawn() refuses a second child for the same process.
                 let msg = format!("process '{}' already running", self.name());
@@ -277,7 +295,15 @@ impl Process {
             // --- Stop ----------------------------------------------------------------------
             (S::Running | S::Starting, I::Stop) => {
                 self.administrative_stop = true;
-                if self.pid == 0 {
+                self.start_requested = false;
+                if !ctx.dependents_stopped {
+                    // Dependents stop first (depends_on); this one follows on a later tick.
+                    if !self.stop_requested {
+                        self.stop_requested = true;
+                        let msg = format!("{} waits for the programs that depend on it to stop", self.name());
+                        self.log(out, LogLevel::Info, msg);
+                    }
+                } else if self.pid == 0 {
                     // STARTING while the fork is still pending: nothing to signal.
                     self.change(S::Stopped, None, ctx, out);
                 } else {
@@ -340,12 +366,13 @@ impl Process {
                     }
                     AutoRestart::Never => false,
                 };
-                if restart && self.delay.is_none_or(|d| ctx.now >= d) {
+                if restart && ctx.deps_ready && self.delay.is_none_or(|d| ctx.now >= d) {
                     self.spawn(ctx, out);
                 }
             }
             S::Stopped => {
-                if ctx.may_start && self.laststart.is_none() && self.config.autostart {
+                let wanted = (self.laststart.is_none() && self.config.autostart) || self.start_requested;
+                if ctx.may_start && wanted && ctx.deps_ready {
                     self.spawn(ctx, out);
                 }
             }
@@ -356,10 +383,11 @@ impl Process {
                     let msg =
                         format!("gave up: {} entered FATAL state, too many start retries too quickly", self.name());
                     self.log(out, LogLevel::Info, msg);
-                } else if ctx.may_start && self.delay.is_none_or(|d| ctx.now >= d) {
+                } else if ctx.may_start && ctx.deps_ready && self.delay.is_none_or(|d| ctx.now >= d) {
                     self.spawn(ctx, out);
                 }
             }
+            S::Starting if self.stop_requested && ctx.dependents_stopped => self.stop_now(ctx, out),
             S::Starting => {
                 if self.pid != 0 && self.deadline().is_some_and(|d| ctx.now >= d) {
                     self.delay = None;
@@ -384,7 +412,7 @@ impl Process {
                 }
             }
             S::Fatal => {
-                if ctx.may_start && self.delay.is_some_and(|d| ctx.now >= d) {
+                if ctx.may_start && ctx.deps_ready && self.delay.is_some_and(|d| ctx.now >= d) {
                     let msg = format!(
                         "retrying: {} was FATAL for {} seconds (fatal_retry)",
                         self.name(),
@@ -395,11 +423,28 @@ impl Process {
                     self.spawn(ctx, out);
                 }
             }
-            S::Running | S::Unknown => {}
+            S::Running => {
+                if self.stop_requested && ctx.dependents_stopped {
+                    self.stop_now(ctx, out);
+                }
+            }
+            S::Unknown => {}
+        }
+    }
+
+    /// A stop that waited for the dependents to stop goes ahead.
+    fn stop_now(&mut self, ctx: &Ctx, out: &mut Vec<Effect>) {
+        self.stop_requested = false;
+        if self.pid == 0 {
+            self.change(ProcessState::Stopped, None, ctx, out);
+        } else {
+            self.kill(self.config.stopsignal, self.config.stopasgroup, ctx, out);
         }
     }
 
     fn spawn(&mut self, ctx: &Ctx, out: &mut Vec<Effect>) {
+        self.start_requested = false;
+        self.stop_requested = false;
         self.killing = false;
         self.spawnerr = None;
         self.exitstatus = None;

@@ -42,6 +42,7 @@ fn pconf(name: &str) -> ProcessConfig {
         serverurl: None,
         critical: false,
         restart: crate::config::RestartPolicy::default(),
+        depends_on: vec![],
         log_prefix: None,
         log_timestamps: false,
         span: Span { file: PathBuf::from("t.conf"), line: 1 },
@@ -779,4 +780,79 @@ fn backoff_window_slows_down_crashes_right_after_startsecs() {
     h.exit("a", 1);
     assert_eq!(h.spawns.len(), spawns + 1, "an exit after the window restarts at once");
     assert_eq!(h.state("a"), ProcessState::Starting);
+}
+
+fn dep(name: &str, deps: &[&str]) -> ProcessConfig {
+    let mut p = pconf(name);
+    p.depends_on = deps.iter().map(|d| d.to_string()).collect();
+    p
+}
+
+#[test]
+fn a_dependency_chain_starts_in_order_each_once_the_previous_is_running() {
+    // c depends on b, b on a; all autostart with startsecs=1.
+    let mut h = Harness::new(vec![
+        group("c", 1, vec![dep("c", &["b"])]),
+        group("b", 2, vec![dep("b", &["a"])]),
+        group("a", 3, vec![dep("a", &[])]),
+    ]);
+    h.tick();
+    assert_eq!(h.spawns, vec!["a"], "priority alone would start c first");
+    h.advance(1000);
+    assert_eq!(h.spawns, vec!["a", "b"], "b starts as soon as a is RUNNING");
+    h.advance(1000);
+    assert_eq!(h.spawns, vec!["a", "b", "c"]);
+    h.advance(1000);
+    assert_eq!(h.state("c"), ProcessState::Running);
+}
+
+#[test]
+fn shutdown_stops_dependents_first_whatever_the_priorities() {
+    // a's group has the higher priority number: by priority alone it would stop first.
+    let mut h = Harness::new(vec![group("a", 2, vec![dep("a", &[])]), group("b", 1, vec![dep("b", &["a"])])]);
+    for _ in 0..4 {
+        h.advance(1000);
+    }
+    assert_eq!(h.state("b"), ProcessState::Running);
+    let (now, wall) = (h.now, h.wall());
+    h.sup.request_stop(Mood::Shutdown, now, wall);
+    h.run();
+    assert_eq!(h.kills.iter().map(|k| k.0.as_str()).collect::<Vec<_>>(), vec!["b"]);
+    h.killed("b", "SIGTERM");
+    h.tick();
+    assert_eq!(h.kills.iter().map(|k| k.0.as_str()).collect::<Vec<_>>(), vec!["b", "a"]);
+    h.killed("a", "SIGTERM");
+    h.tick();
+    assert_eq!(h.done, Some(Mood::Shutdown));
+}
+
+#[test]
+fn a_dependency_stopped_while_dependents_run_waits_for_them() {
+    let mut h = Harness::new(vec![group("a", 1, vec![dep("a", &[])]), group("b", 1, vec![dep("b", &["a"])])]);
+    for _ in 0..3 {
+        h.advance(1000);
+    }
+    h.feed("a", Input::Stop);
+    assert!(h.kills.is_empty(), "a waits while b runs");
+    assert!(h.has_log("INFO a waits for the programs that depend on it to stop"));
+    h.feed("b", Input::Stop);
+    assert_eq!(h.kills.last().map(|k| k.0.as_str()), Some("b"));
+    h.killed("b", "SIGTERM");
+    h.tick();
+    assert_eq!(h.kills.last().map(|k| k.0.as_str()), Some("a"), "then a stops");
+}
+
+#[test]
+fn starting_a_dependent_by_hand_waits_for_its_dependency() {
+    let mut a = dep("a", &[]);
+    a.autostart = false;
+    let mut b = dep("b", &["a"]);
+    b.autostart = false;
+    let mut h = Harness::new(vec![group("a", 1, vec![a]), group("b", 1, vec![b])]);
+    h.feed("b", Input::Start);
+    assert!(h.spawns.is_empty());
+    assert!(h.proc("b").start_requested);
+    h.feed("a", Input::Start);
+    h.advance(1000);
+    assert_eq!(h.spawns, vec!["a", "b"], "b follows once a is RUNNING");
 }

@@ -634,3 +634,49 @@ fn ctl_logrotate_and_reopen_work_on_demand() {
         ("nosuch: ERROR (no such process)\n".to_string(), Some(1))
     );
 }
+
+#[test]
+fn depends_on_cycles_and_unknown_names_are_config_errors() {
+    let dir = TempDir::new("depcycle");
+    let conf = dir.write(
+        "sv.conf",
+        &format!(
+            "{}[program:a]\ncommand=sleep 1\ndepends_on=c\n[program:b]\ncommand=sleep 1\ndepends_on=a\n\
+             [program:c]\ncommand=sleep 1\ndepends_on=b\n[program:d]\ncommand=sleep 1\ndepends_on=nosuch\n",
+            base_config(dir.path())
+        ),
+    );
+    let out = minisv(&["check", "-c", conf.to_str().expect("utf-8")], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("depends_on: dependencies make a cycle: a -> c -> b -> a"), "{err}");
+    assert!(err.contains("[program:d] depends_on: 'nosuch' is not a program or group"), "{err}");
+}
+
+#[test]
+fn a_dependency_chain_of_three_starts_and_stops_in_order() {
+    let d = Daemon::start(
+        "depchain",
+        "[program:web]\ncommand=sleep 1000\ndepends_on=api\npriority=1\nstartsecs=1\n\
+         [program:api]\ncommand=sleep 1000\ndepends_on=db\npriority=2\nstartsecs=1\n\
+         [program:db]\ncommand=sleep 1000\npriority=3\nstartsecs=1\n",
+    );
+    d.wait_state("web", "RUNNING", 15.0);
+    let log = d.log();
+    let at = |s: &str| log.find(s).unwrap_or_else(|| panic!("{s}\n{log}"));
+    assert!(at("spawned: 'db'") < at("success: db entered RUNNING"));
+    assert!(at("success: db entered RUNNING") < at("spawned: 'api'"), "api waits for db\n{log}");
+    assert!(at("success: api entered RUNNING") < at("spawned: 'web'"), "web waits for api\n{log}");
+    // Stopping db stops what depends on it first.
+    let out = d.ctl(&["stop", "db"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "db: stopped\n");
+    let log = d.log();
+    let at = |s: &str| log.find(s).unwrap_or_else(|| panic!("{s}\n{log}"));
+    assert!(at("stopped: web (") < at("stopped: api ("));
+    assert!(at("stopped: api (") < at("stopped: db ("));
+    // Starting web starts its chain again, in order.
+    let out = d.ctl(&["start", "web"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "web: started\n");
+    assert_eq!(d.state("db"), "RUNNING");
+    assert_eq!(d.state("api"), "RUNNING");
+}
