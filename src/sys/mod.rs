@@ -261,3 +261,13 @@ pub fn chown(path: &std::path::Path, uid: u32, gid: u32) -> io::Result<()> {
     syscall!(chown(c.as_ptr(), uid, gid))?;
     Ok(())
 }
+
+/// The memory page size (the unit of RSS in `/proc/<pid>/stat`); 4096 if sysconf fails.
+pub fn page_size() -> u64 {
+    syscall!(sysconf(libc::_SC_PAGESIZE)).ok().filter(|&n| n > 0).map_or(4096, |n| n as u64)
+}
+
+/// Clock ticks per second (the unit of CPU times in `/proc/<pid>/stat`); 100 if sysconf fails.
+pub fn clock_ticks() -> u64 {
+    syscall!(sysconf(libc::_SC_CLK_TCK)).ok().filter(|&n| n > 0).map_or(100, |n| n as u64)
+}
