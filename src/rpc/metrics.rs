@@ -201,7 +201,7 @@ pub mod parse {
             return Err("the text must end with a newline".into());
         }
         for (n, line) in text.lines().enumerate() {
-            let err = |m: &str| Err(format!("line {}: {m}: {line:?}", n + 1));
+            let err = |m: &str| format!("line {}: {m}: {line:?}", n + 1);
             if line.is_empty() {
                 continue;
             }
@@ -212,23 +212,23 @@ pub mod parse {
                     continue;
                 }
                 if !is_name(name, true) {
-                    return err("bad metric name");
+                    return Err(err("bad metric name"));
                 }
                 if name != current {
                     if finished.contains(name) {
-                        return err("family appears twice");
+                        return Err(err("family appears twice"));
                     }
                     finished.insert(std::mem::replace(&mut current, name.to_string()));
                 }
                 if kw == Some("TYPE") {
                     if !matches!(arg, Some("counter" | "gauge" | "histogram" | "summary" | "untyped")) {
-                        return err("bad type");
+                        return Err(err("bad type"));
                     }
                     if !typed.insert(name.to_string()) {
-                        return err("second TYPE");
+                        return Err(err("second TYPE"));
                     }
                 } else if !helped.insert(name.to_string()) {
-                    return err("second HELP");
+                    return Err(err("second HELP"));
                 }
                 continue;
             }
@@ -238,11 +238,11 @@ pub mod parse {
             let name_end = line.find(['{', ' ']).unwrap_or(line.len());
             let name = &line[..name_end];
             if !is_name(name, true) {
-                return err("bad metric name");
+                return Err(err("bad metric name"));
             }
             if name != current {
                 if finished.contains(name) || typed.contains(name) {
-                    return err("samples of a family are not together");
+                    return Err(err("samples of a family are not together"));
                 }
                 finished.insert(std::mem::replace(&mut current, name.to_string()));
             }
@@ -255,29 +255,29 @@ pub mod parse {
                         r = after;
                         break;
                     }
-                    let eq = r.find('=').ok_or("no =").or_else(|e| err(e))?;
+                    let eq = r.find('=').ok_or_else(|| err("no ="))?;
                     let lname = &r[..eq];
                     if !is_name(lname, false) || lname.starts_with("__") {
-                        return err("bad label name");
+                        return Err(err("bad label name"));
                     }
-                    r = r[eq + 1..].strip_prefix('"').ok_or("no opening quote").or_else(|e| err(e))?;
+                    r = r[eq + 1..].strip_prefix('"').ok_or_else(|| err("no opening quote"))?;
                     let mut value = String::new();
                     let mut chars = r.char_indices();
                     let end = loop {
                         match chars.next() {
-                            None => return err("unterminated label value"),
+                            None => return Err(err("unterminated label value")),
                             Some((i, '"')) => break i,
                             Some((_, '\\')) => match chars.next() {
                                 Some((_, '\\')) => value.push('\\'),
                                 Some((_, '"')) => value.push('"'),
                                 Some((_, 'n')) => value.push('\n'),
-                                _ => return err("bad escape"),
+                                _ => return Err(err("bad escape")),
                             },
                             Some((_, c)) => value.push(c),
                         }
                     };
                     if labels.iter().any(|(k, _): &(String, String)| k == lname) {
-                        return err("duplicate label");
+                        return Err(err("duplicate label"));
                     }
                     labels.push((lname.to_string(), value));
                     r = &r[end + 1..];
@@ -290,19 +290,19 @@ pub mod parse {
                 Some("NaN") => f64::NAN,
                 Some("+Inf") => f64::INFINITY,
                 Some("-Inf") => f64::NEG_INFINITY,
-                Some(v) => v.parse::<f64>().or_else(|_| err("bad value"))?,
-                None => return err("no value"),
+                Some(v) => v.parse::<f64>().map_err(|_| err("bad value"))?,
+                None => return Err(err("no value")),
             };
             if let Some(ts) = fields.next() {
-                ts.parse::<i64>().or_else(|_| err("bad timestamp"))?;
+                ts.parse::<i64>().map_err(|_| err("bad timestamp"))?;
             }
             if fields.next().is_some() {
-                return err("trailing text");
+                return Err(err("trailing text"));
             }
             let mut key = labels.clone();
             key.sort();
             if !series.insert((name.to_string(), format!("{key:?}"))) {
-                return err("duplicate series");
+                return Err(err("duplicate series"));
             }
             out.push((name.to_string(), labels, value));
         }
