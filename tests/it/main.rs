@@ -14,3 +14,4 @@ mod pid1;
 mod pyenv;
 mod tutorial;
 mod update;
+mod web;
