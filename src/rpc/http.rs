@@ -351,7 +351,10 @@ fn recv_loop(
 #[derive(Debug, PartialEq, Eq)]
 enum Route {
     Rpc,
-    Logtail { namespec: String, channel: String },
+    Logtail {
+        namespec: String,
+        channel: String,
+    },
     MainLogtail,
     Ok,
     /// A page of `web` (status, tail, metrics, health, JSON API).

@@ -346,7 +346,10 @@ mod tests {
         ] {
             assert!(parse::check(bad).is_err(), "accepted {bad:?}");
         }
-        assert!(parse::check("# HELP a_total x\n# TYPE a_total counter\na_total 1\na_total{b=\"c\",d=\"e\"} 2 1700000000\n").is_ok());
+        assert!(parse::check(
+            "# HELP a_total x\n# TYPE a_total counter\na_total 1\na_total{b=\"c\",d=\"e\"} 2 1700000000\n"
+        )
+        .is_ok());
     }
 
     #[test]

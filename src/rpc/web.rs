@@ -174,7 +174,9 @@ pub fn csrf_token() -> &'static str {
             use std::hash::{BuildHasher, Hasher};
             for chunk in bytes.chunks_mut(8) {
                 let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-                h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+                h.write_u128(
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
+                );
                 chunk.copy_from_slice(&h.finish().to_le_bytes()[..chunk.len()]);
             }
         }
@@ -213,7 +215,8 @@ pub fn csrf_ok(req: &WebRequest, api: bool) -> bool {
     if !api || cross_site(req) {
         return false;
     }
-    let json = req.header("content-type").is_some_and(|c| c.trim().to_ascii_lowercase().starts_with("application/json"));
+    let json =
+        req.header("content-type").is_some_and(|c| c.trim().to_ascii_lowercase().starts_with("application/json"));
     json || req.header("x-requested-with").is_some()
 }
 
@@ -384,11 +387,7 @@ fn message(action: Action, ns: &str, result: &Result<Value, Fault>) -> String {
             (Action::Start | Action::Restart, faults::ABNORMAL_TERMINATION) => "abnormal termination".to_string(),
             _ => format!("unexpected rpc fault [{}] {}", f.code, f.string),
         };
-        return if action.needs_name() {
-            format!("ERROR: Process {ns}: {what}")
-        } else {
-            format!("ERROR: {what}")
-        };
+        return if action.needs_name() { format!("ERROR: Process {ns}: {what}") } else { format!("ERROR: {what}") };
     }
     match action {
         Action::Refresh => format!("Page refreshed at {at}"),
@@ -564,11 +563,16 @@ pub fn metrics_text(infos: &[Value], identification: &str) -> String {
     if me.start_time > 0.0 {
         uptime.add(vec![], (metrics::now_epoch() - me.start_time).max(0.0));
     }
-    let mut start = Family::new("process_start_time_seconds", Gauge, "Start time of the minisv daemon since the Unix epoch in seconds.");
+    let mut start = Family::new(
+        "process_start_time_seconds",
+        Gauge,
+        "Start time of the minisv daemon since the Unix epoch in seconds.",
+    );
     start.add(vec![], me.start_time);
     let mut rss = Family::new("process_resident_memory_bytes", Gauge, "Resident memory of the minisv daemon in bytes.");
     rss.add(vec![], me.usage.rss_bytes as f64);
-    let mut cpu = Family::new("process_cpu_seconds_total", Counter, "User and system CPU time of the minisv daemon in seconds.");
+    let mut cpu =
+        Family::new("process_cpu_seconds_total", Counter, "User and system CPU time of the minisv daemon in seconds.");
     cpu.add(vec![], me.usage.cpu_seconds);
     let mut fds = Family::new("process_open_fds", Gauge, "Open file descriptors of the minisv daemon.");
     fds.add(vec![], me.open_fds as f64);
@@ -625,7 +629,8 @@ pub fn metrics_text(infos: &[Value], identification: &str) -> String {
 fn process_json(info: &Value) -> Json {
     let Json::Obj(mut members) = json::from_value(info) else { return json::from_value(info) };
     let ns = api::make_namespec(info.str_of("group"), info.str_of("name"));
-    let uptime = if info.str_of("statename") == "RUNNING" { (info.int_of("now") - info.int_of("start")).max(0) } else { 0 };
+    let uptime =
+        if info.str_of("statename") == "RUNNING" { (info.int_of("now") - info.int_of("start")).max(0) } else { 0 };
     members.insert(0, ("namespec".into(), Json::Str(ns)));
     members.push(("uptime".into(), Json::Int(uptime)));
     Json::Obj(members)
@@ -707,7 +712,10 @@ fn api_result(action: Action, ns: &str, result: &Result<Value, Fault>) -> WebRes
         Action::Stop => "stop",
         _ => "restart",
     };
-    WebResponse::json(200, &Json::obj([("namespec", Json::str(ns)), ("action", Json::str(verb)), ("ok", Json::Bool(true))]))
+    WebResponse::json(
+        200,
+        &Json::obj([("namespec", Json::str(ns)), ("action", Json::str(verb)), ("ok", Json::Bool(true))]),
+    )
 }
 
 // ---- URL encoding ------------------------------------------------------------------------

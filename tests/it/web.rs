@@ -153,7 +153,13 @@ fn json_api_lists_and_controls_processes() {
     // A form-like POST is refused.
     let r = http(port, "POST", "/api/v1/processes/web/stop", &[FORM], "");
     assert_eq!(r.status, 403);
-    let r = http(port, "POST", "/api/v1/processes/web/stop", &["Content-Type: application/json", "Origin: http://evil.example"], "");
+    let r = http(
+        port,
+        "POST",
+        "/api/v1/processes/web/stop",
+        &["Content-Type: application/json", "Origin: http://evil.example"],
+        "",
+    );
     assert_eq!(r.status, 403);
     assert_eq!(d.state("web"), "RUNNING");
     let r = http(port, "POST", "/api/v1/processes/web/stop", &["Content-Type: application/json"], "{}");
@@ -228,7 +234,8 @@ fn metrics_and_health() {
 
 #[test]
 fn healthz_fails_while_shutting_down() {
-    let slow = "[program:slow]\ncommand=sh -c 'trap \"\" TERM; while :; do sleep 0.1; done'\nstartsecs=0\nstopwaitsecs=3\n";
+    let slow =
+        "[program:slow]\ncommand=sh -c 'trap \"\" TERM; while :; do sleep 0.1; done'\nstartsecs=0\nstopwaitsecs=3\n";
     let (mut d, port) = start("webhealth", "", slow);
     d.wait_state("slow", "RUNNING", 10.0);
     assert_eq!(get(port, "/healthz").status, 200);
@@ -242,7 +249,15 @@ fn healthz_fails_while_shutting_down() {
 fn auth_applies_to_every_path() {
     let (d, port) = start("webauth", "username=u\npassword=p", TWO);
     d.wait_state("web", "RUNNING", 10.0);
-    for path in ["/", "/index.html", "/tail.html?processname=web", "/metrics", "/healthz", "/api/v1/processes", "/static/minisv.css"] {
+    for path in [
+        "/",
+        "/index.html",
+        "/tail.html?processname=web",
+        "/metrics",
+        "/healthz",
+        "/api/v1/processes",
+        "/static/minisv.css",
+    ] {
         let r = get(port, path);
         assert_eq!(r.status, 401, "{path}");
         assert_eq!(r.header("WWW-Authenticate"), Some("Basic realm=\"default\""));

@@ -186,7 +186,11 @@ fn row(out: &mut String, ctx: &IndexCtx, info: &Value, shade: bool) {
         out,
         "<th scope=\"row\" data-label=\"Name\"><a href=\"/tail.html?processname={q_ns}\" title=\"Log of {e_ns}\">{e_ns}</a></th>"
     );
-    let _ = write!(out, "<td data-label=\"PID\" class=\"num\">{}</td>", if pid > 0 { pid.to_string() } else { String::new() });
+    let _ = write!(
+        out,
+        "<td data-label=\"PID\" class=\"num\">{}</td>",
+        if pid > 0 { pid.to_string() } else { String::new() }
+    );
     let _ = write!(out, "<td data-label=\"Uptime\" class=\"num\">{}</td>", escape(&uptime));
     let _ = write!(out, "<td data-label=\"Description\" class=\"desc\">{}</td>", escape(desc));
     out.push_str("<td class=\"actions\"><form method=\"post\" action=\"/index.html\">");
@@ -224,7 +228,10 @@ pub fn tail(ns: &str, stderr: bool, limit: i64, text: Result<&str, &str>) -> Str
     out.push_str("<body>\n");
     header(&mut out, "tail", None);
     let (e_ns, q_ns) = (escape(ns), quote(ns));
-    let _ = write!(out, "<main class=\"wrap\">\n<h1 class=\"title\">{e_ns} <span class=\"channel\">{channel}</span></h1>\n");
+    let _ = write!(
+        out,
+        "<main class=\"wrap\">\n<h1 class=\"title\">{e_ns} <span class=\"channel\">{channel}</span></h1>\n"
+    );
     let q_ch = if stderr { "&amp;channel=stderr" } else { "" };
     let _ = write!(
         out,

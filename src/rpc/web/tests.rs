@@ -64,7 +64,10 @@ fn index_shows_supervisors_buttons_per_state() {
     assert!(page.contains("<td data-label=\"Uptime\" class=\"num\">0:01:05</td>"));
     assert!(page.contains("class=\"state statusrunning\">running<"));
     // Every form carries the token.
-    assert_eq!(page.matches("<form").count(), page.matches("name=\"token\" value=\"00112233445566778899aabbccddeeff\"").count());
+    assert_eq!(
+        page.matches("<form").count(),
+        page.matches("name=\"token\" value=\"00112233445566778899aabbccddeeff\"").count()
+    );
     assert!(html::index(&ctx(None), &[], None).contains("No programs to manage"));
 }
 
@@ -141,7 +144,12 @@ fn routes() {
 fn forms_and_urls() {
     assert_eq!(
         parse_form("a=1&b=x+y%3Az&&c&d=%3C"),
-        vec![("a".into(), "1".into()), ("b".into(), "x y:z".into()), ("c".into(), String::new()), ("d".into(), "<".into())]
+        vec![
+            ("a".into(), "1".into()),
+            ("b".into(), "x y:z".into()),
+            ("c".into(), String::new()),
+            ("d".into(), "<".into())
+        ]
     );
     assert_eq!(quote("Process g:x started/ä"), "Process%20g%3Ax%20started%2F%C3%A4");
     let r = request("POST", "/", "processname=a", &[FORM], "action=start");
@@ -159,7 +167,10 @@ fn messages_are_supervisors() {
     assert_eq!(message(Action::Start, "x", &fault(faults::ALREADY_STARTED)), "ERROR: Process x: already started");
     assert_eq!(message(Action::Stop, "x", &fault(faults::NOT_RUNNING)), "ERROR: Process x: not running");
     assert_eq!(message(Action::Stop, "x", &fault(faults::BAD_NAME)), "No such process named x");
-    assert_eq!(message(Action::Stop, "x", &fault(faults::FAILED)), "ERROR: Process x: unexpected rpc fault [30] FAILED: x");
+    assert_eq!(
+        message(Action::Stop, "x", &fault(faults::FAILED)),
+        "ERROR: Process x: unexpected rpc fault [30] FAILED: x"
+    );
     assert!(message(Action::StopAll, "", &ok).starts_with("All stopped at "));
     // A restart of a stopped process is a start; a failed start is reported.
     let not_running = Value::structure([("faultCode", Value::Int(70)), ("faultString", Value::from("NOT_RUNNING"))]);

@@ -76,13 +76,32 @@ impl Browser {
     pub fn page(&self) -> Page {
         let list = wait_for(10.0, "a page target", || {
             let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-            s.write_all(b"GET /json/list HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
-            let mut text = String::new();
-            s.read_to_string(&mut text).ok()?;
+            s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+            s.write_all(b"GET /json/list HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+            // Chromium keeps the connection open: read the head, then Content-Length bytes.
+            let mut r = BufReader::new(s);
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                r.read_line(&mut line).ok()?;
+                if line.trim().is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':') {
+                    if k.eq_ignore_ascii_case("content-length") {
+                        len = v.trim().parse().ok()?;
+                    }
+                }
+            }
+            let mut body = vec![0u8; len];
+            r.read_exact(&mut body).ok()?;
+            let text = String::from_utf8_lossy(&body).into_owned();
             text.contains("\"type\": \"page\"").then_some(text)
         });
-        let at = list.find("ws://").expect("webSocketDebuggerUrl");
-        let url = &list[at..list[at..].find('"').map(|e| at + e).expect("url end")];
+        // The entry of type "page": its webSocketDebuggerUrl follows its type.
+        let entry = &list[list.find("\"type\": \"page\"").expect("page")..];
+        let at = entry.find("ws://").expect("webSocketDebuggerUrl");
+        let url = &entry[at..entry[at..].find('"').map(|e| at + e).expect("url end")];
         let path = &url[url[5..].find('/').expect("path") + 5..];
         Page::connect(self.port, path)
     }
@@ -188,6 +207,9 @@ impl Page {
         let want = format!("\"id\":{id},");
         loop {
             let m = self.recv_message();
+            if std::env::var_os("CDP_DEBUG").is_some() {
+                eprintln!("<- {}", &m[..m.len().min(300)]);
+            }
             if m.starts_with(&format!("{{{want}")) || m.contains(&format!(",{want}")) || m.starts_with(&want) {
                 assert!(!m.contains("\"error\":{"), "{method} failed: {m}");
                 return m;
