@@ -189,8 +189,11 @@ pub mod parse {
         chars.next().is_some_and(ok_first) && chars.all(|c| ok_first(c) || c.is_ascii_digit())
     }
 
-    /// Parses `text`; returns (name, labels, value) per sample or the first error with its line.
-    pub fn check(text: &str) -> Result<Vec<(String, Vec<(String, String)>, f64)>, String> {
+    /// (metric name, labels, value).
+    pub type Sample = (String, Vec<(String, String)>, f64);
+
+    /// Parses `text`; returns every sample or the first error with its line.
+    pub fn check(text: &str) -> Result<Vec<Sample>, String> {
         let mut out = Vec::new();
         let mut typed: HashSet<String> = HashSet::new();
         let mut helped: HashSet<String> = HashSet::new();

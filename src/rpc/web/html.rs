@@ -140,9 +140,9 @@ pub fn index(ctx: &IndexCtx, infos: &[Value], error: Option<&str>) -> String {
 
     let running = infos.iter().filter(|i| i.str_of("statename") == "RUNNING").count();
     let failing = infos.iter().filter(|i| matches!(i.str_of("statename"), "FATAL" | "BACKOFF")).count();
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<p class=\"summary\" id=\"summary\">{} process{}: {running} running{}</p>\n",
+        "<p class=\"summary\" id=\"summary\">{} process{}: {running} running{}</p>",
         infos.len(),
         if infos.len() == 1 { "" } else { "es" },
         if failing > 0 { format!(", <strong class=\"statuserror\">{failing} failing</strong>") } else { String::new() }
@@ -233,23 +233,23 @@ pub fn tail(ns: &str, stderr: bool, limit: i64, text: Result<&str, &str>) -> Str
         "<main class=\"wrap\">\n<h1 class=\"title\">{e_ns} <span class=\"channel\">{channel}</span></h1>\n"
     );
     let q_ch = if stderr { "&amp;channel=stderr" } else { "" };
-    let _ = write!(
+    let _ = writeln!(
         out,
         "<nav class=\"toolbar\" aria-label=\"Log\"><a class=\"button\" href=\"/\">Back</a>\
          <a class=\"button\" href=\"/tail.html?processname={q_ns}&amp;limit=1024{q_ch}\">Refresh</a>\
          <a class=\"button quiet\" href=\"/logtail/{q_ns}/{channel}\">Raw stream</a>\
-         <button type=\"button\" id=\"follow\" data-src=\"/logtail/{q_ns}/{channel}\" aria-pressed=\"false\" hidden>Follow</button></nav>\n"
+         <button type=\"button\" id=\"follow\" data-src=\"/logtail/{q_ns}/{channel}\" aria-pressed=\"false\" hidden>Follow</button></nav>"
     );
     match text {
         Ok(t) => {
-            let _ = write!(
+            let _ = writeln!(
                 out,
-                "<pre id=\"log\" class=\"log\" tabindex=\"0\" aria-label=\"{channel} of {e_ns}\">{}</pre>\n",
+                "<pre id=\"log\" class=\"log\" tabindex=\"0\" aria-label=\"{channel} of {e_ns}\">{}</pre>",
                 escape(t)
             );
         }
         Err(e) => {
-            let _ = write!(out, "<div class=\"status_msg error\" role=\"alert\">{}</div>\n", escape(e));
+            let _ = writeln!(out, "<div class=\"status_msg error\" role=\"alert\">{}</div>", escape(e));
         }
     }
     out.push_str("</main>\n</body>\n</html>\n");
