@@ -686,6 +686,7 @@ fn live_server() -> &'static LiveServer {
                     },
                     RequestKind::LogPath { .. } => ServerReply::LogPath(None),
                     RequestKind::Log { .. } => continue,
+                    RequestKind::Web(_) => ServerReply::Web(minisv::rpc::web::WebResponse::new(200, "text/plain", "web")),
                 };
                 let _ = rq.reply.send(reply);
             }

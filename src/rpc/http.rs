@@ -29,6 +29,7 @@ use crate::rpc::auth::{self, AuthOutcome};
 use crate::rpc::httpdate::http_date;
 use crate::rpc::listen::{self, Unlinker};
 use crate::rpc::logtail::{self, ConnectionId, TailStart};
+use crate::rpc::web::{self, WebRequest, WebResponse};
 
 /// A request for the event loop. The loop answers through `reply` (possibly much later, e.g. a
 /// start with wait=true); if the loop drops `reply` unanswered, the client gets a 500.
@@ -45,6 +46,10 @@ pub enum RequestKind {
     LogPath { namespec: Option<String>, channel: String },
     /// A line for the main log (no answer expected), e.g. a failed login.
     Log { level: LogLevel, message: String },
+    /// A web page, `/metrics`, `/healthz` or the JSON API: answered with `ServerReply::Web`,
+    /// or, for an action that waits, with `ServerReply::XmlRpc` of its result, which the
+    /// HTTP thread hands to `web::finish`.
+    Web(WebRequest),
 }
 
 pub enum ServerReply {
@@ -54,6 +59,8 @@ pub enum ServerReply {
     LogPath(Option<PathBuf>),
     /// The request body is not an XML-RPC call: 400, as Supervisor answers.
     BadRequest,
+    /// A web answer.
+    Web(WebResponse),
 }
 
 /// The largest XML-RPC body accepted; larger ones get 413 before their body is read.
@@ -358,9 +365,16 @@ fn recv_loop(
 #[derive(Debug, PartialEq, Eq)]
 enum Route {
     Rpc,
-    Logtail { namespec: String, channel: String },
+    Logtail {
+        namespec: String,
+        channel: String,
+    },
     MainLogtail,
     Ok,
+    /// A page of `web` (status, tail, metrics, health, JSON API).
+    Web,
+    /// The stylesheet or script of the pages.
+    Static,
     NotFound,
 }
 
@@ -374,8 +388,15 @@ fn route(url: &str) -> Route {
     if url.starts_with("/mainlogtail") {
         return Route::MainLogtail;
     }
-    if uri_path(url) == "/ok.html" {
+    let path = uri_path(url);
+    if path == "/ok.html" {
         return Route::Ok;
+    }
+    if web::static_asset(path).is_some() {
+        return Route::Static;
+    }
+    if web::route(path) != web::Page::NotFound {
+        return Route::Web;
     }
     Route::NotFound
 }
@@ -397,7 +418,7 @@ fn parse_logtail(url: &str) -> Option<Route> {
 
 /// Python's `urllib.parse.unquote`: `%xx` → byte, anything malformed kept, UTF-8 with
 /// replacement characters.
-fn unquote(s: &str) -> String {
+pub(crate) fn unquote(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -458,6 +479,13 @@ fn handle(rq: tiny_http::Request, ctx: &Ctx) {
         }
         Route::MainLogtail => handle_tail(rq, ctx, None, "stdout".to_string()),
         Route::Ok => respond(rq, 200, &[], "text/plain", b"OK"),
+        Route::Static if !is_get && method != tiny_http::Method::Head => respond_error(rq, 400, &[]),
+        Route::Static => {
+            let (ctype, body) = web::static_asset(uri_path(rq.url())).unwrap_or(("text/plain", b""));
+            let extra = [("Cache-Control", "max-age=300"), ("X-Content-Type-Options", "nosniff")];
+            respond(rq, 200, &extra, ctype, body);
+        }
+        Route::Web => handle_web(rq, ctx),
         Route::NotFound => respond_error(rq, 404, &[]),
     }
 }
@@ -491,6 +519,40 @@ fn handle_rpc(mut rq: tiny_http::Request, ctx: &Ctx) {
         Some(ServerReply::BadRequest) => respond_error(rq, 400, &[]),
         _ => respond_error(rq, 500, &[]),
     }
+}
+
+fn handle_web(mut rq: tiny_http::Request, ctx: &Ctx) {
+    let url = rq.url().to_string();
+    let path = uri_path(&url).to_string();
+    let query = url.split_once('?').map(|(_, q)| q.split('#').next().unwrap_or("")).unwrap_or("").to_string();
+    let headers = web::HEADERS.iter().filter_map(|h| header(&rq, h).map(|v| (h.to_string(), v))).collect();
+    let mut body = Vec::new();
+    let limit = web::MAX_BODY as u64 + 1;
+    if io::Read::read_to_end(&mut io::Read::take(rq.as_reader(), limit), &mut body).is_err() {
+        return;
+    }
+    if body.len() > web::MAX_BODY {
+        return respond(rq, 413, &[("Connection", "close")], "text/plain", b"request body too large\n");
+    }
+    let req = WebRequest {
+        method: rq.method().as_str().to_string(),
+        path,
+        query,
+        headers,
+        body,
+        peer: rq.remote_addr().map(ToString::to_string),
+    };
+    let response = match ask_loop(ctx, RequestKind::Web(req.clone())) {
+        Some(ServerReply::Web(r)) => r,
+        // A deferred action: the loop answers with the XML-RPC result.
+        Some(ServerReply::XmlRpc(xml)) => match crate::rpc::xmlrpc::parse_response(xml.as_bytes()) {
+            Ok(result) => web::finish(&req, result),
+            Err(_) => return respond_error(rq, 500, &[]),
+        },
+        _ => return respond_error(rq, 500, &[]),
+    };
+    let extra: Vec<(&str, &str)> = response.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    respond(rq, response.status, &extra, &response.content_type, &response.body);
 }
 
 fn handle_tail(rq: tiny_http::Request, ctx: &Ctx, namespec: Option<String>, channel: String) {
@@ -566,11 +628,17 @@ fn version_str(rq: &tiny_http::Request) -> &'static str {
 fn reason(code: u16) -> &'static str {
     match code {
         200 => "OK",
+        301 => "Moved Permanently",
+        303 => "See Other",
         400 => "Bad Request",
         401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
         411 => "Length Required",
         413 => "Request Entity Too Large",
+        503 => "Service Unavailable",
         _ => "Internal Server Error",
     }
 }

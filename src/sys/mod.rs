@@ -267,3 +267,13 @@ pub fn readable_now(fd: RawFd) -> bool {
     let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
     matches!(syscall!(poll(&mut pfd, 1, 0)), Ok(n) if n > 0 && pfd.revents & libc::POLLIN != 0)
 }
+
+/// The memory page size (the unit of RSS in `/proc/<pid>/stat`); 4096 if sysconf fails.
+pub fn page_size() -> u64 {
+    syscall!(sysconf(libc::_SC_PAGESIZE)).ok().filter(|&n| n > 0).map_or(4096, |n| n as u64)
+}
+
+/// Clock ticks per second (the unit of CPU times in `/proc/<pid>/stat`); 100 if sysconf fails.
+pub fn clock_ticks() -> u64 {
+    syscall!(sysconf(libc::_SC_CLK_TCK)).ok().filter(|&n| n > 0).map_or(100, |n| n as u64)
+}

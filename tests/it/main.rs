@@ -16,3 +16,4 @@ mod pyenv;
 mod soak;
 mod tutorial;
 mod update;
+mod web;

@@ -156,6 +156,13 @@ impl EventLoop {
                     }
                 },
                 RequestKind::Log { level, message } => self.log.log(level, &message),
+                RequestKind::Web(web) => match crate::rpc::web::handle(self, &web) {
+                    crate::rpc::web::WebOutcome::Now(r) => {
+                        let _ = req.reply.send(ServerReply::Web(r));
+                    }
+                    // Completed by poll_pending like a waiting XML-RPC call.
+                    crate::rpc::web::WebOutcome::Later(p) => self.pending.push((p, req.reply)),
+                },
                 RequestKind::LogPath { namespec, channel } => {
                     let path = match namespec {
                         None => self.log.path(),

@@ -93,6 +93,19 @@ fn echo_loop(logs: Vec<(Option<&'static str>, PathBuf)>) -> Arc<Answer> {
             let _ = reply.send(ServerReply::LogPath(found));
         }
         RequestKind::Log { .. } => {}
+        RequestKind::Web(req) => {
+            let seen = format!(
+                "{} {} ?{} {:?} {}",
+                req.method,
+                req.path,
+                req.query,
+                req.headers,
+                String::from_utf8_lossy(&req.body)
+            );
+            let mut r = WebResponse::new(200, "text/plain", seen);
+            r.headers.push(("X-Web".into(), "1".into()));
+            let _ = reply.send(ServerReply::Web(r));
+        }
     })
 }
 
@@ -212,7 +225,13 @@ fn routes_like_supervisor() {
     assert_eq!(route("/mainlogtail"), Route::MainLogtail);
     assert_eq!(route("/ok.html"), Route::Ok);
     assert_eq!(route("/ok.html?x"), Route::Ok);
-    assert_eq!(route("/"), Route::NotFound);
+    assert_eq!(route("/"), Route::Web);
+    assert_eq!(route("/index.html?action=refresh"), Route::Web);
+    assert_eq!(route("/api/v1/processes/g%3Ap/stop"), Route::Web);
+    assert_eq!(route("/metrics"), Route::Web);
+    assert_eq!(route("/static/minisv.css"), Route::Static);
+    assert_eq!(route("/static/other.css"), Route::NotFound);
+    assert_eq!(route("/status.html"), Route::NotFound);
     assert_eq!(unquote("%41%zz%4"), "A%zz%4");
     assert_eq!(unquote("%e2%82%ac"), "€");
 }
@@ -546,4 +565,37 @@ fn python_supervisorctl_talks_to_this_server() {
         .expect("run supervisorctl");
     assert!(String::from_utf8_lossy(&out.stdout).contains("Server requires authentication"), "{out:?}");
     drop(run);
+}
+
+#[test]
+fn web_requests_reach_the_loop_and_static_files_do_not() {
+    let run = start(&[inet_cfg(0, Some(("u", "p")))], &[], echo_loop(vec![]));
+    let mut c = Conn::tcp(run.inet[0]);
+    let auth = "Authorization: Basic dTpw\r\n";
+    let r = exchange(
+        &mut c,
+        &format!(
+            "POST /index.html?a=1 HTTP/1.1\r\nHost: h\r\n{auth}Content-Type: application/x-www-form-urlencoded\r\n\
+             X-Other: no\r\nContent-Length: 8\r\n\r\naction=x"
+        ),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("X-Web").as_deref(), Some("1"));
+    assert_eq!(
+        String::from_utf8_lossy(&r.body),
+        "POST /index.html ?a=1 [(\"host\", \"h\"), (\"content-type\", \"application/x-www-form-urlencoded\")] action=x"
+    );
+    let r = exchange(&mut c, &format!("GET /static/minisv.css HTTP/1.1\r\n{auth}\r\n"));
+    assert_eq!((r.status, r.header("Content-Type").as_deref()), (200, Some("text/css;charset=utf-8")));
+    assert!(r.header("X-Web").is_none() && r.body.starts_with(b"/* minisv"));
+    // Auth covers the pages and the static files.
+    for path in ["/", "/static/minisv.js", "/metrics", "/api/v1/processes"] {
+        let mut c = Conn::tcp(run.inet[0]);
+        let r = exchange(&mut c, &format!("GET {path} HTTP/1.1\r\n\r\n"));
+        assert_eq!(r.status, 401, "{path}");
+    }
+    let mut c = Conn::tcp(run.inet[0]);
+    let big = crate::rpc::web::MAX_BODY + 1;
+    let r = exchange(&mut c, &format!("POST / HTTP/1.1\r\n{auth}Content-Length: {big}\r\n\r\n{}", "a".repeat(big)));
+    assert_eq!(r.status, 413);
 }
