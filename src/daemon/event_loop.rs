@@ -175,7 +175,10 @@ pub struct EventLoop {
     /// When to check that a connection seen arriving has been accepted, and whether the last
     /// check found connections waiting.
     accept_check: Option<Instant>,
-    accept_suspect: bool,
+    /// Connections were waiting at the last check; the count of requests seen then.
+    accept_suspect: Option<u64>,
+    /// Requests received from the HTTP threads (proof that they still accept).
+    requests_seen: u64,
 }
 
 impl EventLoop {
@@ -205,7 +208,8 @@ impl EventLoop {
             server_waker: None,
             server_retry: None,
             accept_check: None,
-            accept_suspect: false,
+            accept_suspect: None,
+            requests_seen: 0,
             config,
             sup: Supervisor::new(),
             log,

@@ -549,8 +549,24 @@ fn metrics_page(lp: &mut EventLoop) -> WebResponse {
     };
     let ident = call_value(lp, "supervisor.getIdentification", &[]).ok();
     let ident = ident.as_ref().and_then(Value::as_str).unwrap_or("supervisor").to_string();
-    WebResponse::new(200, "text/plain; version=0.0.4; charset=utf-8", metrics_text(&infos, &ident))
-        .with("Cache-Control", "no-store")
+    let restarts: Vec<(String, String, u64)> =
+        lp.sup.processes().map(|(_, p)| (p.group.clone(), p.name().to_string(), p.restarts)).collect();
+    let mut text = metrics_text(&infos, &ident);
+    text.push_str(&restarts_text(&restarts));
+    WebResponse::new(200, "text/plain; version=0.0.4; charset=utf-8", text).with("Cache-Control", "no-store")
+}
+
+/// `minisv_process_restarts_total`: starts after the first one, per process.
+pub fn restarts_text(restarts: &[(String, String, u64)]) -> String {
+    let mut f = Family::new(
+        "minisv_process_restarts_total",
+        Kind::Counter,
+        "How many times the process was started again after its first start.",
+    );
+    for (group, name, n) in restarts {
+        f.add(vec![("group", group.clone()), ("name", name.clone())], *n as f64);
+    }
+    metrics::render(&[f])
 }
 
 /// The exposition for these getProcessInfo structs; memory and CPU read from /proc.

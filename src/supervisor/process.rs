@@ -107,6 +107,8 @@ pub struct Process {
     pub start_requested: bool,
     /// A stop was asked for while processes depending on it ran: it stops once they have.
     pub stop_requested: bool,
+    /// How many times it was started again after its first start (for metrics).
+    pub restarts: u64,
 }
 
 fn secs(n: i64) -> Duration {
@@ -135,6 +137,7 @@ impl Process {
             running_since: None,
             start_requested: false,
             stop_requested: false,
+            restarts: 0,
         }
     }
 
@@ -443,6 +446,9 @@ impl Process {
     }
 
     fn spawn(&mut self, ctx: &Ctx, out: &mut Vec<Effect>) {
+        if self.laststart.is_some() {
+            self.restarts += 1;
+        }
         self.start_requested = false;
         self.stop_requested = false;
         self.killing = false;

@@ -856,3 +856,17 @@ fn starting_a_dependent_by_hand_waits_for_its_dependency() {
     h.advance(1000);
     assert_eq!(h.spawns, vec!["a", "b"], "b follows once a is RUNNING");
 }
+
+#[test]
+fn restarts_are_counted_after_the_first_start() {
+    let mut p = pconf("a");
+    p.autorestart = AutoRestart::Always;
+    let mut h = Harness::new(vec![group("a", 999, vec![p])]);
+    h.tick();
+    assert_eq!(h.proc("a").restarts, 0);
+    for _ in 0..3 {
+        h.advance(1500);
+        h.exit("a", 0);
+    }
+    assert_eq!(h.proc("a").restarts, 3);
+}

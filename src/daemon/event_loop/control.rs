@@ -94,25 +94,32 @@ impl EventLoop {
     }
 
     /// Connections still waiting at two checks, ACCEPT_WATCHDOG after one arrived and a second
-    /// later, mean nobody accepts any more (tiny_http's accept thread ended or panicked, e.g. out
-    /// of fds): restart the servers. A busy but live acceptor empties the backlog in between.
+    /// later, with no request coming through in between, mean nobody accepts any more
+    /// (tiny_http's accept thread ended or panicked, e.g. out of fds): restart the servers.
     pub(super) fn check_accepting(&mut self) {
         self.accept_check = None;
         let Some(server) = &self.server else { return };
         let waiting = server.listener_fds().into_iter().any(crate::sys::readable_now);
-        if !waiting {
-            self.accept_suspect = false;
-        } else if !self.accept_suspect {
-            self.accept_suspect = true;
-            self.accept_check = Some(Instant::now() + Duration::from_secs(1));
-        } else {
-            self.accept_suspect = false;
-            self.log.log(
-                LogLevel::Critical,
-                "the control server stopped accepting connections (connections waited for seconds); restarting it",
-            );
-            self.restart_servers();
+        match self.accept_suspect {
+            // Connections keep arriving and requests keep coming through: the acceptor is
+            // alive, the backlog just is not empty at the moment we look.
+            Some(requests) if !waiting || self.requests_seen != requests => self.accept_suspect = None,
+            None if !waiting => {}
+            None => {
+                self.accept_suspect = Some(self.requests_seen);
+                self.accept_check = Some(Instant::now() + Duration::from_secs(1));
+            }
+            Some(_) => self.restart_stuck_servers(),
         }
+    }
+
+    fn restart_stuck_servers(&mut self) {
+        self.accept_suspect = None;
+        self.log.log(
+            LogLevel::Critical,
+            "the control server stopped accepting connections (connections waited for seconds); restarting it",
+        );
+        self.restart_servers();
     }
 
     /// Stops the control servers and starts them again on fresh sockets.
@@ -142,6 +149,7 @@ impl EventLoop {
         // Bounded per wakeup; the HTTP threads wake us again for anything sent later.
         for _ in 0..10_000 {
             let Some(req) = self.requests.as_ref().and_then(|rx| rx.try_recv().ok()) else { return };
+            self.requests_seen += 1;
             match req.kind {
                 RequestKind::XmlRpc(body) => match api::handle_request(self, &body) {
                     Some(Ok(Reply::Done(v))) => {
