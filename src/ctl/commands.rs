@@ -195,27 +195,8 @@ fn unexpected(what: String) -> CallError {
     CallError::BadUrl(what)
 }
 
-/// Python's `repr()` of a str, for the `ERROR: <Fault ...>` lines of `fg`.
-fn py_repr(s: &str) -> String {
-    let q = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
-    let mut out = String::from(q);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == q => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push(q);
-    out
-}
+/// Python's `repr()` of a str, for the `ERROR: <Fault ...>` lines of `fg` (one implementation).
+use crate::config::ini::py_repr;
 
 fn fault_repr(e: &CallError) -> String {
     match e {
