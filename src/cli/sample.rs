@@ -100,6 +100,8 @@ serverurl=unix:///tmp/minisv.sock ; the socket of [unix_http_server]
 ;serverurl=AUTO                ; SUPERVISOR_SERVER_URL for the process (default AUTO)
 ;critical=false               ; minisv: exit with its status when it fails for good (default false)
 ;depends_on=db,cache           ; minisv: start after these are RUNNING, stop before them (default none)
+;ready_fd=3                    ; minisv: RUNNING when the program writes a line on this fd (default none)
+;ready_timeout=60              ; minisv: seconds it has to become ready with ready_fd (default 60)
 ;log_prefix=[%(process_name)s] ; minisv: text before each line of output in the logs (default none)
 ;log_timestamps=false         ; minisv: a timestamp before each line in the logs (default false)
 

@@ -228,6 +228,10 @@ pub struct ProcessConfig {
     pub restart: RestartPolicy,
     /// minisv: what must be RUNNING before this process starts (see `config::depends`).
     pub depends_on: Vec<String>,
+    /// minisv: the fd on which the program writes a line when it is ready (then RUNNING), and
+    /// how long it has for that (seconds) before the start counts as failed.
+    pub ready_fd: Option<i32>,
+    pub ready_timeout: i64,
     /// minisv: text (and a space) put before each line of output in the program's logs.
     pub log_prefix: Option<String>,
     /// minisv: a timestamp before each line of output in the program's logs.

@@ -99,6 +99,8 @@ pub const PROGRAM: &[Key] = &[
         "",
         "minisv: programs or groups that must be RUNNING before this one starts (and stop after it)",
     ),
+    key("ready_fd", "", "minisv: the program writes a line on this fd when it is ready (instead of startsecs)"),
+    key("ready_timeout", "60", "minisv: seconds the program has to become ready (with ready_fd)"),
     key(
         "log_prefix",
         "",

@@ -435,6 +435,20 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str, list
     let killasgroup = ld.conv(section, "killasgroup", n, stopasgroup, types::boolean, EXPECT_BOOL);
     let critical = ld.conv(section, "critical", n, false, types::boolean, EXPECT_BOOL);
     let log_timestamps = ld.conv(section, "log_timestamps", n, false, types::boolean, EXPECT_BOOL);
+    let ready_fd = match ld.raw(section, "ready_fd") {
+        None => None,
+        Some(_) => {
+            let fd = ld.conv(section, "ready_fd", n, -1, types::integer, EXPECT_READY_FD);
+            if (3..=1024).contains(&fd) {
+                Some(fd as i32)
+            } else {
+                let s = ld.raw(section, "ready_fd").map(|v| v.span);
+                ld.error(s, section, Some("ready_fd"), format!("{fd} is not a usable fd; expected {EXPECT_READY_FD}"));
+                None
+            }
+        }
+    };
+    let ready_timeout = ld.conv(section, "ready_timeout", n, 60, types::integer, EXPECT_INT);
     let depends_on = match ld.get(section, "depends_on", n) {
         Got::Found(t, _) => super::depends::parse(&t),
         Got::Bad | Got::Missing => Vec::new(),
@@ -576,6 +590,8 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str, list
             critical,
             restart: RestartPolicy { backoff_max, restart_delay, fatal_retry, backoff_window },
             depends_on: depends_on.clone(),
+            ready_fd,
+            ready_timeout,
             log_prefix,
             log_timestamps,
             span: span.clone(),

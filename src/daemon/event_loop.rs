@@ -69,26 +69,33 @@ impl Channel {
     }
 }
 
-/// Three tokens per process slot: stdout, stderr (readable) and stdin (writable).
+/// Four tokens per process slot: stdout, stderr, the readiness pipe (readable) and stdin
+/// (writable).
 fn pipe_token(id: ProcId, ch: Channel) -> Token {
-    Token(PIPE_TOKEN_BASE + id.0 * 3 + ch as usize)
+    Token(PIPE_TOKEN_BASE + id.0 * 4 + ch as usize)
+}
+
+fn ready_token(id: ProcId) -> Token {
+    Token(PIPE_TOKEN_BASE + id.0 * 4 + 2)
 }
 
 fn stdin_token(id: ProcId) -> Token {
-    Token(PIPE_TOKEN_BASE + id.0 * 3 + 2)
+    Token(PIPE_TOKEN_BASE + id.0 * 4 + 3)
 }
 
 enum PipeToken {
     Output(ProcId, Channel),
+    Ready(ProcId),
     Stdin(ProcId),
 }
 
 fn token_pipe(token: Token) -> Option<PipeToken> {
     let n = token.0.checked_sub(PIPE_TOKEN_BASE)?;
-    let id = ProcId(n / 3);
-    Some(match n % 3 {
+    let id = ProcId(n / 4);
+    Some(match n % 4 {
         0 => PipeToken::Output(id, Channel::Stdout),
         1 => PipeToken::Output(id, Channel::Stderr),
+        2 => PipeToken::Ready(id),
         _ => PipeToken::Stdin(id),
     })
 }
@@ -100,6 +107,8 @@ pub struct ProcIo {
     stdin_buf: Vec<u8>,
     pipes: [Option<File>; 2],
     pub logs: [Option<LogFile>; 2],
+    /// The read end of the `ready_fd` pipe, until the program says it is ready.
+    ready: Option<File>,
     /// Whether a write error of this log was already reported (reported once per episode).
     log_failing: [bool; 2],
     /// Whether the next byte of each channel starts a line (for log_prefix/log_timestamps).
@@ -115,6 +124,7 @@ impl Default for ProcIo {
             stdin_buf: Vec::new(),
             pipes: [None, None],
             logs: [None, None],
+            ready: None,
             log_failing: [false; 2],
             at_line_start: [true; 2],
             captures: [None, None],
@@ -395,6 +405,7 @@ impl EventLoop {
                     token => match token_pipe(token) {
                         Some(PipeToken::Output(id, ch)) => self.read_pipe(id, ch, READ_BUDGET),
                         Some(PipeToken::Stdin(id)) => self.flush_stdin(id),
+                        Some(PipeToken::Ready(id)) => self.read_ready(id),
                         None => {}
                     },
                 }
@@ -515,6 +526,7 @@ impl EventLoop {
                         self.close_pipe(id, ch);
                     }
                     self.listener_exited(id);
+                    self.close_ready(id);
                     if let Some(io) = self.io.get_mut(id.0) {
                         if let Some(fd) = io.stdin.take() {
                             let _ = self.poll.registry().deregister(&mut SourceFd(&fd.as_raw_fd()));
@@ -576,6 +588,39 @@ impl EventLoop {
                     return;
                 }
             }
+        }
+    }
+
+    /// The readiness pipe: a line (or any byte) means ready; end of file, it is closed.
+    fn read_ready(&mut self, id: ProcId) {
+        let mut buf = [0u8; 256];
+        let mut ready = false;
+        let mut closed = false;
+        if let Some(pipe) = self.io.get_mut(id.0).and_then(|io| io.ready.as_mut()) {
+            // Bounded: the pipe holds at most what the program wrote.
+            for _ in 0..64 {
+                match pipe.read(&mut buf) {
+                    Ok(0) => {
+                        closed = true;
+                        break;
+                    }
+                    Ok(_) => ready = true,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        if ready || closed {
+            self.close_ready(id);
+        }
+        if ready {
+            self.sup.feed(id, Input::Ready, Instant::now(), SystemTime::now());
+        }
+    }
+
+    fn close_ready(&mut self, id: ProcId) {
+        if let Some(pipe) = self.io.get_mut(id.0).and_then(|io| io.ready.take()) {
+            let _ = self.poll.registry().deregister(&mut SourceFd(&pipe.as_raw_fd()));
         }
     }
 
@@ -872,6 +917,7 @@ impl EventLoop {
             user,
             redirect_stderr: pc.redirect_stderr,
             stdin_socket,
+            ready_fd: pc.ready_fd,
         };
         let spawned = spawn::spawn(plan, &pc.name)?;
         let pid = spawned.pid;
@@ -889,7 +935,15 @@ impl EventLoop {
                 }
             }
         }
+        let ready = spawned.ready.map(File::from);
+        if let Some(r) = &ready {
+            let fd = r.as_raw_fd();
+            if let Err(e) = registry.register(&mut SourceFd(&fd), ready_token(id), Interest::READABLE) {
+                self.log.log(LogLevel::Error, &format!("cannot watch the ready_fd of {}: {}", pc.name, e));
+            }
+        }
         let io = &mut self.io[id.0];
+        io.ready = ready;
         io.pipes = [Some(stdout), stderr];
         io.stdin = spawned.stdin;
         self.pids.insert(pid, id);

@@ -148,6 +148,8 @@ pub struct SpawnPlan {
     pub redirect_stderr: bool,
     /// For fcgi-program: the listening socket becomes fd 0 (no stdin pipe).
     pub stdin_socket: Option<OwnedFd>,
+    /// `ready_fd=N`: a pipe whose write end is the child's fd N.
+    pub ready_fd: Option<i32>,
 }
 
 /// The parent's ends of a spawned child's pipes (all non-blocking).
@@ -156,6 +158,8 @@ pub struct Spawned {
     pub stdin: Option<OwnedFd>,
     pub stdout: OwnedFd,
     pub stderr: Option<OwnedFd>,
+    /// The read end of the `ready_fd` pipe.
+    pub ready: Option<OwnedFd>,
 }
 
 // Steps reported by the child when it fails before exec.
@@ -184,6 +188,10 @@ pub fn spawn(plan: SpawnPlan, name: &str) -> Result<Spawned, String> {
     let (out_r, out_w) = sys::pipe().map_err(pipe_err)?;
     let err_pipe = if plan.redirect_stderr { None } else { Some(sys::pipe().map_err(pipe_err)?) };
     let (status_r, status_w) = sys::pipe().map_err(pipe_err)?;
+    let ready_pipe = match plan.ready_fd {
+        Some(_) => Some(sys::pipe().map_err(pipe_err)?),
+        None => None,
+    };
 
     let mut cmd = Command::new(&plan.program);
     if let Some(arg0) = plan.argv.first() {
@@ -210,7 +218,7 @@ pub fn spawn(plan: SpawnPlan, name: &str) -> Result<Spawned, String> {
     // The signal mask is emptied and SIGPIPE reset by std; other ignored signals would be
     // inherited, so the fast path is taken only when the daemon ignores none (checked once);
     // stray fds were marked close-on-exec at startup (`mark_fds_cloexec`).
-    let fast = plan.user.is_none() && plan.umask.is_none() && !ignores_signals();
+    let fast = plan.user.is_none() && plan.umask.is_none() && plan.ready_fd.is_none() && !ignores_signals();
     if fast {
         if let Some(dir) = &plan.directory {
             // posix_spawn reports a failed chdir as a bare errno: say which step it was.
@@ -238,6 +246,7 @@ pub fn spawn(plan: SpawnPlan, name: &str) -> Result<Spawned, String> {
     let groups: Vec<libc::gid_t> =
         user.as_ref().map(|u| u.2.iter().map(|g| *g as libc::gid_t).collect()).unwrap_or_default();
     let umask = plan.umask;
+    let ready = ready_pipe.as_ref().zip(plan.ready_fd).map(|((_, w), n)| (w.as_raw_fd(), n));
     let status_fd = status_w.as_raw_fd();
     // SAFETY: the closure only makes async-signal-safe calls (sigprocmask, sigaction, setgroups,
     // setgid, setuid, chdir, umask, syscall(close_range), fcntl, write) on data prepared above.
@@ -276,6 +285,14 @@ pub fn spawn(plan: SpawnPlan, name: &str) -> Result<Spawned, String> {
                 if !child_cloexec_from(3) {
                     return Err(fail(STEP_FDS));
                 }
+                // After the close-on-exec sweep: the readiness fd is the one fd besides 0-2
+                // that the program keeps.
+                if let Some((fd, n)) = ready {
+                    let ok = if fd == n { libc::fcntl(fd, libc::F_SETFD, 0) != -1 } else { libc::dup2(fd, n) != -1 };
+                    if !ok {
+                        return Err(fail(STEP_FDS));
+                    }
+                }
                 Ok(())
             });
         }
@@ -294,7 +311,11 @@ pub fn spawn(plan: SpawnPlan, name: &str) -> Result<Spawned, String> {
             for fd in [Some(&out_r), err_r.as_ref(), stdin_w.as_ref()].into_iter().flatten() {
                 sys::set_nonblocking(fd.as_raw_fd()).map_err(pipe_err)?;
             }
-            Ok(Spawned { pid, stdin: stdin_w, stdout: out_r, stderr: err_r })
+            let ready = ready_pipe.map(|(r, _)| r);
+            if let Some(r) = &ready {
+                sys::set_nonblocking(r.as_raw_fd()).map_err(pipe_err)?;
+            }
+            Ok(Spawned { pid, stdin: stdin_w, stdout: out_r, stderr: err_r, ready })
         }
         Err(e) => {
             let errno = e.raw_os_error().unwrap_or(0);

@@ -40,6 +40,8 @@ pub enum Input {
     Tick,
     /// Sending a signal failed with something other than ESRCH.
     KillFailed { message: String },
+    /// The program wrote its readiness line on `ready_fd`.
+    Ready,
 }
 
 /// What the loop must do for this process.
@@ -109,6 +111,8 @@ pub struct Process {
     pub stop_requested: bool,
     /// How many times it was started again after its first start (for metrics).
     pub restarts: u64,
+    /// It did not become ready within `ready_timeout` and was killed for it.
+    ready_failed: bool,
 }
 
 fn secs(n: i64) -> Duration {
@@ -138,6 +142,7 @@ impl Process {
             start_requested: false,
             stop_requested: false,
             restarts: 0,
+            ready_failed: false,
         }
     }
 
@@ -148,6 +153,13 @@ impl Process {
     /// The next moment at which `Tick` may change something, if any.
     pub fn deadline(&self) -> Option<Instant> {
         match self.state {
+            ProcessState::Starting if self.pid != 0 && self.config.ready_fd.is_some() => {
+                // With ready_fd the program says when it is ready; this is its deadline.
+                if self.ready_failed {
+                    return None;
+                }
+                Some(self.laststart? + secs(self.config.ready_timeout))
+            }
             ProcessState::Starting if self.pid != 0 => {
                 let start = self.laststart?;
                 // Supervisor promotes when `now - laststart > startsecs`.
@@ -267,12 +279,20 @@ impl Process {
                 // Q1 fix: the exit is judged by when it happened, before any promotion.
                 let up = self.laststart.map(|t| ctx.now.saturating_duration_since(t));
                 let too_quickly = match up {
+                    // With ready_fd, an exit before it said it is ready is a failed start.
+                    _ if self.config.ready_fd.is_some() => true,
                     Some(up) => self.config.startsecs > 0 && up < secs(self.config.startsecs),
                     None => false,
                 };
                 if too_quickly {
                     self.exitstatus = None;
-                    self.spawnerr = Some("Exited too quickly (process log may have details)".into());
+                    self.spawnerr = Some(if self.ready_failed {
+                        format!("not ready within {} seconds (ready_timeout)", self.config.ready_timeout)
+                    } else if self.config.ready_fd.is_some() {
+                        "Exited before it was ready (process log may have details)".into()
+                    } else {
+                        "Exited too quickly (process log may have details)".into()
+                    });
                     self.change(S::Backoff, None, ctx, out);
                     let msg = format!("exited: {} ({}; not expected)", self.name(), info.message);
                     self.log(out, LogLevel::Warn, msg);
@@ -342,6 +362,15 @@ impl Process {
                 I::Tick,
             ) => self.tick(ctx, out),
 
+            // --- Readiness (ready_fd) --------------------------------------------------------
+            (S::Starting, I::Ready) => {
+                if self.pid != 0 && self.config.ready_fd.is_some() && !self.ready_failed {
+                    self.promote(ctx, out, "process is ready (ready_fd)".into());
+                }
+            }
+            // Only a starting process waits for its readiness line; a late one changes nothing.
+            (S::Stopped | S::Running | S::Backoff | S::Stopping | S::Exited | S::Fatal | S::Unknown, I::Ready) => {}
+
             // --- Signal delivery failed -----------------------------------------------------
             (S::Stopping | S::Running | S::Starting, I::KillFailed { message }) => {
                 let msg = format!("unknown problem killing {} ({}):{}", self.name(), self.pid, message);
@@ -393,18 +422,21 @@ impl Process {
             S::Starting if self.stop_requested && ctx.dependents_stopped => self.stop_now(ctx, out),
             S::Starting => {
                 if self.pid != 0 && self.deadline().is_some_and(|d| ctx.now >= d) {
-                    self.delay = None;
-                    // With backoff_window, the backoff is reset only once it stayed up that long.
-                    if self.config.restart.backoff_window == 0 {
-                        self.backoff = 0;
+                    if self.config.ready_fd.is_some() {
+                        // Not ready in time: the start failed; it goes BACKOFF once reaped.
+                        self.ready_failed = true;
+                        let msg = format!(
+                            "{} did not become ready within {} seconds (ready_timeout): killing it",
+                            self.name(),
+                            self.config.ready_timeout
+                        );
+                        self.log(out, LogLevel::Warn, msg);
+                        out.push(Effect::Kill { signal: libc::SIGKILL, group: self.config.killasgroup });
+                    } else {
+                        let why =
+                            format!("process has stayed up for > than {} seconds (startsecs)", self.config.startsecs);
+                        self.promote(ctx, out, why);
                     }
-                    self.change(S::Running, None, ctx, out);
-                    let msg = format!(
-                        "success: {} entered RUNNING state, process has stayed up for > than {} seconds (startsecs)",
-                        self.name(),
-                        self.config.startsecs
-                    );
-                    self.log(out, LogLevel::Info, msg);
                 }
             }
             S::Stopping => {
@@ -435,6 +467,18 @@ impl Process {
         }
     }
 
+    /// STARTING → RUNNING: it stayed up for startsecs, or said it is ready.
+    fn promote(&mut self, ctx: &Ctx, out: &mut Vec<Effect>, why: String) {
+        self.delay = None;
+        // With backoff_window, the backoff is reset only once it stayed up that long.
+        if self.config.restart.backoff_window == 0 {
+            self.backoff = 0;
+        }
+        self.change(ProcessState::Running, None, ctx, out);
+        let msg = format!("success: {} entered RUNNING state, {why}", self.name());
+        self.log(out, LogLevel::Info, msg);
+    }
+
     /// A stop that waited for the dependents to stop goes ahead.
     fn stop_now(&mut self, ctx: &Ctx, out: &mut Vec<Effect>) {
         self.stop_requested = false;
@@ -446,6 +490,7 @@ impl Process {
     }
 
     fn spawn(&mut self, ctx: &Ctx, out: &mut Vec<Effect>) {
+        self.ready_failed = false;
         if self.laststart.is_some() {
             self.restarts += 1;
         }

@@ -43,6 +43,8 @@ fn pconf(name: &str) -> ProcessConfig {
         critical: false,
         restart: crate::config::RestartPolicy::default(),
         depends_on: vec![],
+        ready_fd: None,
+        ready_timeout: 60,
         log_prefix: None,
         log_timestamps: false,
         span: Span { file: PathBuf::from("t.conf"), line: 1 },
@@ -485,6 +487,7 @@ fn every_state_input_pair_keeps_pid_consistent() {
             Input::GiveUp,
             Input::Tick,
             Input::KillFailed { message: "EPERM".into() },
+            Input::Ready,
         ]
     };
     type Reach = (&'static str, fn(&mut Harness));
@@ -869,4 +872,47 @@ fn restarts_are_counted_after_the_first_start() {
         h.exit("a", 0);
     }
     assert_eq!(h.proc("a").restarts, 3);
+}
+
+#[test]
+fn ready_fd_makes_running_when_the_program_says_so_not_after_startsecs() {
+    let mut p = pconf("a");
+    p.ready_fd = Some(3);
+    p.startsecs = 1;
+    p.ready_timeout = 30;
+    let mut h = Harness::new(vec![group("a", 999, vec![p])]);
+    h.tick();
+    h.advance(5000);
+    assert_eq!(h.state("a"), ProcessState::Starting, "startsecs does not apply");
+    h.feed("a", Input::Ready);
+    assert_eq!(h.state("a"), ProcessState::Running);
+    assert!(h.has_log("INFO success: a entered RUNNING state, process is ready (ready_fd)"));
+}
+
+#[test]
+fn not_ready_within_ready_timeout_is_a_failed_start() {
+    let mut p = pconf("a");
+    p.ready_fd = Some(3);
+    p.ready_timeout = 2;
+    let mut h = Harness::new(vec![group("a", 999, vec![p])]);
+    h.tick();
+    h.advance(2000);
+    assert_eq!(h.kills, vec![("a".into(), libc::SIGKILL, false)]);
+    assert!(h.has_log("WARN a did not become ready within 2 seconds (ready_timeout): killing it"));
+    h.killed("a", "SIGKILL");
+    assert_eq!(h.state("a"), ProcessState::Backoff);
+    assert_eq!(h.proc("a").spawnerr.as_deref(), Some("not ready within 2 seconds (ready_timeout)"));
+}
+
+#[test]
+fn an_exit_before_ready_is_a_failed_start_whatever_startsecs() {
+    let mut p = pconf("a");
+    p.ready_fd = Some(3);
+    p.startsecs = 0;
+    let mut h = Harness::new(vec![group("a", 999, vec![p])]);
+    h.tick();
+    assert_eq!(h.state("a"), ProcessState::Starting, "startsecs=0 does not promote with ready_fd");
+    h.advance(3000);
+    h.exit("a", 0);
+    assert_eq!(h.state("a"), ProcessState::Backoff);
 }

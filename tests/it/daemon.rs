@@ -680,3 +680,23 @@ fn a_dependency_chain_of_three_starts_and_stops_in_order() {
     assert_eq!(d.state("db"), "RUNNING");
     assert_eq!(d.state("api"), "RUNNING");
 }
+
+#[test]
+fn ready_fd_makes_a_slow_server_running_when_it_says_it_is_ready() {
+    let d = Daemon::start(
+        "readyfd",
+        "[program:slow]\ncommand=sh -c 'sleep 0.5; echo ready >&3; exec sleep 1000'\nready_fd=3\nstartsecs=30\n\
+         [program:never]\ncommand=sleep 1000\nready_fd=3\nready_timeout=1\nstartretries=0\n\
+         [program:user]\ncommand=sleep 1000\ndepends_on=slow\nstartsecs=0\n",
+    );
+    let info = d.wait_state("slow", "RUNNING", 10.0);
+    assert!(info.int_of("now") - info.int_of("start") < 30, "not after startsecs");
+    d.wait_log("success: slow entered RUNNING state, process is ready (ready_fd)", 5.0);
+    // Dependents wait for readiness.
+    let log = d.log();
+    let spawned_user = log.find("spawned: 'user'").expect("user spawned");
+    assert!(log.find("process is ready (ready_fd)").expect("ready") < spawned_user, "{log}");
+    // A program that never says it is ready is a failed start.
+    let info = d.wait_state("never", "FATAL", 15.0);
+    assert_eq!(info.str_of("description"), "not ready within 1 seconds (ready_timeout)");
+}
