@@ -243,7 +243,12 @@ fn status(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
         return Ok(());
     }
     let all = ctl.client.get_all_process_info()?;
-    let names = words(arg);
+    let mut names = words(arg);
+    // minisv: `status -l` adds memory and CPU per process (minisv.getProcessStats).
+    let long = names.first() == Some(&"-l");
+    if long {
+        names.remove(0);
+    }
     let matching: Vec<Value> = if names.is_empty() || names.contains(&"all") {
         all
     } else {
@@ -268,8 +273,40 @@ fn status(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
         }
         m
     };
-    for line in output::status_lines(&matching) {
-        ctl.output(&line);
+    let stats = if long {
+        match ctl.client.call("minisv.getProcessStats", &[]) {
+            Ok(Value::Array(rows)) => rows,
+            Ok(_) => Vec::new(),
+            Err(e) if e.fault_code() == Some(faults::UNKNOWN_METHOD) => {
+                ctl.output("ERROR: status -l needs a minisv daemon");
+                Vec::new()
+            }
+            Err(e) => return Err(e),
+        }
+    } else {
+        Vec::new()
+    };
+    for (line, info) in output::status_lines(&matching).into_iter().zip(&matching) {
+        if !long {
+            ctl.output(&line);
+            continue;
+        }
+        let row =
+            stats.iter().find(|s| s.str_of("group") == info.str_of("group") && s.str_of("name") == info.str_of("name"));
+        match row {
+            Some(s) => {
+                let cpu = match s.get("cpu_seconds") {
+                    Some(Value::Double(d)) => *d,
+                    _ => 0.0,
+                };
+                ctl.output(&format!(
+                    "{line}  rss {}  cpu {:.2}s",
+                    output::human_bytes(s.int_of("rss_bytes") as u64),
+                    cpu
+                ))
+            }
+            None => ctl.output(&line),
+        }
     }
     if matching.iter().any(|i| output::STOPPED_STATES.contains(&i.int_of("state"))) {
         ctl.exitstatus = exit::STATUS_NOT_RUNNING;

@@ -183,9 +183,34 @@ pub fn columnize(items: &[&str], width: usize) -> Vec<String> {
         .collect()
 }
 
+/// `12.3M`-style sizes for `status -l`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "K", "M", "G"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n}B")
+    } else {
+        format!("{v:.1}{}", UNITS[unit])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn human_bytes_uses_binary_units() {
+        assert_eq!(human_bytes(0), "0B");
+        assert_eq!(human_bytes(1023), "1023B");
+        assert_eq!(human_bytes(1536), "1.5K");
+        assert_eq!(human_bytes(13 << 20), "13.0M");
+        assert_eq!(human_bytes(5 << 40), "5120.0G");
+    }
 
     fn info(group: &str, name: &str, statename: &str, desc: &str) -> Value {
         Value::structure([

@@ -63,6 +63,7 @@ const TAIL_HELP: &str = "Tail a process log: read length bytes from offset, and 
 
 /// Every method, aliases included, sorted by name (the listMethods order).
 static METHODS: &[Method] = &[
+    m("minisv.getProcessStats", &["array"], "Memory and CPU of every running process with its descendants, read from /proc.\n\n@return array result Structs: name, group, pid, rss_bytes (int), cpu_seconds (double)", get_process_stats),
     m("minisv.reopenLogs", &["boolean", "string"], "Close and reopen log files at their paths, for external log rotation (as SIGUSR2 does): of one process, or of every process and the main log when the name is empty or 'all'.\n\n@param string name The process name (or group:name, group:*), empty or 'all'\n@return boolean result Always True unless error", reopen_logs),
     m("minisv.rotateLogs", &["boolean", "string"], "Rotate log files now (f.1 ... f.N as when maxbytes is reached): of one process, or of every process and the main log when the name is empty or 'all'.\n\n@param string name The process name (or group:name, group:*), empty or 'all'\n@return boolean result Always True unless error", rotate_logs),
     m("minisv.updateProcessGroup", &["struct", "string"], "Apply the configuration last read (by reloadConfig) to an active group, restarting only the processes whose own settings changed. Unchanged processes keep running, and processes stopped by hand stay stopped. Supervisor restarts the whole group instead.\n\n@param string name The group name\n@return struct result Process names: added, changed, removed, unchanged", update_process_group),
@@ -718,6 +719,31 @@ fn rotate_logs(lp: &mut EventLoop, a: &Args) -> Outcome {
         lp.rotate_process_logs(id).map_err(|e| RpcError::with(faults::FAILED, e.to_string()))?;
     }
     done(true)
+}
+
+fn get_process_stats(lp: &mut EventLoop, a: &Args) -> Outcome {
+    a.count(0, 0)?;
+    let mut rows: Vec<(String, String, u32)> = lp
+        .sup
+        .processes()
+        .filter(|(_, p)| p.pid != 0)
+        .map(|(_, p)| (p.group.clone(), p.name().to_string(), p.pid))
+        .collect();
+    rows.sort();
+    let stats = rows
+        .into_iter()
+        .filter_map(|(group, name, pid)| {
+            let u = super::metrics::tree_usage(pid)?;
+            Some(Value::structure([
+                ("name", Value::from(name)),
+                ("group", Value::from(group)),
+                ("pid", Value::Int(pid as i64)),
+                ("rss_bytes", Value::Int(u.rss_bytes.min(i32::MAX as u64) as i64)),
+                ("cpu_seconds", Value::Double(u.cpu_seconds)),
+            ]))
+        })
+        .collect();
+    done(Value::Array(stats))
 }
 
 // ---- logs ------------------------------------------------------------------------------------

@@ -700,3 +700,22 @@ fn ready_fd_makes_a_slow_server_running_when_it_says_it_is_ready() {
     let info = d.wait_state("never", "FATAL", 15.0);
     assert_eq!(info.str_of("description"), "not ready within 1 seconds (ready_timeout)");
 }
+
+#[test]
+fn ctl_status_l_shows_memory_and_cpu() {
+    let d = Daemon::start(
+        "statusl",
+        "[program:a]\ncommand=sleep 1000\nstartsecs=0\n[program:off]\ncommand=sleep 1\nautostart=false\n",
+    );
+    d.wait_state("a", "RUNNING", 10.0);
+    let out = d.ctl(&["status", "-l"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let a = text.lines().find(|l| l.starts_with("a ")).expect("a's line");
+    assert!(
+        a.contains("RUNNING   pid ") && a.contains("  rss ") && a.contains("M  cpu ") && a.ends_with('s'),
+        "{text}"
+    );
+    let off = text.lines().find(|l| l.starts_with("off ")).expect("off's line");
+    assert!(!off.contains("rss"), "no figures for a stopped process: {off}");
+    assert_eq!(out.status.code(), Some(3), "exit status as for status");
+}
