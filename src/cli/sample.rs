@@ -45,6 +45,7 @@ pidfile=/tmp/minisv.pid      ; pid file of the daemon (default $CWD/supervisord.
 ;strip_ansi=false            ; strip ANSI escapes from child output (default false)
 ;environment=KEY="value"     ; KEY="value",KEY2="value" added to every child (default none)
 ;identifier=supervisor       ; name of this instance in the RPC API (default supervisor)
+;restart_limit=20            ; minisv: automatic restarts per second, all programs (default 0: no limit)
 
 ; The RPC interface that ctl and other Supervisor clients use. Keep this section.
 [rpcinterface:supervisor]

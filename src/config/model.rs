@@ -125,6 +125,8 @@ pub struct SupervisordConfig {
     /// `environment=` pairs in the order written.
     pub environment: Vec<(String, String)>,
     pub identifier: String,
+    /// minisv: automatic restarts allowed per second across all programs (0: no limit).
+    pub restart_limit: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -32,6 +32,7 @@ pub const SUPERVISORD: &[Key] = &[
     key("strip_ansi", "false", "strip ANSI escapes from child output"),
     key("environment", "", "KEY=\"value\",KEY2=\"value\" added to every child"),
     key("identifier", "supervisor", "name of this instance in the RPC API"),
+    key("restart_limit", "0", "minisv: automatic restarts per second across all programs (0: no limit)"),
 ];
 
 pub const UNIX_HTTP_SERVER: &[Key] = &[

@@ -148,6 +148,8 @@ pub fn supervisord(ld: &mut Loader, ov: &Overrides) -> SupervisordConfig {
     );
     let nocleanup = flag(ov.nocleanup, ld, "nocleanup");
     let strip_ansi = flag(ov.strip_ansi, ld, "strip_ansi");
+    let restart_limit =
+        ld.conv(S, "restart_limit", &none, 0, types::integer, EXPECT_INT).clamp(0, u32::MAX as i64) as u32;
 
     // Expanded twice, as Supervisor does (the getter, then with host_node_name).
     let mut env_names = Names::new();
@@ -188,6 +190,7 @@ pub fn supervisord(ld: &mut Loader, ov: &Overrides) -> SupervisordConfig {
         strip_ansi,
         environment,
         identifier,
+        restart_limit,
     }
 }
 

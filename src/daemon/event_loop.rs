@@ -202,6 +202,8 @@ impl EventLoop {
         let fd = signals.get_read().as_raw_fd();
         poll.registry().register(&mut SourceFd(&fd), SIGNAL_TOKEN, Interest::READABLE)?;
         let server_url = default_server_url(&config);
+        let mut sup = Supervisor::new();
+        sup.set_restart_limit(config.supervisord.restart_limit);
         Ok(EventLoop {
             stored: config.clone(),
             exit: None,
@@ -221,7 +223,7 @@ impl EventLoop {
             accept_suspect: None,
             requests_seen: 0,
             config,
-            sup: Supervisor::new(),
+            sup,
             log,
             poll,
             io: Vec::new(),

@@ -9,6 +9,9 @@ use std::collections::VecDeque;
 use std::time::{Instant, SystemTime};
 
 use crate::config::{GroupConfig, LogLevel};
+
+/// The window of `restart_limit=` (restarts per second).
+const RESTART_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
 pub use process::{Ctx, Effect, ExitInfo, Input, Process};
 pub use state::{Mood, ProcessState};
 
@@ -62,6 +65,10 @@ pub struct Supervisor {
     stop_groups: Option<Vec<String>>,
     /// Some process has `depends_on=` (otherwise dependency checks cost nothing).
     any_deps: bool,
+    /// `restart_limit=`: automatic restarts allowed per second across the daemon (0: any).
+    restart_limit: u32,
+    /// When the automatic restarts of the last second began, oldest first.
+    recent_restarts: VecDeque<Instant>,
     actions: VecDeque<Action>,
 }
 
@@ -89,7 +96,24 @@ impl Supervisor {
         } else {
             (true, true)
         };
-        Ctx { now, wall, may_start: self.mood() == Mood::Running, deps_ready, dependents_stopped }
+        let may_restart = self.restart_limit == 0
+            || self.recent_restarts.iter().filter(|t| now < **t + RESTART_WINDOW).count() < self.restart_limit as usize;
+        Ctx { now, wall, may_start: self.mood() == Mood::Running, deps_ready, dependents_stopped, may_restart }
+    }
+
+    /// Sets `restart_limit=` (automatic restarts per second across the daemon; 0: no limit).
+    pub fn set_restart_limit(&mut self, per_second: u32) {
+        self.restart_limit = per_second;
+        self.recent_restarts.clear();
+    }
+
+    /// When the restart limit lets the next held restart go, if one is held.
+    fn restart_limit_deadline(&self) -> Option<Instant> {
+        if self.restart_limit == 0 || !self.slots.iter().flatten().any(|p| p.restart_held) {
+            return None;
+        }
+        // At most `restart_limit` restarts are kept: a slot frees when the oldest leaves the window.
+        self.recent_restarts.front().map(|t| *t + RESTART_WINDOW)
     }
 
     /// The processes `id` depends on (`depends_on=`), other than itself.
@@ -265,6 +289,14 @@ impl Supervisor {
         let mut effects = Vec::new();
         proc.handle(input, &ctx, &mut effects);
         let pid = proc.pid;
+        if std::mem::take(&mut proc.auto_restarted) && self.restart_limit > 0 {
+            self.recent_restarts.push_back(now);
+            while self.recent_restarts.front().is_some_and(|t| now >= *t + RESTART_WINDOW)
+                || self.recent_restarts.len() > self.restart_limit as usize
+            {
+                self.recent_restarts.pop_front();
+            }
+        }
         for effect in effects {
             self.actions.push_back(match effect {
                 Effect::Spawn => Action::Spawn(id),
@@ -301,7 +333,11 @@ impl Supervisor {
 
     /// The earliest deadline of any process, or None: the loop then sleeps until an event.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.slots.iter().flatten().filter_map(Process::deadline).min()
+        let due = self.slots.iter().flatten().filter_map(Process::deadline).min();
+        match (due, self.restart_limit_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Starts an ordered shutdown (`Mood::Shutdown`) or reload (`Mood::Restarting`).

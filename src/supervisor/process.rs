@@ -78,6 +78,8 @@ pub struct Ctx {
     pub deps_ready: bool,
     /// Every process that depends on this one is stopped (true without dependents).
     pub dependents_stopped: bool,
+    /// The daemon-wide `restart_limit` allows an automatic restart now.
+    pub may_restart: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -113,6 +115,12 @@ pub struct Process {
     pub restarts: u64,
     /// It did not become ready within `ready_timeout` and was killed for it.
     ready_failed: bool,
+    /// At the last tick, an automatic restart was due but waited for `restart_limit`.
+    pub restart_held: bool,
+    /// The wait of the pending restart was logged.
+    restart_held_logged: bool,
+    /// The last step made an automatic restart (counted by the supervisor for `restart_limit`).
+    pub auto_restarted: bool,
 }
 
 fn secs(n: i64) -> Duration {
@@ -143,6 +151,9 @@ impl Process {
             stop_requested: false,
             restarts: 0,
             ready_failed: false,
+            restart_held: false,
+            restart_held_logged: false,
+            auto_restarted: false,
         }
     }
 
@@ -386,6 +397,8 @@ impl Process {
     /// Supervisor's `transition()` for this process: what time or the daemon's mood now allows.
     fn tick(&mut self, ctx: &Ctx, out: &mut Vec<Effect>) {
         use ProcessState as S;
+        // Held again below if the restart is still due and still limited.
+        self.restart_held = false;
         match self.state {
             S::Exited => {
                 if !ctx.may_start {
@@ -399,7 +412,7 @@ impl Process {
                     AutoRestart::Never => false,
                 };
                 if restart && ctx.deps_ready && self.delay.is_none_or(|d| ctx.now >= d) {
-                    self.spawn(ctx, out);
+                    self.auto_spawn(ctx, out);
                 }
             }
             S::Stopped => {
@@ -416,7 +429,7 @@ impl Process {
                         format!("gave up: {} entered FATAL state, too many start retries too quickly", self.name());
                     self.log(out, LogLevel::Info, msg);
                 } else if ctx.may_start && ctx.deps_ready && self.delay.is_none_or(|d| ctx.now >= d) {
-                    self.spawn(ctx, out);
+                    self.auto_spawn(ctx, out);
                 }
             }
             S::Starting if self.stop_requested && ctx.dependents_stopped => self.stop_now(ctx, out),
@@ -448,6 +461,10 @@ impl Process {
             }
             S::Fatal => {
                 if ctx.may_start && ctx.deps_ready && self.delay.is_some_and(|d| ctx.now >= d) {
+                    if !ctx.may_restart {
+                        self.hold_restart(out);
+                        return;
+                    }
                     let msg = format!(
                         "retrying: {} was FATAL for {} seconds (fatal_retry)",
                         self.name(),
@@ -456,6 +473,7 @@ impl Process {
                     self.log(out, LogLevel::Info, msg);
                     self.delay = None;
                     self.spawn(ctx, out);
+                    self.auto_restarted = true;
                 }
             }
             S::Running => {
@@ -489,7 +507,29 @@ impl Process {
         }
     }
 
+    /// An automatic restart (autorestart, a retry from BACKOFF): now, or once the daemon-wide
+    /// `restart_limit` allows it.
+    fn auto_spawn(&mut self, ctx: &Ctx, out: &mut Vec<Effect>) {
+        if ctx.may_restart {
+            self.spawn(ctx, out);
+            self.auto_restarted = true;
+        } else {
+            self.hold_restart(out);
+        }
+    }
+
+    fn hold_restart(&mut self, out: &mut Vec<Effect>) {
+        self.restart_held = true;
+        if !self.restart_held_logged {
+            self.restart_held_logged = true;
+            let msg = format!("delaying the restart of {}: restart_limit reached", self.name());
+            self.log(out, LogLevel::Warn, msg);
+        }
+    }
+
     fn spawn(&mut self, ctx: &Ctx, out: &mut Vec<Effect>) {
+        self.restart_held = false;
+        self.restart_held_logged = false;
         self.ready_failed = false;
         if self.laststart.is_some() {
             self.restarts += 1;

@@ -916,3 +916,72 @@ fn an_exit_before_ready_is_a_failed_start_whatever_startsecs() {
     h.exit("a", 0);
     assert_eq!(h.state("a"), ProcessState::Backoff);
 }
+
+#[test]
+fn restart_limit_spaces_automatic_restarts_across_the_daemon() {
+    let procs = ["a", "b", "c"]
+        .iter()
+        .map(|n| {
+            let mut p = pconf(n);
+            p.autorestart = AutoRestart::Always;
+            p
+        })
+        .collect();
+    let mut h = Harness::new(vec![group("g", 999, procs)]);
+    h.sup.set_restart_limit(2);
+    h.tick();
+    // Autostart is not limited: all three start at once.
+    assert_eq!(h.spawns, ["a", "b", "c"]);
+    h.advance(1000);
+    for n in ["a", "b", "c"] {
+        assert_eq!(h.state(n), ProcessState::Running);
+        h.exit(n, 1);
+    }
+    h.tick();
+    assert_eq!(h.state("a"), ProcessState::Starting);
+    assert_eq!(h.state("b"), ProcessState::Starting);
+    assert_eq!(h.state("c"), ProcessState::Exited, "the third restart in a second waits");
+    assert!(h.proc("c").restart_held);
+    assert!(h.has_log("WARN delaying the restart of c: restart_limit reached"), "{:?}", h.log);
+    // The loop is woken when the window lets it go, and not before.
+    assert_eq!(h.sup.next_deadline(), Some(h.now + Duration::from_secs(1)));
+    h.advance(999);
+    assert_eq!(h.state("c"), ProcessState::Exited);
+    h.advance(1);
+    assert_eq!(h.state("c"), ProcessState::Starting);
+    assert!(!h.proc("c").restart_held);
+    assert_eq!(h.log.iter().filter(|l| l.contains("delaying the restart")).count(), 1, "logged once per wait");
+}
+
+#[test]
+fn restart_limit_does_not_hold_manual_starts_or_outlive_a_shutdown() {
+    let mut p = pconf("a");
+    p.autorestart = AutoRestart::Always;
+    let mut q = pconf("b");
+    q.autorestart = AutoRestart::Always;
+    let mut h = Harness::new(vec![group("g", 999, vec![p, q])]);
+    h.sup.set_restart_limit(1);
+    h.tick();
+    h.advance(1000);
+    h.exit("a", 1);
+    h.exit("b", 1);
+    h.tick();
+    assert_eq!(h.state("a"), ProcessState::Starting);
+    assert_eq!(h.state("b"), ProcessState::Exited);
+    // A start by hand is not an automatic restart: it goes at once.
+    h.feed("b", Input::Start);
+    assert_eq!(h.state("b"), ProcessState::Starting);
+    // Held restarts do not keep waking a daemon that is shutting down.
+    h.advance(1000);
+    h.exit("a", 1);
+    h.exit("b", 1);
+    h.tick();
+    let (now, wall) = (h.now, h.wall());
+    h.sup.request_stop(Mood::Shutdown, now, wall);
+    h.tick();
+    assert!(!h.proc("b").restart_held);
+    assert_eq!(h.state("b"), ProcessState::Exited);
+    // Only the stop of `a` (its stopwaitsecs) remains due.
+    assert_eq!(h.state("a"), ProcessState::Stopping);
+    assert_eq!(h.sup.next_deadline(), h.proc("a").deadline());
+}

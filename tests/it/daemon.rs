@@ -719,3 +719,25 @@ fn ctl_status_l_shows_memory_and_cpu() {
     assert!(!off.contains("rss"), "no figures for a stopped process: {off}");
     assert_eq!(out.status.code(), Some(3), "exit status as for status");
 }
+
+#[test]
+fn restart_limit_caps_the_automatic_restarts_of_crash_loops() {
+    let dir = TempDir::new("restartlimit");
+    let base = base_config(dir.path()).replace("[supervisord]\n", "[supervisord]\nrestart_limit=5\n");
+    let programs = "[program:crash]\ncommand=/bin/sh -c 'exit 3'\nnumprocs=3\n\
+                    process_name=%(program_name)s_%(process_num)d\nstartsecs=0\nautorestart=true\n";
+    let conf = dir.write("sv.conf", &format!("{base}{programs}"));
+    let mut d = Daemon::start_with(dir, conf, &[]);
+    d.wait_log("delaying the restart of crash_", 10.0);
+    // At most 5 automatic restarts in any second: 11 more spawns cannot take less than 2 s
+    // (without the limit, three crash loops make hundreds of spawns a second).
+    let t0 = Instant::now();
+    let n0 = d.count_log("spawned: 'crash_");
+    wait_for(20.0, "11 more spawns", || (d.count_log("spawned: 'crash_") >= n0 + 11).then_some(()));
+    let took = t0.elapsed();
+    assert!(took >= Duration::from_millis(1900), "11 restarts took only {took:?}");
+    // The daemon stays controllable throughout.
+    let out = d.ctl(&["status"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("crash:crash_0"));
+    assert!(d.stop().success());
+}
