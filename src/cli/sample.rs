@@ -103,6 +103,12 @@ serverurl=unix:///tmp/minisv.sock ; the socket of [unix_http_server]
 ;depends_on=db,cache           ; minisv: start after these are RUNNING, stop before them (default none)
 ;ready_fd=3                    ; minisv: RUNNING when the program writes a line on this fd (default none)
 ;ready_timeout=60              ; minisv: seconds it has to become ready with ready_fd (default 60)
+;ready_check=127.0.0.1:8080    ; minisv: RUNNING once this probe passes: host:port, http://127.0.0.1:8080/ or a command (default none)
+;ready_check_interval=1        ; minisv: seconds between ready_check attempts (default 1)
+;health_check=http://127.0.0.1:8080/healthz ; minisv: restart the program when this probe keeps failing (default none)
+;health_check_interval=10      ; minisv: seconds between health checks (default 10)
+;health_check_retries=3        ; minisv: failed health checks in a row before a restart (default 3)
+;check_timeout=5               ; minisv: seconds before one probe attempt fails (default 5)
 ;log_prefix=[%(process_name)s] ; minisv: text before each line of output in the logs (default none)
 ;log_timestamps=false         ; minisv: a timestamp before each line in the logs (default false)
 

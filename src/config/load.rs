@@ -171,6 +171,8 @@ impl Loader {
 pub const EXPECT_BOOL: &str = "true/false, yes/no, on/off or 1/0";
 pub const EXPECT_INT: &str = "an integer";
 pub const EXPECT_READY_FD: &str = "a file descriptor number from 3 to 1024";
+pub const EXPECT_PROBE: &str = "http://127.0.0.1:PORT/PATH, HOST:PORT or a command";
+pub const EXPECT_SECONDS: &str = "a whole number of seconds, 1 or more";
 pub const EXPECT_RETRIES: &str = "an integer, or infinite (also -1) to never give up";
 pub const EXPECT_SIZE: &str = "a size in bytes such as 1024, 100KB, 50MB or 1GB";
 pub const EXPECT_OCTAL: &str = "an octal number such as 022";

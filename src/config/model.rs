@@ -234,12 +234,44 @@ pub struct ProcessConfig {
     /// how long it has for that (seconds) before the start counts as failed.
     pub ready_fd: Option<i32>,
     pub ready_timeout: i64,
+    /// minisv: `ready_check=` and `health_check=` probes.
+    pub checks: Checks,
     /// minisv: text (and a space) put before each line of output in the program's logs.
     pub log_prefix: Option<String>,
     /// minisv: a timestamp before each line of output in the program's logs.
     pub log_timestamps: bool,
     /// Where the process's section starts, for runtime messages.
     pub span: Span,
+}
+
+/// minisv: what a `ready_check=` or `health_check=` probe does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// Connect to this address: success when the connection is accepted.
+    Tcp(std::net::SocketAddr),
+    /// `GET path` on a loopback address: success on a 2xx status.
+    Http { addr: std::net::SocketAddr, host: String, path: String },
+    /// Run this command line (split like `command=`): success on exit status 0.
+    Command(String),
+}
+
+/// minisv: readiness and health probes, intervals and timeout in seconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checks {
+    pub ready: Option<Probe>,
+    pub ready_interval: u64,
+    pub health: Option<Probe>,
+    pub health_interval: u64,
+    /// Failed health checks in a row that make the process be restarted.
+    pub health_retries: u32,
+    /// Each attempt of either probe fails after this long.
+    pub timeout: u64,
+}
+
+impl Default for Checks {
+    fn default() -> Checks {
+        Checks { ready: None, ready_interval: 1, health: None, health_interval: 10, health_retries: 3, timeout: 5 }
+    }
 }
 
 /// minisv's restart policies, in seconds; 0 leaves Supervisor's behaviour.

@@ -449,6 +449,29 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str, list
         }
     };
     let ready_timeout = ld.conv(section, "ready_timeout", n, 60, types::integer, EXPECT_INT);
+    let checks = {
+        let d = Checks::default();
+        let secs = |ld: &mut Loader, key: &str, default: u64| -> u64 {
+            let v = ld.conv(section, key, n, default as i64, types::integer, EXPECT_SECONDS);
+            if v < 1 {
+                let s = ld.raw(section, key).map(|v| v.span);
+                ld.error(s, section, Some(key), format!("{v} is too small; expected {EXPECT_SECONDS}"));
+                return default;
+            }
+            v as u64
+        };
+        let ready_interval = secs(ld, "ready_check_interval", d.ready_interval);
+        let health_interval = secs(ld, "health_check_interval", d.health_interval);
+        let timeout = secs(ld, "check_timeout", d.timeout);
+        let health_retries = secs(ld, "health_check_retries", d.health_retries as u64).min(u32::MAX as u64) as u32;
+        let ready = ld.conv_opt(section, "ready_check", n, types::probe, EXPECT_PROBE);
+        let health = ld.conv_opt(section, "health_check", n, types::probe, EXPECT_PROBE);
+        if ready.is_some() && ready_fd.is_some() {
+            let s = ld.raw(section, "ready_check").map(|v| v.span);
+            ld.error(s, section, Some("ready_check"), "ready_check and ready_fd cannot both be set; choose one");
+        }
+        Checks { ready, ready_interval, health, health_interval, health_retries, timeout }
+    };
     let depends_on = match ld.get(section, "depends_on", n) {
         Got::Found(t, _) => super::depends::parse(&t),
         Got::Bad | Got::Missing => Vec::new(),
@@ -592,6 +615,7 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str, list
             depends_on: depends_on.clone(),
             ready_fd,
             ready_timeout,
+            checks: checks.clone(),
             log_prefix,
             log_timestamps,
             span: span.clone(),

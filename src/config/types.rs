@@ -53,6 +53,72 @@ fn py_int(s: &str, base: u32) -> Option<i128> {
 
 /// `integer`: Python `int()` in base 10.
 /// `startretries`: an integer, or `infinite` (minisv; stored as -1, which also means infinite).
+/// `ready_check=` / `health_check=`: `http://127.0.0.1:8080/path` (loopback only), `host:port`
+/// or `tcp://host:port` (an IP address or `localhost`: nothing blocks on name lookups), or else
+/// a command line.
+pub fn probe(s: &str) -> Result<super::model::Probe, String> {
+    use super::model::Probe;
+    let s = py_strip(s);
+    if s.is_empty() {
+        return Err("empty value".into());
+    }
+    let lower = s.to_ascii_lowercase();
+    if lower.starts_with("https://") {
+        return Err("https is not supported (use http:// on loopback, host:port or a command)".into());
+    }
+    if lower.starts_with("http://") {
+        let rest = &s["http://".len()..];
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let addr = socket_addr(authority, 80)?;
+        if !addr.ip().is_loopback() {
+            return Err(format!(
+                "{} is not a loopback address (http probes are for 127.0.0.1, ::1 or localhost)",
+                addr.ip()
+            ));
+        }
+        if path.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+            return Err(format!("bad URL path {}", py_repr(path)));
+        }
+        return Ok(Probe::Http { addr, host: authority.to_string(), path: path.to_string() });
+    }
+    if let Some(rest) = lower.strip_prefix("tcp://") {
+        return socket_addr(rest, 0).map(Probe::Tcp);
+    }
+    let looks_like_address = !s.contains(|c: char| c.is_whitespace() || c == '/')
+        && s.rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if looks_like_address {
+        return socket_addr(s, 0).map(Probe::Tcp);
+    }
+    Ok(Probe::Command(s.to_string()))
+}
+
+/// `host:port` with an IP address (IPv6 in brackets) or `localhost`; `default_port` 0 means
+/// the port is required.
+fn socket_addr(s: &str, default_port: u16) -> Result<std::net::SocketAddr, String> {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') || h.starts_with('[') => (h, Some(p)),
+        _ => (s, None),
+    };
+    let port = match port {
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| format!("bad port {}", py_repr(p)))?,
+        None if default_port > 0 => default_port,
+        None => return Err(format!("{} has no port; expected host:port", py_repr(s))),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip = if host.eq_ignore_ascii_case("localhost") {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        host.parse::<IpAddr>()
+            .map_err(|_| format!("{} is not an IP address or localhost (names are not looked up)", py_repr(host)))?
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
 pub fn retries(s: &str) -> Result<i64, String> {
     if py_strip(s).eq_ignore_ascii_case("infinite") {
         return Ok(-1);

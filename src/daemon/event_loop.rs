@@ -19,6 +19,7 @@ use signal_hook::iterator::exfiltrator::SignalOnly;
 use super::logfile::LogFile;
 use super::mainlog::MainLog;
 use super::output;
+use super::probe::{Outcome, Probes};
 use super::spawn::{self, SpawnPlan};
 use crate::config::{Config, GroupConfig, GroupKind, LogFile as LogSetting, LogLevel, ProcessConfig};
 use crate::events::capture::Capture;
@@ -175,6 +176,8 @@ pub struct EventLoop {
     /// Event listener pools and the TICK clock.
     pools: Pools,
     ticker: Ticker,
+    /// `ready_check=` / `health_check=` probes in flight or scheduled.
+    probes: Probes,
     /// The HTTP servers, and the accept errors already reported.
     server: Option<ServerHandle>,
     reported_accept_errors: Vec<String>,
@@ -214,6 +217,7 @@ impl EventLoop {
             fcgi_sockets: HashMap::new(),
             pools: Pools::new(&config.supervisord.identifier),
             ticker: Ticker::new(),
+            probes: Probes::new(),
             server: None,
             reported_accept_errors: Vec::new(),
             server_tx: None,
@@ -368,6 +372,11 @@ impl EventLoop {
             if let Some(exit) = self.exit.take() {
                 return Ok(exit);
             }
+            // Probes due now start, and a verdict goes to the state machine (then round again
+            // to act on it; bounded, since an attempt's verdict comes at most once per start).
+            if self.sync_probes() {
+                continue;
+            }
             let timeout = if !self.unfinished.is_empty() {
                 Some(Duration::ZERO)
             } else {
@@ -379,7 +388,7 @@ impl EventLoop {
                 });
                 // TICKs cost a wakeup only when some pool subscribes to them.
                 let tick = self.tick_timeout(SystemTime::now());
-                let retry = [self.server_retry, self.accept_check]
+                let retry = [self.server_retry, self.accept_check, self.probes.next_deadline()]
                     .into_iter()
                     .flatten()
                     .min()
@@ -404,6 +413,11 @@ impl EventLoop {
                     SIGNAL_TOKEN => got_signals = true,
                     WAKER_TOKEN => self.on_wake(),
                     Token(t) if (LISTENER_TOKEN_BASE..PIPE_TOKEN_BASE).contains(&t) => self.connection_arrived(),
+                    token if Probes::owns(token) => {
+                        let mut outcomes = Vec::new();
+                        self.probes.on_event(token, self.poll.registry(), Instant::now(), &mut outcomes);
+                        self.apply_probe_outcomes(outcomes);
+                    }
                     token => match token_pipe(token) {
                         Some(PipeToken::Output(id, ch)) => self.read_pipe(id, ch, READ_BUDGET),
                         Some(PipeToken::Stdin(id)) => self.flush_stdin(id),
@@ -543,7 +557,15 @@ impl EventLoop {
                         SystemTime::now(),
                     );
                 }
-                None => self.log.log(LogLevel::Debug, &format!("reaped unknown pid {} ({})", reaped.pid, message)),
+                None => {
+                    let mut outcomes = Vec::new();
+                    let now = Instant::now();
+                    if self.probes.on_exit(reaped.pid, shell_status == 0, &message, now, &mut outcomes) {
+                        self.apply_probe_outcomes(outcomes);
+                    } else {
+                        self.log.log(LogLevel::Debug, &format!("reaped unknown pid {} ({})", reaped.pid, message));
+                    }
+                }
             }
         }
     }
@@ -618,6 +640,38 @@ impl EventLoop {
         if ready {
             self.sup.feed(id, Input::Ready, Instant::now(), SystemTime::now());
         }
+    }
+
+    /// Starts due probes and ends timed-out ones; true when a verdict was fed.
+    fn sync_probes(&mut self) -> bool {
+        let mut outcomes = Vec::new();
+        self.probes.sync(&self.sup, self.poll.registry(), Instant::now(), &mut outcomes);
+        self.apply_probe_outcomes(outcomes)
+    }
+
+    /// Feeds probe verdicts to the state machine; true when one was fed.
+    fn apply_probe_outcomes(&mut self, outcomes: Vec<Outcome>) -> bool {
+        let mut fed = false;
+        for outcome in outcomes {
+            let (now, wall) = (Instant::now(), SystemTime::now());
+            match outcome {
+                Outcome::Ready(id) => {
+                    self.sup.feed(id, Input::Ready, now, wall);
+                    fed = true;
+                }
+                Outcome::Unhealthy(id, reason) => {
+                    self.sup.feed(id, Input::Unhealthy { reason }, now, wall);
+                    fed = true;
+                }
+                Outcome::Failed(id, why) => {
+                    if let Some(p) = self.sup.process(id) {
+                        let msg = format!("probe of {} failed: {}", p.name(), why);
+                        self.log.log(LogLevel::Debug, &msg);
+                    }
+                }
+            }
+        }
+        fed
     }
 
     fn close_ready(&mut self, id: ProcId) {

@@ -5,6 +5,7 @@ pub mod fcgi;
 pub mod logfile;
 pub mod mainlog;
 pub mod output;
+pub mod probe;
 pub mod run;
 pub mod spawn;
 

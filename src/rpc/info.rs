@@ -76,6 +76,20 @@ pub fn description(
     }
 }
 
+/// minisv: after a `health_check` restart, the status says why (until a start or stop by hand).
+fn with_health(description: String, p: &Process) -> String {
+    match (&p.health_failure, p.state) {
+        (Some(why), ProcessState::Stopping) => format!("unhealthy: {why}"),
+        (Some(why), ProcessState::Starting | ProcessState::Running) if description.is_empty() => {
+            format!("restarted: unhealthy: {why}")
+        }
+        (Some(why), ProcessState::Starting | ProcessState::Running) => {
+            format!("{description} (restarted: unhealthy: {why})")
+        }
+        _ => description,
+    }
+}
+
 /// The getProcessInfo struct, fields in Supervisor's order.
 pub fn process_info(p: &Process, stdout_log: Option<&Path>, stderr_log: Option<&Path>, now: SystemTime) -> Value {
     let start = epoch(p.start_wall);
@@ -97,7 +111,10 @@ pub fn process_info(p: &Process, stdout_log: Option<&Path>, stderr_log: Option<&
         ("stdout_logfile", path(stdout_log)),
         ("stderr_logfile", path(stderr_log)),
         ("pid", Value::Int(p.pid as i64)),
-        ("description", Value::from(description(p.state, p.pid, start, stop, now, &spawnerr, &p.config.name))),
+        (
+            "description",
+            Value::from(with_health(description(p.state, p.pid, start, stop, now, &spawnerr, &p.config.name), p)),
+        ),
     ])
 }
 

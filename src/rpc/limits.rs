@@ -126,6 +126,10 @@ fn run(
         if stopping.load(Ordering::SeqCst) || p.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
             return;
         }
+        // Whether a connection still waits to be accepted, looked at before the scan: one
+        // accepted before the scan is in it if still open.
+        let pending =
+            p.revents & libc::POLLIN != 0 || (!backoff.is_zero() && crate::sys::readable_now(listener.as_raw_fd()));
         let before = seen.len();
         let now = Instant::now();
         let conns = scan(local, listener_ino);
@@ -133,12 +137,11 @@ fn run(
         dropped.over_cap += d.over_cap;
         dropped.too_old += d.too_old;
         dropped.too_many_bytes += d.too_many_bytes;
-        let pending = p.revents & libc::POLLIN != 0;
-        // A connection that woke us but was not found yet (tiny_http had not accepted it) is
-        // looked for again, at growing intervals up to TICK: by then the listener may no longer
-        // be readable, and without these scans a lone connection would go unseen.
-        let looking = pending || (!backoff.is_zero() && backoff < TICK);
-        backoff = if looking && seen.len() <= before {
+        // A connection that waits and was not found (tiny_http had not accepted it yet) is
+        // looked for again, at growing intervals up to TICK. Once none waits, a connection
+        // accepted meanwhile was in the scan, or has closed already: nothing left to look for,
+        // so a short request leaves no wake-ups behind.
+        backoff = if pending && seen.len() <= before {
             (backoff * 2).clamp(Duration::from_millis(10), TICK)
         } else {
             Duration::ZERO

@@ -40,8 +40,10 @@ pub enum Input {
     Tick,
     /// Sending a signal failed with something other than ESRCH.
     KillFailed { message: String },
-    /// The program wrote its readiness line on `ready_fd`.
+    /// The program wrote its readiness line on `ready_fd`, or its `ready_check` passed.
     Ready,
+    /// Its `health_check` failed `health_check_retries` times in a row (the last reason).
+    Unhealthy { reason: String },
 }
 
 /// What the loop must do for this process.
@@ -121,6 +123,9 @@ pub struct Process {
     restart_held_logged: bool,
     /// The last step made an automatic restart (counted by the supervisor for `restart_limit`).
     pub auto_restarted: bool,
+    /// Why it was last restarted by its `health_check` (shown in its status until a start or
+    /// stop by hand).
+    pub health_failure: Option<String>,
 }
 
 fn secs(n: i64) -> Duration {
@@ -154,6 +159,7 @@ impl Process {
             restart_held: false,
             restart_held_logged: false,
             auto_restarted: false,
+            health_failure: None,
         }
     }
 
@@ -164,7 +170,7 @@ impl Process {
     /// The next moment at which `Tick` may change something, if any.
     pub fn deadline(&self) -> Option<Instant> {
         match self.state {
-            ProcessState::Starting if self.pid != 0 && self.config.ready_fd.is_some() => {
+            ProcessState::Starting if self.pid != 0 && self.awaits_ready() => {
                 // With ready_fd the program says when it is ready; this is its deadline.
                 if self.ready_failed {
                     return None;
@@ -231,6 +237,7 @@ impl Process {
         match (self.state, input) {
             // --- Start -------------------------------------------------------------------
             (S::Stopped | S::Exited | S::Fatal | S::Backoff, I::Start) => {
+                self.health_failure = None;
                 if ctx.deps_ready {
                     self.spawn(ctx, out);
                 } else if !self.start_requested {
@@ -291,7 +298,7 @@ impl Process {
                 let up = self.laststart.map(|t| ctx.now.saturating_duration_since(t));
                 let too_quickly = match up {
                     // With ready_fd, an exit before it said it is ready is a failed start.
-                    _ if self.config.ready_fd.is_some() => true,
+                    _ if self.awaits_ready() => true,
                     Some(up) => self.config.startsecs > 0 && up < secs(self.config.startsecs),
                     None => false,
                 };
@@ -299,7 +306,7 @@ impl Process {
                     self.exitstatus = None;
                     self.spawnerr = Some(if self.ready_failed {
                         format!("not ready within {} seconds (ready_timeout)", self.config.ready_timeout)
-                    } else if self.config.ready_fd.is_some() {
+                    } else if self.awaits_ready() {
                         "Exited before it was ready (process log may have details)".into()
                     } else {
                         "Exited too quickly (process log may have details)".into()
@@ -328,6 +335,7 @@ impl Process {
 
             // --- Stop ----------------------------------------------------------------------
             (S::Running | S::Starting, I::Stop) => {
+                self.health_failure = None;
                 self.administrative_stop = true;
                 self.start_requested = false;
                 if !ctx.dependents_stopped {
@@ -359,6 +367,11 @@ impl Process {
                     self.change(S::Stopped, None, ctx, out);
                 }
             }
+            // A stop by hand during a health_check restart calls the restart off.
+            (S::Stopping, I::Stop) if self.start_requested => {
+                self.start_requested = false;
+                self.administrative_stop = true;
+            }
             // Already stopping, or nothing to stop (the RPC layer answers NOT_RUNNING).
             (S::Stopping | S::Stopped | S::Unknown, I::Stop) => {}
 
@@ -373,14 +386,30 @@ impl Process {
                 I::Tick,
             ) => self.tick(ctx, out),
 
-            // --- Readiness (ready_fd) --------------------------------------------------------
+            // --- Readiness (ready_fd, ready_check) ---------------------------------------------
             (S::Starting, I::Ready) => {
-                if self.pid != 0 && self.config.ready_fd.is_some() && !self.ready_failed {
-                    self.promote(ctx, out, "process is ready (ready_fd)".into());
+                if self.pid != 0 && self.awaits_ready() && !self.ready_failed {
+                    let how = if self.config.ready_fd.is_some() { "ready_fd" } else { "ready_check" };
+                    self.promote(ctx, out, format!("process is ready ({how})"));
                 }
             }
             // Only a starting process waits for its readiness line; a late one changes nothing.
             (S::Stopped | S::Running | S::Backoff | S::Stopping | S::Exited | S::Fatal | S::Unknown, I::Ready) => {}
+
+            // --- Health (health_check) --------------------------------------------------------
+            (S::Running, I::Unhealthy { reason }) => {
+                let msg = format!("{} is unhealthy ({reason}): restarting it (health_check)", self.name());
+                self.log(out, LogLevel::Warn, msg);
+                self.health_failure = Some(reason);
+                // Stopped with its stop signal, then started again by the tick in STOPPED.
+                self.start_requested = true;
+                self.stop_now(ctx, out);
+            }
+            // A verdict that arrives after the process left RUNNING is stale.
+            (
+                S::Stopped | S::Starting | S::Backoff | S::Stopping | S::Exited | S::Fatal | S::Unknown,
+                I::Unhealthy { .. },
+            ) => {}
 
             // --- Signal delivery failed -----------------------------------------------------
             (S::Stopping | S::Running | S::Starting, I::KillFailed { message }) => {
@@ -435,7 +464,7 @@ impl Process {
             S::Starting if self.stop_requested && ctx.dependents_stopped => self.stop_now(ctx, out),
             S::Starting => {
                 if self.pid != 0 && self.deadline().is_some_and(|d| ctx.now >= d) {
-                    if self.config.ready_fd.is_some() {
+                    if self.awaits_ready() {
                         // Not ready in time: the start failed; it goes BACKOFF once reaped.
                         self.ready_failed = true;
                         let msg = format!(
@@ -498,6 +527,11 @@ impl Process {
     }
 
     /// A stop that waited for the dependents to stop goes ahead.
+    /// It says itself when it is ready (`ready_fd`, `ready_check`) instead of `startsecs`.
+    pub fn awaits_ready(&self) -> bool {
+        self.config.ready_fd.is_some() || self.config.checks.ready.is_some()
+    }
+
     fn stop_now(&mut self, ctx: &Ctx, out: &mut Vec<Effect>) {
         self.stop_requested = false;
         if self.pid == 0 {

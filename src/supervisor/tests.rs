@@ -45,6 +45,7 @@ fn pconf(name: &str) -> ProcessConfig {
         depends_on: vec![],
         ready_fd: None,
         ready_timeout: 60,
+        checks: Default::default(),
         log_prefix: None,
         log_timestamps: false,
         span: Span { file: PathBuf::from("t.conf"), line: 1 },
@@ -984,4 +985,56 @@ fn restart_limit_does_not_hold_manual_starts_or_outlive_a_shutdown() {
     // Only the stop of `a` (its stopwaitsecs) remains due.
     assert_eq!(h.state("a"), ProcessState::Stopping);
     assert_eq!(h.sup.next_deadline(), h.proc("a").deadline());
+}
+
+#[test]
+fn ready_check_waits_like_ready_fd() {
+    let mut p = pconf("a");
+    p.checks.ready = Some(crate::config::model::Probe::Tcp("127.0.0.1:9".parse().unwrap()));
+    p.ready_timeout = 10;
+    let mut h = Harness::new(vec![group("a", 999, vec![p])]);
+    h.tick();
+    h.advance(5000);
+    assert_eq!(h.state("a"), ProcessState::Starting, "startsecs does not apply");
+    h.feed("a", Input::Ready);
+    assert_eq!(h.state("a"), ProcessState::Running);
+    assert!(h.has_log("INFO success: a entered RUNNING state, process is ready (ready_check)"), "{:?}", h.log);
+}
+
+#[test]
+fn unhealthy_running_process_is_stopped_and_started_again() {
+    let mut h = Harness::new(vec![group("a", 999, vec![pconf("a")])]);
+    h.tick();
+    h.advance(1000);
+    assert_eq!(h.state("a"), ProcessState::Running);
+    h.feed("a", Input::Unhealthy { reason: "HTTP status 500".into() });
+    assert!(h.has_log("WARN a is unhealthy (HTTP status 500): restarting it (health_check)"), "{:?}", h.log);
+    assert_eq!(h.state("a"), ProcessState::Stopping);
+    assert_eq!(h.kills.last(), Some(&("a".to_string(), libc::SIGTERM, false)));
+    h.killed("a", "SIGTERM");
+    h.tick();
+    assert_eq!(h.state("a"), ProcessState::Starting, "started again");
+    assert_eq!(h.spawns, ["a", "a"]);
+    assert_eq!(h.proc("a").health_failure.as_deref(), Some("HTTP status 500"));
+    // A verdict for a process no longer RUNNING is stale.
+    h.feed("a", Input::Unhealthy { reason: "late".into() });
+    assert_eq!(h.state("a"), ProcessState::Starting);
+    // A stop by hand clears the reason.
+    h.advance(1000);
+    h.feed("a", Input::Stop);
+    assert_eq!(h.proc("a").health_failure, None);
+}
+
+#[test]
+fn stop_by_hand_during_a_health_restart_keeps_it_stopped() {
+    let mut h = Harness::new(vec![group("a", 999, vec![pconf("a")])]);
+    h.tick();
+    h.advance(1000);
+    h.feed("a", Input::Unhealthy { reason: "connect: refused".into() });
+    assert_eq!(h.state("a"), ProcessState::Stopping);
+    h.feed("a", Input::Stop);
+    h.killed("a", "SIGTERM");
+    h.advance(5000);
+    assert_eq!(h.state("a"), ProcessState::Stopped);
+    assert_eq!(h.spawns, ["a"], "not started again");
 }

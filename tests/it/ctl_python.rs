@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use minisv::ctl::client::Client;
 
+use crate::harness::free_port;
 use crate::pyenv::python_supervisor;
 
 const PROGRAMS: &str = "
@@ -52,12 +53,6 @@ struct Daemon {
     conf: PathBuf,
     child: Child,
     client: Client,
-}
-
-/// A free loopback port (bound then released).
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    l.local_addr().expect("local addr").port()
 }
 
 /// Which daemon a test runs: the real supervisord, or minisv itself.

@@ -9,11 +9,6 @@ use std::time::{Duration, Instant};
 
 use crate::harness::*;
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    l.local_addr().expect("addr").port()
-}
-
 /// Uncomments the `[inet_http_server]` section of the sample and sets its port.
 fn enable_inet(sample: &str, port: u16) -> String {
     let mut out = String::new();

@@ -97,6 +97,11 @@ pub struct Daemon {
     pub pid: u32,
 }
 
+/// A free loopback port (bound, then released for the test to use).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
 /// The `[supervisord]` and `[unix_http_server]` sections every test config starts with.
 pub fn base_config(dir: &Path) -> String {
     format!(

@@ -12,6 +12,7 @@ mod fuzz_smoke;
 mod harness;
 mod packaging;
 mod pid1;
+mod probes;
 mod pyenv;
 mod soak;
 mod tutorial;

@@ -8,11 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::harness::{wait_for, Daemon};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
-}
+use crate::harness::{free_port, wait_for, Daemon};
 
 /// A daemon with an `[inet_http_server]` on a free loopback port (and `extra` lines in it).
 fn start(tag: &str, extra: &str, programs: &str) -> (Daemon, u16) {

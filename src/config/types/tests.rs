@@ -168,3 +168,30 @@ fn environment_unquoted_space_drops_the_rest_and_is_reported() {
     assert_eq!(parsed.pairs, pairs(&[("A", "with")]));
     assert_eq!(parsed.skipped, pairs(&[("A", "space")]));
 }
+
+#[test]
+fn probes_are_addresses_urls_or_commands() {
+    use crate::config::model::Probe;
+    assert_eq!(probe("127.0.0.1:8080"), Ok(Probe::Tcp("127.0.0.1:8080".parse().unwrap())));
+    assert_eq!(probe("localhost:5432"), Ok(Probe::Tcp("127.0.0.1:5432".parse().unwrap())));
+    assert_eq!(probe("tcp://[::1]:6379"), Ok(Probe::Tcp("[::1]:6379".parse().unwrap())));
+    assert_eq!(
+        probe("http://127.0.0.1:8080/healthz"),
+        Ok(Probe::Http {
+            addr: "127.0.0.1:8080".parse().unwrap(),
+            host: "127.0.0.1:8080".into(),
+            path: "/healthz".into()
+        })
+    );
+    assert_eq!(
+        probe("http://localhost"),
+        Ok(Probe::Http { addr: "127.0.0.1:80".parse().unwrap(), host: "localhost".into(), path: "/".into() })
+    );
+    assert_eq!(probe("pg_isready -h /run/postgresql"), Ok(Probe::Command("pg_isready -h /run/postgresql".into())));
+    assert_eq!(probe("/usr/bin/check"), Ok(Probe::Command("/usr/bin/check".into())));
+    assert!(probe("http://10.0.0.1:80/").unwrap_err().contains("not a loopback address"));
+    assert!(probe("https://127.0.0.1/").unwrap_err().contains("https is not supported"));
+    assert!(probe("db.example:5432").unwrap_err().contains("not an IP address or localhost"));
+    assert!(probe("127.0.0.1:99999").unwrap_err().contains("bad port"));
+    assert!(probe("  ").is_err());
+}

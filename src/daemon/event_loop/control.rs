@@ -150,6 +150,11 @@ impl EventLoop {
         for _ in 0..10_000 {
             let Some(req) = self.requests.as_ref().and_then(|rx| rx.try_recv().ok()) else { return };
             self.requests_seen += 1;
+            // A request came through: the acceptor is alive, no need to wake up to check it
+            // (so control traffic leaves no timer behind).
+            if self.accept_suspect.is_none() {
+                self.accept_check = None;
+            }
             match req.kind {
                 RequestKind::XmlRpc(body) => match api::handle_request(self, &body) {
                     Some(Ok(Reply::Done(v))) => {
