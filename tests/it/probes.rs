@@ -85,9 +85,18 @@ fn failing_health_check_restarts_the_program_and_the_status_says_why() {
     assert_eq!(info.int_of("pid") as u32, second);
     let description = info.str_of("description").to_string();
     assert!(description.contains("(restarted: unhealthy: HTTP status 500)"), "{description}");
-    // The Python tools and minisv ctl show it.
+    // minisv ctl and the unmodified Python supervisorctl show it.
     let out = d.ctl(&["status", "web"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("restarted: unhealthy: HTTP status 500"));
+    let out = std::process::Command::new(crate::pyenv::python_supervisor().join("supervisorctl"))
+        .arg("-c")
+        .arg(&d.conf)
+        .args(["status", "web"])
+        .output()
+        .expect("supervisorctl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("web ") && text.contains("RUNNING   pid"), "{text}");
+    assert!(text.contains("(restarted: unhealthy: HTTP status 500)"), "{text}");
     assert!(d.stop().success());
 }
 
