@@ -727,6 +727,9 @@ pub fn http_server(data: &[u8]) {
         }
         Err(_) => return, // reset: tiny_http gave up on a malformed request
     }
+    // tiny_http trims header values with str::trim (form feeds too), so the credentials the
+    // server sees are the trimmed ones.
+    let auth = auth.trim();
     let status = String::from_utf8_lossy(&resp[..resp.len().min(12)]).into_owned();
     let code: u16 = status.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
     if code == 200 {
