@@ -409,71 +409,76 @@ fn single(
     }
 }
 
+/// What differs between `start` and `stop` (supervisorctl's exit statuses differ too).
+struct StartStop {
+    start: bool,
+    verb: &'static str,
+    done: &'static str,
+    /// The exit status for a missing name and for an unknown group.
+    usage_status: i32,
+    /// The fault that is not an error (already started / not running).
+    ignored: i32,
+    line: fn(&OpResult) -> Option<String>,
+}
+
+const START: StartStop = StartStop {
+    start: true,
+    verb: "start",
+    done: "started",
+    usage_status: exit::INVALID_ARGS,
+    ignored: faults::ALREADY_STARTED,
+    line: start_line,
+};
+
+const STOP: StartStop = StartStop {
+    start: false,
+    verb: "stop",
+    done: "stopped",
+    usage_status: exit::GENERIC,
+    ignored: faults::NOT_RUNNING,
+    line: stop_line,
+};
+
 fn start(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
-    if !ctl.upcheck()? {
-        return Ok(());
-    }
-    let names = words(arg);
-    if names.is_empty() {
-        ctl.output("Error: start requires a process name");
-        ctl.exitstatus = exit::INVALID_ARGS;
-        print_help(ctl, "start");
-        return Ok(());
-    }
-    let ignored = Some(faults::ALREADY_STARTED);
-    if names.contains(&"all") {
-        let results = ctl.client.start_all_processes()?;
-        return show_results(ctl, &results, start_line, ignored);
-    }
-    for name in names {
-        let (group, process) = output::split_namespec(name);
-        if process.is_none() {
-            match ctl.client.start_process_group(&group) {
-                Ok(results) => show_results(ctl, &results, start_line, ignored)?,
-                Err(e) if e.fault_code() == Some(faults::BAD_NAME) => {
-                    ctl.output(&format!("{group}: ERROR (no such group)"));
-                    ctl.exitstatus = exit::INVALID_ARGS;
-                }
-                Err(e) => return Err(e),
-            }
-        } else {
-            let res = ctl.client.start_process(name);
-            single(ctl, name, res, "started", start_line, ignored)?;
-        }
-    }
-    Ok(())
+    start_or_stop(ctl, arg, &START)
 }
 
 fn stop(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
+    start_or_stop(ctl, arg, &STOP)
+}
+
+fn start_or_stop(ctl: &mut Ctl, arg: &str, op: &StartStop) -> CallResult<()> {
     if !ctl.upcheck()? {
         return Ok(());
     }
     let names = words(arg);
     if names.is_empty() {
-        ctl.output("Error: stop requires a process name");
-        ctl.exitstatus = exit::GENERIC;
-        print_help(ctl, "stop");
+        ctl.output(&format!("Error: {} requires a process name", op.verb));
+        ctl.exitstatus = op.usage_status;
+        print_help(ctl, op.verb);
         return Ok(());
     }
-    let ignored = Some(faults::NOT_RUNNING);
+    let ignored = Some(op.ignored);
     if names.contains(&"all") {
-        let results = ctl.client.stop_all_processes()?;
-        return show_results(ctl, &results, stop_line, ignored);
+        let results = if op.start { ctl.client.start_all_processes()? } else { ctl.client.stop_all_processes()? };
+        return show_results(ctl, &results, op.line, ignored);
     }
     for name in names {
         let (group, process) = output::split_namespec(name);
         if process.is_none() {
-            match ctl.client.stop_process_group(&group) {
-                Ok(results) => show_results(ctl, &results, stop_line, ignored)?,
+            let results =
+                if op.start { ctl.client.start_process_group(&group) } else { ctl.client.stop_process_group(&group) };
+            match results {
+                Ok(results) => show_results(ctl, &results, op.line, ignored)?,
                 Err(e) if e.fault_code() == Some(faults::BAD_NAME) => {
-                    ctl.exitstatus = exit::GENERIC;
                     ctl.output(&format!("{group}: ERROR (no such group)"));
+                    ctl.exitstatus = op.usage_status;
                 }
                 Err(e) => return Err(e),
             }
         } else {
-            let res = ctl.client.stop_process(name);
-            single(ctl, name, res, "stopped", stop_line, ignored)?;
+            let res = if op.start { ctl.client.start_process(name) } else { ctl.client.stop_process(name) };
+            single(ctl, name, res, op.done, op.line, ignored)?;
         }
     }
     Ok(())
