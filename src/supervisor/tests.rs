@@ -892,17 +892,26 @@ fn ready_fd_makes_running_when_the_program_says_so_not_after_startsecs() {
 
 #[test]
 fn not_ready_within_ready_timeout_is_a_failed_start() {
-    let mut p = pconf("a");
-    p.ready_fd = Some(3);
-    p.ready_timeout = 2;
-    let mut h = Harness::new(vec![group("a", 999, vec![p])]);
-    h.tick();
-    h.advance(2000);
-    assert_eq!(h.kills, vec![("a".into(), libc::SIGKILL, false)]);
-    assert!(h.has_log("WARN a did not become ready within 2 seconds (ready_timeout): killing it"));
-    h.killed("a", "SIGKILL");
-    assert_eq!(h.state("a"), ProcessState::Backoff);
-    assert_eq!(h.proc("a").spawnerr.as_deref(), Some("not ready within 2 seconds (ready_timeout)"));
+    // The same deadline whether readiness comes from ready_fd or from a ready_check probe.
+    for by_probe in [false, true] {
+        let mut p = pconf("a");
+        if by_probe {
+            p.checks.ready = Some(crate::config::model::Probe::Command("true".into()));
+        } else {
+            p.ready_fd = Some(3);
+        }
+        p.ready_timeout = 2;
+        let mut h = Harness::new(vec![group("a", 999, vec![p])]);
+        h.tick();
+        h.advance(1999);
+        assert_eq!(h.state("a"), ProcessState::Starting);
+        h.advance(1);
+        assert_eq!(h.kills, vec![("a".into(), libc::SIGKILL, false)]);
+        assert!(h.has_log("WARN a did not become ready within 2 seconds (ready_timeout): killing it"));
+        h.killed("a", "SIGKILL");
+        assert_eq!(h.state("a"), ProcessState::Backoff);
+        assert_eq!(h.proc("a").spawnerr.as_deref(), Some("not ready within 2 seconds (ready_timeout)"));
+    }
 }
 
 #[test]
