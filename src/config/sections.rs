@@ -148,8 +148,12 @@ pub fn supervisord(ld: &mut Loader, ov: &Overrides) -> SupervisordConfig {
     );
     let nocleanup = flag(ov.nocleanup, ld, "nocleanup");
     let strip_ansi = flag(ov.strip_ansi, ld, "strip_ansi");
-    let restart_limit =
-        ld.conv(S, "restart_limit", &none, 0, types::integer, EXPECT_INT).clamp(0, u32::MAX as i64) as u32;
+    let restart_limit = ld.conv(S, "restart_limit", &none, 0, types::integer, EXPECT_INT);
+    if restart_limit < 0 {
+        let span = ld.raw(S, "restart_limit").map(|v| v.span);
+        ld.error(span, S, Some("restart_limit"), format!("{restart_limit} is negative; expected 0 (no limit) or more"));
+    }
+    let restart_limit = restart_limit.clamp(0, u32::MAX as i64) as u32;
 
     // Expanded twice, as Supervisor does (the getter, then with host_node_name).
     let mut env_names = Names::new();

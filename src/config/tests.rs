@@ -508,3 +508,34 @@ fn stock_sample_config_loads_with_commented_keys_staying_comments() {
     assert_eq!(config.supervisorctl.as_ref().map(|c| c.serverurl.as_str()), Some("unix:///tmp/minisv-sample.sock"));
     assert_eq!(dir.render(&config.warnings), Vec::<String>::new());
 }
+
+#[test]
+fn probe_and_restart_limit_options_parse_and_bad_values_name_the_line() {
+    let dir = conf(
+        "[program:a]\ncommand=/bin/true\nready_check=localhost:8080\nhealth_check=http://127.0.0.1:8080/healthz\n\
+         health_check_interval=5\n",
+    );
+    let config = dir.load().expect("valid");
+    let a = process(&config, "a");
+    assert_eq!(a.checks.ready, Some(crate::config::model::Probe::Tcp("127.0.0.1:8080".parse().unwrap())));
+    assert!(matches!(&a.checks.health, Some(crate::config::model::Probe::Http { path, .. }) if path == "/healthz"));
+    assert_eq!(
+        (a.checks.ready_interval, a.checks.health_interval, a.checks.health_retries, a.checks.timeout),
+        (1, 5, 3, 5)
+    );
+    assert_eq!(config.supervisord.restart_limit, 0, "no limit unless asked");
+
+    let dir = Dir::new(&[(
+        "supervisord.conf",
+        "[supervisord]\nlogfile=/tmp/minisv-test.log\nrestart_limit=-1\n\
+         [program:a]\ncommand=/bin/true\nready_fd=3\nready_check=127.0.0.1:1\ncheck_timeout=0\n",
+    )]);
+    assert_eq!(
+        dir.errors(),
+        vec![
+            "supervisord.conf:3: [supervisord] restart_limit: -1 is negative; expected 0 (no limit) or more",
+            "supervisord.conf:7: [program:a] ready_check: ready_check and ready_fd cannot both be set; choose one",
+            "supervisord.conf:8: [program:a] check_timeout: 0 is too small; expected a whole number of seconds, 1 or more",
+        ]
+    );
+}
