@@ -547,6 +547,17 @@ fn collect(mut r: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
 
 /// Starts `cmd`, waits until its stdout contains `want`, sends SIGINT, returns the outcome.
 fn interrupt_when(cmd: &mut Command, want: &str) -> Outcome {
+    use std::os::unix::process::CommandExt;
+    // Ctrl-C in a terminal reaches a client whose SIGINT is at its default. The tests may run
+    // with SIGINT ignored (as a background job of a non-interactive shell), which a child
+    // inherits, and Python then never raises KeyboardInterrupt: restore the default.
+    // SAFETY: signal() is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
     let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
     let out = collect(child.stdout.take().expect("stdout"));
     let err = collect(child.stderr.take().expect("stderr"));
@@ -558,7 +569,18 @@ fn interrupt_when(cmd: &mut Command, want: &str) -> Outcome {
     }
     // SAFETY: signalling the client this test started, by its pid.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-    let status = child.wait().expect("wait");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the client did not exit within 15 s of SIGINT; output so far: {:?}", text());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
     // The reader threads finish at EOF, right after the exit.
     let deadline = Instant::now() + Duration::from_secs(5);
     while Arc::strong_count(&out) > 1 && Instant::now() < deadline {
