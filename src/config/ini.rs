@@ -109,11 +109,15 @@ pub fn py_repr(s: &str) -> String {
 
 /// Python's `str.isprintable()` for the characters it escapes in `repr()`: other controls,
 /// format characters and separators other than the ASCII space, and private use. (An
-/// approximation of the Unicode categories Cc, Cf, Co, Zl, Zp and Zs; unassigned code points
-/// are printed as they are.)
+/// approximation of the Unicode categories Cc, Cf, Co, Zl, Zp and Zs, plus the noncharacters;
+/// other unassigned code points are printed as they are.)
 fn py_printable(c: char) -> bool {
     let n = c as u32;
-    !matches!(n,
+    // Noncharacters (U+FDD0..U+FDEF, and the last two code points of every plane) are never
+    // assigned: Python escapes them.
+    let noncharacter = (0xfdd0..=0xfdef).contains(&n) || n & 0xfffe == 0xfffe;
+    !noncharacter
+        && !matches!(n,
         0x80..=0xa0 | 0xad | 0x600..=0x605 | 0x61c | 0x6dd | 0x70f | 0x1680 | 0x180e
         | 0x2000..=0x200f | 0x2028..=0x202f | 0x205f..=0x2064 | 0x2066..=0x206f | 0x3000
         | 0xfeff | 0xfff9..=0xfffb | 0xe000..=0xf8ff | 0xf0000..=0x10ffff | 0x110bd | 0x1bca0..=0x1bca3
@@ -330,6 +334,9 @@ fn split_option(value: &str) -> Option<(&str, &str)> {
     let pos = value.find(['=', ':'])?;
     Some((&value[..pos], &value[pos + 1..]))
 }
+
+#[doc(hidden)]
+pub mod differential;
 
 #[cfg(test)]
 mod tests;

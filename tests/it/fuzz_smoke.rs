@@ -388,54 +388,6 @@ fn bug_include_fifo_hangs() {
 // ---------------------------------------------------------------------------------------------
 // Differential: mutated INI seeds read by our reader and by Python's configparser.
 
-const PYTHON_INI: &str = r#"
-import configparser, sys
-def esc(s):
-    return s.replace('\\', '\\\\').replace('\n', '\\n').replace('\t', '\\t').replace('\r', '\\r')
-for f in sys.argv[1:]:
-    p = configparser.RawConfigParser(inline_comment_prefixes=(';', '#'), strict=False)
-    out = []
-    try:
-        with open(f, encoding='utf-8') as fp:
-            p.read_file(fp)
-        for s in p.sections():
-            out.append('S ' + esc(s))
-            for k, v in sorted(p.items(s)):
-                out.append('K %s=%s' % (esc(k), esc(v)))
-    except configparser.MissingSectionHeaderError as e:
-        out = ['ERR H %d' % e.lineno]
-    except configparser.ParsingError as e:
-        out = ['ERR P ' + esc(' '.join('%d:%s' % (n, l) for n, l in e.errors))]
-    sys.stdout.write(''.join(x + '\n' for x in out))
-    sys.stdout.write('\x00')
-"#;
-
-fn render_ini_like_python(text: &str, file: &std::path::Path) -> String {
-    use minisv::config::ini::{py_repr, Ini, IniError};
-    let esc = |s: &str| s.replace('\\', "\\\\").replace('\n', "\\n").replace('\t', "\\t").replace('\r', "\\r");
-    let mut ini = Ini::new();
-    if let Err(e) = ini.read(text, file) {
-        return match e {
-            IniError::Parsing { lines, .. } => {
-                let parts: Vec<String> = lines.iter().map(|(n, l)| format!("{n}:{}", py_repr(l))).collect();
-                format!("ERR P {}\n", esc(&parts.join(" ")))
-            }
-            IniError::NoSectionHeader { line, .. } => format!("ERR H {line}\n"),
-        };
-    }
-    let mut out = String::new();
-    for section in &ini.sections {
-        out.push_str(&format!("S {}\n", esc(&section.name)));
-        let mut items: Vec<(String, String)> =
-            ini.items(&section.name).into_iter().map(|(k, v)| (k.to_string(), v.text.clone())).collect();
-        items.sort();
-        for (k, v) in items {
-            out.push_str(&format!("K {}={}\n", esc(&k), esc(&v)));
-        }
-    }
-    out
-}
-
 /// Mutations of the `ini` seeds must read the same in Python's configparser and in ours.
 /// Skipped when python3 is missing. `MINISV_FUZZ_SECONDS` does not apply: 1000 cases, one
 /// Python process.
@@ -462,7 +414,7 @@ fn ini_differential_against_python() {
         cases.push((path, text));
     }
     let output = Command::new("python3")
-        .args(["-c", PYTHON_INI])
+        .args(["-c", minisv::config::ini::differential::PYTHON])
         .args(cases.iter().map(|(p, _)| p))
         .output()
         .expect("run python3");
@@ -471,23 +423,13 @@ fn ini_differential_against_python() {
     let expected: Vec<&str> = stdout.split('\0').collect();
     let mut mismatches = Vec::new();
     for ((path, text), python) in cases.iter().zip(&expected) {
-        let ours = render_ini_like_python(text, path);
-        // Known bug (`bug_py_repr_leaves_unprintable_characters_raw`): only the quoting of
-        // the offending lines in the error text differs.
-        let known = ours.starts_with("ERR P") && python.starts_with("ERR P") && text.chars().any(py_unprintable);
-        if ours != *python && !known {
+        let ours = minisv::config::ini::differential::dump([(text.as_str(), path.as_path())]);
+        if ours != *python {
             mismatches.push(format!("input {text:?}\n--- python\n{python}--- ours\n{ours}"));
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
     assert!(mismatches.is_empty(), "{} of {} cases differ, first:\n{}", mismatches.len(), cases.len(), mismatches[0]);
-}
-
-/// Whether Python's `repr()` might escape this character where ours does not (non-ASCII:
-/// separators, format characters, noncharacters, unassigned code points; telling them apart
-/// needs the Unicode tables).
-fn py_unprintable(c: char) -> bool {
-    !c.is_ascii()
 }
 
 /// Bug (src/config/ini.rs `py_repr`, and its copy in src/daemon/spawn.rs): Python's `repr()`

@@ -189,59 +189,10 @@ fn random_file(rng: &mut Rng) -> String {
     out
 }
 
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('\n', "\\n").replace('\t', "\\t").replace('\r', "\\r")
-}
-
 fn render(files: &[PathBuf]) -> String {
-    let mut ini = Ini::new();
-    for file in files {
-        let text = std::fs::read_to_string(file).unwrap();
-        if let Err(e) = ini.read(&text, file) {
-            return match e {
-                IniError::Parsing { lines, .. } => {
-                    let parts: Vec<String> = lines.iter().map(|(n, l)| format!("{n}:{}", py_repr(l))).collect();
-                    format!("ERR P {}\n", escape(&parts.join(" ")))
-                }
-                IniError::NoSectionHeader { line, .. } => format!("ERR H {line}\n"),
-            };
-        }
-    }
-    let mut out = String::new();
-    for section in &ini.sections {
-        out.push_str(&format!("S {}\n", escape(&section.name)));
-        let mut items: Vec<(String, String)> =
-            ini.items(&section.name).into_iter().map(|(k, v)| (k.to_string(), v.text.clone())).collect();
-        items.sort();
-        for (k, v) in items {
-            out.push_str(&format!("K {}={}\n", escape(&k), escape(&v)));
-        }
-    }
-    out
+    let texts: Vec<String> = files.iter().map(|f| std::fs::read_to_string(f).unwrap()).collect();
+    super::differential::dump(texts.iter().map(String::as_str).zip(files.iter().map(PathBuf::as_path)))
 }
-
-const PYTHON_SIDE: &str = r#"
-import configparser, sys
-def esc(s):
-    return s.replace('\\', '\\\\').replace('\n', '\\n').replace('\t', '\\t').replace('\r', '\\r')
-for case in sys.argv[1:]:
-    p = configparser.RawConfigParser(inline_comment_prefixes=(';', '#'), strict=False)
-    out = []
-    try:
-        for f in case.split(','):
-            with open(f) as fp:
-                p.read_file(fp)
-        for s in p.sections():
-            out.append('S ' + esc(s))
-            for k, v in sorted(p.items(s)):
-                out.append('K %s=%s' % (esc(k), esc(v)))
-    except configparser.MissingSectionHeaderError as e:
-        out = ['ERR H %d' % e.lineno]
-    except configparser.ParsingError as e:
-        out = ['ERR P ' + esc(' '.join('%d:%s' % (n, l) for n, l in e.errors))]
-    sys.stdout.write(''.join(x + '\n' for x in out))
-    sys.stdout.write('\x00')
-"#;
 
 #[test]
 fn differential_against_python_configparser() {
@@ -267,7 +218,8 @@ fn differential_against_python_configparser() {
         .iter()
         .map(|files| files.iter().map(|f| f.to_string_lossy().into_owned()).collect::<Vec<_>>().join(","))
         .collect();
-    let output = std::process::Command::new("python3").arg("-c").arg(PYTHON_SIDE).args(&args).output().unwrap();
+    let output =
+        std::process::Command::new("python3").arg("-c").arg(super::differential::PYTHON).args(&args).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8(output.stdout).unwrap();
     let expected: Vec<&str> = stdout.split('\0').collect();
@@ -288,4 +240,13 @@ fn differential_against_python_configparser() {
     eprintln!("{} cases, {errors} parse errors", cases.len());
     // The generator must exercise both outcomes.
     assert!(errors > 5 && errors < 250, "{errors} error cases");
+}
+
+#[test]
+fn py_repr_escapes_noncharacters_like_python() {
+    // repr('\uffff'), repr('\ufdd0'), repr('\U0001fffe') in Python 3.
+    assert_eq!(super::py_repr("a\u{ffff}"), "'a\\uffff'");
+    assert_eq!(super::py_repr("\u{fdd0}"), "'\\ufdd0'");
+    assert_eq!(super::py_repr("\u{1fffe}"), "'\\U0001fffe'");
+    assert_eq!(super::py_repr("\u{fdcf}é"), "'\u{fdcf}é'");
 }
