@@ -21,10 +21,18 @@
 //! alone lets incoming data still be read, so TCP connections are aborted with
 //! `connect(AF_UNSPEC)` (RST, queues purged, a blocked reader woken).
 //!
-//! Cost: one thread per listener, asleep in `poll` on a duplicate of the listening socket; it
-//! scans `/proc/self/fd` when a connection arrives and once a second while any connection is
-//! open; an idle daemon makes no wake-ups. Nothing is ever set on the listening socket itself
-//! (SO_RCVTIMEO there makes accept() fail and ends tiny_http's accept thread).
+//! How the guard learns of a connection: polling the listener is not enough, since poll
+//! checks readiness again after waking, and when tiny_http's accept thread has taken the
+//! connection first, the guard sleeps on. So the listener is put in signal-driven mode
+//! (`O_ASYNC`, owner: the guard thread): the kernel queues a SIGIO to the guard when a client
+//! connects, whoever accepts first, and the guard reads it from a signalfd. SIGIO is blocked in
+//! the guard thread only and directed at that thread, so no other thread ever receives it.
+//!
+//! Cost: one thread per listener, asleep in `poll` on that signalfd and a duplicate of the
+//! listening socket; it scans `/proc/self/fd` when a connection arrives and once a second
+//! while any connection is open; an idle daemon makes no wake-ups. Nothing else is set on the
+//! listening socket (SO_RCVTIMEO there makes accept() fail and ends tiny_http's accept
+//! thread).
 
 use std::collections::HashMap;
 use std::io;
@@ -98,6 +106,13 @@ fn run(
     section: &str,
     log: &dyn Fn(String),
 ) {
+    let connects = match ConnectSignal::new(listener.as_raw_fd()) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            log(format!("[{section}] cannot be told of new HTTP connections ({e}); some may go unbounded"));
+            None
+        }
+    };
     let mut seen: HashMap<u64, Instant> = HashMap::new();
     let mut dropped = Dropped::default();
     let mut last_log: Option<Instant> = None;
@@ -113,23 +128,27 @@ fn run(
         } else {
             TICK.as_millis() as i32
         };
-        let mut p = libc::pollfd {
-            fd: listener.as_raw_fd(),
-            events: if backoff.is_zero() { libc::POLLIN } else { 0 },
-            revents: 0,
-        };
-        match syscall!(poll(&mut p, 1, timeout)) {
+        let mut p = [
+            libc::pollfd {
+                fd: listener.as_raw_fd(),
+                events: if backoff.is_zero() { libc::POLLIN } else { 0 },
+                revents: 0,
+            },
+            libc::pollfd { fd: connects.as_ref().map_or(-1, |c| c.fd.as_raw_fd()), events: libc::POLLIN, revents: 0 },
+        ];
+        match syscall!(poll(p.as_mut_ptr(), 2, timeout)) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return,
             Ok(_) => {}
         }
-        if stopping.load(Ordering::SeqCst) || p.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+        if stopping.load(Ordering::SeqCst) || p[0].revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
             return;
         }
+        let signalled = p[1].revents & libc::POLLIN != 0 && connects.as_ref().is_some_and(ConnectSignal::drain);
         // Whether a connection still waits to be accepted, looked at before the scan: one
         // accepted before the scan is in it if still open.
-        let pending =
-            p.revents & libc::POLLIN != 0 || (!backoff.is_zero() && crate::sys::readable_now(listener.as_raw_fd()));
+        let pending = p[0].revents & libc::POLLIN != 0
+            || ((signalled || !backoff.is_zero()) && crate::sys::readable_now(listener.as_raw_fd()));
         let before = seen.len();
         let now = Instant::now();
         let conns = scan(local, listener_ino);
@@ -160,6 +179,65 @@ fn run(
             dropped = Dropped::default();
             last_log = Some(Instant::now());
         }
+    }
+}
+
+/// The SIGIO that the kernel sends the guard thread when a client connects to the listener
+/// (see the module doc), read from a signalfd. Made in the guard thread, which it concerns.
+struct ConnectSignal {
+    fd: OwnedFd,
+}
+
+/// `F_SETOWN_EX` and `F_OWNER_TID` of asm-generic/fcntl.h (x86, ARM, RISC-V; the libc crate
+/// does not have them for every target), and its argument.
+const F_SETOWN_EX: libc::c_int = 15;
+const F_OWNER_TID: libc::c_int = 0;
+#[repr(C)]
+struct FOwnerEx {
+    kind: libc::c_int,
+    pid: libc::pid_t,
+}
+
+impl ConnectSignal {
+    fn new(listener: RawFd) -> io::Result<ConnectSignal> {
+        // SAFETY: sigset_t is plain old data, initialized by sigemptyset before use.
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `set` is a valid sigset_t; blocking a signal in this thread only.
+        unsafe {
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGIO);
+        }
+        // SAFETY: `set` is a valid sigset_t and the old mask is not asked for.
+        let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        let raw = syscall!(signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK))?;
+        // SAFETY: signalfd just returned this new fd, which nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::pid_t;
+        let owner = FOwnerEx { kind: F_OWNER_TID, pid: tid };
+        syscall!(fcntl(listener, F_SETOWN_EX, &owner as *const FOwnerEx))?;
+        let flags = syscall!(fcntl(listener, libc::F_GETFL))?;
+        syscall!(fcntl(listener, libc::F_SETFL, flags | libc::O_ASYNC))?;
+        Ok(ConnectSignal { fd })
+    }
+
+    /// Reads the queued signals; true if there was one.
+    fn drain(&self) -> bool {
+        // SAFETY: signalfd_siginfo is plain old data; zeroed is valid and read overwrites it.
+        let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+        let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        let mut any = false;
+        for _ in 0..64 {
+            let p = (&mut info as *mut libc::signalfd_siginfo).cast::<libc::c_void>();
+            match syscall!(read(self.fd.as_raw_fd(), p, size)) {
+                Ok(n) if n as usize == size => any = true,
+                _ => break,
+            }
+        }
+        any
     }
 }
 
@@ -205,9 +283,11 @@ fn enforce(conns: &[Conn], seen: &mut HashMap<u64, Instant>, now: Instant, limit
             live.push(*c);
         }
     }
-    // Over the cap, the oldest go (socket inode numbers grow with creation): a new client is
-    // served even while someone holds the listener's connections open.
-    live.sort_by_key(|c| c.ino);
+    // Over the cap, the oldest go: a new client is served even while someone holds the
+    // listener's connections open. Oldest is first seen; connections first seen by the same
+    // scan are ordered by inode number, which grows with creation only roughly (the kernel
+    // hands them out in per-CPU batches).
+    live.sort_by_key(|c| (seen.get(&c.ino).copied(), c.ino));
     let excess = live.len().saturating_sub(limits.max);
     for c in &live[..excess] {
         if end(c, End::Abort) {
@@ -414,6 +494,60 @@ mod tests {
     }
 
     #[test]
+    fn a_connection_accepted_by_someone_else_first_is_still_signalled() {
+        let dir = std::env::temp_dir().join(format!("limits-sigio-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("s");
+        let _ = std::fs::remove_file(&path);
+        let l = UnixListener::bind(&path).expect("bind");
+        let signal = ConnectSignal::new(l.as_raw_fd()).expect("signal-driven listener");
+        assert!(!signal.drain(), "nothing yet");
+        let _c = UnixStream::connect(&path).expect("connect");
+        let (_s, _) = l.accept().expect("accept");
+        // The listener no longer looks readable (what made the guard miss such connections)...
+        assert!(!crate::sys::readable_now(l.as_raw_fd()));
+        // ...but the signal was queued when the client connected.
+        let mut p = libc::pollfd { fd: signal.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        assert_eq!(syscall!(poll(&mut p, 1, 5000)).expect("poll"), 1);
+        assert!(signal.drain());
+        assert!(!signal.drain(), "drained");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn connections_first_seen_earlier_go_first_over_the_cap() {
+        let dir = std::env::temp_dir().join(format!("limits-order-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("s");
+        let _ = std::fs::remove_file(&path);
+        let l = UnixListener::bind(&path).expect("bind");
+        let local = Local::of(l.as_raw_fd()).expect("local");
+        let ino = fstat(l.as_raw_fd()).expect("fstat").st_ino;
+        let mut clients = Vec::new();
+        let mut servers = Vec::new();
+        for _ in 0..3 {
+            clients.push(UnixStream::connect(&path).expect("connect"));
+            servers.push(l.accept().expect("accept").0);
+        }
+        let t0 = Instant::now();
+        let mut seen = HashMap::new();
+        // Pretend the newest socket was seen first: the order is the guard's, not the inodes'.
+        let newest = servers.iter().map(|s| fstat(s.as_raw_fd()).expect("fstat").st_ino).max().expect("three");
+        seen.insert(newest, t0);
+        let later = t0 + Duration::from_millis(10);
+        let d = enforce(&scan(&local, ino), &mut seen, later, &limits(2, 60_000));
+        assert_eq!(d.over_cap, 1);
+        for (c, s) in clients.iter_mut().zip(&servers) {
+            c.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
+            let mut b = [0u8; 1];
+            let eof = matches!(c.read(&mut b), Ok(0));
+            let is_newest = fstat(s.as_raw_fd()).expect("fstat").st_ino == newest;
+            assert_eq!(eof, is_newest, "only the one seen first is ended");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn the_oldest_connections_over_the_cap_are_ended_and_the_rest_kept() {
         let dir = std::env::temp_dir().join(format!("limits-cap-{}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
@@ -428,8 +562,13 @@ mod tests {
             clients.push(UnixStream::connect(&path).expect("connect"));
             servers.push(l.accept().expect("accept").0);
         }
-        let mut seen = HashMap::new();
+        // Seen one by one, a millisecond apart (inode numbers alone do not tell the order).
         let t0 = Instant::now();
+        let mut seen: HashMap<u64, Instant> = servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (fstat(s.as_raw_fd()).expect("fstat").st_ino, t0 + Duration::from_millis(i as u64)))
+            .collect();
         let d = enforce(&scan(&local, ino), &mut seen, t0, &limits(3, 60_000));
         assert_eq!(d, Dropped { over_cap: 2, too_old: 0, too_many_bytes: 0 });
         // The two oldest clients see EOF at once; the newest can still talk.
