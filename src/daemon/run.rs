@@ -29,6 +29,7 @@ fn load(path: &Path, overrides: &Overrides) -> Result<Config, Vec<String>> {
 
 /// Runs the daemon; returns the process exit status.
 pub fn run(argv0: &str, args: &DaemonArgs) -> i32 {
+    sys::tune_allocator();
     if args.config.is_none() && sys::geteuid() == 0 {
         eprintln!(
             "minisv: warning: running as root and searching for the config file in default locations \

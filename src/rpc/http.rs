@@ -66,10 +66,23 @@ pub enum ServerReply {
 /// The largest XML-RPC body accepted; larger ones get 413 before their body is read.
 pub const MAX_RPC_BODY: usize = 8 << 20;
 
-/// Beyond this declared length a request is abandoned unanswered: tiny_http 0.12 discards an
-/// unread body by allocating a buffer of its whole remaining length, which for an absurd
-/// `Content-Length` would abort the daemon.
-const MAX_DRAINABLE_BODY: usize = 64 << 20;
+/// The longest declared body that is answered (413) and whose unread rest tiny_http is left to
+/// discard. tiny_http 0.12 discards it by allocating a zeroed buffer of the whole remaining
+/// length (its EqualReader's Drop): the pages are only mapped, not touched beyond what the
+/// client sends, but an allocation the kernel refuses aborts the daemon. So the limit is half
+/// of what one allocation may take now (see `sys::allocatable_bytes`: the RAM, or what is left
+/// under a strict commit limit), and at least `MAX_RPC_BODY`.
+///
+/// Beyond it a request is abandoned unanswered: its connection's thread and two fds stay for
+/// the life of the daemon (tiny_http's next read waits on the abandoned reader). Each such
+/// request is logged with its peer.
+fn max_drainable_body() -> usize {
+    static LIMIT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        let half = crate::sys::allocatable_bytes().unwrap_or(0) / 2;
+        usize::try_from(half).unwrap_or(usize::MAX).clamp(MAX_RPC_BODY, isize::MAX as usize)
+    })
+}
 
 /// Sockets bound before daemonizing (they survive fork; threads don't).
 pub struct BoundServers {
@@ -446,8 +459,16 @@ fn header(rq: &tiny_http::Request, name: &str) -> Option<String> {
 
 fn handle(rq: tiny_http::Request, ctx: &Ctx) {
     let declared = rq.body_length().unwrap_or(0);
-    if declared > MAX_DRAINABLE_BODY {
-        // See MAX_DRAINABLE_BODY: the client gets no answer, its connection thread stays.
+    if declared > max_drainable_body() {
+        let peer = rq.remote_addr().map(ToString::to_string).unwrap_or_else(|| "the unix socket".into());
+        let message = format!(
+            "[{}] request from {peer} declares a body of {declared} bytes, more than can be discarded \
+             ({} bytes): abandoned unanswered",
+            ctx.section,
+            max_drainable_body()
+        );
+        tell_loop(ctx, RequestKind::Log { level: LogLevel::Warn, message });
+        // See max_drainable_body: dropping it could abort the daemon.
         std::mem::forget(rq);
         return;
     }

@@ -84,9 +84,22 @@ pub fn guard(
     let listener_ino = fstat(fd.as_raw_fd()).map(|s| s.st_ino).unwrap_or(0);
     let (stopping, section) = (stopping.clone(), section.to_string());
     let limits = Limits { max: MAX_CONNECTIONS, lifetime: lifetime(), max_tcp_bytes: MAX_TCP_BYTES };
+    // Returns once the guard is told of new connections, so none made after the daemon says
+    // it has started goes unseen.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::Builder::new().name(format!("http-guard:{section}")).spawn(move || {
-        run(&fd, &local, listener_ino, &limits, &stopping, &section, &log);
+        let connects = ConnectSignal::new(fd.as_raw_fd());
+        let _ = ready_tx.send(());
+        let connects = match connects {
+            Ok(c) => Some(c),
+            Err(e) => {
+                log(format!("[{section}] cannot be told of new HTTP connections ({e}); some may go unbounded"));
+                None
+            }
+        };
+        run(&fd, connects.as_ref(), &local, listener_ino, &limits, &stopping, &section, &log);
     })?;
+    let _ = ready_rx.recv_timeout(Duration::from_secs(5));
     Ok(())
 }
 
@@ -97,8 +110,10 @@ struct Limits {
     max_tcp_bytes: u64,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run(
     listener: &OwnedFd,
+    connects: Option<&ConnectSignal>,
     local: &Local,
     listener_ino: u64,
     limits: &Limits,
@@ -106,20 +121,14 @@ fn run(
     section: &str,
     log: &dyn Fn(String),
 ) {
-    let connects = match ConnectSignal::new(listener.as_raw_fd()) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            log(format!("[{section}] cannot be told of new HTTP connections ({e}); some may go unbounded"));
-            None
-        }
-    };
     let mut seen: HashMap<u64, Instant> = HashMap::new();
     let mut dropped = Dropped::default();
     let mut last_log: Option<Instant> = None;
     // After a wake-up on a pending connection that the scan did not find yet (tiny_http has
     // not accepted it), wait a little before polling again, so a listener whose accept thread
-    // is gone does not spin.
-    let mut backoff = Duration::ZERO;
+    // is gone does not spin. It starts non-zero: the first pass scans at once, for what was
+    // accepted before the guard was told of connections.
+    let mut backoff = Duration::from_millis(1);
     loop {
         let timeout = if !backoff.is_zero() {
             backoff.as_millis() as i32
@@ -134,7 +143,7 @@ fn run(
                 events: if backoff.is_zero() { libc::POLLIN } else { 0 },
                 revents: 0,
             },
-            libc::pollfd { fd: connects.as_ref().map_or(-1, |c| c.fd.as_raw_fd()), events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: connects.map_or(-1, |c| c.fd.as_raw_fd()), events: libc::POLLIN, revents: 0 },
         ];
         match syscall!(poll(p.as_mut_ptr(), 2, timeout)) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -144,7 +153,7 @@ fn run(
         if stopping.load(Ordering::SeqCst) || p[0].revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
             return;
         }
-        let signalled = p[1].revents & libc::POLLIN != 0 && connects.as_ref().is_some_and(ConnectSignal::drain);
+        let signalled = p[1].revents & libc::POLLIN != 0 && connects.is_some_and(ConnectSignal::drain);
         // Whether a connection still waits to be accepted, looked at before the scan: one
         // accepted before the scan is in it if still open.
         let pending = p[0].revents & libc::POLLIN != 0
