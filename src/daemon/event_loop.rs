@@ -311,7 +311,7 @@ impl EventLoop {
             LogSetting::Auto => {
                 let prefix = format!("{}-{}---{}-", pc.name, ch.name(), self.config.supervisord.identifier);
                 let dir = self.config.supervisord.childlogdir.clone();
-                LogFile::create_unique(&dir, &prefix, ".log", settings.maxbytes, settings.backups)
+                LogFile::deferred_unique(&dir, &prefix, ".log", settings.maxbytes, settings.backups)
             }
         };
         match opened {
@@ -1021,6 +1021,18 @@ impl EventLoop {
     /// The actual stdout/stderr log path of a process ('' when it has none).
     pub fn log_path(&self, id: ProcId, ch: Channel) -> Option<PathBuf> {
         self.io.get(id.0)?.logs[ch as usize].as_ref().map(|l| l.path().to_path_buf())
+    }
+
+    /// The log's path for reading it: an AUTO log not written yet is created now (empty), so
+    /// that reading it works as in Supervisor, which creates them up front. None if the
+    /// process has no such log or it does not exist.
+    pub fn readable_log_path(&mut self, id: ProcId, ch: Channel) -> Option<PathBuf> {
+        let log = self.io.get_mut(id.0)?.logs[ch as usize].as_mut()?;
+        if let Err(e) = log.materialize() {
+            let message = format!("cannot create log {}: {e}", log.path().display());
+            self.log.log(LogLevel::Error, &message);
+        }
+        self.log_path(id, ch).filter(|p| p.exists())
     }
 }
 

@@ -19,29 +19,66 @@ pub struct LogFile {
     rotatable: bool,
     /// Bytes that could not be written since the last successful write (disk full ...).
     pub dropped: u64,
+    /// An AUTO log not created yet: (prefix, suffix) of its name. The first open creates it
+    /// new (mode 0600), under another random name if that one was taken meanwhile.
+    deferred: Option<(String, String)>,
 }
 
 impl LogFile {
     /// Opens `path` for appending (created 0666 less the umask, as Python's `open(path, 'a')`).
     pub fn open(path: &Path, maxbytes: u64, backups: u32) -> io::Result<LogFile> {
-        let mut log =
-            LogFile { path: path.to_path_buf(), maxbytes, backups, file: None, size: 0, rotatable: true, dropped: 0 };
+        let mut log = LogFile::new(path.to_path_buf(), maxbytes, backups, None);
         log.reopen()?;
         Ok(log)
     }
 
-    /// Opens an AUTO log: a new file with a unique name in `dir`, mode 0600 (mkstemp).
-    pub fn create_unique(dir: &Path, prefix: &str, suffix: &str, maxbytes: u64, backups: u32) -> io::Result<LogFile> {
+    fn new(path: PathBuf, maxbytes: u64, backups: u32, deferred: Option<(String, String)>) -> LogFile {
+        LogFile { path, maxbytes, backups, file: None, size: 0, rotatable: true, dropped: 0, deferred }
+    }
+
+    /// An AUTO log: a file with a unique name in `dir` (`prefix`, 8 random characters,
+    /// `suffix`), mode 0600, as Supervisor's mkstemp. Its name is chosen now and shown at once
+    /// (getProcessInfo, `status`), but the file is created by the first output or the first
+    /// read: creating two files per program up front is most of the time it takes to start a
+    /// thousand programs (ext4 inode allocation). `dir` must be a writable directory now.
+    pub fn deferred_unique(dir: &Path, prefix: &str, suffix: &str, maxbytes: u64, backups: u32) -> io::Result<LogFile> {
+        let meta = fs::metadata(dir)?;
+        if !meta.is_dir() {
+            return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+        }
+        let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(dir.as_os_str()))
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        crate::syscall!(access(c.as_ptr(), libc::W_OK | libc::X_OK))?;
+        let mut seed = random_seed();
+        let path = dir.join(format!("{prefix}{}{suffix}", random_name(&mut seed)));
+        Ok(LogFile::new(path, maxbytes, backups, Some((prefix.to_string(), suffix.to_string()))))
+    }
+
+    /// Creates a deferred AUTO log now (see `deferred_unique`); nothing for any other log.
+    pub fn materialize(&mut self) -> io::Result<()> {
+        if self.deferred.is_some() {
+            self.open_now()?;
+            self.release();
+        }
+        Ok(())
+    }
+
+    /// Creates the deferred AUTO log, new, under its name or another if that one is taken.
+    fn create_deferred(&mut self, prefix: &str, suffix: &str) -> io::Result<File> {
+        let dir = self.path.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut seed = random_seed();
         for _ in 0..100 {
-            let name = format!("{prefix}{}{suffix}", random_name(&mut seed));
-            let path = dir.join(name);
-            match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
-                Ok(file) => {
-                    drop(file);
-                    return LogFile::open(&path, maxbytes, backups);
+            match OpenOptions::new()
+                .append(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&self.path)
+            {
+                Ok(file) => return Ok(file),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    self.path = dir.join(format!("{prefix}{}{suffix}", random_name(&mut seed)));
                 }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
             }
         }
@@ -59,15 +96,31 @@ impl LogFile {
         self.file = None;
     }
 
-    /// Closes and opens the file again at the same path (for external log rotation).
+    /// Closes and opens the file again at the same path (for external log rotation). A
+    /// deferred AUTO log stays as it is until written or read.
     pub fn reopen(&mut self) -> io::Result<()> {
+        if self.deferred.is_some() {
+            return Ok(());
+        }
+        self.open_now()
+    }
+
+    /// Opens the file for appending, creating a deferred AUTO log.
+    fn open_now(&mut self) -> io::Result<()> {
         self.file = None;
-        let file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o666)
-            .custom_flags(nofollow_in_shared_dir(&self.path))
-            .open(&self.path)?;
+        let file = match self.deferred.clone() {
+            Some((prefix, suffix)) => {
+                let file = self.create_deferred(&prefix, &suffix)?;
+                self.deferred = None;
+                file
+            }
+            None => OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o666)
+                .custom_flags(nofollow_in_shared_dir(&self.path))
+                .open(&self.path)?,
+        };
         let meta = file.metadata()?;
         self.rotatable = meta.file_type().is_file();
         self.size = if self.rotatable { meta.len() } else { 0 };
@@ -77,6 +130,9 @@ impl LogFile {
 
     /// Supervisor's clear: remove the file and start an empty one (backups are kept).
     pub fn clear(&mut self) -> io::Result<()> {
+        if self.deferred.is_some() {
+            return Ok(());
+        }
         self.file = None;
         if self.rotatable {
             match fs::remove_file(&self.path) {
@@ -92,7 +148,7 @@ impl LogFile {
     /// not written are counted in `dropped` and the error is returned (the caller reports it).
     pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
         if self.file.is_none() {
-            if let Err(e) = self.reopen() {
+            if let Err(e) = self.open_now() {
                 self.dropped += data.len() as u64;
                 return Err(e);
             }
@@ -126,6 +182,9 @@ impl LogFile {
 
     /// Rotation on request (`minisv ctl logrotate`): as at maxbytes, for regular files only.
     pub fn rotate_now(&mut self) -> io::Result<()> {
+        if self.deferred.is_some() {
+            return Ok(());
+        }
         if self.file.is_none() {
             self.reopen()?;
         }
@@ -210,9 +269,8 @@ fn rename_if_exists(from: &Path, to: &Path) -> io::Result<()> {
 
 fn random_seed() -> u64 {
     let mut buf = [0u8; 8];
-    if let Ok(mut f) = File::open("/dev/urandom") {
-        let _ = io::Read::read_exact(&mut f, &mut buf);
-    }
+    // SAFETY: getrandom writes at most buf.len() bytes into buf; a failure leaves it zeroed.
+    unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), libc::GRND_NONBLOCK) };
     let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64);
     u64::from_le_bytes(buf) ^ t.unwrap_or(0) ^ (crate::sys::getpid() as u64) << 32
 }
@@ -372,12 +430,43 @@ mod tests {
     fn unique_auto_logs_are_private_and_distinct() {
         use std::os::unix::fs::PermissionsExt;
         let d = tmpdir("auto");
-        let a = LogFile::create_unique(&d, "p-stdout---supervisor-", ".log", 0, 0).expect("a");
-        let b = LogFile::create_unique(&d, "p-stdout---supervisor-", ".log", 0, 0).expect("b");
+        let mut a = LogFile::deferred_unique(&d, "p-stdout---supervisor-", ".log", 0, 0).expect("a");
+        let mut b = LogFile::deferred_unique(&d, "p-stdout---supervisor-", ".log", 0, 0).expect("b");
         assert_ne!(a.path(), b.path());
+        assert!(!a.path().exists(), "created by the first output or read only");
+        a.write(b"x\n").expect("write");
+        b.materialize().expect("materialize");
         let mode = fs::metadata(a.path()).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        assert_eq!(fs::read(a.path()).expect("read"), b"x\n");
+        assert_eq!(fs::read(b.path()).expect("read"), b"");
         assert_eq!(cleanup_auto_logs(&d, "supervisor").expect("cleanup"), 2);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_deferred_auto_log_whose_name_was_taken_gets_another_and_never_follows_a_symlink() {
+        let d = tmpdir("auto-taken");
+        let mut a = LogFile::deferred_unique(&d, "p-stdout---supervisor-", ".log", 0, 0).expect("a");
+        let planted = a.path().to_path_buf();
+        let target = d.join("target");
+        fs::write(&target, b"precious").expect("target");
+        std::os::unix::fs::symlink(&target, &planted).expect("symlink");
+        a.write(b"output\n").expect("write");
+        assert_ne!(a.path(), planted.as_path(), "moved to a new name");
+        assert_eq!(fs::read(a.path()).expect("read"), b"output\n");
+        assert_eq!(fs::read(&target).expect("target"), b"precious");
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_deferred_auto_log_needs_a_writable_directory() {
+        let d = tmpdir("auto-missing");
+        let missing = d.join("nope");
+        assert!(LogFile::deferred_unique(&missing, "p-", ".log", 0, 0).is_err());
+        let file = d.join("file");
+        fs::write(&file, b"").expect("file");
+        assert!(LogFile::deferred_unique(&file, "p-", ".log", 0, 0).is_err());
         let _ = fs::remove_dir_all(&d);
     }
 }

@@ -748,10 +748,12 @@ fn get_process_stats(lp: &mut EventLoop, a: &Args) -> Outcome {
 
 // ---- logs ------------------------------------------------------------------------------------
 
-fn log_of(lp: &EventLoop, name: &str, ch: Channel) -> Result<PathBuf, RpcError> {
+fn log_of(lp: &mut EventLoop, name: &str, ch: Channel) -> Result<PathBuf, RpcError> {
     let id = resolve_process(lp, name)?;
+    if let Some(p) = lp.readable_log_path(id, ch) {
+        return Ok(p);
+    }
     match lp.log_path(id, ch) {
-        Some(p) if p.exists() => Ok(p),
         Some(p) => Err(RpcError::with(faults::NO_FILE, p.display().to_string())),
         None => Err(RpcError::with(faults::NO_FILE, "None")),
     }
@@ -777,7 +779,7 @@ fn tail_process_log(lp: &mut EventLoop, a: &Args, ch: Channel) -> Outcome {
     let name = a.str(0)?;
     let id = resolve_process(lp, name)?;
     let (offset, length) = (a.int(1)?, a.int(2)?);
-    let (data, size, overflow) = match lp.log_path(id, ch) {
+    let (data, size, overflow) = match lp.readable_log_path(id, ch) {
         Some(path) => info::tail_file(&path, offset, length),
         None => (Vec::new(), 0, false),
     };

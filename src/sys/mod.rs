@@ -290,7 +290,7 @@ pub fn allocatable_bytes() -> Option<u64> {
     let strict = std::fs::read_to_string("/proc/sys/vm/overcommit_memory").is_ok_and(|s| s.trim() == "2");
     if strict {
         let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-        return Some(commit_headroom(&meminfo)?);
+        return commit_headroom(&meminfo);
     }
     // SAFETY: sysinfo is plain old data; zeroed is valid and sysinfo() overwrites it.
     let mut si: libc::sysinfo = unsafe { std::mem::zeroed() };

@@ -219,7 +219,9 @@ fn requests_declaring_large_bodies_are_answered_and_leave_nothing_behind() {
             break last;
         }
         let fds: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", d.pid))
-            .map(|r| r.flatten().filter_map(|e| std::fs::read_link(e.path()).ok()).map(|p| p.display().to_string()).collect())
+            .map(|r| {
+                r.flatten().filter_map(|e| std::fs::read_link(e.path()).ok()).map(|p| p.display().to_string()).collect()
+            })
             .unwrap_or_default();
         assert!(
             Instant::now() < deadline,
@@ -231,7 +233,9 @@ fn requests_declaring_large_bodies_are_answered_and_leave_nothing_behind() {
         std::thread::sleep(Duration::from_millis(20));
     };
     let rss1 = rss_kb(d.pid);
-    eprintln!("abuse: 40 declared bodies: threads {threads0} -> {threads1}, fds {fds0} -> {fds1}, RSS {rss0} -> {rss1} kB");
+    eprintln!(
+        "abuse: 40 declared bodies: threads {threads0} -> {threads1}, fds {fds0} -> {fds1}, RSS {rss0} -> {rss1} kB"
+    );
     assert!(rss1 <= rss0 + 16 * 1024, "RSS {rss0} -> {rss1} kB");
     still_serving(&d, keeper);
 }

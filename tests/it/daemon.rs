@@ -1,9 +1,11 @@
 //! The daemon core as a user sees it: the real binary, real children, real files.
 
 use std::fs;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
+use minisv::rpc::xmlrpc::Value;
 
 #[test]
 fn sigkilled_program_is_restarted_within_100ms() {
@@ -160,6 +162,43 @@ fn redirect_stderr_and_append_across_restarts() {
         fs::read_to_string(d.path("a.log")).ok().filter(|s| s.matches("err\n").count() >= 2)
     });
     assert!(log.starts_with("out\nerr\nout\nerr\n"), "{log}");
+}
+
+/// AUTO log names are chosen at start and shown at once, but a file is made only by the first
+/// output or read: a thousand quiet programs no longer create two thousand files at startup.
+#[test]
+fn auto_logs_are_created_by_the_first_output_or_read() {
+    let d = Daemon::start(
+        "autolog",
+        "[program:quiet]\ncommand=sleep 1000\nstartsecs=0\n\
+         [program:talks]\ncommand=sh -c 'echo hello; exec sleep 1000'\nstartsecs=0\n",
+    );
+    let info = |name: &str| d.rpc("supervisor.getProcessInfo", &[Value::from(name)]).expect("info");
+    wait_for(10.0, "both RUNNING", || {
+        (info("quiet").str_of("statename") == "RUNNING" && info("talks").str_of("statename") == "RUNNING").then_some(())
+    });
+    let quiet = info("quiet").str_of("stdout_logfile").to_string();
+    let quiet_err = info("quiet").str_of("stderr_logfile").to_string();
+    let talks = info("talks").str_of("stdout_logfile").to_string();
+    assert!(
+        quiet.starts_with(&d.path("").display().to_string()) && quiet.contains("quiet-stdout---supervisor-"),
+        "{quiet}"
+    );
+    wait_for(10.0, "the output logged", || fs::read_to_string(&talks).ok().filter(|s| s == "hello\n"));
+    assert!(!Path::new(&quiet).exists(), "no output, no read: no file yet");
+    assert!(!Path::new(&quiet_err).exists());
+    // Reading the quiet log gives what Supervisor gives (empty), and makes the file.
+    let text =
+        d.rpc("supervisor.readProcessStdoutLog", &[Value::from("quiet"), Value::Int(0), Value::Int(0)]).expect("read");
+    assert_eq!(text.as_str(), Some(""));
+    assert!(Path::new(&quiet).exists());
+    let tail = d
+        .rpc("supervisor.tailProcessStderrLog", &[Value::from("quiet"), Value::Int(0), Value::Int(100)])
+        .expect("tail");
+    assert_eq!(tail.as_array().map(|a| a[0].as_str()), Some(Some("")));
+    assert!(Path::new(&quiet_err).exists());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(fs::metadata(&quiet).expect("meta").permissions().mode() & 0o777, 0o600);
 }
 
 #[test]

@@ -188,7 +188,7 @@ impl EventLoop {
         }
     }
 
-    fn tail_path(&self, namespec: &str, channel: &str) -> Option<PathBuf> {
+    fn tail_path(&mut self, namespec: &str, channel: &str) -> Option<PathBuf> {
         let ch = match channel {
             "stdout" => Channel::Stdout,
             "stderr" => Channel::Stderr,
@@ -196,7 +196,7 @@ impl EventLoop {
         };
         let (group, process) = api::split_namespec(namespec);
         let id = self.sup.find(group, process?)?;
-        self.log_path(id, ch).filter(|p| p.exists())
+        self.readable_log_path(id, ch)
     }
 
     /// Answers the replies that the last state changes completed.
