@@ -544,7 +544,8 @@ impl EventLoop {
                     self.listener_exited(id);
                     self.close_ready(id);
                     if let Some(io) = self.io.get_mut(id.0) {
-                        if let Some(fd) = io.stdin.take() {
+                        // Registered only while input waits to be written (control.rs).
+                        if let Some(fd) = io.stdin.take().filter(|_| !io.stdin_buf.is_empty()) {
                             let _ = self.poll.registry().deregister(&mut SourceFd(&fd.as_raw_fd()));
                         }
                         io.stdin_buf.clear();

@@ -187,7 +187,6 @@ pub fn spawn(plan: SpawnPlan, name: &str) -> Result<Spawned, String> {
     let stdin_pipe = if plan.stdin_socket.is_none() { Some(sys::pipe().map_err(pipe_err)?) } else { None };
     let (out_r, out_w) = sys::pipe().map_err(pipe_err)?;
     let err_pipe = if plan.redirect_stderr { None } else { Some(sys::pipe().map_err(pipe_err)?) };
-    let (status_r, status_w) = sys::pipe().map_err(pipe_err)?;
     let ready_pipe = match plan.ready_fd {
         Some(_) => Some(sys::pipe().map_err(pipe_err)?),
         None => None,
@@ -201,17 +200,24 @@ pub fn spawn(plan: SpawnPlan, name: &str) -> Result<Spawned, String> {
     cmd.env_clear();
     cmd.envs(plan.env.iter().map(|(k, v)| (k, v)));
     cmd.process_group(0);
-    let stdin = match (&stdin_pipe, plan.stdin_socket) {
+    // The child's ends move into the Command (closed in the parent when it is dropped); the
+    // parent keeps its own ends only.
+    let (stdin_r, stdin_w) = match stdin_pipe {
+        Some((r, w)) => (Some(r), Some(w)),
+        None => (None, None),
+    };
+    let stdin = match (stdin_r, plan.stdin_socket) {
         (_, Some(sock)) => Stdio::from(sock),
-        (Some((r, _)), None) => Stdio::from(r.try_clone().map_err(pipe_err)?),
+        (Some(r), None) => Stdio::from(r),
         (None, None) => Stdio::null(),
     };
     cmd.stdin(stdin);
-    cmd.stdout(Stdio::from(out_w.try_clone().map_err(pipe_err)?));
-    match &err_pipe {
-        Some((_, w)) => cmd.stderr(Stdio::from(w.try_clone().map_err(pipe_err)?)),
-        None => cmd.stderr(Stdio::from(out_w.try_clone().map_err(pipe_err)?)),
+    let (err_r, err_w) = match err_pipe {
+        Some((r, w)) => (Some(r), w),
+        None => (None, out_w.try_clone().map_err(pipe_err)?),
     };
+    cmd.stdout(Stdio::from(out_w));
+    cmd.stderr(Stdio::from(err_w));
 
     // The fast path: with nothing to do between fork and exec that std cannot do itself, std
     // uses posix_spawn (a vfork: no copy of the daemon's page tables, much less CPU per spawn).
@@ -247,7 +253,15 @@ pub fn spawn(plan: SpawnPlan, name: &str) -> Result<Spawned, String> {
         user.as_ref().map(|u| u.2.iter().map(|g| *g as libc::gid_t).collect()).unwrap_or_default();
     let umask = plan.umask;
     let ready = ready_pipe.as_ref().zip(plan.ready_fd).map(|((_, w), n)| (w.as_raw_fd(), n));
-    let status_fd = status_w.as_raw_fd();
+    // The child's report of the step that failed (the slow path only: posix_spawn has none).
+    let (status_r, status_w) = match fast {
+        true => (None, None),
+        false => {
+            let (r, w) = sys::pipe().map_err(pipe_err)?;
+            (Some(r), Some(w))
+        }
+    };
+    let status_fd = status_w.as_ref().map_or(-1, |w| w.as_raw_fd());
     // SAFETY: the closure only makes async-signal-safe calls (sigprocmask, sigaction, setgroups,
     // setgid, setuid, chdir, umask, syscall(close_range), fcntl, write) on data prepared above.
     if !fast {
@@ -301,8 +315,6 @@ pub fn spawn(plan: SpawnPlan, name: &str) -> Result<Spawned, String> {
     let result = cmd.spawn();
     drop(cmd); // closes the child's ends held by the Command
     drop(status_w);
-    drop(out_w);
-    let (stdin_w, err_r) = (stdin_pipe.map(|(_, w)| w), err_pipe.map(|(r, _)| r));
     match result {
         Ok(child) => {
             let pid = child.id();
@@ -320,8 +332,8 @@ pub fn spawn(plan: SpawnPlan, name: &str) -> Result<Spawned, String> {
         Err(e) => {
             let errno = e.raw_os_error().unwrap_or(0);
             let mut report = [0u8; 3];
-            let step = match fs::File::from(status_r).read(&mut report) {
-                Ok(3) => Some((report[0], i32::from(report[1]) | (i32::from(report[2]) << 8))),
+            let step = match status_r.map(|r| fs::File::from(r).read(&mut report)) {
+                Some(Ok(3)) => Some((report[0], i32::from(report[1]) | (i32::from(report[2]) << 8))),
                 _ => None,
             };
             let en = |n: i32| sys::errno_str(n);
