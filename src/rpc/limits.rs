@@ -480,121 +480,124 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::os::unix::net::{UnixListener, UnixStream};
+    use std::path::PathBuf;
 
     fn limits(max: usize, lifetime_ms: u64) -> Limits {
         Limits { max, lifetime: Duration::from_millis(lifetime_ms), max_tcp_bytes: 1 << 20 }
     }
 
+    /// A unix listener in a directory of its own (removed on drop), with what the guard knows
+    /// of it.
+    struct Listening {
+        dir: PathBuf,
+        path: PathBuf,
+        l: UnixListener,
+        local: Local,
+        ino: u64,
+    }
+
+    impl Listening {
+        fn new(tag: &str) -> Listening {
+            let dir = std::env::temp_dir().join(format!("limits-{tag}-{}", std::process::id()));
+            let _ = std::fs::create_dir_all(&dir);
+            let path = dir.join("s");
+            let _ = std::fs::remove_file(&path);
+            let l = UnixListener::bind(&path).expect("bind");
+            let local = Local::of(l.as_raw_fd()).expect("local");
+            let ino = fstat(l.as_raw_fd()).expect("fstat").st_ino;
+            Listening { dir, path, l, local, ino }
+        }
+
+        /// `n` clients and the server's ends of their connections, in order.
+        fn connect(&self, n: usize) -> (Vec<UnixStream>, Vec<UnixStream>) {
+            (0..n)
+                .map(|_| {
+                    let c = UnixStream::connect(&self.path).expect("connect");
+                    (c, self.l.accept().expect("accept").0)
+                })
+                .unzip()
+        }
+
+        fn scan(&self) -> Vec<Conn> {
+            scan(&self.local, self.ino)
+        }
+    }
+
+    impl Drop for Listening {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn ino(s: &UnixStream) -> u64 {
+        fstat(s.as_raw_fd()).expect("fstat").st_ino
+    }
+
+    /// Whether the server ended this client's connection (EOF within 100 ms).
+    fn ended(c: &mut UnixStream) -> bool {
+        c.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
+        let mut b = [0u8; 1];
+        matches!(c.read(&mut b), Ok(0))
+    }
+
     #[test]
     fn finds_the_connections_of_a_listener_and_not_the_listener() {
-        let dir = std::env::temp_dir().join(format!("limits-scan-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
-        let path = dir.join("s");
-        let _ = std::fs::remove_file(&path);
-        let l = UnixListener::bind(&path).expect("bind");
-        let local = Local::of(l.as_raw_fd()).expect("local");
-        let ino = fstat(l.as_raw_fd()).expect("fstat").st_ino;
-        let _c1 = UnixStream::connect(&path).expect("connect");
-        let _c2 = UnixStream::connect(&path).expect("connect");
-        let (_s1, _) = l.accept().expect("accept");
-        let (_s2, _) = l.accept().expect("accept");
-        assert_eq!(scan(&local, ino).len(), 2, "the two accepted sockets; not the clients, not the listener");
-        let _ = std::fs::remove_dir_all(&dir);
+        let l = Listening::new("scan");
+        let (_clients, _servers) = l.connect(2);
+        assert_eq!(l.scan().len(), 2, "the two accepted sockets; not the clients, not the listener");
     }
 
     #[test]
     fn a_connection_accepted_by_someone_else_first_is_still_signalled() {
-        let dir = std::env::temp_dir().join(format!("limits-sigio-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
-        let path = dir.join("s");
-        let _ = std::fs::remove_file(&path);
-        let l = UnixListener::bind(&path).expect("bind");
-        let signal = ConnectSignal::new(l.as_raw_fd()).expect("signal-driven listener");
+        let l = Listening::new("sigio");
+        let signal = ConnectSignal::new(l.l.as_raw_fd()).expect("signal-driven listener");
         assert!(!signal.drain(), "nothing yet");
-        let _c = UnixStream::connect(&path).expect("connect");
-        let (_s, _) = l.accept().expect("accept");
+        let (_clients, _servers) = l.connect(1);
         // The listener no longer looks readable (what made the guard miss such connections)...
-        assert!(!crate::sys::readable_now(l.as_raw_fd()));
+        assert!(!crate::sys::readable_now(l.l.as_raw_fd()));
         // ...but the signal was queued when the client connected.
         let mut p = libc::pollfd { fd: signal.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
         assert_eq!(syscall!(poll(&mut p, 1, 5000)).expect("poll"), 1);
         assert!(signal.drain());
         assert!(!signal.drain(), "drained");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn connections_first_seen_earlier_go_first_over_the_cap() {
-        let dir = std::env::temp_dir().join(format!("limits-order-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
-        let path = dir.join("s");
-        let _ = std::fs::remove_file(&path);
-        let l = UnixListener::bind(&path).expect("bind");
-        let local = Local::of(l.as_raw_fd()).expect("local");
-        let ino = fstat(l.as_raw_fd()).expect("fstat").st_ino;
-        let mut clients = Vec::new();
-        let mut servers = Vec::new();
-        for _ in 0..3 {
-            clients.push(UnixStream::connect(&path).expect("connect"));
-            servers.push(l.accept().expect("accept").0);
-        }
+        let l = Listening::new("order");
+        let (mut clients, servers) = l.connect(3);
         let t0 = Instant::now();
-        let mut seen = HashMap::new();
         // Pretend the newest socket was seen first: the order is the guard's, not the inodes'.
-        let newest = servers.iter().map(|s| fstat(s.as_raw_fd()).expect("fstat").st_ino).max().expect("three");
-        seen.insert(newest, t0);
-        let later = t0 + Duration::from_millis(10);
-        let d = enforce(&scan(&local, ino), &mut seen, later, &limits(2, 60_000));
+        let newest = servers.iter().map(ino).max().expect("three");
+        let mut seen = HashMap::from([(newest, t0)]);
+        let d = enforce(&l.scan(), &mut seen, t0 + Duration::from_millis(10), &limits(2, 60_000));
         assert_eq!(d.over_cap, 1);
         for (c, s) in clients.iter_mut().zip(&servers) {
-            c.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
-            let mut b = [0u8; 1];
-            let eof = matches!(c.read(&mut b), Ok(0));
-            let is_newest = fstat(s.as_raw_fd()).expect("fstat").st_ino == newest;
-            assert_eq!(eof, is_newest, "only the one seen first is ended");
+            assert_eq!(ended(c), ino(s) == newest, "only the one seen first is ended");
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn the_oldest_connections_over_the_cap_are_ended_and_the_rest_kept() {
-        let dir = std::env::temp_dir().join(format!("limits-cap-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
-        let path = dir.join("s");
-        let _ = std::fs::remove_file(&path);
-        let l = UnixListener::bind(&path).expect("bind");
-        let local = Local::of(l.as_raw_fd()).expect("local");
-        let ino = fstat(l.as_raw_fd()).expect("fstat").st_ino;
-        let mut clients = Vec::new();
-        let mut servers = Vec::new();
-        for _ in 0..5 {
-            clients.push(UnixStream::connect(&path).expect("connect"));
-            servers.push(l.accept().expect("accept").0);
-        }
+        let l = Listening::new("cap");
+        let (mut clients, servers) = l.connect(5);
         // Seen one by one, a millisecond apart (inode numbers alone do not tell the order).
         let t0 = Instant::now();
-        let mut seen: HashMap<u64, Instant> = servers
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (fstat(s.as_raw_fd()).expect("fstat").st_ino, t0 + Duration::from_millis(i as u64)))
-            .collect();
-        let d = enforce(&scan(&local, ino), &mut seen, t0, &limits(3, 60_000));
+        let mut seen: HashMap<u64, Instant> =
+            servers.iter().enumerate().map(|(i, s)| (ino(s), t0 + Duration::from_millis(i as u64))).collect();
+        let d = enforce(&l.scan(), &mut seen, t0, &limits(3, 60_000));
         assert_eq!(d, Dropped { over_cap: 2, too_old: 0, too_many_bytes: 0 });
         // The two oldest clients see EOF at once; the newest can still talk.
         for (i, c) in clients.iter_mut().enumerate() {
-            c.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
-            let mut b = [0u8; 1];
-            let eof = matches!(c.read(&mut b), Ok(0));
-            assert_eq!(eof, i < 2, "client {i}");
+            assert_eq!(ended(c), i < 2, "client {i}");
         }
         // Counted once: the next pass drops nothing more.
-        let d = enforce(&scan(&local, ino), &mut seen, t0, &limits(3, 60_000));
+        let d = enforce(&l.scan(), &mut seen, t0, &limits(3, 60_000));
         assert_eq!(d, Dropped::default());
         // Past the lifetime, the rest are shut for reading; a client's further writes fail.
         let later = t0 + Duration::from_millis(1000);
-        let d = enforce(&scan(&local, ino), &mut seen, later, &limits(3, 600));
+        let d = enforce(&l.scan(), &mut seen, later, &limits(3, 600));
         assert_eq!(d.too_old, 3);
         assert!(clients[4].write_all(b"x").is_err(), "EPIPE after the server shut its read side");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
