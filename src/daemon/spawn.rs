@@ -254,12 +254,11 @@ pub fn spawn(plan: SpawnPlan, name: &str) -> Result<Spawned, String> {
     let umask = plan.umask;
     let ready = ready_pipe.as_ref().zip(plan.ready_fd).map(|((_, w), n)| (w.as_raw_fd(), n));
     // The child's report of the step that failed (the slow path only: posix_spawn has none).
-    let (status_r, status_w) = match fast {
-        true => (None, None),
-        false => {
-            let (r, w) = sys::pipe().map_err(pipe_err)?;
-            (Some(r), Some(w))
-        }
+    let (status_r, status_w) = if fast {
+        (None, None)
+    } else {
+        let (r, w) = sys::pipe().map_err(pipe_err)?;
+        (Some(r), Some(w))
     };
     let status_fd = status_w.as_ref().map_or(-1, |w| w.as_raw_fd());
     // SAFETY: the closure only makes async-signal-safe calls (sigprocmask, sigaction, setgroups,
