@@ -3,24 +3,81 @@
 
 use std::path::{Path, PathBuf};
 
-/// Python `fnmatch.fnmatchcase` for one path component.
+/// Python `fnmatch.fnmatchcase` for one path component. Linear in the name for each `*`
+/// (the classic greedy match that goes back only to the last star), so a pattern of many
+/// stars cannot take exponential time, as a naive recursion did (found by fuzzing
+/// `config_load`: `files=inc.****...` hung the loader).
 pub fn fnmatch(name: &[char], pattern: &[char]) -> bool {
-    let Some((&first, rest)) = pattern.split_first() else {
-        return name.is_empty();
-    };
-    match first {
-        '*' => (0..=name.len()).any(|i| fnmatch(&name[i..], rest)),
-        '?' => !name.is_empty() && fnmatch(&name[1..], rest),
-        '[' => match parse_class(rest) {
-            Some((class, after)) => match name.split_first() {
-                Some((&c, tail)) => class_matches(&class, c) && fnmatch(tail, after),
-                None => false,
+    let tokens = tokenize(pattern);
+    let (mut t, mut n) = (0, 0);
+    // After the last star seen: the token after it, and the name position it was tried at.
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match tokens.get(t) {
+            Some(Token::Star) => {
+                star = Some((t + 1, n));
+                t += 1;
+            }
+            Some(tok) if tok.matches(name[n]) => {
+                t += 1;
+                n += 1;
+            }
+            _ => match star {
+                // Let the last star take one more character and try again from there.
+                Some((after, at)) => {
+                    star = Some((after, at + 1));
+                    t = after;
+                    n = at + 1;
+                }
+                None => return false,
             },
-            // No closing bracket: a literal '['.
-            None => name.first() == Some(&'[') && fnmatch(&name[1..], rest),
-        },
-        c => name.first() == Some(&c) && fnmatch(&name[1..], rest),
+        }
     }
+    tokens[t..].iter().all(|tok| matches!(tok, Token::Star))
+}
+
+enum Token {
+    Star,
+    Any,
+    Class(Class),
+    Char(char),
+}
+
+impl Token {
+    /// Whether this one-character token matches `c` (a star is handled by the caller).
+    fn matches(&self, c: char) -> bool {
+        match self {
+            Token::Star => false,
+            Token::Any => true,
+            Token::Class(class) => class_matches(class, c),
+            Token::Char(x) => *x == c,
+        }
+    }
+}
+
+fn tokenize(pattern: &[char]) -> Vec<Token> {
+    let mut tokens = Vec::new();
+    let mut rest = pattern;
+    while let Some((&first, after)) = rest.split_first() {
+        rest = after;
+        let token = match first {
+            // Consecutive stars match what one does.
+            '*' if matches!(tokens.last(), Some(Token::Star)) => continue,
+            '*' => Token::Star,
+            '?' => Token::Any,
+            '[' => match parse_class(after) {
+                Some((class, past)) => {
+                    rest = past;
+                    Token::Class(class)
+                }
+                // No closing bracket: a literal '['.
+                None => Token::Char('['),
+            },
+            c => Token::Char(c),
+        };
+        tokens.push(token);
+    }
+    tokens
 }
 
 struct Class {
@@ -132,6 +189,22 @@ mod tests {
         assert!(m("a]", "a[]]"));
         assert!(m("a[", "a["));
         assert!(m("", "*"));
+        assert!(m("abc", "a**c") && m("ac", "a*c") && !m("ab", "a*c"));
+        assert!(m("a*b", "a[*]b") && !m("axb", "a[*]b"));
+        assert!(m("x.conf.conf", "*.conf") && m("aXbXc", "*X*X*") && !m("aXb", "*X*X*"));
+        assert!(m("ab", "[a-c]?") && !m("[ab", "[a-c]?b"));
+        assert!(m("[ab", "[ab") && m("a[b", "a[b"));
+    }
+
+    #[test]
+    fn many_stars_take_no_time() {
+        let name: Vec<char> = "inc.conf".repeat(8).chars().collect();
+        let pattern: Vec<char> = format!("inc.{}x", "*".repeat(60)).chars().collect();
+        let t = std::time::Instant::now();
+        assert!(!fnmatch(&name, &pattern));
+        let stars: Vec<char> = "*a".repeat(40).chars().collect();
+        assert!(!fnmatch(&"a".repeat(39).chars().collect::<Vec<_>>(), &stars));
+        assert!(t.elapsed() < std::time::Duration::from_secs(1), "{:?}", t.elapsed());
     }
 
     #[test]

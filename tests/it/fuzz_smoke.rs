@@ -385,6 +385,20 @@ fn bug_include_fifo_hangs() {
     assert!(out.is_some(), "minisv check was still reading the FIFO after 5 s");
 }
 
+/// Bug (src/config/include.rs, `fnmatch`): a naive recursion tried every split for every `*`,
+/// so `[include] files=inc.****...x` (40 stars) against a directory of files took exponential
+/// time and the loader never finished (found by the `config_load` fuzz target).
+#[test]
+fn bug_include_pattern_of_many_stars_hangs() {
+    let stars = "*".repeat(40);
+    let conf = format!("[supervisord]\nlogfile={{dir}}/log\npidfile={{dir}}/pid\n[include]\nfiles=inc.{stars}x\n");
+    let out = check_config("stars", &conf, |dir| {
+        std::fs::write(dir.join("inc.confconfconfconfconfconfconfconf"), "").expect("file");
+    });
+    let out = out.expect("minisv check was still matching the pattern after 5 s");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Differential: mutated INI seeds read by our reader and by Python's configparser.
 
