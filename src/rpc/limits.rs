@@ -28,9 +28,10 @@
 //! connects, whoever accepts first, and the guard reads it from a signalfd. SIGIO is blocked in
 //! the guard thread only and directed at that thread, so no other thread ever receives it.
 //!
-//! Cost: one thread per listener, asleep in `poll` on that signalfd and a duplicate of the
-//! listening socket; it scans `/proc/self/fd` when a connection arrives and once a second
-//! while any connection is open; an idle daemon makes no wake-ups. Nothing else is set on the
+//! Cost: one thread per listener, asleep in `poll` on that signalfd, a duplicate of the
+//! listening socket and the connections it knows of; it scans `/proc/self/fd` when a
+//! connection arrives or is closed, when one reaches its lifetime, and once a second while a
+//! TCP connection is open (for the byte cap); an idle daemon makes no wake-ups. Nothing else is set on the
 //! listening socket (SO_RCVTIMEO there makes accept() fail and ends tiny_http's accept
 //! thread).
 
@@ -129,15 +130,24 @@ fn run(
     // is gone does not spin. It starts non-zero: the first pass scans at once, for what was
     // accepted before the guard was told of connections.
     let mut backoff = Duration::from_millis(1);
+    // The connections of the last scan: their fds are watched too, so that the guard wakes
+    // when tiny_http closes one (POLLNVAL) instead of polling on a timer.
+    let mut conns: Vec<Conn> = Vec::new();
     loop {
         let timeout = if !backoff.is_zero() {
-            backoff.as_millis() as i32
-        } else if seen.is_empty() {
-            -1
+            backoff
+        } else if conns.iter().any(|c| c.tcp) {
+            // The byte cap has no event: bytes received are looked at once a second.
+            TICK
         } else {
-            TICK.as_millis() as i32
+            // Otherwise only the next lifetime deadline, if any.
+            match next_deadline(&seen, limits) {
+                Some(at) => at.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)),
+                None => Duration::MAX,
+            }
         };
-        let mut p = [
+        let timeout = if timeout == Duration::MAX { -1 } else { timeout.as_millis().min(i32::MAX as u128) as i32 };
+        let mut p = vec![
             libc::pollfd {
                 fd: listener.as_raw_fd(),
                 events: if backoff.is_zero() { libc::POLLIN } else { 0 },
@@ -145,7 +155,9 @@ fn run(
             },
             libc::pollfd { fd: connects.map_or(-1, |c| c.fd.as_raw_fd()), events: libc::POLLIN, revents: 0 },
         ];
-        match syscall!(poll(p.as_mut_ptr(), 2, timeout)) {
+        // Events 0: only POLLHUP, POLLERR and POLLNVAL (the fd closed) are reported.
+        p.extend(conns.iter().map(|c| libc::pollfd { fd: c.fd, events: 0, revents: 0 }));
+        match syscall!(poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout)) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return,
             Ok(_) => {}
@@ -160,8 +172,11 @@ fn run(
             || ((signalled || !backoff.is_zero()) && crate::sys::readable_now(listener.as_raw_fd()));
         let before = seen.len();
         let now = Instant::now();
-        let conns = scan(local, listener_ino);
+        conns = scan(local, listener_ino);
         let d = enforce(&conns, &mut seen, now, limits);
+        // Ended ones are no longer watched for their close (their fd stays readable-shut
+        // until tiny_http closes it); the lifetime deadline covers them.
+        conns.retain(|c| !read_shut(c.fd));
         dropped.over_cap += d.over_cap;
         dropped.too_old += d.too_old;
         dropped.too_many_bytes += d.too_many_bytes;
@@ -189,6 +204,15 @@ fn run(
             last_log = Some(Instant::now());
         }
     }
+}
+
+/// When the next connection reaches its lifetime, or twice it (then it is aborted). One past
+/// both has had all that can be done to it, and sets no timer.
+fn next_deadline(seen: &HashMap<u64, Instant>, limits: &Limits) -> Option<Instant> {
+    let now = Instant::now();
+    seen.values()
+        .filter_map(|&first| [first + limits.lifetime, first + limits.lifetime * 2].into_iter().find(|&t| t > now))
+        .min()
 }
 
 /// The SIGIO that the kernel sends the guard thread when a client connects to the listener
@@ -538,6 +562,20 @@ mod tests {
         c.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
         let mut b = [0u8; 1];
         matches!(c.read(&mut b), Ok(0))
+    }
+
+    #[test]
+    fn the_next_deadline_is_the_nearest_lifetime_or_twice_it_and_none_once_both_passed() {
+        let l = limits(64, 10_000);
+        let now = Instant::now();
+        assert_eq!(next_deadline(&HashMap::new(), &l), None);
+        let young = HashMap::from([(1, now)]);
+        assert_eq!(next_deadline(&young, &l), Some(now + Duration::from_secs(10)));
+        let old = now - Duration::from_secs(15);
+        let both = HashMap::from([(1, now), (2, old)]);
+        assert_eq!(next_deadline(&both, &l), Some(old + Duration::from_secs(20)), "the old one's abort comes first");
+        let done = HashMap::from([(3, now - Duration::from_secs(25))]);
+        assert_eq!(next_deadline(&done, &l), None, "nothing left to do: no timer");
     }
 
     #[test]

@@ -270,15 +270,17 @@ pub fn readable_now(fd: RawFd) -> bool {
 }
 
 /// Sets up glibc's malloc for a long-running daemon with bursts of HTTP threads (musl's needs
-/// nothing): blocks of 128 KiB or more always come from their own mapping (glibc otherwise
+/// nothing): blocks of 1 MiB or more always come from their own mapping (glibc otherwise
 /// raises that threshold up to 32 MiB after a large block is freed, and then serves such
-/// blocks from a heap that keeps them, zeroing each calloc there page by page), and threads
-/// share at most two arenas instead of up to eight per core.
+/// blocks from a heap that keeps them, zeroing each calloc there page by page: 33 MB of RSS
+/// for one discarded 100 MB request body), and threads share at most two arenas instead of up
+/// to eight per core. Not lower: the 128 KiB blocks of the output path would then be mapped
+/// and unmapped at every read (daemon CPU for 200 MB of logs 0.09 -> 0.13 s).
 pub fn tune_allocator() {
     #[cfg(target_env = "gnu")]
     // SAFETY: mallopt only changes malloc's parameters; called before any thread starts.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 10);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
