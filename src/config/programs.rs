@@ -9,6 +9,12 @@ use super::options;
 use super::sections::parse_environment;
 use super::types::{self, LogFileName};
 
+/// The most processes one program section may make. Supervisor has no limit, and a mistyped
+/// `numprocs=32147483648` made the loader run until memory ran out (found by fuzzing); ten
+/// thousand copies of one program is far beyond what a supervisor is used for (each costs
+/// three pipes).
+pub const MAX_NUMPROCS: i64 = 10_000;
+
 fn list_of_strings(s: &str) -> Vec<String> {
     if s.is_empty() {
         return Vec::new();
@@ -480,6 +486,11 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str, list
     let redirect_stderr = ld.conv(section, "redirect_stderr", n, false, types::boolean, EXPECT_BOOL);
     let numprocs = ld.conv(section, "numprocs", n, 1, types::integer, EXPECT_INT);
     let numprocs_start = ld.conv(section, "numprocs_start", n, 0, types::integer, EXPECT_INT);
+    if numprocs > MAX_NUMPROCS {
+        let s = ld.raw(section, "numprocs").map(|v| v.span);
+        ld.error(s, section, Some("numprocs"), format!("numprocs must be at most {MAX_NUMPROCS} (got {numprocs})"));
+        return Vec::new();
+    }
     let environment_raw = ld.raw(section, "environment");
     let stdout_cmax = ld.conv(section, "stdout_capture_maxbytes", n, 0, types::byte_size, EXPECT_SIZE);
     let stdout_events = ld.conv(section, "stdout_events_enabled", n, false, types::boolean, EXPECT_BOOL);

@@ -136,6 +136,18 @@ fn numprocs_requires_process_num_in_name() {
 }
 
 #[test]
+fn numprocs_is_bounded() {
+    let dir = conf("[program:w]\ncommand=/bin/true\nprocess_name=%(process_num)d\nnumprocs=32147483648\n");
+    assert_eq!(
+        dir.errors(),
+        vec!["supervisord.conf:6: [program:w] numprocs: numprocs must be at most 10000 (got 32147483648)"]
+    );
+    let dir = conf("[program:w]\ncommand=/bin/true\nprocess_name=%(process_num)d\nnumprocs=10000\n");
+    let config = dir.load().expect("10000 is allowed");
+    assert_eq!(config.groups[0].processes.len(), 10_000);
+}
+
+#[test]
 fn numprocs_expands_names_commands_and_logs_per_process() {
     let dir = conf(
         "[program:w]\nprocess_name=%(program_name)s_%(process_num)02d\nnumprocs=3\nnumprocs_start=1\ncommand=/bin/echo %(process_num)d of %(numprocs)d %(ENV_PORT)s\nenvironment=PORT=\"80%(process_num)02d\"\nstdout_logfile=/tmp/%(process_num)s.log\n",
