@@ -71,7 +71,8 @@ pub const MAX_RPC_BODY: usize = 8 << 20;
 /// length (its EqualReader's Drop): the pages are only mapped, not touched beyond what the
 /// client sends, but an allocation the kernel refuses aborts the daemon. So the limit is half
 /// of what one allocation may take now (see `sys::allocatable_bytes`: the RAM, or what is left
-/// under a strict commit limit), and at least `MAX_RPC_BODY`.
+/// under a strict commit limit, shared then by the most connections a listener keeps, since
+/// their discards add up), and at least `MAX_RPC_BODY`.
 ///
 /// Beyond it a request is abandoned unanswered: its connection's thread and two fds stay for
 /// the life of the daemon (tiny_http's next read waits on the abandoned reader). Each such
@@ -79,7 +80,10 @@ pub const MAX_RPC_BODY: usize = 8 << 20;
 fn max_drainable_body() -> usize {
     static LIMIT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *LIMIT.get_or_init(|| {
-        let half = crate::sys::allocatable_bytes().unwrap_or(0) / 2;
+        let mut half = crate::sys::allocatable_bytes().unwrap_or(0) / 2;
+        if crate::sys::strict_overcommit() {
+            half /= super::limits::MAX_CONNECTIONS as u64;
+        }
         usize::try_from(half).unwrap_or(usize::MAX).clamp(MAX_RPC_BODY, isize::MAX as usize)
     })
 }

@@ -290,8 +290,7 @@ pub fn tune_allocator() {
 /// else the physical memory (the heuristic mode refuses one allocation larger than RAM plus
 /// swap). None if /proc and sysinfo say nothing.
 pub fn allocatable_bytes() -> Option<u64> {
-    let strict = std::fs::read_to_string("/proc/sys/vm/overcommit_memory").is_ok_and(|s| s.trim() == "2");
-    if strict {
+    if strict_overcommit() {
         let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
         return commit_headroom(&meminfo);
     }
@@ -299,6 +298,12 @@ pub fn allocatable_bytes() -> Option<u64> {
     let mut si: libc::sysinfo = unsafe { std::mem::zeroed() };
     syscall!(sysinfo(&mut si)).ok()?;
     Some((si.totalram as u64).saturating_mul(u64::from(si.mem_unit.max(1))))
+}
+
+/// Whether the kernel counts every allocation against a commit limit (vm.overcommit_memory=2):
+/// then allocations made at the same time add up, where otherwise each is judged alone.
+pub fn strict_overcommit() -> bool {
+    std::fs::read_to_string("/proc/sys/vm/overcommit_memory").is_ok_and(|s| s.trim() == "2")
 }
 
 /// CommitLimit minus Committed_AS of `/proc/meminfo`, in bytes.
