@@ -575,6 +575,9 @@ fn log_prefix_and_timestamps_mark_each_line() {
 #[test]
 fn a_second_instance_on_the_same_pidfile_refuses_to_start() {
     let d = Daemon::start("twice", "[program:a]\ncommand=sleep 1000\n");
+    // The first instance logs that it started before it spawns; wait for the spawn, so that the
+    // count below is about the second instance only.
+    d.wait_log("spawned: 'a'", 10.0);
     let out = minisv(&["-n", "-c", d.conf.to_str().expect("utf-8")], d.dir.path());
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
