@@ -6,21 +6,7 @@ use std::time::Duration;
 
 /// A plain HTTP/1.1 request to the inet listener on loopback: (status, head, body).
 pub fn http_tcp(port: u16, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, String, Vec<u8>)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(req.as_bytes())?;
-    s.write_all(body)?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(raw.len());
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let body = raw.get(split + 4..).unwrap_or_default().to_vec();
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    Ok((status, head, body))
+    http_on(TcpStream::connect(("127.0.0.1", port))?, method, path, body, None)
 }
 
 use std::os::unix::net::UnixStream;
@@ -40,6 +26,23 @@ fn daemon(tag: &str) -> (Daemon, u16, u32) {
     );
     let pid = wait_for(10.0, "keeper", || d.spawned_pid("keeper"));
     (d, port, pid)
+}
+
+/// Writes `byte` in 64 KiB chunks until `limit` bytes are sent, 30 s pass, or the server ends
+/// the connection: (whether it was ended, bytes sent). The stream needs a write timeout.
+fn flood(s: &mut TcpStream, byte: u8, limit: usize) -> (bool, usize) {
+    let chunk = vec![byte; 64 * 1024];
+    let (start, mut sent) = (Instant::now(), 0usize);
+    loop {
+        if start.elapsed() > Duration::from_secs(30) || sent >= limit {
+            return (false, sent);
+        }
+        match s.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return (true, sent),
+        }
+    }
 }
 
 /// The unix socket answers getState within 3 s, and the program kept its pid.
@@ -129,18 +132,7 @@ fn a_header_sent_forever_is_cut_and_memory_stays_bounded() {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_write_timeout(Some(Duration::from_secs(2))).expect("timeout");
     s.write_all(b"GET / HTTP/1.1\r\nX-Forever: ").expect("write");
-    let chunk = vec![b'a'; 64 * 1024];
-    let (start, mut sent) = (Instant::now(), 0usize);
-    let cut = loop {
-        if start.elapsed() > Duration::from_secs(30) {
-            break false;
-        }
-        match s.write(&chunk) {
-            Ok(n) => sent += n,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-            Err(_) => break true,
-        }
-    };
+    let (start, (cut, sent)) = (Instant::now(), flood(&mut s, b'a', usize::MAX));
     let rss1 = rss_kb(d.pid);
     eprintln!(
         "abuse: header flood: cut {cut} after {} MB in {:?}; RSS {rss0} -> {rss1} kB",
@@ -161,18 +153,7 @@ fn a_100_mb_body_is_cut_and_memory_stays_bounded() {
     let len = 100usize << 20;
     let head = format!("POST /RPC2 HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nContent-Length: {len}\r\n\r\n");
     s.write_all(head.as_bytes()).expect("write");
-    let chunk = vec![b'<'; 64 * 1024];
-    let (start, mut sent) = (Instant::now(), 0usize);
-    let cut = loop {
-        if start.elapsed() > Duration::from_secs(30) || sent >= len {
-            break false;
-        }
-        match s.write(&chunk) {
-            Ok(n) => sent += n,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-            Err(_) => break true,
-        }
-    };
+    let (start, (cut, sent)) = (Instant::now(), flood(&mut s, b'<', len));
     let rss1 = rss_kb(d.pid);
     eprintln!(
         "abuse: 100 MB body: cut {cut} after {} MB in {:?}; RSS {rss0} -> {rss1} kB",

@@ -273,8 +273,19 @@ pub fn http_unix(
     body: &[u8],
     auth: Option<&str>,
 ) -> std::io::Result<(u16, String, Vec<u8>)> {
-    let mut s = UnixStream::connect(sock)?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    http_on(UnixStream::connect(sock)?, method, path, body, auth)
+}
+
+/// One request with `Connection: close` on a connected stream (a 30 s read timeout is set):
+/// (status, headers, body), the body being whatever follows the headers until EOF.
+pub fn http_on<S: std::os::fd::AsFd + Read + Write>(
+    mut s: S,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    auth: Option<&str>,
+) -> std::io::Result<(u16, String, Vec<u8>)> {
+    set_read_timeout(&s, Duration::from_secs(30))?;
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
@@ -292,6 +303,28 @@ pub fn http_unix(
     let body = raw.get(split + 4..).unwrap_or_default().to_vec();
     let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     Ok((status, head, body))
+}
+
+/// SO_RCVTIMEO on any socket (TcpStream and UnixStream each have their own method).
+fn set_read_timeout(s: &impl std::os::fd::AsFd, t: Duration) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let tv = libc::timeval { tv_sec: t.as_secs() as libc::time_t, tv_usec: t.subsec_micros() as libc::suseconds_t };
+    let len = std::mem::size_of::<libc::timeval>() as libc::socklen_t;
+    // SAFETY: a valid timeval of the size given, on a socket fd borrowed for the call.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_fd().as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            len,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Runs `minisv args...` to completion.
