@@ -1,20 +1,21 @@
-//! Starting a child (reference 2.3): resolve the command in the parent, plan everything that
-//! needs allocation before fork, and keep the child side to async-signal-safe calls.
+//! Starting a child (reference 2.3): resolve the command in the parent, prepare everything
+//! that needs allocation before the clone, and keep the child side to plain system calls.
 //!
-//! The child gets fds 0-2 only (everything else is marked close-on-exec: fix of Q7), a clean
-//! signal mask and default dispositions, its own process group, then supplementary groups, gid
-//! and uid, the directory and the umask. A failure in the child is reported to the parent
-//! through a close-on-exec pipe as (step, errno), so the parent can say which step failed.
+//! The child is started with clone(CLONE_VM | CLONE_VFORK) on a stack mapped once: it shares
+//! the daemon's memory until it execs, while the daemon's thread waits (no page tables copied).
+//! It gets fds 0-2 only (everything else is marked close-on-exec: fix of Q7), default signal
+//! dispositions and an empty mask, its own process group, then supplementary groups, gid and
+//! uid, the directory and the umask. A failure in the child is reported to the parent as (step,
+//! errno) in the memory they share, so the parent can say which step failed.
 
 use std::ffi::{CString, OsString};
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 
 use crate::sys;
 
@@ -169,6 +170,28 @@ const STEP_GID: u8 = 3;
 const STEP_UID: u8 = 4;
 const STEP_CHDIR: u8 = 5;
 const STEP_FDS: u8 = 6;
+const STEP_PGID: u8 = 7;
+const STEP_EXEC: u8 = 8;
+
+/// What the child reads between clone and exec, all prepared by the parent (the child shares
+/// the parent's memory and must not allocate), and where it reports a failure.
+struct ChildSpec {
+    path: CString,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+    /// The fds that become the child's 0, 1 and 2.
+    stdio: [RawFd; 3],
+    /// (uid, gid) to switch to, after `groups`.
+    user: Option<(libc::uid_t, libc::gid_t)>,
+    groups: Vec<libc::gid_t>,
+    directory: Option<CString>,
+    umask: Option<libc::mode_t>,
+    /// (the write end of the readiness pipe, the fd number the program expects it at).
+    ready: Option<(RawFd, RawFd)>,
+    /// Set by a child that fails: the step and the errno.
+    failed_step: AtomicU8,
+    failed_errno: AtomicI32,
+}
 
 /// Forks and execs. An error message says which step failed, as Supervisor's child does
 /// (`couldn't chdir to /x: ENOENT`, `couldn't exec /x: EACCES`, `too many open files ...`).
@@ -184,6 +207,31 @@ pub fn spawn(plan: SpawnPlan, name: &str) -> Result<Spawned, String> {
             )
         }
     };
+    let arg0 = plan.argv.first().map_or("", String::as_str);
+    let nul = |what: &str| format!("couldn't exec {arg0}: {what} contains a NUL byte");
+    // Everything the child uses is prepared here: nothing is allocated after the clone.
+    let path = CString::new(plan.program.as_os_str().as_bytes()).map_err(|_| nul("the command"))?;
+    let argv: Vec<CString> = plan
+        .argv
+        .iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<_, _>>()
+        .map_err(|_| nul("an argument"))?;
+    let mut envp = Vec::with_capacity(plan.env.len());
+    for (k, v) in &plan.env {
+        let mut kv = Vec::with_capacity(k.len() + v.len() + 1);
+        kv.extend_from_slice(k.as_bytes());
+        kv.push(b'=');
+        kv.extend_from_slice(v.as_bytes());
+        envp.push(CString::new(kv).map_err(|_| nul(&format!("environment variable {}", k.to_string_lossy())))?);
+    }
+    let directory = match &plan.directory {
+        Some(d) => {
+            Some(CString::new(d.as_bytes()).map_err(|_| format!("directory {} contains a NUL byte", py_repr(d)))?)
+        }
+        None => None,
+    };
+
     let stdin_pipe = if plan.stdin_socket.is_none() { Some(sys::pipe().map_err(pipe_err)?) } else { None };
     let (out_r, out_w) = sys::pipe().map_err(pipe_err)?;
     let err_pipe = if plan.redirect_stderr { None } else { Some(sys::pipe().map_err(pipe_err)?) };
@@ -191,206 +239,205 @@ pub fn spawn(plan: SpawnPlan, name: &str) -> Result<Spawned, String> {
         Some(_) => Some(sys::pipe().map_err(pipe_err)?),
         None => None,
     };
+    let (stdin_r, stdin_w) = stdin_pipe.unzip();
+    let (err_r, err_w) = err_pipe.unzip();
+    // The child's ends: closed here once the child has them.
+    let child_stdin = stdin_r.or(plan.stdin_socket);
+    let stdio = [
+        child_stdin.as_ref().map_or(-1, |fd| fd.as_raw_fd()),
+        out_w.as_raw_fd(),
+        err_w.as_ref().unwrap_or(&out_w).as_raw_fd(),
+    ];
 
-    let mut cmd = Command::new(&plan.program);
-    if let Some(arg0) = plan.argv.first() {
-        cmd.arg0(arg0);
+    let spec = ChildSpec {
+        argv: argv.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect(),
+        envp: envp.iter().map(|e| e.as_ptr()).chain(std::iter::once(std::ptr::null())).collect(),
+        path,
+        stdio,
+        user: plan.user.as_ref().map(|u| (u.0 as libc::uid_t, u.1 as libc::gid_t)),
+        groups: plan.user.as_ref().map(|u| u.2.iter().map(|g| *g as libc::gid_t).collect()).unwrap_or_default(),
+        directory,
+        umask: plan.umask.map(|m| m as libc::mode_t),
+        ready: ready_pipe.as_ref().zip(plan.ready_fd).map(|((_, w), n)| (w.as_raw_fd(), n)),
+        failed_step: AtomicU8::new(0),
+        failed_errno: AtomicI32::new(0),
+    };
+    let pid = clone_and_exec(&spec).map_err(|errno| match errno {
+        libc::EAGAIN => format!("Too many processes in process table to spawn {}", py_repr(name)),
+        n => format!("couldn't fork {}: {}", py_repr(name), sys::errno_str(n)),
+    })?;
+    drop((child_stdin, out_w, err_w));
+    let step = spec.failed_step.load(Ordering::Acquire);
+    if step != 0 {
+        // The child has exited (status 127): reap it here, so the loop never sees an unknown pid.
+        let mut status = 0;
+        // SAFETY: waitpid on our own child with a valid status pointer.
+        while unsafe { libc::waitpid(pid, &mut status, 0) } == -1
+            && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+        {}
+        let en = sys::errno_str(spec.failed_errno.load(Ordering::Acquire));
+        return Err(match step {
+            STEP_SIGNALS => format!("couldn't reset signals: {en}"),
+            STEP_GROUPS => format!("Could not set groups of effective user: {en}"),
+            STEP_GID => format!("Could not set group id of effective user: {en}"),
+            STEP_UID => format!("couldn't setuid to {}: {en}", user_uid(&plan.user)),
+            STEP_CHDIR => format!("couldn't chdir to {}: {en}", plan.directory.as_deref().unwrap_or("")),
+            STEP_FDS => format!("couldn't set up file descriptors: {en}"),
+            STEP_PGID => format!("couldn't set the process group: {en}"),
+            _ => format!("couldn't exec {arg0}: {en}"),
+        });
     }
-    cmd.args(plan.argv.iter().skip(1));
-    cmd.env_clear();
-    cmd.envs(plan.env.iter().map(|(k, v)| (k, v)));
-    cmd.process_group(0);
-    // The child's ends move into the Command (closed in the parent when it is dropped); the
-    // parent keeps its own ends only.
-    let (stdin_r, stdin_w) = match stdin_pipe {
-        Some((r, w)) => (Some(r), Some(w)),
-        None => (None, None),
-    };
-    let stdin = match (stdin_r, plan.stdin_socket) {
-        (_, Some(sock)) => Stdio::from(sock),
-        (Some(r), None) => Stdio::from(r),
-        (None, None) => Stdio::null(),
-    };
-    cmd.stdin(stdin);
-    let (err_r, err_w) = match err_pipe {
-        Some((r, w)) => (Some(r), w),
-        None => (None, out_w.try_clone().map_err(pipe_err)?),
-    };
-    cmd.stdout(Stdio::from(out_w));
-    cmd.stderr(Stdio::from(err_w));
-
-    // The fast path: with nothing to do between fork and exec that std cannot do itself, std
-    // uses posix_spawn (a vfork: no copy of the daemon's page tables, much less CPU per spawn).
-    // The signal mask is emptied and SIGPIPE reset by std; other ignored signals would be
-    // inherited, so the fast path is taken only when the daemon ignores none (checked once);
-    // stray fds were marked close-on-exec at startup (`mark_fds_cloexec`).
-    let fast = plan.user.is_none() && plan.umask.is_none() && plan.ready_fd.is_none() && !ignores_signals();
-    if fast {
-        if let Some(dir) = &plan.directory {
-            // posix_spawn reports a failed chdir as a bare errno: say which step it was.
-            if let Err(e) = fs::metadata(dir).and_then(|m| {
-                if m.is_dir() {
-                    Ok(())
-                } else {
-                    Err(io::Error::from_raw_os_error(libc::ENOTDIR))
-                }
-            }) {
-                return Err(format!("couldn't chdir to {}: {}", dir, sys::errno_str(e.raw_os_error().unwrap_or(0))));
-            }
-            cmd.current_dir(dir);
-        }
+    for fd in [Some(&out_r), err_r.as_ref(), stdin_w.as_ref()].into_iter().flatten() {
+        sys::set_nonblocking(fd.as_raw_fd()).map_err(pipe_err)?;
     }
-
-    // Everything the child uses is prepared here: no allocation happens after fork.
-    let dir_c = match &plan.directory {
-        Some(d) => {
-            Some(CString::new(d.as_bytes()).map_err(|_| format!("directory {} contains a NUL byte", py_repr(d)))?)
-        }
-        None => None,
-    };
-    let user = plan.user.clone();
-    let groups: Vec<libc::gid_t> =
-        user.as_ref().map(|u| u.2.iter().map(|g| *g as libc::gid_t).collect()).unwrap_or_default();
-    let umask = plan.umask;
-    let ready = ready_pipe.as_ref().zip(plan.ready_fd).map(|((_, w), n)| (w.as_raw_fd(), n));
-    // The child's report of the step that failed (the slow path only: posix_spawn has none).
-    let (status_r, status_w) = if fast {
-        (None, None)
-    } else {
-        let (r, w) = sys::pipe().map_err(pipe_err)?;
-        (Some(r), Some(w))
-    };
-    let status_fd = status_w.as_ref().map_or(-1, |w| w.as_raw_fd());
-    // SAFETY: the closure only makes async-signal-safe calls (sigprocmask, sigaction, setgroups,
-    // setgid, setuid, chdir, umask, syscall(close_range), fcntl, write) on data prepared above.
-    if !fast {
-        unsafe {
-            cmd.pre_exec(move || {
-                let fail = |step: u8| -> io::Error {
-                    let err = io::Error::last_os_error();
-                    let errno = err.raw_os_error().unwrap_or(0);
-                    let msg = [step, (errno & 0xff) as u8, ((errno >> 8) & 0xff) as u8];
-                    libc::write(status_fd, msg.as_ptr() as *const libc::c_void, msg.len());
-                    err
-                };
-                if !child_reset_signals() {
-                    return Err(fail(STEP_SIGNALS));
-                }
-                if let Some((uid, gid, _)) = &user {
-                    if libc::setgroups(groups.len(), groups.as_ptr()) == -1 {
-                        return Err(fail(STEP_GROUPS));
-                    }
-                    if libc::setgid(*gid) == -1 {
-                        return Err(fail(STEP_GID));
-                    }
-                    if libc::setuid(*uid) == -1 {
-                        return Err(fail(STEP_UID));
-                    }
-                }
-                if let Some(dir) = &dir_c {
-                    if libc::chdir(dir.as_ptr()) == -1 {
-                        return Err(fail(STEP_CHDIR));
-                    }
-                }
-                if let Some(mask) = umask {
-                    libc::umask(mask as libc::mode_t);
-                }
-                if !child_cloexec_from(3) {
-                    return Err(fail(STEP_FDS));
-                }
-                // After the close-on-exec sweep: the readiness fd is the one fd besides 0-2
-                // that the program keeps.
-                if let Some((fd, n)) = ready {
-                    let ok = if fd == n { libc::fcntl(fd, libc::F_SETFD, 0) != -1 } else { libc::dup2(fd, n) != -1 };
-                    if !ok {
-                        return Err(fail(STEP_FDS));
-                    }
-                }
-                Ok(())
-            });
-        }
+    let ready = ready_pipe.map(|(r, _)| r);
+    if let Some(r) = &ready {
+        sys::set_nonblocking(r.as_raw_fd()).map_err(pipe_err)?;
     }
-
-    let result = cmd.spawn();
-    drop(cmd); // closes the child's ends held by the Command
-    drop(status_w);
-    match result {
-        Ok(child) => {
-            let pid = child.id();
-            // The loop reaps with waitpid(-1); the Child handle is only dropped, never waited on.
-            drop(child);
-            for fd in [Some(&out_r), err_r.as_ref(), stdin_w.as_ref()].into_iter().flatten() {
-                sys::set_nonblocking(fd.as_raw_fd()).map_err(pipe_err)?;
-            }
-            let ready = ready_pipe.map(|(r, _)| r);
-            if let Some(r) = &ready {
-                sys::set_nonblocking(r.as_raw_fd()).map_err(pipe_err)?;
-            }
-            Ok(Spawned { pid, stdin: stdin_w, stdout: out_r, stderr: err_r, ready })
-        }
-        Err(e) => {
-            let errno = e.raw_os_error().unwrap_or(0);
-            let mut report = [0u8; 3];
-            let step = match status_r.map(|r| fs::File::from(r).read(&mut report)) {
-                Some(Ok(3)) => Some((report[0], i32::from(report[1]) | (i32::from(report[2]) << 8))),
-                _ => None,
-            };
-            let en = |n: i32| sys::errno_str(n);
-            let msg = match step {
-                Some((STEP_SIGNALS, n)) => format!("couldn't reset signals: {}", en(n)),
-                Some((STEP_GROUPS, n)) => {
-                    format!("Could not set groups of effective user: {}", en(n))
-                }
-                Some((STEP_GID, n)) => {
-                    format!("Could not set group id of effective user: {}", en(n))
-                }
-                Some((STEP_UID, n)) => {
-                    format!("couldn't setuid to {}: {}", user_uid(&plan.user), en(n))
-                }
-                Some((STEP_CHDIR, n)) => {
-                    format!("couldn't chdir to {}: {}", plan.directory.as_deref().unwrap_or(""), en(n))
-                }
-                Some((STEP_FDS, n)) => format!("couldn't close file descriptors: {}", en(n)),
-                Some((_, n)) => format!("couldn't start: {}", en(n)),
-                None if errno == libc::EAGAIN => {
-                    format!("Too many processes in process table to spawn {}", py_repr(name))
-                }
-                None if errno == libc::EMFILE || errno == libc::ENFILE => {
-                    format!("too many open files to spawn {}", py_repr(name))
-                }
-                None => format!("couldn't exec {}: {}", plan.argv.first().map(String::as_str).unwrap_or(""), en(errno)),
-            };
-            Err(msg)
-        }
-    }
+    Ok(Spawned { pid: pid as u32, stdin: stdin_w, stdout: out_r, stderr: err_r, ready })
 }
 
 fn user_uid(user: &Option<(u32, u32, Vec<u32>)>) -> u32 {
     user.as_ref().map(|u| u.0).unwrap_or(0)
 }
 
-/// Whether this process ignores a signal (other than SIGPIPE, which Rust ignores and std resets
-/// for children): such a disposition would pass to children through exec. Checked once.
-fn ignores_signals() -> bool {
-    static IGNORES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *IGNORES.get_or_init(|| {
-        (1..libc::SIGRTMAX())
-            .filter(|s| *s != libc::SIGPIPE && *s != libc::SIGKILL && *s != libc::SIGSTOP)
-            .any(raw_is_ignored)
-    })
+/// The stack the child runs on until exec, mapped once; below it a page that is never
+/// accessible, so an overflow faults instead of writing over the daemon's memory.
+const CHILD_STACK: usize = 64 * 1024;
+const GUARD: usize = 4096;
+
+/// Starts the child with clone(CLONE_VM | CLONE_VFORK), as posix_spawn does: no copy of the
+/// daemon's page tables, and this thread sleeps until the child has exec'd or failed. Unlike
+/// glibc's posix_spawn, the child's stack is mapped once instead of mapped and unmapped for
+/// every spawn (each unmap flushed the TLBs of the other CPUs), and the child also switches
+/// user, umask and the readiness fd, so no program needs a fork of the whole daemon. Returns
+/// the pid, or the errno of clone.
+fn clone_and_exec(spec: &ChildSpec) -> Result<libc::pid_t, i32> {
+    struct Stack(usize);
+    static STACK: std::sync::Mutex<Option<Stack>> = std::sync::Mutex::new(None);
+    // One child at a time on the stack: the lock is held until the child no longer runs on it.
+    let mut stack = STACK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if stack.is_none() {
+        // SAFETY: a fresh anonymous private mapping, whose first page is made inaccessible.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                CHILD_STACK + GUARD,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error().raw_os_error().unwrap_or(libc::ENOMEM));
+        }
+        // SAFETY: the first page of the mapping just made.
+        unsafe { libc::mprotect(base, GUARD, libc::PROT_NONE) };
+        *stack = Some(Stack(base as usize));
+    }
+    let top = stack.as_ref().map_or(0, |s| s.0 + GUARD + CHILD_STACK);
+    // Every signal blocked, the libc's internal ones too, from before the clone: the child
+    // shares our memory, so no handler of ours may run in it. It empties its mask before exec.
+    let all: u64 = !0;
+    let mut old: u64 = 0;
+    // SAFETY: rt_sigprocmask with valid 8-byte sets. clone gets a function that makes only
+    // system calls on `spec`, which outlives the child's use of it (CLONE_VFORK: this thread
+    // resumes once the child has exec'd or exited), and the top of a mapped stack.
+    let pid = unsafe {
+        libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &all as *const u64, &mut old as *mut u64, 8usize);
+        let pid = libc::clone(
+            child_main,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            spec as *const ChildSpec as *mut libc::c_void,
+        );
+        let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &old as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        );
+        if pid == -1 {
+            Err(errno)
+        } else {
+            Ok(pid)
+        }
+    };
+    drop(stack);
+    pid
 }
 
-/// Marks every fd from 3 up close-on-exec in the daemon itself, once at startup: fds inherited
-/// from whoever started it must not reach the programs (fix of Q7), and std opens ours with
-/// O_CLOEXEC already.
-pub fn mark_fds_cloexec() {
-    child_cloexec_from(3);
-}
-
-/// In the child: empty signal mask and default dispositions for every catchable signal.
-fn child_reset_signals() -> bool {
-    // SAFETY: sigemptyset/sigprocmask/sigaction are async-signal-safe and get valid pointers.
+/// The child, between clone and exec. It runs on its own stack in the daemon's memory while
+/// the daemon's thread waits, so it only reads `spec` and makes system calls: no allocation,
+/// no lock, nothing that may panic. The libc functions it calls are plain system calls; user
+/// and groups change through the system calls themselves (libc's wrappers would have every
+/// thread of the daemon change its ids too).
+extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `ChildSpec` that clone_and_exec keeps alive until we exec or exit.
+    let spec = unsafe { &*(arg as *const ChildSpec) };
+    let fail = |step: u8| -> libc::c_int {
+        let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        spec.failed_errno.store(errno, Ordering::Release);
+        spec.failed_step.store(step, Ordering::Release);
+        // SAFETY: _exit ends the child at once (no exit handler of the daemon runs).
+        unsafe { libc::_exit(127) }
+    };
+    // SAFETY: system calls on the fds, ids and strings the parent prepared.
     unsafe {
+        child_default_dispositions();
+        if libc::setpgid(0, 0) == -1 {
+            return fail(STEP_PGID);
+        }
+        // Fds 0-2 of the child. A source that is itself one of 0-2 (the daemon was started with
+        // one of them closed) first moves out of the way, so that no dup2 overwrites another's
+        // source and none is a no-op that would leave close-on-exec set.
+        let mut src = spec.stdio;
+        for fd in src.iter_mut() {
+            if (0..3).contains(fd) {
+                *fd = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 3);
+                if *fd == -1 {
+                    return fail(STEP_FDS);
+                }
+            }
+        }
+        for (target, fd) in (0..).zip(src) {
+            if fd >= 0 && libc::dup2(fd, target) == -1 {
+                return fail(STEP_FDS);
+            }
+        }
+        if let Some((uid, gid)) = spec.user {
+            if libc::syscall(SYS_SETGROUPS, spec.groups.len(), spec.groups.as_ptr()) == -1 {
+                return fail(STEP_GROUPS);
+            }
+            if libc::syscall(SYS_SETGID, gid) == -1 {
+                return fail(STEP_GID);
+            }
+            if libc::syscall(SYS_SETUID, uid) == -1 {
+                return fail(STEP_UID);
+            }
+        }
+        if let Some(dir) = &spec.directory {
+            if libc::chdir(dir.as_ptr()) == -1 {
+                return fail(STEP_CHDIR);
+            }
+        }
+        if let Some(mask) = spec.umask {
+            libc::umask(mask);
+        }
+        if !child_cloexec_from(3) {
+            return fail(STEP_FDS);
+        }
+        // After the close-on-exec sweep: the readiness fd is the one fd besides 0-2 that the
+        // program keeps.
+        if let Some((fd, n)) = spec.ready {
+            let ok = if fd == n { libc::fcntl(fd, libc::F_SETFD, 0) != -1 } else { libc::dup2(fd, n) != -1 };
+            if !ok {
+                return fail(STEP_FDS);
+            }
+        }
         // The raw system call: libc's sigprocmask keeps its own internal signals (32, 33)
         // blocked, and that mask would survive exec.
         let empty: u64 = 0;
@@ -402,23 +449,60 @@ fn child_reset_signals() -> bool {
             8usize,
         ) == -1
         {
-            return false;
+            return fail(STEP_SIGNALS);
         }
+        libc::execve(spec.path.as_ptr(), spec.argv.as_ptr(), spec.envp.as_ptr());
+    }
+    fail(STEP_EXEC)
+}
+
+// On 32-bit ARM the plain id system calls take 16-bit ids; these take 32-bit ones.
+#[cfg(target_arch = "arm")]
+const SYS_SETGROUPS: libc::c_long = libc::SYS_setgroups32;
+#[cfg(target_arch = "arm")]
+const SYS_SETGID: libc::c_long = libc::SYS_setgid32;
+#[cfg(target_arch = "arm")]
+const SYS_SETUID: libc::c_long = libc::SYS_setuid32;
+#[cfg(not(target_arch = "arm"))]
+const SYS_SETGROUPS: libc::c_long = libc::SYS_setgroups;
+#[cfg(not(target_arch = "arm"))]
+const SYS_SETGID: libc::c_long = libc::SYS_setgid;
+#[cfg(not(target_arch = "arm"))]
+const SYS_SETUID: libc::c_long = libc::SYS_setuid;
+
+/// Marks every fd from 3 up close-on-exec in the daemon itself, once at startup: fds inherited
+/// from whoever started it must not reach the programs (fix of Q7), and std opens ours with
+/// O_CLOEXEC already.
+pub fn mark_fds_cloexec() {
+    child_cloexec_from(3);
+}
+
+/// In the child: the default disposition for every catchable signal (one handled in the daemon
+/// must not run in the child; one ignored would pass through exec). With the system call itself
+/// where its layout is known: libc's wrapper refuses its internal signals (32, 33), and musl's
+/// takes a lock for SIGABRT.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn child_default_dispositions() {
+    for sig in 1..libc::SIGRTMAX() {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            raw_default_disposition(sig);
+        }
+    }
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn child_default_dispositions() {
+    // SAFETY: sigemptyset/sigaction are async-signal-safe and get valid pointers.
+    unsafe {
         let mut act: libc::sigaction = std::mem::zeroed();
         act.sa_sigaction = libc::SIG_DFL;
         libc::sigemptyset(&mut act.sa_mask);
         for sig in 1..libc::SIGRTMAX() {
-            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-                continue;
-            }
-            if libc::sigaction(sig, &act, std::ptr::null_mut()) == -1 {
-                // libc refuses its own internal signals (32, 33); an ignored disposition of
-                // those would survive exec, so reset them with the system call itself.
-                raw_default_disposition(sig);
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::sigaction(sig, &act, std::ptr::null_mut());
             }
         }
     }
-    true
 }
 
 /// The kernel's `struct sigaction` on the architectures that have `sa_restorer`.
@@ -444,33 +528,6 @@ fn raw_default_disposition(sig: libc::c_int) {
             8usize,
         );
     }
-}
-
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-fn raw_default_disposition(_sig: libc::c_int) {}
-
-/// Whether `sig` is ignored, asked of the kernel itself (libc refuses to tell for its own
-/// internal signals 32 and 33, which an ignoring parent may still have passed on to us).
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-fn raw_is_ignored(sig: libc::c_int) -> bool {
-    let mut old = KernelSigaction { handler: 0, flags: 0, restorer: 0, mask: 0 };
-    // SAFETY: rt_sigaction with no new action only reads the disposition into `old`.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_rt_sigaction,
-            sig,
-            std::ptr::null::<KernelSigaction>(),
-            &mut old as *mut KernelSigaction,
-            8usize,
-        )
-    };
-    r == 0 && old.handler == libc::SIG_IGN
-}
-
-/// Elsewhere: assume something may be ignored, so the careful spawn path resets everything.
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-fn raw_is_ignored(_sig: libc::c_int) -> bool {
-    true
 }
 
 /// In the child: mark every fd >= `from` close-on-exec (close_range, or one by one).

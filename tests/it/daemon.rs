@@ -107,6 +107,83 @@ fn children_get_only_fds_0_to_2_and_a_clean_signal_state() {
     assert!(out.contains("SigIgn:\t0000000000000000\n"), "no ignored signals\n{out}");
 }
 
+/// The same when the daemon itself was started with fd 0 closed and signals ignored (as by
+/// `nohup ... <&-`): the daemon puts /dev/null on a closed fd 0-2 at startup, so that no pipe
+/// or log lands there, and the ignored dispositions must not reach the program.
+#[test]
+fn children_are_clean_when_the_daemon_starts_with_stdin_closed_and_signals_ignored() {
+    use std::os::unix::process::CommandExt;
+    let dir = TempDir::new("nohup");
+    let conf = dir.write(
+        "sv.conf",
+        &format!(
+            "{}[program:c]\ncommand=sh -c 'ls /proc/$$/fd; while IFS= read -r l; do case \"$l\" in SigBlk*|SigIgn*) echo \"$l\";; esac; done < /proc/$$/status; readlink /proc/$$/fd/0; echo done; sleep 1000'\n\
+             startsecs=0\nstdout_logfile=%(here)s/c.out\n",
+            base_config(dir.path())
+        ),
+    );
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.arg("-n").arg("-c").arg(&conf).current_dir(dir.path());
+    cmd.stdout(fs::File::create(dir.join("stdout.txt")).expect("stdout"));
+    cmd.stderr(fs::File::create(dir.join("stderr.txt")).expect("stderr"));
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::close(0);
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            libc::signal(libc::SIGUSR1, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().expect("spawn minisv");
+    let pid = child.id();
+    let d = Daemon { dir, conf, child: Some(child), pid };
+    let out = wait_for(10.0, "the report", || fs::read_to_string(d.path("c.out")).ok().filter(|s| s.contains("done")));
+    let mut lines = out.lines();
+    let fds: Vec<&str> = lines.by_ref().take_while(|l| !l.starts_with("Sig")).collect();
+    assert_eq!(fds, vec!["0", "1", "2"], "only fds 0-2\n{out}");
+    assert!(out.contains("SigBlk:\t0000000000000000\n"), "empty signal mask\n{out}");
+    assert!(out.contains("SigIgn:\t0000000000000000\n"), "no ignored signals\n{out}");
+    assert!(out.lines().any(|l| l.starts_with("pipe:[")), "stdin is the daemon's pipe\n{out}");
+    let pid = d.info("c").int_of("pid");
+    assert_eq!(String::from_utf8_lossy(&d.ctl(&["pid", "c"]).stdout).trim(), pid.to_string());
+}
+
+/// A command that is found but cannot be executed (its interpreter is missing) fails in the
+/// child at exec: the error names the step and errno, and the failed child is reaped at once
+/// (no zombie, no unknown pid for the loop).
+#[test]
+fn an_exec_failure_in_the_child_is_reported_and_the_child_reaped() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("execfail");
+    let script = dir.write("bad.sh", "#!/nonexistent/interpreter\n");
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let conf = dir.write(
+        "sv.conf",
+        &format!(
+            "{}[program:bad]\ncommand={}\nstartretries=1\nstartsecs=0\n",
+            base_config(dir.path()),
+            script.display()
+        ),
+    );
+    let d = Daemon::start_with(dir, conf, &[]);
+    let info = d.wait_state("bad", "FATAL", 10.0);
+    let desc = info.str_of("description");
+    assert_eq!(desc, format!("couldn't exec {}: ENOENT", script.display()));
+    assert_eq!(d.count_log("spawnerr: couldn't exec"), 2, "{}", d.log());
+    let zombies: Vec<String> = fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|st| {
+            let f: Vec<&str> = st.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+            f.first() == Some(&"Z") && f.get(1) == Some(&d.pid.to_string().as_str())
+        })
+        .collect();
+    assert!(zombies.is_empty(), "zombies of the daemon: {zombies:?}");
+    assert!(!d.log().contains("unknown pid"), "{}", d.log());
+}
+
 #[test]
 fn environment_has_supervisor_variables_and_program_values() {
     let d = Daemon::start(
