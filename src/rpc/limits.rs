@@ -13,8 +13,9 @@
 //!   are meant to last, keep streaming (logtail.rs takes a read side shut by someone else for
 //!   tiny_http's own `SHUT_RD`), but for TCP a client that leaves is then noticed at the next
 //!   write only. Exempting them needs `logtail::Claims::contains` to be visible here;
-//! - TCP only: a connection that has received `MAX_TCP_BYTES` (TCP_INFO) is reset. That bounds
-//!   a header flood to about what a second of it brings. AF_UNIX has no such counter.
+//! - TCP only: a connection that has received `MAX_TCP_BYTES` (TCP_INFO) is reset. There is no
+//!   event for that count, so it is looked at on a timer while a TCP connection is open (every
+//!   5 to 100 ms, sooner the faster it grows: `TcpWatch`). AF_UNIX has no such counter.
 //!
 //! Shutting a socket down from outside is how a connection is ended without its fds: for
 //! AF_UNIX, `SHUT_RD` also makes the peer's further writes fail (EPIPE); for TCP, `SHUT_RD`
@@ -30,8 +31,8 @@
 //!
 //! Cost: one thread per listener, asleep in `poll` on that signalfd, a duplicate of the
 //! listening socket and the connections it knows of; it scans `/proc/self/fd` when a
-//! connection arrives or is closed, when one reaches its lifetime, and once a second while a
-//! TCP connection is open (for the byte cap); an idle daemon makes no wake-ups. Nothing else is set on the
+//! connection arrives or is closed, when one reaches its lifetime, and every 5 to 100 ms while
+//! a TCP connection is open (for the byte cap); an idle daemon makes no wake-ups. Nothing else is set on the
 //! listening socket (SO_RCVTIMEO there makes accept() fail and ends tiny_http's accept
 //! thread).
 
@@ -52,8 +53,12 @@ pub const MAX_CONNECTIONS: usize = 64;
 pub const DEFAULT_LIFETIME_SECS: u64 = 30;
 /// The largest body accepted (8 MiB) plus headers, twice over.
 pub const MAX_TCP_BYTES: u64 = 17 << 20;
-/// How often open connections are checked.
+/// How long a wait for an accepted connection backs off to.
 const TICK: Duration = Duration::from_secs(1);
+/// The byte cap has no event: while a TCP connection is open its bytes received are looked at
+/// every `TCP_CHECK_MAX` at most, sooner the faster they grow (see `TcpWatch`).
+const TCP_CHECK_MIN: Duration = Duration::from_millis(5);
+const TCP_CHECK_MAX: Duration = Duration::from_millis(100);
 
 /// `MINISV_HTTP_LIFETIME_SECS` overrides the lifetime (the tests use a short one).
 pub fn lifetime() -> Duration {
@@ -133,12 +138,13 @@ fn run(
     // The connections of the last scan: their fds are watched too, so that the guard wakes
     // when tiny_http closes one (POLLNVAL) instead of polling on a timer.
     let mut conns: Vec<Conn> = Vec::new();
+    let mut tcp_watch = TcpWatch::default();
     loop {
         let timeout = if !backoff.is_zero() {
             backoff
-        } else if conns.iter().any(|c| c.tcp) {
-            // The byte cap has no event: bytes received are looked at once a second.
-            TICK
+        } else if let Some(check) = tcp_watch.next_check() {
+            // The byte cap has no event: bytes received are looked at on a timer.
+            check
         } else {
             // Otherwise only the next lifetime deadline, if any.
             match next_deadline(&seen, limits) {
@@ -177,6 +183,8 @@ fn run(
         // Ended ones are no longer watched for their close (their fd stays readable-shut
         // until tiny_http closes it); the lifetime deadline covers them.
         conns.retain(|c| !read_shut(c.fd));
+        let counts = conns.iter().filter(|c| c.tcp).filter_map(|c| Some((c.ino, tcp_bytes_received(c.fd)?)));
+        tcp_watch.update(counts, now, limits.max_tcp_bytes);
         dropped.over_cap += d.over_cap;
         dropped.too_old += d.too_old;
         dropped.too_many_bytes += d.too_many_bytes;
@@ -203,6 +211,47 @@ fn run(
             dropped = Dropped::default();
             last_log = Some(Instant::now());
         }
+    }
+}
+
+/// When to look again at the bytes received by the open TCP connections. A connection whose
+/// count grows is looked at again in half the time it would take to reach the cap at the rate
+/// seen, one whose count stands still at doubling intervals; both between `TCP_CHECK_MIN` and
+/// `TCP_CHECK_MAX`. A flood is so cut at the cap plus a few milliseconds of it (it was cut once
+/// a second, 130-230 MB on loopback), and a client that waits before flooding gets at most
+/// 100 ms of it past the cap; an idle TCP client costs 10 wake-ups a second until it leaves or
+/// reaches its lifetime.
+#[derive(Default)]
+struct TcpWatch {
+    /// inode -> (bytes received, when, interval chosen then).
+    seen: HashMap<u64, (u64, Instant, Duration)>,
+    next: Option<Duration>,
+}
+
+impl TcpWatch {
+    /// Takes the bytes received by each open TCP connection, by inode.
+    fn update(&mut self, counts: impl Iterator<Item = (u64, u64)>, now: Instant, cap: u64) {
+        let mut next: Option<Duration> = None;
+        let mut seen = HashMap::new();
+        for (ino, bytes) in counts {
+            let interval = match self.seen.get(&ino) {
+                Some(&(before, then, _)) if bytes > before && now > then => {
+                    let rate = (bytes - before) as f64 / now.duration_since(then).as_secs_f64();
+                    Duration::from_secs_f64(cap.saturating_sub(bytes) as f64 / rate / 2.0)
+                }
+                Some(&(_, _, interval)) => interval * 2,
+                None => TCP_CHECK_MIN,
+            }
+            .clamp(TCP_CHECK_MIN, TCP_CHECK_MAX);
+            seen.insert(ino, (bytes, now, interval));
+            next = Some(next.map_or(interval, |n| n.min(interval)));
+        }
+        self.seen = seen;
+        self.next = next;
+    }
+
+    fn next_check(&self) -> Option<Duration> {
+        self.next
     }
 }
 
@@ -562,6 +611,44 @@ mod tests {
         c.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
         let mut b = [0u8; 1];
         matches!(c.read(&mut b), Ok(0))
+    }
+
+    #[test]
+    fn tcp_byte_counts_are_looked_at_sooner_the_faster_they_grow() {
+        let ms = Duration::from_millis;
+        let cap = 17 << 20;
+        let mut w = TcpWatch::default();
+        let t0 = Instant::now();
+        w.update(std::iter::empty(), t0, cap);
+        assert_eq!(w.next_check(), None, "no TCP connection, no timer");
+        w.update([(1, 0)].into_iter(), t0, cap);
+        assert_eq!(w.next_check(), Some(TCP_CHECK_MIN), "a new connection is looked at soon");
+        // Standing still: doubling intervals up to the longest.
+        let mut t = t0;
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            t += w.next_check().expect("a timer");
+            w.update([(1, 0)].into_iter(), t, cap);
+            seen.push(w.next_check().expect("a timer"));
+        }
+        assert_eq!(seen, vec![ms(10), ms(20), ms(40), ms(80), ms(100), ms(100)]);
+        // 1 MB in 100 ms (10 MB/s): 16 MB left take 1.6 s, half of it is above the longest.
+        t += ms(100);
+        w.update([(1, 1 << 20)].into_iter(), t, cap);
+        assert_eq!(w.next_check(), Some(TCP_CHECK_MAX));
+        // 8 MB more in 100 ms (80 MB/s): 8 MB left take 100 ms, looked at again in 50.
+        t += ms(100);
+        w.update([(1, 9 << 20)].into_iter(), t, cap);
+        assert_eq!(w.next_check(), Some(ms(50)));
+        // A second connection flooding at 1.6 GB/s sets the timer for both.
+        w.update([(1, 9 << 20), (2, 0)].into_iter(), t, cap);
+        t += ms(5);
+        w.update([(1, 9 << 20), (2, 8 << 20)].into_iter(), t, cap);
+        assert_eq!(w.next_check(), Some(TCP_CHECK_MIN));
+        // Gone: forgotten.
+        w.update(std::iter::empty(), t, cap);
+        assert_eq!(w.next_check(), None);
+        assert!(w.seen.is_empty());
     }
 
     #[test]

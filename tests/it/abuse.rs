@@ -140,7 +140,9 @@ fn a_header_sent_forever_is_cut_and_memory_stays_bounded() {
         start.elapsed()
     );
     assert!(cut, "the server never cut a header of {} MB", sent >> 20);
-    assert!(rss1 <= rss0 + 96 * 1024, "RSS {rss0} -> {rss1} kB");
+    // The cap (17 MiB) and the few milliseconds of flood until the guard looks (it looked once
+    // a second: 130-230 MB on a fast loopback).
+    assert!(rss1 <= rss0 + 48 * 1024, "RSS {rss0} -> {rss1} kB");
     still_serving(&d, keeper);
 }
 
