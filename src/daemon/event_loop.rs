@@ -352,6 +352,10 @@ impl EventLoop {
         self.ticks(SystemTime::now());
         let now = Instant::now();
         self.sup.tick(now, SystemTime::now());
+        self.perform_actions();
+        // Reading the config and starting the programs left freed blocks in the heap (0.7 MB
+        // with 1000 programs): give their pages back before settling down.
+        crate::sys::release_free_memory();
         loop {
             self.perform_actions();
             // A state change may free a process that waits on it (depends_on): look again now

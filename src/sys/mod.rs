@@ -285,6 +285,17 @@ pub fn tune_allocator() {
     }
 }
 
+/// Gives the pages of freed heap memory back to the kernel (glibc's `malloc_trim`, which also
+/// releases free pages inside the heap, in every arena). musl's allocator returns large blocks
+/// by itself.
+pub fn release_free_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases memory that malloc holds free.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// The largest single allocation that can be made at the moment without the kernel refusing
 /// it: what is left under the commit limit in strict overcommit mode (vm.overcommit_memory=2),
 /// else the physical memory (the heuristic mode refuses one allocation larger than RAM plus
