@@ -92,19 +92,25 @@ fn numprocs_makes_named_processes() {
 
 #[test]
 fn children_get_only_fds_0_to_2_and_a_clean_signal_state() {
-    // The child reports on itself after exec: its open fds and its signal mask and dispositions
-    // (read with shell builtins: while the shell runs a command it may block signals itself).
-    let d = Daemon::start(
-        "clean",
-        "[program:c]\ncommand=sh -c 'ls /proc/$$/fd; while IFS= read -r l; do case \"$l\" in SigBlk*|SigIgn*) echo \"$l\";; esac; done < /proc/$$/status; echo done; sleep 1000'\n\
-         startsecs=0\nstdout_logfile=%(here)s/c.out\n",
-    );
-    let out = wait_for(5.0, "the report", || fs::read_to_string(d.path("c.out")).ok().filter(|s| s.contains("done")));
+    let d = Daemon::start("clean", SELF_REPORT);
+    assert_clean_report(&d);
+}
+
+/// A program that reports on itself after exec: its open fds, its signal mask and dispositions
+/// (read with shell builtins: while the shell runs a command it may block signals itself) and
+/// what its stdin is.
+const SELF_REPORT: &str = "[program:c]\ncommand=sh -c 'ls /proc/$$/fd; while IFS= read -r l; do case \"$l\" in SigBlk*|SigIgn*) echo \"$l\";; esac; done < /proc/$$/status; readlink /proc/$$/fd/0; echo done; sleep 1000'\n\
+     startsecs=0\nstdout_logfile=%(here)s/c.out\n";
+
+/// Fds 0-2 only, no signal blocked or ignored, stdin a pipe from the daemon.
+fn assert_clean_report(d: &Daemon) {
+    let out = wait_for(10.0, "the report", || fs::read_to_string(d.path("c.out")).ok().filter(|s| s.contains("done")));
     let mut lines = out.lines();
     let fds: Vec<&str> = lines.by_ref().take_while(|l| !l.starts_with("Sig")).collect();
     assert_eq!(fds, vec!["0", "1", "2"], "no fd leaks into children (Q7)\n{out}");
     assert!(out.contains("SigBlk:\t0000000000000000\n"), "empty signal mask\n{out}");
     assert!(out.contains("SigIgn:\t0000000000000000\n"), "no ignored signals\n{out}");
+    assert!(out.lines().any(|l| l.starts_with("pipe:[")), "stdin is the daemon's pipe\n{out}");
 }
 
 /// The same when the daemon itself was started with fd 0 closed and signals ignored (as by
@@ -114,14 +120,7 @@ fn children_get_only_fds_0_to_2_and_a_clean_signal_state() {
 fn children_are_clean_when_the_daemon_starts_with_stdin_closed_and_signals_ignored() {
     use std::os::unix::process::CommandExt;
     let dir = TempDir::new("nohup");
-    let conf = dir.write(
-        "sv.conf",
-        &format!(
-            "{}[program:c]\ncommand=sh -c 'ls /proc/$$/fd; while IFS= read -r l; do case \"$l\" in SigBlk*|SigIgn*) echo \"$l\";; esac; done < /proc/$$/status; readlink /proc/$$/fd/0; echo done; sleep 1000'\n\
-             startsecs=0\nstdout_logfile=%(here)s/c.out\n",
-            base_config(dir.path())
-        ),
-    );
+    let conf = dir.write("sv.conf", &format!("{}{}", base_config(dir.path()), SELF_REPORT));
     let mut cmd = std::process::Command::new(BIN);
     cmd.arg("-n").arg("-c").arg(&conf).current_dir(dir.path());
     cmd.stdout(fs::File::create(dir.join("stdout.txt")).expect("stdout"));
@@ -138,13 +137,7 @@ fn children_are_clean_when_the_daemon_starts_with_stdin_closed_and_signals_ignor
     let child = cmd.spawn().expect("spawn minisv");
     let pid = child.id();
     let d = Daemon { dir, conf, child: Some(child), pid };
-    let out = wait_for(10.0, "the report", || fs::read_to_string(d.path("c.out")).ok().filter(|s| s.contains("done")));
-    let mut lines = out.lines();
-    let fds: Vec<&str> = lines.by_ref().take_while(|l| !l.starts_with("Sig")).collect();
-    assert_eq!(fds, vec!["0", "1", "2"], "only fds 0-2\n{out}");
-    assert!(out.contains("SigBlk:\t0000000000000000\n"), "empty signal mask\n{out}");
-    assert!(out.contains("SigIgn:\t0000000000000000\n"), "no ignored signals\n{out}");
-    assert!(out.lines().any(|l| l.starts_with("pipe:[")), "stdin is the daemon's pipe\n{out}");
+    assert_clean_report(&d);
     let pid = d.info("c").int_of("pid");
     assert_eq!(String::from_utf8_lossy(&d.ctl(&["pid", "c"]).stdout).trim(), pid.to_string());
 }
