@@ -97,6 +97,13 @@ pub struct Daemon {
     pub pid: u32,
 }
 
+/// A file's text, with bytes that are not UTF-8 replaced ("" if it cannot be read). The main log
+/// holds programs' output at loglevel=debug, which may be any bytes: read strictly, one such
+/// byte made the whole log read as "", and a wait for a line already there could time out.
+pub fn read_lossy(path: &Path) -> String {
+    String::from_utf8_lossy(&fs::read(path).unwrap_or_default()).into_owned()
+}
+
 /// A free loopback port (bound, then released for the test to use).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
@@ -151,15 +158,15 @@ impl Daemon {
     }
 
     pub fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("main.log")).unwrap_or_default()
+        read_lossy(&self.dir.join("main.log"))
     }
 
     pub fn stderr(&self) -> String {
-        fs::read_to_string(self.dir.join("stderr.txt")).unwrap_or_default()
+        read_lossy(&self.dir.join("stderr.txt"))
     }
 
     pub fn stdout(&self) -> String {
-        fs::read_to_string(self.dir.join("stdout.txt")).unwrap_or_default()
+        read_lossy(&self.dir.join("stdout.txt"))
     }
 
     /// Waits until the main log contains `needle` (the daemon's log is the ground truth).
