@@ -241,6 +241,13 @@ pub fn spawn(plan: SpawnPlan, name: &str) -> Result<Spawned, String> {
     };
     let (stdin_r, stdin_w) = stdin_pipe.unzip();
     let (err_r, err_w) = err_pipe.unzip();
+    // The daemon's ends are made non-blocking before the child exists, so that no error after
+    // it has started can report a running child as a failed start. (Each end is its own open
+    // file: the child's ends stay blocking.)
+    let ours = [Some(&out_r), err_r.as_ref(), stdin_w.as_ref(), ready_pipe.as_ref().map(|(r, _)| r)];
+    for fd in ours.into_iter().flatten() {
+        sys::set_nonblocking(fd.as_raw_fd()).map_err(pipe_err)?;
+    }
     // The child's ends: closed here once the child has them.
     let child_stdin = stdin_r.or(plan.stdin_socket);
     let stdio = [
@@ -287,14 +294,7 @@ pub fn spawn(plan: SpawnPlan, name: &str) -> Result<Spawned, String> {
             _ => format!("couldn't exec {arg0}: {en}"),
         });
     }
-    for fd in [Some(&out_r), err_r.as_ref(), stdin_w.as_ref()].into_iter().flatten() {
-        sys::set_nonblocking(fd.as_raw_fd()).map_err(pipe_err)?;
-    }
-    let ready = ready_pipe.map(|(r, _)| r);
-    if let Some(r) = &ready {
-        sys::set_nonblocking(r.as_raw_fd()).map_err(pipe_err)?;
-    }
-    Ok(Spawned { pid: pid as u32, stdin: stdin_w, stdout: out_r, stderr: err_r, ready })
+    Ok(Spawned { pid: pid as u32, stdin: stdin_w, stdout: out_r, stderr: err_r, ready: ready_pipe.map(|(r, _)| r) })
 }
 
 fn user_uid(user: &Option<(u32, u32, Vec<u32>)>) -> u32 {
