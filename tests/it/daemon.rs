@@ -355,6 +355,18 @@ fn idle_daemon_makes_no_wakeups() {
             })
             .sum()
     };
+    // "RUNNING" is logged before the loop goes to sleep (it still trims the heap and finishes
+    // the round): count from when the loop thread sleeps in epoll_wait and every thread sleeps.
+    let main_task = format!("/proc/{}/task/{}", d.pid, d.pid);
+    wait_for(10.0, "the daemon to go to sleep", || {
+        let wchan = fs::read_to_string(format!("{main_task}/wchan")).unwrap_or_default();
+        let in_epoll = wchan.contains("epoll") || wchan.is_empty() || wchan == "0";
+        let all_asleep = fs::read_dir(format!("/proc/{}/task", d.pid)).ok()?.flatten().all(|t| {
+            let stat = fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+            stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()) == Some("S")
+        });
+        (in_epoll && all_asleep).then_some(())
+    });
     let before = switches();
     std::thread::sleep(Duration::from_secs(2)); // measuring idleness needs an interval of time
     let after = switches();
