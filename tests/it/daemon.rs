@@ -99,7 +99,7 @@ fn children_get_only_fds_0_to_2_and_a_clean_signal_state() {
 /// A program that reports on itself after exec: its open fds, its signal mask and dispositions
 /// (read with shell builtins: while the shell runs a command it may block signals itself) and
 /// what its stdin is.
-const SELF_REPORT: &str = "[program:c]\ncommand=sh -c 'ls /proc/$$/fd; while IFS= read -r l; do case \"$l\" in SigBlk*|SigIgn*) echo \"$l\";; esac; done < /proc/$$/status; readlink /proc/$$/fd/0; echo done; sleep 1000'\n\
+const SELF_REPORT: &str = "[program:c]\ncommand=sh -c 'ls /proc/$$/fd; while IFS= read -r l; do case \"$l\" in SigBlk*|SigIgn*) echo \"$l\";; esac; done < /proc/$$/status; readlink /proc/$$/fd/0; echo done; exec sleep 1000'\n\
      startsecs=0\nstdout_logfile=%(here)s/c.out\n";
 
 /// Fds 0-2 only, no signal blocked or ignored, stdin a pipe from the daemon.
@@ -181,7 +181,7 @@ fn an_exec_failure_in_the_child_is_reported_and_the_child_reaped() {
 fn environment_has_supervisor_variables_and_program_values() {
     let d = Daemon::start(
         "env",
-        "[program:e]\ncommand=sh -c 'env; sleep 1000'\nenvironment=FOO=\"bar baz\",SUPERVISOR_GROUP_NAME=mine\n\
+        "[program:e]\ncommand=sh -c 'env; exec sleep 1000'\nenvironment=FOO=\"bar baz\",SUPERVISOR_GROUP_NAME=mine\n\
          stdout_logfile=%(here)s/e.out\n",
     );
     let env = wait_for(5.0, "env output", || {
@@ -199,7 +199,7 @@ fn rotation_keeps_every_byte_in_order() {
     // 40000 numbered lines (~500 KB) through 64 KB files with many backups.
     let d = Daemon::start(
         "rotate",
-        "[program:w]\ncommand=sh -c 'i=0; while [ $i -lt 40000 ]; do echo \"line $i\"; i=$((i+1)); done; sleep 1000'\n\
+        "[program:w]\ncommand=sh -c 'i=0; while [ $i -lt 40000 ]; do echo \"line $i\"; i=$((i+1)); done; exec sleep 1000'\n\
          stdout_logfile=%(here)s/w.log\nstdout_logfile_maxbytes=64KB\nstdout_logfile_backups=50\nstartsecs=0\n",
     );
     let expected: String = (0..40000).map(|i| format!("line {i}\n")).collect();
@@ -447,7 +447,7 @@ fn user_option_drops_privileges_and_sets_home() {
     let Some((uid, gid)) = test_user() else { return };
     let d = Daemon::start(
         "user",
-        "[program:u]\ncommand=sh -c 'id -u; id -g; echo \"$HOME $USER $LOGNAME $SHELL\"; sleep 1000'\nuser=minisvtest\n\
+        "[program:u]\ncommand=sh -c 'id -u; id -g; echo \"$HOME $USER $LOGNAME $SHELL\"; exec sleep 1000'\nuser=minisvtest\n\
          stdout_logfile=%(here)s/u.out\nstartsecs=0\n",
     );
     let out =
@@ -463,7 +463,7 @@ fn user_option_drops_privileges_and_sets_home() {
 fn fcgi_program_gets_the_listening_socket_as_fd_0() {
     let d = Daemon::start(
         "fcgi",
-        "[fcgi-program:f]\nsocket=unix://%(here)s/f.sock\ncommand=sh -c 'readlink /proc/$$/fd/0; sleep 1000'\n\
+        "[fcgi-program:f]\nsocket=unix://%(here)s/f.sock\ncommand=sh -c 'readlink /proc/$$/fd/0; exec sleep 1000'\n\
          numprocs=2\nprocess_name=%(program_name)s_%(process_num)d\nstdout_logfile=%(here)s/%(process_num)d.out\n",
     );
     for n in ["0", "1"] {
@@ -481,7 +481,7 @@ fn fcgi_program_gets_the_listening_socket_as_fd_0() {
 fn orphans_reparented_to_the_daemon_are_reaped() {
     let d = Daemon::start(
         "orphan",
-        "[program:p]\ncommand=sh -c '(sleep 0.3 & echo $! > %(here)s/orphan.pid); sleep 1000'\nstartsecs=0\n",
+        "[program:p]\ncommand=sh -c '(sleep 0.3 & echo $! > %(here)s/orphan.pid); exec sleep 1000'\nstartsecs=0\n",
     );
     let orphan: u32 =
         wait_for(5.0, "the orphan's pid", || fs::read_to_string(d.path("orphan.pid")).ok()?.trim().parse().ok());
@@ -495,7 +495,7 @@ fn fast_writer_loses_nothing_across_rotation_and_reopen() {
     // ~15 MB as fast as seq writes it, through 1 MB files, with log reopens in the middle.
     let d = Daemon::start(
         "fast",
-        "[program:seq]\ncommand=sh -c 'seq 1 2000000; sleep 1000'\nstdout_logfile=%(here)s/seq.log\n\
+        "[program:seq]\ncommand=sh -c 'seq 1 2000000; exec sleep 1000'\nstdout_logfile=%(here)s/seq.log\n\
          stdout_logfile_maxbytes=1MB\nstdout_logfile_backups=40\nstartsecs=0\n",
     );
     for _ in 0..3 {
@@ -570,7 +570,7 @@ fn dev_stdout_log_with_maxbytes_is_written_and_never_rotated() {
     let conf = dir.write(
         "sv.conf",
         &format!(
-            "{}[program:talk]\ncommand=sh -c 'i=0; while [ $i -lt 3000 ]; do echo \"line $i\"; i=$((i+1)); done; sleep 1000'\n\
+            "{}[program:talk]\ncommand=sh -c 'i=0; while [ $i -lt 3000 ]; do echo \"line $i\"; i=$((i+1)); done; exec sleep 1000'\n\
              stdout_logfile=/dev/stdout\nstdout_logfile_maxbytes=1KB\nstartsecs=0\n",
             base_config(dir.path())
         ),
@@ -639,7 +639,7 @@ fn strip_ansi_removes_escape_codes_from_child_logs() {
 fn log_prefix_and_timestamps_mark_each_line() {
     let d = Daemon::start(
         "prefix",
-        "[program:web]\ncommand=sh -c 'printf \"one\\ntw\"; sleep 0.1; printf \"o\\n\"; echo err >&2; sleep 1000'\n\
+        "[program:web]\ncommand=sh -c 'printf \"one\\ntw\"; sleep 0.1; printf \"o\\n\"; echo err >&2; exec sleep 1000'\n\
          log_prefix=[%(process_name)s]\nlog_timestamps=true\nstdout_logfile=%(here)s/web.log\nredirect_stderr=true\n\
          startsecs=0\n",
     );

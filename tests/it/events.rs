@@ -53,7 +53,7 @@ fn shell_listener_gets_every_kind_of_event_in_supervisors_format() {
              SUPERVISOR_STATE_CHANGE,PROCESS_GROUP,PROCESS_LOG\nenvironment=OUT=\"%(here)s/events.txt\"\n\
              stdout_logfile=%(here)s/rec.proto\nbuffer_size=50\n\
              [program:talker]\ncommand=sh -c 'echo before; echo \"<!--XSUPERVISOR:BEGIN-->captured data<!--XSUPERVISOR:END-->\"; \
-             echo after; sleep 1000'\nstdout_capture_maxbytes=1KB\nstdout_logfile=%(here)s/talker.log\nstartsecs=0\n\
+             echo after; exec sleep 1000'\nstdout_capture_maxbytes=1KB\nstdout_logfile=%(here)s/talker.log\nstartsecs=0\n\
              stdout_events_enabled=true\n",
             base_config(dir.path())
         ),

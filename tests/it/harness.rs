@@ -50,7 +50,28 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        kill_leftovers(&self.0);
         let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Ends, by pid, the processes that a test's daemon started and that outlived it: a program's
+/// own children are not the daemon's to stop (without stopasgroup, Supervisor signals only the
+/// pid it spawned), and a test may kill its daemon on purpose. They are found by the
+/// environment every program gets, `SUPERVISOR_SERVER_URL=unix://<dir>/...`, which names this
+/// test's own directory.
+fn kill_leftovers(dir: &Path) {
+    let mark = format!("SUPERVISOR_SERVER_URL=unix://{}/", dir.display()).into_bytes();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return;
+    };
+    for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()) {
+        let Ok(environ) = fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if environ.split(|b| *b == 0).any(|var| var.starts_with(&mark)) {
+            kill(pid as u32, libc::SIGKILL);
+        }
     }
 }
 

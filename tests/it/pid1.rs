@@ -56,7 +56,7 @@ fn as_pid1_reaps_a_burst_of_double_forked_orphans_and_stops_in_order_on_sigterm(
     let dir = TempDir::new("pid1");
     let (mut child, minisv) = start_pid1(
         &dir,
-        "[program:forker]\ncommand=sh -c 'i=0; while [ $i -lt 200 ]; do (sleep 0.2 &); i=$((i+1)); done; echo done; sleep 1000'\n\
+        "[program:forker]\ncommand=sh -c 'i=0; while [ $i -lt 200 ]; do (sleep 0.2 &); i=$((i+1)); done; echo done; exec sleep 1000'\n\
          startsecs=0\npriority=1\nstdout_logfile=%(here)s/forker.out\n\
          [program:last]\ncommand=sleep 1000\nstartsecs=0\npriority=2\n",
     );
