@@ -183,15 +183,12 @@ mod tests;
 /// Whether two groups are the same for reread/update (1.15): every setting, but not where in
 /// the files they were written.
 pub fn same_group(a: &GroupConfig, b: &GroupConfig) -> bool {
-    let strip = |g: &GroupConfig| {
-        let mut g = g.clone();
-        g.span = Span { file: PathBuf::new(), line: 0 };
-        for p in &mut g.processes {
-            p.span = Span { file: PathBuf::new(), line: 0 };
-        }
-        g
-    };
-    strip(a) == strip(b)
+    let GroupConfig { name, priority, kind, processes, span: _ } = a;
+    *name == b.name
+        && *priority == b.priority
+        && *kind == b.kind
+        && processes.len() == b.processes.len()
+        && processes.iter().zip(&b.processes).all(|(p, q)| same_process(p, q))
 }
 
 /// Whether two processes have the same settings (where they were written does not count).

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Where a value came from: the file (as the user named it, absolute after loading) and the
 /// 1-based line of its key (or of the section header for section-level problems).
@@ -317,6 +318,8 @@ pub struct GroupConfig {
     pub priority: i64,
     pub kind: GroupKind,
     /// Sorted by (priority, name) for homogeneous groups; `programs=` order for `[group:x]`.
-    pub processes: Vec<ProcessConfig>,
+    /// Shared: the config as loaded, the config as last re-read and the running process each
+    /// hold the same one (with a thousand programs, copies were most of the daemon's memory).
+    pub processes: Vec<Arc<ProcessConfig>>,
     pub span: Span,
 }

@@ -8,6 +8,7 @@ use super::model::*;
 use super::options;
 use super::sections::parse_environment;
 use super::types::{self, LogFileName};
+use std::sync::Arc;
 
 /// The most processes one program section may make. Supervisor has no limit, and a mistyped
 /// `numprocs=32147483648` made the loader run until memory ran out (found by fuzzing); ten
@@ -85,6 +86,7 @@ pub fn groups(ld: &mut Loader) -> Vec<GroupConfig> {
             exclude.push(member.clone());
             processes.extend(processes_from_section(ld, &member, &name, false));
         }
+        processes.shrink_to_fit();
         groups.push(GroupConfig { name, priority, kind: GroupKind::Program, processes, span });
     }
 
@@ -414,7 +416,7 @@ fn channel(ld: &mut Loader, section: &str, which: &str, names: &Names, cmax: u64
 }
 
 /// One program-like section → its processes, sorted by (priority, name).
-fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str, listener: bool) -> Vec<ProcessConfig> {
+fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str, listener: bool) -> Vec<Arc<ProcessConfig>> {
     let Some(program_name) = checked_name(ld, section) else {
         return Vec::new();
     };
@@ -599,7 +601,7 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str, list
         // %(process_name)s is there for log_prefix, the one key read after the name is known.
         names.set_str("process_name", name.clone());
         let log_prefix = text_of(ld.get(section, "log_prefix", &names)).filter(|p| !p.is_empty());
-        processes.push(ProcessConfig {
+        processes.push(Arc::new(ProcessConfig {
             name,
             program: program_name.clone(),
             command,
@@ -630,8 +632,9 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str, list
             log_prefix,
             log_timestamps,
             span: span.clone(),
-        });
+        }));
     }
     processes.sort_by(|a, b| (a.priority, &a.name).cmp(&(b.priority, &b.name)));
+    processes.shrink_to_fit();
     processes
 }

@@ -551,3 +551,39 @@ fn probe_and_restart_limit_options_parse_and_bad_values_name_the_line() {
         ]
     );
 }
+
+#[test]
+fn same_group_ignores_where_settings_were_written_and_nothing_else() {
+    let load = |body: &str| conf(body).load().expect("valid config").groups.remove(0);
+    let base = load("[program:a]\ncommand=sleep 1\nnumprocs=2\nprocess_name=a%(process_num)d\n");
+    // The same settings, a few lines further down.
+    let moved = load("\n\n[program:a]\n\ncommand=sleep 1\nnumprocs=2\nprocess_name=a%(process_num)d\n");
+    assert_ne!(base.span, moved.span);
+    assert!(same_group(&base, &moved));
+    for changed in [
+        "[program:a]\ncommand=sleep 2\nnumprocs=2\nprocess_name=a%(process_num)d\n",
+        "[program:a]\ncommand=sleep 1\nnumprocs=3\nprocess_name=a%(process_num)d\n",
+        "[program:a]\ncommand=sleep 1\nnumprocs=2\nprocess_name=a%(process_num)d\npriority=5\n",
+        "[program:a]\ncommand=sleep 1\nnumprocs=2\nprocess_name=a%(process_num)d\nstartsecs=9\n",
+    ] {
+        assert!(!same_group(&base, &load(changed)), "{changed}");
+    }
+}
+
+#[test]
+fn a_program_sections_processes_hold_no_spare_capacity() {
+    // Each process's settings are kept once, shared by the loaded and re-read config and the
+    // running process; spare room in a one-process group's list cost 2.3 KB per program.
+    let config = conf(
+        "[program:a]\ncommand=sleep 1\n[program:b]\ncommand=sleep 1\nnumprocs=3\nprocess_name=b%(process_num)d\n\
+         [program:c]\ncommand=sleep 1\n[program:d]\ncommand=sleep 1\n[group:g]\nprograms=c,d\n",
+    )
+    .load()
+    .expect("valid config");
+    assert_eq!(config.groups.len(), 3);
+    for g in &config.groups {
+        assert_eq!(g.processes.capacity(), g.processes.len(), "{}", g.name);
+    }
+    let copy = config.clone();
+    assert!(std::sync::Arc::ptr_eq(&config.groups[0].processes[0], &copy.groups[0].processes[0]));
+}

@@ -5,6 +5,7 @@
 //! clock (`ctx.now` is given) and does no I/O: it pushes `Effect`s that the event loop performs
 //! (spawn, kill, log) and feeds the outcome back as another input.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::state::ProcessState;
@@ -86,7 +87,7 @@ pub struct Ctx {
 
 #[derive(Clone, Debug)]
 pub struct Process {
-    pub config: ProcessConfig,
+    pub config: Arc<ProcessConfig>,
     pub group: String,
     pub state: ProcessState,
     pub pid: u32,
@@ -133,7 +134,7 @@ fn secs(n: i64) -> Duration {
 }
 
 impl Process {
-    pub fn new(config: ProcessConfig, group: String) -> Process {
+    pub fn new(config: Arc<ProcessConfig>, group: String) -> Process {
         Process {
             config,
             group,

@@ -57,7 +57,7 @@ fn group(name: &str, priority: i64, procs: Vec<ProcessConfig>) -> GroupConfig {
         name: name.into(),
         priority,
         kind: GroupKind::Program,
-        processes: procs,
+        processes: procs.into_iter().map(std::sync::Arc::new).collect(),
         span: Span { file: PathBuf::from("t.conf"), line: 1 },
     }
 }
