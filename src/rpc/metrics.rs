@@ -99,13 +99,22 @@ const CSTIME: usize = 17 - 3;
 const STARTTIME: usize = 22 - 3;
 const RSS: usize = 24 - 3;
 
-fn usage_of(fields: &[u64], with_children: bool, ticks: f64, page: u64) -> Usage {
+/// Resident pages from `/proc/<pid>/statm`. The RSS field of `stat` is, since Linux 6.2, a
+/// per-CPU approximation that reads low for a small process and 0 for one that has just
+/// exec'd; `statm` (like VmRSS in `status`) gives the sum.
+fn resident_pages(pid: &str) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    statm.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn usage_of(pid: &str, fields: &[u64], with_children: bool, ticks: f64, page: u64) -> Usage {
     let get = |i: usize| fields.get(i).copied().unwrap_or(0);
     let mut cpu = get(UTIME) + get(STIME);
     if with_children {
         cpu += get(CUTIME) + get(CSTIME);
     }
-    Usage { rss_bytes: get(RSS) * page, cpu_seconds: cpu as f64 / ticks }
+    let pages = resident_pages(pid).unwrap_or_else(|| get(RSS));
+    Usage { rss_bytes: pages * page, cpu_seconds: cpu as f64 / ticks }
 }
 
 /// The children of every thread of `pid` (needs `/proc/<pid>/task/<tid>/children`, present
@@ -128,7 +137,7 @@ fn children(pid: u32) -> Vec<u32> {
 pub fn tree_usage(pid: u32) -> Option<Usage> {
     let (ticks, page) = (crate::sys::clock_ticks() as f64, crate::sys::page_size());
     let root = stat_fields(&pid.to_string())?;
-    let mut total = usage_of(&root, true, ticks, page);
+    let mut total = usage_of(&pid.to_string(), &root, true, ticks, page);
     let mut todo = children(pid);
     let mut seen = 0;
     // Bounded: a fork bomb under one program must not stall the event loop.
@@ -138,7 +147,7 @@ pub fn tree_usage(pid: u32) -> Option<Usage> {
             break;
         }
         if let Some(f) = stat_fields(&c.to_string()) {
-            let u = usage_of(&f, false, ticks, page);
+            let u = usage_of(&c.to_string(), &f, false, ticks, page);
             total.rss_bytes += u.rss_bytes;
             total.cpu_seconds += u.cpu_seconds;
             todo.extend(children(c));
@@ -159,7 +168,7 @@ pub struct SelfUsage {
 pub fn self_usage() -> SelfUsage {
     let (ticks, page) = (crate::sys::clock_ticks() as f64, crate::sys::page_size());
     let fields = stat_fields("self").unwrap_or_default();
-    let usage = usage_of(&fields, false, ticks, page);
+    let usage = usage_of("self", &fields, false, ticks, page);
     // Minus the directory handle read_dir itself holds.
     let open_fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count().saturating_sub(1) as u64).unwrap_or(0);
     let boot = std::fs::read_to_string("/proc/stat")
@@ -361,6 +370,34 @@ mod tests {
         assert_eq!(format_value(0.25), "0.25");
         assert_eq!(format_value(f64::NAN), "NaN");
         assert_eq!(format_value(f64::INFINITY), "+Inf");
+    }
+
+    #[test]
+    fn resident_memory_is_the_exact_sum_not_the_per_cpu_estimate() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().expect("spawn sleep");
+        let pid = child.id();
+        // Once it sleeps in nanosleep (after exec and the dynamic loader) its memory is still.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let settled = || {
+            let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+            wchan.contains("nanosleep") && exe.ends_with("sleep")
+        };
+        while !settled() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let was_settled = settled();
+        let usage = tree_usage(pid).expect("sleep is alive");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        let vm_rss_kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS");
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(was_settled, "sleep {pid} did not reach nanosleep within 10 s");
+        assert_eq!(usage.rss_bytes, vm_rss_kib * 1024);
     }
 
     #[test]
