@@ -515,6 +515,49 @@ fn fast_writer_loses_nothing_across_rotation_and_reopen() {
     assert!(all == expected.as_bytes(), "the concatenated files are exactly what was written");
 }
 
+/// A program found to fill its stdout pipe gets a 1 MiB pipe, so that a flood wakes the daemon
+/// less often; at most 16 pipes at a time (a non-root user's pipes share a page limit, past
+/// which the kernel gives new pipes one or two pages).
+#[test]
+fn flooding_programs_get_larger_pipes_up_to_a_limit() {
+    let d = Daemon::start(
+        "pipes",
+        "[program:f]\ncommand=python3 %(here)s/flood.py\nnumprocs=17\nprocess_name=f%(process_num)02d\n\
+         autostart=false\nstartsecs=0\nautorestart=false\nstdout_logfile=NONE\n\
+         stderr_logfile=%(here)s/f%(process_num)02d.err\n",
+    );
+    // 64 KiB blocks until the pipe is larger or 64 MiB went through; then its size, and sleep
+    // with the pipe open.
+    fs::write(
+        d.path("flood.py"),
+        "import fcntl, os, sys\nF_GETPIPE_SZ = 1032\nblock = b'x' * 65536\nn = 0\n\
+         while fcntl.fcntl(1, F_GETPIPE_SZ) == 65536 and n < 1024:\n    os.write(1, block)\n    n += 1\n\
+         sys.stderr.write('%d\\n' % fcntl.fcntl(1, F_GETPIPE_SZ))\nsys.stderr.flush()\n\
+         os.execvp('sleep', ['sleep', '1000'])\n",
+    )
+    .expect("write flood.py");
+    let names: Vec<String> = (0..17).map(|i| format!("f{i:02}")).collect();
+    let spec = |name: &str| Value::from(format!("f:{name}").as_str());
+    let mut sizes = Vec::new();
+    for name in &names {
+        d.rpc("supervisor.startProcess", &[spec(name), Value::from(false)]).expect("start");
+        let size: u64 = wait_for(60.0, "the pipe size", || {
+            fs::read_to_string(d.path(&format!("{name}.err"))).ok()?.trim().parse().ok()
+        });
+        sizes.push(size);
+    }
+    let grown = sizes.iter().filter(|s| **s == 1 << 20).count();
+    assert_eq!(grown, 16, "{sizes:?}");
+    assert_eq!(sizes[16], 65536, "the 17th flood keeps its pipe: {sizes:?}");
+    // A grown pipe counts no more once closed: the next flood is given one again.
+    d.rpc("supervisor.stopProcess", &[spec("f00"), Value::from(true)]).expect("stop");
+    fs::remove_file(d.path("f00.err")).expect("remove");
+    d.rpc("supervisor.startProcess", &[spec("f00"), Value::from(false)]).expect("start");
+    let again: u64 =
+        wait_for(60.0, "the pipe size", || fs::read_to_string(d.path("f00.err")).ok()?.trim().parse().ok());
+    assert_eq!(again, 1 << 20);
+}
+
 #[test]
 fn critical_program_exit_status_becomes_the_daemons() {
     let mut d = Daemon::start(
