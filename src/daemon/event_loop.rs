@@ -160,7 +160,7 @@ pub struct EventLoop {
     /// Open pipes that were given PIPE_GROWN_SIZE (at most MAX_GROWN_PIPES).
     grown_pipes: usize,
     buf: Vec<u8>,
-    env_base: Vec<(OsString, OsString)>,
+    env_base: spawn::BaseEnv,
     /// SUPERVISOR_SERVER_URL for programs without their own `serverurl=` (2.8).
     pub server_url: Option<String>,
     /// A config loaded for a reload, applied once everything has stopped.
@@ -244,7 +244,7 @@ impl EventLoop {
             unfinished: VecDeque::new(),
             grown_pipes: 0,
             buf: vec![0; READ_CHUNK],
-            env_base: std::env::vars_os().collect(),
+            env_base: spawn::BaseEnv::new(std::env::vars_os()),
             server_url,
             pending_reload: None,
             stopped_by_hand: Vec::new(),
@@ -926,10 +926,11 @@ impl EventLoop {
         self.sup.request_stop(Mood::Shutdown, now, SystemTime::now());
     }
 
-    /// Builds the child's environment (2.3): ours, SUPERVISOR_*, the user's HOME/USER/LOGNAME/
-    /// SHELL (fix of Supervisor issue #435), `[supervisord] environment`, then the program's.
+    /// What a child's environment sets on top of ours (2.3): SUPERVISOR_*, the user's HOME/USER/
+    /// LOGNAME/SHELL (fix of Supervisor issue #435), `[supervisord] environment`, then the
+    /// program's (a later one wins).
     fn child_env(&self, pc: &ProcessConfig, group: &str) -> Vec<(OsString, OsString)> {
-        let mut env: Vec<(OsString, OsString)> = self.env_base.clone();
+        let mut env: Vec<(OsString, OsString)> = Vec::new();
         let mut set = |k: &str, v: &str| env.push((k.into(), v.into()));
         set("SUPERVISOR_ENABLED", "1");
         let url = pc.serverurl.clone().or_else(|| self.server_url.clone());
@@ -947,12 +948,7 @@ impl EventLoop {
         for (k, v) in self.config.supervisord.environment.iter().chain(pc.environment.iter()) {
             set(k, v);
         }
-        // Later entries win; keep one of each key.
-        let mut seen = HashMap::new();
-        for (i, (k, _)) in env.iter().enumerate() {
-            seen.insert(k.clone(), i);
-        }
-        env.into_iter().enumerate().filter(|(i, (k, _))| seen.get(k) == Some(i)).map(|(_, kv)| kv).collect()
+        env
     }
 
     fn search_path(&self, pc: &ProcessConfig) -> Option<String> {
@@ -1019,6 +1015,7 @@ impl EventLoop {
         let plan = SpawnPlan {
             program,
             argv,
+            base: &self.env_base,
             env: self.child_env(pc, group),
             directory: pc.directory.clone(),
             umask: pc.umask,

@@ -656,6 +656,26 @@ fn remove_group_refuses_while_running() {
     assert!(h.sup.processes().next().is_none());
 }
 
+#[test]
+fn groups_are_found_by_name_after_one_before_them_is_removed() {
+    let mut sup = Supervisor::new();
+    for name in ["a", "b", "c"] {
+        let mut pc = pconf(name);
+        pc.autostart = false;
+        assert!(sup.add_group(group(name, 1, vec![pc])));
+    }
+    assert!(!sup.add_group(group("b", 1, vec![pconf("b")])), "a second b is refused");
+    assert!(sup.remove_group("a").is_ok());
+    assert!(sup.group("a").is_none());
+    for name in ["b", "c"] {
+        assert_eq!(sup.group(name).map(|g| g.config.name.as_str()), Some(name));
+        assert!(sup.find(name, name).is_some());
+    }
+    assert!(sup.add_group(group("a", 1, vec![pconf("a")])));
+    assert_eq!(sup.groups().iter().map(|g| g.config.name.as_str()).collect::<Vec<_>>(), ["b", "c", "a"]);
+    assert_eq!(sup.group("a").map(|g| g.config.name.as_str()), Some("a"));
+}
+
 fn policy(p: &mut ProcessConfig, f: impl FnOnce(&mut crate::config::RestartPolicy)) {
     f(&mut p.restart);
 }
