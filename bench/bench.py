@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -139,6 +140,25 @@ def proc_status(pid):
             k, _, v = line.partition(":")
             out[k] = v.strip()
     return out
+
+
+def elf_interpreter(path):
+    """Whether an ELF file names a program interpreter (PT_INTERP): a dynamically linked
+    executable does; a static one (static-pie included) does not."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+        if head[:4] != b"\x7fELF":
+            raise BenchError(f"{path} is not an ELF file")
+        wide, order = head[4] == 2, "<" if head[5] == 1 else ">"
+        if wide:
+            phoff, = struct.unpack_from(order + "Q", head, 0x20)
+            phentsize, phnum = struct.unpack_from(order + "HH", head, 0x36)
+        else:
+            phoff, = struct.unpack_from(order + "I", head, 0x1C)
+            phentsize, phnum = struct.unpack_from(order + "HH", head, 0x2A)
+        f.seek(phoff)
+        table = f.read(phentsize * phnum)
+    return any(struct.unpack_from(order + "I", table, i * phentsize)[0] == 3 for i in range(phnum))
 
 
 def rss_kib(pid):
@@ -879,9 +899,7 @@ def main():
     for p in (Env.minisv, Env.supervisord):
         if not os.access(p, os.X_OK):
             sys.exit(f"bench: {p} not found (run bench/run, which builds and installs both)")
-    static = "statically linked" in subprocess.run(["file", "-L", Env.minisv], capture_output=True,
-                                                    text=True).stdout if shutil.which("file") else \
-        b"/ld-linux" not in open(Env.minisv, "rb").read(4096 * 4)
+    static = not elf_interpreter(Env.minisv)
     # descriptor limit: the same generous soft limit for both daemons
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
