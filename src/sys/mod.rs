@@ -335,6 +335,51 @@ pub fn clock_ticks() -> u64 {
     syscall!(sysconf(libc::_SC_CLK_TCK)).ok().filter(|&n| n > 0).map_or(100, |n| n as u64)
 }
 
+/// Zeroed memory in a mapping of its own, unmapped when dropped: its pages go back to the
+/// system at once, whatever the allocator would have done with a block of that size.
+pub struct MappedBuf {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl MappedBuf {
+    pub fn new(len: usize) -> io::Result<MappedBuf> {
+        // SAFETY: a fresh anonymous private mapping; nothing else refers to it.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(MappedBuf { ptr: ptr.cast(), len })
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: `len` bytes mapped readable and writable (zero-filled when new), owned by self.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+impl Drop for MappedBuf {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+impl std::fmt::Debug for MappedBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MappedBuf({} bytes)", self.len)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

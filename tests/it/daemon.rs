@@ -515,6 +515,43 @@ fn fast_writer_loses_nothing_across_rotation_and_reopen() {
     assert!(all == expected.as_bytes(), "the concatenated files are exactly what was written");
 }
 
+/// While a program floods, the daemon reads its grown pipe into a 1 MiB buffer of its own; a
+/// second after the flood, that memory is given back.
+#[test]
+fn the_flood_buffer_is_given_back_after_the_flood() {
+    // At loglevel info: at debug, the copy of the output in the main log allocates far more.
+    let dir = TempDir::new("floodbuf");
+    let conf = dir.write(
+        "sv.conf",
+        &format!(
+            "{}[program:yes]\ncommand=yes\nautostart=false\nstartsecs=0\nstdout_logfile=NONE\nstopsignal=KILL\n",
+            base_config(dir.path())
+        ),
+    );
+    let d = Daemon::start_with(dir, conf, &["-e", "info"]);
+    let anon_kib = || -> u64 {
+        let rollup = fs::read_to_string(format!("/proc/{}/smaps_rollup", d.pid)).expect("smaps_rollup");
+        rollup
+            .lines()
+            .find_map(|l| l.strip_prefix("Anonymous:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("Anonymous")
+    };
+    d.rpc("supervisor.startProcess", &[Value::from("yes"), Value::from(true)]).expect("start");
+    // The flood is on: the buffer is mapped and filled by every read.
+    let mut flooding = 0;
+    for _ in 0..20 {
+        flooding = flooding.max(anon_kib());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    d.rpc("supervisor.stopProcess", &[Value::from("yes"), Value::from(true)]).expect("stop");
+    let after = wait_for(10.0, "the buffer to be unmapped", || {
+        let now = anon_kib();
+        (now + 768 <= flooding).then_some(now)
+    });
+    assert!(after + 768 <= flooding, "{flooding} kB while flooding, {after} kB after");
+}
+
 /// A program found to fill its stdout pipe gets a 1 MiB pipe, so that a flood wakes the daemon
 /// less often; at most 16 pipes at a time (a non-root user's pipes share a page limit, past
 /// which the kernel gives new pipes one or two pages).
