@@ -537,12 +537,14 @@ fn the_flood_buffer_is_given_back_after_the_flood() {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .expect("Anonymous")
     };
+    let before = anon_kib();
     d.rpc("supervisor.startProcess", &[Value::from("yes"), Value::from(true)]).expect("start");
-    // The flood is on: the buffer is mapped and filled by every read.
+    // Once the pipe is grown, every read fills the buffer: the daemon's memory is up by it.
+    wait_for(20.0, "the flood buffer to be in use", || (anon_kib() >= before + 768).then_some(()));
     let mut flooding = 0;
     for _ in 0..20 {
         flooding = flooding.max(anon_kib());
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(5));
     }
     d.rpc("supervisor.stopProcess", &[Value::from("yes"), Value::from(true)]).expect("stop");
     let after = wait_for(10.0, "the buffer to be unmapped", || {
