@@ -61,6 +61,9 @@ const PIPE_GROWN_SIZE: usize = 1 << 20;
 /// the last one, so the memory is the daemon's only while a program floods.
 const FLOOD_BUF: usize = PIPE_GROWN_SIZE;
 const FLOOD_BUF_KEEP: Duration = Duration::from_secs(1);
+/// The most output one PROCESS_LOG event or one copy in the main log (at loglevel debug)
+/// carries: what Supervisor reads from a pipe at once.
+const OUTPUT_CHUNK: usize = 128 * 1024;
 const MAX_GROWN_PIPES: usize = 16;
 /// At most this much is read from a pipe after its process exited (a pipe holds 64 KiB to
 /// 1 MiB, so everything the process itself wrote fits).
@@ -809,9 +812,13 @@ impl EventLoop {
                 sys::syslog(libc::LOG_INFO, &format!("{} {}", name, String::from_utf8_lossy(line)));
             }
         }
-        self.log.child_output(&name, ch.name(), data);
-        if events {
-            self.notify(Event::process_log(event_channel(ch), &name, &group, pid, data));
+        // Per piece of at most what Supervisor reads at once, though a grown pipe is read 1 MiB
+        // at a time: the main log's copy and listeners see the chunk sizes they always have.
+        for piece in data.chunks(OUTPUT_CHUNK) {
+            self.log.child_output(&name, ch.name(), piece);
+            if events {
+                self.notify(Event::process_log(event_channel(ch), &name, &group, pid, piece));
+            }
         }
     }
 

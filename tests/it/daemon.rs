@@ -515,6 +515,24 @@ fn fast_writer_loses_nothing_across_rotation_and_reopen() {
     assert!(all == expected.as_bytes(), "the concatenated files are exactly what was written");
 }
 
+/// Output read 1 MiB at a time from a grown pipe still reaches the main log's debug copy (and
+/// PROCESS_LOG events) in pieces of at most 128 KiB, as Supervisor reads it.
+#[test]
+fn a_flood_reaches_the_main_log_in_pieces_of_at_most_128_kib() {
+    let d = Daemon::start(
+        "chunks",
+        "[program:big]\ncommand=python3 -c \"import os, sys; [os.write(1, bytes([64]) * 1048576) for _ in range(4)]; \
+         sys.stdout.flush(); os.execvp('sleep', ['sleep', '1000'])\"\nstartsecs=0\nstdout_logfile=NONE\n",
+    );
+    let runs = wait_for(30.0, "4 MiB in the main log", || {
+        let log = d.log();
+        let runs: Vec<usize> = log.split(|c: char| c != '@').map(str::len).filter(|n| *n > 0).collect();
+        (runs.iter().sum::<usize>() >= 4 << 20).then_some(runs)
+    });
+    assert_eq!(runs.iter().sum::<usize>(), 4 << 20);
+    assert!(runs.iter().all(|n| *n <= 128 * 1024), "pieces of {:?} bytes", runs);
+}
+
 /// While a program floods, the daemon reads its grown pipe into a 1 MiB buffer of its own; a
 /// second after the flood, that memory is given back.
 #[test]
