@@ -149,14 +149,8 @@ impl BaseEnv {
     pub fn new(vars: impl IntoIterator<Item = (OsString, OsString)>) -> BaseEnv {
         let vars = vars
             .into_iter()
-            .filter_map(|(k, v)| {
-                let mut kv = Vec::with_capacity(k.len() + v.len() + 1);
-                kv.extend_from_slice(k.as_bytes());
-                kv.push(b'=');
-                kv.extend_from_slice(v.as_bytes());
-                // The environment cannot hold a NUL; skip rather than fail every spawn.
-                Some((CString::new(kv).ok()?, k.len()))
-            })
+            // The environment cannot hold a NUL; skip rather than fail every spawn.
+            .filter_map(|(k, v)| Some((env_var(&k, &v)?, k.len())))
             .collect();
         BaseEnv { vars }
     }
@@ -164,6 +158,15 @@ impl BaseEnv {
     fn keys_and_vars(&self) -> impl Iterator<Item = (&[u8], &CString)> {
         self.vars.iter().map(|(kv, n)| (&kv.as_bytes()[..*n], kv))
     }
+}
+
+/// `KEY=VALUE` as a C string; None if either holds a NUL.
+fn env_var(k: &OsString, v: &OsString) -> Option<CString> {
+    let mut kv = Vec::with_capacity(k.len() + v.len() + 1);
+    kv.extend_from_slice(k.as_bytes());
+    kv.push(b'=');
+    kv.extend_from_slice(v.as_bytes());
+    CString::new(kv).ok()
 }
 
 /// A child's `envp`: the variables of `base` that `set` does not set, then those of `set`, the
@@ -179,11 +182,7 @@ fn compose_env(
         if !last(i, k) {
             continue;
         }
-        let mut kv = Vec::with_capacity(k.len() + v.len() + 1);
-        kv.extend_from_slice(k.as_bytes());
-        kv.push(b'=');
-        kv.extend_from_slice(v.as_bytes());
-        extra.push(CString::new(kv).map_err(|_| k.clone())?);
+        extra.push(env_var(k, v).ok_or_else(|| k.clone())?);
     }
     let overridden = |key: &[u8]| set.iter().any(|(k, _)| k.as_bytes() == key);
     let envp = base
