@@ -45,6 +45,9 @@ pub fn run(argv0: &str, args: &DaemonArgs) -> i32 {
 
     // First start only: limits, privileges, signals, daemonizing.
     let mut startup_lines: Vec<(LogLevel, String)> = Vec::new();
+    if let Some(e) = crate::daemon::spawn::reserve_fd_slots() {
+        startup_lines.push((LogLevel::Warn, e));
+    }
     for (resource, min, name) in [
         (libc::RLIMIT_NOFILE, config.supervisord.minfds, "RLIMIT_NOFILE"),
         (libc::RLIMIT_NPROC, config.supervisord.minprocs, "RLIMIT_NPROC"),

@@ -1,8 +1,9 @@
 //! Starting a child (reference 2.3): resolve the command in the parent, prepare everything
 //! that needs allocation before the clone, and keep the child side to plain system calls.
 //!
-//! The child is started with clone(CLONE_VM | CLONE_VFORK) on a stack mapped once: it shares
-//! the daemon's memory until it execs, while the daemon's thread waits (no page tables copied).
+//! The child is started with clone(CLONE_VM | CLONE_VFORK | CLONE_FILES) on a stack mapped
+//! once: it shares the daemon's memory until it execs, while the daemon's thread waits (no page
+//! tables copied), and copies only the first few fds of the daemon's fd table (`Slots`).
 //! It gets fds 0-2 only (everything else is marked close-on-exec: fix of Q7), default signal
 //! dispositions and an empty mask, its own process group, then supplementary groups, gid and
 //! uid, the directory and the umask. A failure in the child is reported to the parent as (step,
@@ -248,6 +249,9 @@ struct ChildSpec {
     umask: Option<libc::mode_t>,
     /// (the write end of the readiness pipe, the fd number the program expects it at).
     ready: Option<(RawFd, RawFd)>,
+    /// Nonzero: the child starts on the daemon's fd table and keeps a copy of the fds below
+    /// this one (`Slots`).
+    keep_below: RawFd,
     /// Set by a child that fails: the step and the errno.
     failed_step: AtomicU8,
     failed_errno: AtomicI32,
@@ -310,7 +314,7 @@ pub fn spawn(plan: SpawnPlan<'_>, name: &str) -> Result<Spawned, String> {
         err_w.as_ref().unwrap_or(&out_w).as_raw_fd(),
     ];
 
-    let spec = ChildSpec {
+    let mut spec = ChildSpec {
         argv: argv.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect(),
         envp,
         path,
@@ -320,10 +324,11 @@ pub fn spawn(plan: SpawnPlan<'_>, name: &str) -> Result<Spawned, String> {
         directory,
         umask: plan.umask.map(|m| m as libc::mode_t),
         ready: ready_pipe.as_ref().zip(plan.ready_fd).map(|((_, w), n)| (w.as_raw_fd(), n)),
+        keep_below: 0,
         failed_step: AtomicU8::new(0),
         failed_errno: AtomicI32::new(0),
     };
-    let pid = clone_and_exec(&spec).map_err(|errno| match errno {
+    let pid = clone_and_exec(&mut spec).map_err(|errno| match errno {
         libc::EAGAIN => format!("Too many processes in process table to spawn {}", py_repr(name)),
         n => format!("couldn't fork {}: {}", py_repr(name), sys::errno_str(n)),
     })?;
@@ -360,18 +365,106 @@ fn user_uid(user: &Option<(u32, u32, Vec<u32>)>) -> u32 {
 const CHILD_STACK: usize = 64 * 1024;
 const GUARD: usize = 4096;
 
+/// What every spawn reuses: the child's stack and the fd slots.
+struct Spawner {
+    /// The lowest address of the stack mapping (its guard page).
+    stack: usize,
+    slots: Option<Slots>,
+}
+
+/// Low-numbered fds, reserved at startup, where the parent puts a child's ends for the clone.
+///
+/// The child starts sharing the daemon's fd table (CLONE_FILES) and takes a copy of only the fds
+/// below `end` (close_range with CLOSE_RANGE_UNSHARE): with 1000 programs the daemon holds 3000
+/// pipe ends, and a child that copied the whole table took a reference on each and closed each
+/// again at exec (flushing every one: a third of the CPU a `sleep` child needs to start). Each
+/// slot always holds an fd (`/dev/null` when idle), so no other thread's open() ever gets its
+/// number.
+struct Slots {
+    idle: OwnedFd,
+    /// stdin, stdout, stderr, readiness.
+    fds: [OwnedFd; 4],
+    /// One above the highest slot: the child keeps the fds below it.
+    end: RawFd,
+}
+
+impl Slots {
+    fn reserve() -> io::Result<Slots> {
+        let devnull = fs::File::open("/dev/null")?;
+        let low = |fd: RawFd| -> io::Result<OwnedFd> {
+            // SAFETY: F_DUPFD_CLOEXEC on an fd we own returns a new fd that we then own.
+            let n = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+            if n == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: `n` was just returned by fcntl and is owned by nobody else.
+            Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(n) })
+        };
+        let idle = low(devnull.as_raw_fd())?;
+        let fds = [low(idle.as_raw_fd())?, low(idle.as_raw_fd())?, low(idle.as_raw_fd())?, low(idle.as_raw_fd())?];
+        let end = fds.iter().map(|f| f.as_raw_fd()).max().unwrap_or(2) + 1;
+        Ok(Slots { idle, fds, end })
+    }
+
+    /// Puts `fd` in slot `i` (close-on-exec); the slot's previous fd is closed.
+    fn put(&self, i: usize, fd: RawFd) -> io::Result<RawFd> {
+        let slot = self.fds[i].as_raw_fd();
+        // SAFETY: dup3 onto a slot we own: it replaces the slot's open file, nothing else.
+        if unsafe { libc::dup3(fd, slot, libc::O_CLOEXEC) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(slot)
+    }
+
+    /// Gives every slot back its idle fd, closing the child's ends held there.
+    fn clear(&self) {
+        for i in 0..self.fds.len() {
+            // Cannot fail: both fds are ours and open, and the slot is never being allocated.
+            let _ = self.put(i, self.idle.as_raw_fd());
+        }
+    }
+}
+
+static SPAWNER: std::sync::Mutex<Option<Spawner>> = std::sync::Mutex::new(None);
+
+fn spawner() -> std::sync::MutexGuard<'static, Option<Spawner>> {
+    SPAWNER.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Reserves the fd slots while the daemon's fd numbers are still low (at startup, before any
+/// listener, log or child pipe). Without them (no `/dev/null`), each child copies the whole fd
+/// table, as before. Returns the reason when they could not be reserved.
+pub fn reserve_fd_slots() -> Option<String> {
+    let mut sp = spawner();
+    if sp.as_ref().is_some_and(|s| s.slots.is_some()) {
+        return None;
+    }
+    match Slots::reserve() {
+        Ok(slots) => {
+            match sp.as_mut() {
+                Some(s) => s.slots = Some(slots),
+                None => *sp = Some(Spawner { stack: 0, slots: Some(slots) }),
+            }
+            None
+        }
+        Err(e) => Some(format!("could not reserve fds for spawning (each child will copy the daemon's fd table): {e}")),
+    }
+}
+
 /// Starts the child with clone(CLONE_VM | CLONE_VFORK), as posix_spawn does: no copy of the
 /// daemon's page tables, and this thread sleeps until the child has exec'd or failed. Unlike
 /// glibc's posix_spawn, the child's stack is mapped once instead of mapped and unmapped for
-/// every spawn (each unmap flushed the TLBs of the other CPUs), and the child also switches
-/// user, umask and the readiness fd, so no program needs a fork of the whole daemon. Returns
-/// the pid, or the errno of clone.
-fn clone_and_exec(spec: &ChildSpec) -> Result<libc::pid_t, i32> {
-    struct Stack(usize);
-    static STACK: std::sync::Mutex<Option<Stack>> = std::sync::Mutex::new(None);
-    // One child at a time on the stack: the lock is held until the child no longer runs on it.
-    let mut stack = STACK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    if stack.is_none() {
+/// every spawn (each unmap flushed the TLBs of the other CPUs), the child shares the fd table
+/// until it has taken the few fds it needs (see `Slots`), and it also switches user, umask and
+/// the readiness fd, so no program needs a fork of the whole daemon. `spec`'s fds are the
+/// daemon's; they are moved into the slots here. Returns the pid, or the errno of clone (or of
+/// placing the fds).
+fn clone_and_exec(spec: &mut ChildSpec) -> Result<libc::pid_t, i32> {
+    // One child at a time on the stack and in the slots: the lock is held until the child no
+    // longer runs on the one and the parent has cleared the other.
+    let mut sp = spawner();
+    let sp = sp.get_or_insert(Spawner { stack: 0, slots: None });
+    if sp.stack == 0 {
         // SAFETY: a fresh anonymous private mapping, whose first page is made inaccessible.
         let base = unsafe {
             libc::mmap(
@@ -388,9 +481,29 @@ fn clone_and_exec(spec: &ChildSpec) -> Result<libc::pid_t, i32> {
         }
         // SAFETY: the first page of the mapping just made.
         unsafe { libc::mprotect(base, GUARD, libc::PROT_NONE) };
-        *stack = Some(Stack(base as usize));
+        sp.stack = base as usize;
     }
-    let top = stack.as_ref().map_or(0, |s| s.0 + GUARD + CHILD_STACK);
+    let top = sp.stack + GUARD + CHILD_STACK;
+    let mut flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
+    if let Some(slots) = &sp.slots {
+        let placed = (|| -> io::Result<()> {
+            for i in 0..3 {
+                if spec.stdio[i] >= 0 {
+                    spec.stdio[i] = slots.put(i, spec.stdio[i])?;
+                }
+            }
+            if let Some((fd, _)) = &mut spec.ready {
+                *fd = slots.put(3, *fd)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = placed {
+            slots.clear();
+            return Err(e.raw_os_error().unwrap_or(libc::EBADF));
+        }
+        spec.keep_below = slots.end;
+        flags |= libc::CLONE_FILES;
+    }
     // Every signal blocked, the libc's internal ones too, from before the clone: the child
     // shares our memory, so no handler of ours may run in it. It empties its mask before exec.
     let all: u64 = !0;
@@ -400,12 +513,8 @@ fn clone_and_exec(spec: &ChildSpec) -> Result<libc::pid_t, i32> {
     // resumes once the child has exec'd or exited), and the top of a mapped stack.
     let pid = unsafe {
         libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &all as *const u64, &mut old as *mut u64, 8usize);
-        let pid = libc::clone(
-            child_main,
-            top as *mut libc::c_void,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            spec as *const ChildSpec as *mut libc::c_void,
-        );
+        let pid =
+            libc::clone(child_main, top as *mut libc::c_void, flags, spec as *const ChildSpec as *mut libc::c_void);
         let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
         libc::syscall(
             libc::SYS_rt_sigprocmask,
@@ -420,7 +529,9 @@ fn clone_and_exec(spec: &ChildSpec) -> Result<libc::pid_t, i32> {
             Ok(pid)
         }
     };
-    drop(stack);
+    if let Some(slots) = &sp.slots {
+        slots.clear();
+    }
     pid
 }
 
@@ -441,13 +552,26 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     };
     // SAFETY: system calls on the fds, ids and strings the parent prepared.
     unsafe {
+        // First a fd table of our own (CLONE_FILES: until now it is the daemon's): a copy of
+        // the fds below the slots' end only, or, on a kernel without close_range, of all.
+        if spec.keep_below > 0
+            && libc::syscall(
+                libc::SYS_close_range,
+                spec.keep_below as libc::c_uint,
+                libc::c_uint::MAX,
+                CLOSE_RANGE_UNSHARE,
+            ) == -1
+            && libc::syscall(libc::SYS_unshare, libc::CLONE_FILES) == -1
+        {
+            return fail(STEP_FDS);
+        }
         child_default_dispositions();
         if libc::setpgid(0, 0) == -1 {
             return fail(STEP_PGID);
         }
         // Fds 0-2 of the child. A source that is itself one of 0-2 (the daemon was started with
-        // one of them closed) first moves out of the way, so that no dup2 overwrites another's
-        // source and none is a no-op that would leave close-on-exec set.
+        // one of them closed, and it has no slots) first moves out of the way, so that no dup2
+        // overwrites another's source and none is a no-op that would leave close-on-exec set.
         let mut src = spec.stdio;
         for fd in src.iter_mut() {
             if (0..3).contains(fd) {
@@ -584,6 +708,8 @@ fn raw_default_disposition(sig: libc::c_int) {
     }
 }
 
+const CLOSE_RANGE_UNSHARE: libc::c_uint = 1 << 1;
+
 /// In the child: mark every fd >= `from` close-on-exec (close_range, or one by one).
 fn child_cloexec_from(from: RawFd) -> bool {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
@@ -638,6 +764,81 @@ mod tests {
             .collect();
         assert_eq!(vars, ["A=1", "C=3", "D=y", "B=z", "AA="]);
         assert_eq!(compose_env(&base, &[(os("E"), os("a\0b"))]).err(), Some(os("E")));
+    }
+
+    /// Reads `fd` (non-blocking) to EOF, waiting at most 10 s in all.
+    fn read_to_eof(fd: &OwnedFd) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            assert!(!left.is_zero(), "no EOF within 10 s (a write end is still open somewhere): {out:?}");
+            let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            // SAFETY: poll on one valid pollfd.
+            unsafe { libc::poll(&mut pfd, 1, left.as_millis() as libc::c_int) };
+            // SAFETY: read into a buffer we own.
+            match unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } {
+                0 => return String::from_utf8_lossy(&out).into_owned(),
+                n if n > 0 => out.extend_from_slice(&buf[..n as usize]),
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn a_child_takes_only_its_own_fds_through_the_slots_which_are_idle_again_after() {
+        assert_eq!(reserve_fd_slots(), None);
+        let slots: Vec<RawFd> = spawner()
+            .as_ref()
+            .and_then(|s| s.slots.as_ref())
+            .expect("reserved")
+            .fds
+            .iter()
+            .map(|f| f.as_raw_fd())
+            .collect();
+        assert!(slots.iter().all(|&fd| fd >= 3), "{slots:?}");
+        // Fds of ours, not close-on-exec: none may reach the child.
+        let ours: Vec<_> = (0..32).map(|_| sys::pipe().expect("pipe")).collect();
+        for (r, _) in &ours {
+            // SAFETY: clearing FD_CLOEXEC on an fd we own.
+            unsafe { libc::fcntl(r.as_raw_fd(), libc::F_SETFD, 0) };
+        }
+        let base = BaseEnv::new(std::env::vars_os());
+        let script = "ls /proc/$$/fd; readlink /proc/$$/fd/3; echo to-stderr >&2; cat; echo ready >&3";
+        let plan = SpawnPlan {
+            program: PathBuf::from("/bin/sh"),
+            argv: vec!["sh".into(), "-c".into(), script.into()],
+            base: &base,
+            env: Vec::new(),
+            directory: None,
+            umask: None,
+            user: None,
+            redirect_stderr: false,
+            stdin_socket: None,
+            ready_fd: Some(3),
+        };
+        let child = spawn(plan, "slots").expect("spawned");
+        for slot in &slots {
+            let link = fs::read_link(format!("/proc/self/fd/{slot}")).expect("slot open");
+            assert_eq!(link, Path::new("/dev/null"), "slot {slot} is idle again");
+        }
+        let stdin = child.stdin.expect("stdin pipe");
+        assert_eq!(write_nonblocking(&stdin, b"from-stdin\n").expect("write"), 11);
+        drop(stdin);
+        let out = read_to_eof(&child.stdout);
+        let err = read_to_eof(child.stderr.as_ref().expect("stderr pipe"));
+        let ready = read_to_eof(child.ready.as_ref().expect("ready pipe"));
+        let mut status = 0;
+        // SAFETY: waitpid on our own child.
+        assert_eq!(unsafe { libc::waitpid(child.pid as libc::pid_t, &mut status, 0) }, child.pid as libc::pid_t);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[..4], ["0", "1", "2", "3"], "only 0-2 and the readiness fd: {out}");
+        assert!(lines[4].starts_with("pipe:["), "{out}");
+        assert_eq!(lines[5..], ["from-stdin"], "{out}");
+        assert_eq!((err.as_str(), ready.as_str()), ("to-stderr\n", "ready\n"));
+        assert_eq!(status, 0);
+        drop(ours);
     }
 
     #[test]
