@@ -386,6 +386,8 @@ struct Slots {
     fds: [OwnedFd; 4],
     /// One above the highest slot: the child keeps the fds below it.
     end: RawFd,
+    /// The slots holding a child's end now (bit i: slot i).
+    busy: std::cell::Cell<u8>,
 }
 
 impl Slots {
@@ -403,7 +405,7 @@ impl Slots {
         let idle = low(devnull.as_raw_fd())?;
         let fds = [low(idle.as_raw_fd())?, low(idle.as_raw_fd())?, low(idle.as_raw_fd())?, low(idle.as_raw_fd())?];
         let end = fds.iter().map(|f| f.as_raw_fd()).max().unwrap_or(2) + 1;
-        Ok(Slots { idle, fds, end })
+        Ok(Slots { idle, fds, end, busy: std::cell::Cell::new(0) })
     }
 
     /// Puts `fd` in slot `i` (close-on-exec); the slot's previous fd is closed.
@@ -413,15 +415,19 @@ impl Slots {
         if unsafe { libc::dup3(fd, slot, libc::O_CLOEXEC) } == -1 {
             return Err(io::Error::last_os_error());
         }
+        self.busy.set(self.busy.get() | 1 << i);
         Ok(slot)
     }
 
-    /// Gives every slot back its idle fd, closing the child's ends held there.
+    /// Gives the slots in use back their idle fd, closing the child's ends held there.
     fn clear(&self) {
         for i in 0..self.fds.len() {
-            // Cannot fail: both fds are ours and open, and the slot is never being allocated.
-            let _ = self.put(i, self.idle.as_raw_fd());
+            if self.busy.get() & 1 << i != 0 {
+                // Cannot fail: both fds are ours and open, and the slot is never being allocated.
+                let _ = self.put(i, self.idle.as_raw_fd());
+            }
         }
+        self.busy.set(0);
     }
 }
 
@@ -838,6 +844,29 @@ mod tests {
         assert_eq!(lines[5..], ["from-stdin"], "{out}");
         assert_eq!((err.as_str(), ready.as_str()), ("to-stderr\n", "ready\n"));
         assert_eq!(status, 0);
+
+        // A child with fewer ends (stderr to stdout, no readiness fd) leaves the slots idle too.
+        let plan = SpawnPlan {
+            program: PathBuf::from("/bin/sh"),
+            argv: vec!["sh".into(), "-c".into(), "echo out; echo err >&2".into()],
+            base: &base,
+            env: Vec::new(),
+            directory: None,
+            umask: None,
+            user: None,
+            redirect_stderr: true,
+            stdin_socket: None,
+            ready_fd: None,
+        };
+        let child = spawn(plan, "slots2").expect("spawned");
+        for slot in &slots {
+            let link = fs::read_link(format!("/proc/self/fd/{slot}")).expect("slot open");
+            assert_eq!(link, Path::new("/dev/null"), "slot {slot} is idle again");
+        }
+        assert!(child.stderr.is_none() && child.ready.is_none());
+        assert_eq!(read_to_eof(&child.stdout), "out\nerr\n");
+        // SAFETY: waitpid on our own child.
+        assert_eq!(unsafe { libc::waitpid(child.pid as libc::pid_t, &mut status, 0) }, child.pid as libc::pid_t);
         drop(ours);
     }
 
