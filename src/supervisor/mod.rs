@@ -20,6 +20,10 @@ pub use state::{Mood, ProcessState};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ProcId(pub usize);
 
+fn has_checks(pc: &crate::config::ProcessConfig) -> bool {
+    pc.checks.ready.is_some() || pc.checks.health.is_some()
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     Spawn(ProcId),
@@ -68,6 +72,8 @@ pub struct Supervisor {
     stop_groups: Option<Vec<String>>,
     /// Some process has `depends_on=` (otherwise dependency checks cost nothing).
     any_deps: bool,
+    /// Some process has a readiness or health check (`Probes` need not look otherwise).
+    any_checks: bool,
     /// `restart_limit=`: automatic restarts allowed per second across the daemon (0: any).
     restart_limit: u32,
     /// When the automatic restarts of the last second began, oldest first.
@@ -159,6 +165,7 @@ impl Supervisor {
 
     fn update_any_deps(&mut self) {
         self.any_deps = self.slots.iter().flatten().any(|p| !p.config.depends_on.is_empty());
+        self.any_checks = self.slots.iter().flatten().any(|p| has_checks(&p.config));
     }
 
     pub fn process(&self, id: ProcId) -> Option<&Process> {
@@ -207,6 +214,7 @@ impl Supervisor {
         }
         self.actions.push_back(Action::GroupAdded(config.name.clone()));
         self.any_deps |= config.processes.iter().any(|pc| !pc.depends_on.is_empty());
+        self.any_checks |= config.processes.iter().any(|pc| has_checks(pc));
         self.group_index.insert(config.name.clone(), self.groups.len());
         self.groups.push(Group { config, members });
         true
@@ -426,6 +434,11 @@ impl Supervisor {
     /// Some process has `depends_on=`.
     pub fn has_deps(&self) -> bool {
         self.any_deps
+    }
+
+    /// Some process has a readiness or health check.
+    pub fn has_checks(&self) -> bool {
+        self.any_checks
     }
 
     /// Processes of a group, ordered for a group start (priority, stable).

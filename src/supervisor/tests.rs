@@ -1067,3 +1067,16 @@ fn stop_by_hand_during_a_health_restart_keeps_it_stopped() {
     assert_eq!(h.state("a"), ProcessState::Stopped);
     assert_eq!(h.spawns, ["a"], "not started again");
 }
+
+#[test]
+fn has_checks_follows_the_groups_added_and_removed() {
+    let mut sup = Supervisor::new();
+    sup.add_group(group("plain", 1, vec![pconf("a")]));
+    assert!(!sup.has_checks());
+    let mut checked = pconf("b");
+    checked.checks.health = Some(crate::config::Probe::Command("true".into()));
+    sup.add_group(group("checked", 2, vec![checked]));
+    assert!(sup.has_checks());
+    assert!(sup.remove_group("checked").is_ok());
+    assert!(!sup.has_checks());
+}

@@ -982,3 +982,39 @@ fn output_that_is_not_utf8_in_the_main_log_hides_no_line() {
     assert!(d.log().contains("supervisord started with pid"), "{}", d.log());
     assert!(d.log().contains("ok \u{fffd}\u{fffd} end"), "{}", d.log());
 }
+
+/// When only programs' output woke the daemon, it skips the state machine's pass over every
+/// process, but never past a deadline: with a program talking every 5 ms (and no RPC, which
+/// would wake the daemon for other reasons), startsecs and a backoff delay still run out.
+#[test]
+fn deadlines_run_out_while_output_keeps_the_daemon_busy() {
+    let dir = TempDir::new("busy");
+    dir.write(
+        "chatty.py",
+        "import sys, time\nwhile True:\n    sys.stdout.write('x\\n')\n    sys.stdout.flush()\n    time.sleep(0.005)\n",
+    );
+    let conf = dir.write(
+        "sv.conf",
+        &format!(
+            "{}[program:chatty]\ncommand=python3 %(here)s/chatty.py\nstartsecs=0\npriority=1\n\
+             stdout_logfile=%(here)s/chatty.log\nstopsignal=KILL\n\
+             [program:slow]\ncommand=sleep 1000\nstartsecs=1\n\
+             [program:failing]\ncommand=sh -c 'exit 3'\nstartsecs=1\nstartretries=1\n",
+            base_config(dir.path())
+        ),
+    );
+    // At loglevel info: at debug, every line of chatty would be copied into the main log.
+    let d = Daemon::start_with(dir, conf, &["-e", "info"]);
+    let log = d.path("main.log");
+    wait_for(20.0, "slow to be RUNNING after startsecs", || {
+        read_lossy(&log).contains("success: slow entered RUNNING state").then_some(())
+    });
+    wait_for(20.0, "failing to be retried after its backoff delay, then FATAL", || {
+        let text = read_lossy(&log);
+        (text.matches("spawned: 'failing'").count() == 2 && text.contains("gave up: failing entered FATAL state"))
+            .then_some(())
+    });
+    let lines = read_lossy(&d.path("chatty.log")).lines().count();
+    assert!(lines > 100, "chatty talked all along ({lines} lines)");
+    assert_eq!(d.state("chatty"), "RUNNING");
+}
