@@ -61,6 +61,22 @@ const PIPE_GROWN_SIZE: usize = 1 << 20;
 /// the last one, so the memory is the daemon's only while a program floods.
 const FLOOD_BUF: usize = PIPE_GROWN_SIZE;
 const FLOOD_BUF_KEEP: Duration = Duration::from_secs(1);
+/// How long a program's log stays open after it was opened, across bursts of output: a program
+/// printing a line every few milliseconds cost an open, a stat and a close of its log per line
+/// (a quarter of the daemon's CPU with 300 such programs). It is closed at the first pause after
+/// that, or LOG_HOLD after it was opened if output stopped, so a log moved away by someone
+/// else is still picked up within about a second.
+const LOG_HOLD: Duration = Duration::from_secs(1);
+/// The most logs held open that way at once, whatever the fd limit.
+const MAX_HELD_LOGS: usize = 1024;
+
+/// How many logs may be held open with `children` running: at most half of the fds left under
+/// the soft limit by the children's pipes (3 each) and 64 for everything else, so that held
+/// logs never take the fds a spawn or a connection needs.
+fn held_logs_cap(fd_limit: u64, children: usize) -> usize {
+    let spare = fd_limit.saturating_sub(3 * children as u64 + 64) / 2;
+    spare.min(MAX_HELD_LOGS as u64) as usize
+}
 /// The most output one PROCESS_LOG event or one copy in the main log (at loglevel debug)
 /// carries: what Supervisor reads from a pipe at once.
 const OUTPUT_CHUNK: usize = 128 * 1024;
@@ -172,6 +188,10 @@ pub struct EventLoop {
     buf: Vec<u8>,
     /// The buffer for grown pipes, while in use, with when it was last used.
     flood_buf: Option<(sys::MappedBuf, Instant)>,
+    /// Logs left open after a burst of output (LOG_HOLD), each once.
+    held_logs: Vec<(ProcId, Channel)>,
+    /// RLIMIT_NOFILE's soft limit, read at startup (after minfds raised it).
+    fd_limit: u64,
     env_base: spawn::BaseEnv,
     /// SUPERVISOR_SERVER_URL for programs without their own `serverurl=` (2.8).
     pub server_url: Option<String>,
@@ -257,6 +277,8 @@ impl EventLoop {
             grown_pipes: 0,
             buf: vec![0; PIPE_DEFAULT_SIZE],
             flood_buf: None,
+            held_logs: Vec::new(),
+            fd_limit: sys::fd_limit(),
             env_base: spawn::BaseEnv::new(std::env::vars_os()),
             server_url,
             pending_reload: None,
@@ -417,11 +439,17 @@ impl EventLoop {
                 // TICKs cost a wakeup only when some pool subscribes to them.
                 let tick = self.tick_timeout(SystemTime::now());
                 let flood_buf_release = self.flood_buf.as_ref().map(|(_, used)| *used + FLOOD_BUF_KEEP);
-                let retry = [self.server_retry, self.accept_check, self.probes.next_deadline(), flood_buf_release]
-                    .into_iter()
-                    .flatten()
-                    .min()
-                    .map(|t| t.saturating_duration_since(Instant::now()));
+                let retry = [
+                    self.server_retry,
+                    self.accept_check,
+                    self.probes.next_deadline(),
+                    flood_buf_release,
+                    self.held_logs_deadline(),
+                ]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|t| t.saturating_duration_since(Instant::now()));
                 [core, tick, retry].into_iter().flatten().min()
             };
             match self.poll.poll(&mut events, timeout) {
@@ -432,6 +460,9 @@ impl EventLoop {
             self.ticks(SystemTime::now());
             if self.flood_buf.as_ref().is_some_and(|(_, used)| *used + FLOOD_BUF_KEEP <= Instant::now()) {
                 self.flood_buf = None;
+            }
+            if !self.held_logs.is_empty() {
+                self.close_held_logs(Instant::now());
             }
             if self.accept_check.is_some_and(|t| t <= Instant::now()) {
                 self.check_accepting();
@@ -620,11 +651,53 @@ impl EventLoop {
         self.release_log(id, ch);
     }
 
-    /// Closes a program's log file between bursts of output (it reopens on the next write).
+    /// After a burst of output: closes the program's log file (it reopens on the next write),
+    /// unless it was opened less than LOG_HOLD ago; then it is held for the next burst.
     fn release_log(&mut self, id: ProcId, ch: Channel) {
-        if let Some(log) = self.io.get_mut(id.0).and_then(|io| io.logs[ch as usize].as_mut()) {
-            log.release();
+        let cap = self.held_logs_cap();
+        let Some(log) = self.io.get_mut(id.0).and_then(|io| io.logs[ch as usize].as_mut()) else {
+            return;
+        };
+        let fresh = log.opened_at().is_some_and(|t| Instant::now() < t + LOG_HOLD);
+        if fresh && self.held_logs.contains(&(id, ch)) {
+            return;
         }
+        if fresh && self.held_logs.len() < cap {
+            self.held_logs.push((id, ch));
+            return;
+        }
+        log.release();
+    }
+
+    fn held_logs_cap(&self) -> usize {
+        held_logs_cap(self.fd_limit, self.pids.len())
+    }
+
+    /// When the first held log is due to be closed.
+    fn held_logs_deadline(&self) -> Option<Instant> {
+        self.held_logs
+            .iter()
+            .filter_map(|(id, ch)| self.io.get(id.0)?.logs[*ch as usize].as_ref()?.opened_at())
+            .min()
+            .map(|t| t + LOG_HOLD)
+    }
+
+    /// Closes the held logs whose LOG_HOLD has passed (or that were closed meanwhile).
+    fn close_held_logs(&mut self, now: Instant) {
+        let io = &mut self.io;
+        self.held_logs.retain(|(id, ch)| {
+            let Some(log) = io.get_mut(id.0).and_then(|io| io.logs[*ch as usize].as_mut()) else {
+                return false;
+            };
+            match log.opened_at() {
+                Some(t) if now < t + LOG_HOLD => true,
+                Some(_) => {
+                    log.release();
+                    false
+                }
+                None => false,
+            }
+        });
     }
 
     fn read_pipe_burst(&mut self, id: ProcId, ch: Channel, budget: usize) {
@@ -1109,6 +1182,7 @@ impl EventLoop {
             }
         }
         self.io.clear();
+        self.held_logs.clear();
     }
 
     /// The actual stdout/stderr log path of a process ('' when it has none).
@@ -1156,4 +1230,19 @@ pub fn default_server_url(config: &Config) -> Option<String> {
         let host = if i.host.is_empty() || i.host == "*" { "localhost" } else { &i.host };
         format!("http://{}:{}", host, i.port)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_logs_leave_the_fds_that_spawns_need() {
+        // 300 children under the common 1024 limit: 900 pipe fds, 64 kept free, half the rest.
+        assert_eq!(held_logs_cap(1024, 300), 30);
+        assert_eq!(held_logs_cap(1024, 400), 0);
+        assert_eq!(held_logs_cap(1024, 0), 480);
+        assert_eq!(held_logs_cap(1 << 20, 1000), MAX_HELD_LOGS);
+        assert_eq!(held_logs_cap(u64::MAX, 1000), MAX_HELD_LOGS);
+    }
 }

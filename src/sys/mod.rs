@@ -182,6 +182,15 @@ pub fn raise_rlimit(resource: RlimitResource, min: u64) -> io::Result<bool> {
     }
 }
 
+/// The soft limit on open fds (1024 if it cannot be read; u64::MAX when unlimited).
+pub fn fd_limit() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    match syscall!(getrlimit(libc::RLIMIT_NOFILE, &mut lim)) {
+        Ok(_) => lim.rlim_cur,
+        Err(_) => 1024,
+    }
+}
+
 /// Becomes a child subreaper, so orphans of our children are re-parented to us and reaped.
 pub fn set_child_subreaper() -> io::Result<()> {
     syscall!(prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0))?;

@@ -1018,3 +1018,46 @@ fn deadlines_run_out_while_output_keeps_the_daemon_busy() {
     assert!(lines > 100, "chatty talked all along ({lines} lines)");
     assert_eq!(d.state("chatty"), "RUNNING");
 }
+
+/// A log stays open across bursts of output for about a second (not reopened for every line),
+/// then is closed once output stops: an idle program holds no fd on its log. One moved away by
+/// someone else while the program keeps talking is picked up again within about a second.
+#[test]
+fn logs_are_held_open_briefly_and_a_moved_log_is_picked_up() {
+    let dir = TempDir::new("hold");
+    // Talks every 5 ms until the file `stop` exists, then sleeps.
+    dir.write(
+        "talk.py",
+        "import os, sys, time\nhere = os.path.dirname(os.path.abspath(__file__))\n\
+         while not os.path.exists(os.path.join(here, 'stop')):\n    sys.stdout.write('x\\n')\n    sys.stdout.flush()\n    time.sleep(0.005)\n\
+         os.execvp('sleep', ['sleep', '1000'])\n",
+    );
+    let conf = dir.write(
+        "sv.conf",
+        &format!(
+            "{}[program:talk]\ncommand=python3 %(here)s/talk.py\nstartsecs=0\nstdout_logfile=%(here)s/talk.log\n",
+            base_config(dir.path())
+        ),
+    );
+    let d = Daemon::start_with(dir, conf, &["-e", "info"]);
+    let log = d.path("talk.log");
+    let holds = |path: &Path| -> bool {
+        fs::read_dir(format!("/proc/{}/fd", d.pid))
+            .map(|r| r.flatten().any(|e| fs::read_link(e.path()).is_ok_and(|l| l == path)))
+            .unwrap_or(false)
+    };
+    wait_for(20.0, "output in the log", || (read_lossy(&log).lines().count() > 50).then_some(()));
+    // Moved away while the program talks: a new file appears at the path and fills.
+    let moved = d.path("talk.log.moved");
+    fs::rename(&log, &moved).expect("rename");
+    wait_for(20.0, "a new log at the path", || (read_lossy(&log).lines().count() > 10).then_some(()));
+    fs::write(d.path("stop"), "").expect("stop file");
+    wait_for(20.0, "the daemon to close the log once output stopped", || (!holds(&log)).then_some(()));
+    assert!(!holds(&moved), "the moved file is not held either");
+    // Output after the pause opens it again (same file).
+    d.rpc("supervisor.stopProcess", &[Value::from("talk"), Value::from(true)]).expect("stop");
+    fs::remove_file(d.path("stop")).expect("remove stop file");
+    let before = read_lossy(&log).lines().count();
+    d.rpc("supervisor.startProcess", &[Value::from("talk"), Value::from(true)]).expect("start");
+    wait_for(20.0, "more output in the same log", || (read_lossy(&log).lines().count() > before + 10).then_some(()));
+}
