@@ -61,11 +61,11 @@ const PIPE_GROWN_SIZE: usize = 1 << 20;
 /// the last one, so the memory is the daemon's only while a program floods.
 const FLOOD_BUF: usize = PIPE_GROWN_SIZE;
 const FLOOD_BUF_KEEP: Duration = Duration::from_secs(1);
-/// How long a program's log stays open after it was opened, across bursts of output: a program
-/// printing a line every few milliseconds cost an open, a stat and a close of its log per line
-/// (a quarter of the daemon's CPU with 300 such programs). It is closed at the first pause after
-/// that, or LOG_HOLD after it was opened if output stopped, so a log moved away by someone
-/// else is still picked up within about a second.
+/// How long a program's log stays open across bursts of output: a program printing a line
+/// every few milliseconds cost an open, an fstat and a close of its log per line (a quarter of
+/// the daemon's CPU with 300 such programs). It is closed LOG_HOLD after the first burst, so a
+/// log moved away by someone else is still picked up within about a second, and an idle program
+/// holds no log open.
 const LOG_HOLD: Duration = Duration::from_secs(1);
 /// The most logs held open that way at once, whatever the fd limit.
 const MAX_HELD_LOGS: usize = 1024;
@@ -188,8 +188,8 @@ pub struct EventLoop {
     buf: Vec<u8>,
     /// The buffer for grown pipes, while in use, with when it was last used.
     flood_buf: Option<(sys::MappedBuf, Instant)>,
-    /// Logs left open after a burst of output (LOG_HOLD), each once.
-    held_logs: Vec<(ProcId, Channel)>,
+    /// Logs left open after a burst of output, with when to close them (in that order).
+    held_logs: VecDeque<(ProcId, Channel, Instant)>,
     /// RLIMIT_NOFILE's soft limit, read at startup (after minfds raised it).
     fd_limit: u64,
     env_base: spawn::BaseEnv,
@@ -277,7 +277,7 @@ impl EventLoop {
             grown_pipes: 0,
             buf: vec![0; PIPE_DEFAULT_SIZE],
             flood_buf: None,
-            held_logs: Vec::new(),
+            held_logs: VecDeque::new(),
             fd_limit: sys::fd_limit(),
             env_base: spawn::BaseEnv::new(std::env::vars_os()),
             server_url,
@@ -444,7 +444,7 @@ impl EventLoop {
                     self.accept_check,
                     self.probes.next_deadline(),
                     flood_buf_release,
-                    self.held_logs_deadline(),
+                    self.held_logs.front().map(|h| h.2),
                 ]
                 .into_iter()
                 .flatten()
@@ -461,9 +461,7 @@ impl EventLoop {
             if self.flood_buf.as_ref().is_some_and(|(_, used)| *used + FLOOD_BUF_KEEP <= Instant::now()) {
                 self.flood_buf = None;
             }
-            if !self.held_logs.is_empty() {
-                self.close_held_logs(Instant::now());
-            }
+            self.close_held_logs(Instant::now());
             if self.accept_check.is_some_and(|t| t <= Instant::now()) {
                 self.check_accepting();
             }
@@ -652,18 +650,18 @@ impl EventLoop {
     }
 
     /// After a burst of output: closes the program's log file (it reopens on the next write),
-    /// unless it was opened less than LOG_HOLD ago; then it is held for the next burst.
+    /// or holds it open until LOG_HOLD from now for the bursts to come.
     fn release_log(&mut self, id: ProcId, ch: Channel) {
         let cap = self.held_logs_cap();
         let Some(log) = self.io.get_mut(id.0).and_then(|io| io.logs[ch as usize].as_mut()) else {
             return;
         };
-        let fresh = log.opened_at().is_some_and(|t| Instant::now() < t + LOG_HOLD);
-        if fresh && self.held_logs.contains(&(id, ch)) {
+        if log.held {
             return;
         }
-        if fresh && self.held_logs.len() < cap {
-            self.held_logs.push((id, ch));
+        if self.held_logs.len() < cap {
+            log.held = true;
+            self.held_logs.push_back((id, ch, Instant::now() + LOG_HOLD));
             return;
         }
         log.release();
@@ -673,31 +671,19 @@ impl EventLoop {
         held_logs_cap(self.fd_limit, self.pids.len())
     }
 
-    /// When the first held log is due to be closed.
-    fn held_logs_deadline(&self) -> Option<Instant> {
-        self.held_logs
-            .iter()
-            .filter_map(|(id, ch)| self.io.get(id.0)?.logs[*ch as usize].as_ref()?.opened_at())
-            .min()
-            .map(|t| t + LOG_HOLD)
-    }
-
-    /// Closes the held logs whose LOG_HOLD has passed (or that were closed meanwhile).
+    /// Closes the held logs whose time has come.
     fn close_held_logs(&mut self, now: Instant) {
-        let io = &mut self.io;
-        self.held_logs.retain(|(id, ch)| {
-            let Some(log) = io.get_mut(id.0).and_then(|io| io.logs[*ch as usize].as_mut()) else {
-                return false;
-            };
-            match log.opened_at() {
-                Some(t) if now < t + LOG_HOLD => true,
-                Some(_) => {
-                    log.release();
-                    false
-                }
-                None => false,
+        while let Some(&(id, ch, until)) = self.held_logs.front() {
+            if until > now {
+                break;
             }
-        });
+            self.held_logs.pop_front();
+            if let Some(log) = self.io.get_mut(id.0).and_then(|io| io.logs[ch as usize].as_mut()) {
+                if log.held {
+                    log.release();
+                }
+            }
+        }
     }
 
     fn read_pipe_burst(&mut self, id: ProcId, ch: Channel, budget: usize) {

@@ -13,8 +13,8 @@ pub struct LogFile {
     maxbytes: u64,
     backups: u32,
     file: Option<File>,
-    /// When `file` was opened.
-    opened: Option<std::time::Instant>,
+    /// Kept open by the event loop across bursts of output (see LOG_HOLD there).
+    pub held: bool,
     /// Bytes in the current file (what Supervisor's `tell()` gives).
     size: u64,
     /// Only regular files are rotated.
@@ -35,7 +35,7 @@ impl LogFile {
     }
 
     fn new(path: PathBuf, maxbytes: u64, backups: u32, deferred: Option<(String, String)>) -> LogFile {
-        LogFile { path, maxbytes, backups, file: None, opened: None, size: 0, rotatable: true, dropped: 0, deferred }
+        LogFile { path, maxbytes, backups, file: None, held: false, size: 0, rotatable: true, dropped: 0, deferred }
     }
 
     /// An AUTO log: a file with a unique name in `dir` (`prefix`, 8 random characters,
@@ -93,10 +93,11 @@ impl LogFile {
 
     /// Closes the file until the next write (which opens it again in append mode, so a file
     /// rotated or truncated by someone else meanwhile is picked up). The daemon holds a log
-    /// open only while output flows (and for at most LOG_HOLD, see the event loop): an idle
-    /// program costs its pipes and nothing more.
+    /// open only while output flows (and at most LOG_HOLD at a time, see the event loop): an
+    /// idle program costs its pipes and nothing more.
     pub fn release(&mut self) {
         self.file = None;
+        self.held = false;
     }
 
     /// Closes and opens the file again at the same path (for external log rotation). A
@@ -128,13 +129,7 @@ impl LogFile {
         self.rotatable = meta.file_type().is_file();
         self.size = if self.rotatable { meta.len() } else { 0 };
         self.file = Some(file);
-        self.opened = Some(std::time::Instant::now());
         Ok(())
-    }
-
-    /// When the file now open was opened (None: it is closed).
-    pub fn opened_at(&self) -> Option<std::time::Instant> {
-        self.file.as_ref().and(self.opened)
     }
 
     /// Supervisor's clear: remove the file and start an empty one (backups are kept).
@@ -234,7 +229,6 @@ impl LogFile {
             .open(&self.path)?;
         self.size = 0;
         self.file = Some(file);
-        self.opened = Some(std::time::Instant::now());
         Ok(())
     }
 }
