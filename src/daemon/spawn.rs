@@ -491,7 +491,8 @@ fn clone_and_exec(spec: &mut ChildSpec) -> Result<libc::pid_t, i32> {
     }
     let top = sp.stack + GUARD + CHILD_STACK;
     let mut flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
-    if let Some(slots) = &sp.slots {
+    let slots = sp.slots.as_ref().filter(|_| !without_slots());
+    if let Some(slots) = slots {
         let placed = (|| -> io::Result<()> {
             for i in 0..3 {
                 if spec.stdio[i] >= 0 {
@@ -535,10 +536,27 @@ fn clone_and_exec(spec: &mut ChildSpec) -> Result<libc::pid_t, i32> {
             Ok(pid)
         }
     };
-    if let Some(slots) = &sp.slots {
+    if let Some(slots) = slots {
         slots.clear();
     }
     pid
+}
+
+// Tests can spawn as without slots (the path taken when they could not be reserved), on their
+// own thread only.
+#[cfg(test)]
+thread_local! {
+    static WITHOUT_SLOTS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[cfg(test)]
+fn without_slots() -> bool {
+    WITHOUT_SLOTS.with(std::cell::Cell::get)
+}
+
+#[cfg(not(test))]
+fn without_slots() -> bool {
+    false
 }
 
 /// The child, between clone and exec. It runs on its own stack in the daemon's memory while
@@ -865,6 +883,30 @@ mod tests {
         }
         assert!(child.stderr.is_none() && child.ready.is_none());
         assert_eq!(read_to_eof(&child.stdout), "out\nerr\n");
+        // SAFETY: waitpid on our own child.
+        assert_eq!(unsafe { libc::waitpid(child.pid as libc::pid_t, &mut status, 0) }, child.pid as libc::pid_t);
+
+        // Without slots (none could be reserved), the child copies the whole table and still
+        // keeps only its own fds.
+        WITHOUT_SLOTS.with(|w| w.set(true));
+        let plan = SpawnPlan {
+            program: PathBuf::from("/bin/sh"),
+            argv: vec!["sh".into(), "-c".into(), "ls /proc/$$/fd; readlink /proc/$$/fd/3".into()],
+            base: &base,
+            env: Vec::new(),
+            directory: None,
+            umask: None,
+            user: None,
+            redirect_stderr: true,
+            stdin_socket: None,
+            ready_fd: Some(3),
+        };
+        let child = spawn(plan, "noslots").expect("spawned");
+        WITHOUT_SLOTS.with(|w| w.set(false));
+        let out = read_to_eof(&child.stdout);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[..4], ["0", "1", "2", "3"], "{out}");
+        assert!(lines[4].starts_with("pipe:["), "{out}");
         // SAFETY: waitpid on our own child.
         assert_eq!(unsafe { libc::waitpid(child.pid as libc::pid_t, &mut status, 0) }, child.pid as libc::pid_t);
         drop(ours);
