@@ -508,9 +508,30 @@ fn clone_and_exec(spec: &mut ChildSpec) -> Result<libc::pid_t, i32> {
             slots.clear();
             return Err(e.raw_os_error().unwrap_or(libc::EBADF));
         }
-        spec.keep_below = slots.end;
-        flags |= libc::CLONE_FILES;
+        if !SHARED_TABLE_REFUSED.load(Ordering::Relaxed) {
+            spec.keep_below = slots.end;
+            flags |= libc::CLONE_FILES;
+        }
     }
+    let mut pid = clone_child(top, flags, spec);
+    if pid == Err(libc::EINVAL) && flags & libc::CLONE_FILES != 0 {
+        // Some emulators (qemu-user) refuse CLONE_FILES with CLONE_VFORK. Then every child
+        // copies the whole table, as without slots; the slots still hold its ends.
+        SHARED_TABLE_REFUSED.store(true, Ordering::Relaxed);
+        spec.keep_below = 0;
+        pid = clone_child(top, flags & !libc::CLONE_FILES, spec);
+    }
+    if let Some(slots) = slots {
+        slots.clear();
+    }
+    pid
+}
+
+/// Set once a clone with CLONE_FILES was refused: later ones go without.
+static SHARED_TABLE_REFUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// clone(2) of `child_main` on the stack below `top`; the pid, or clone's errno.
+fn clone_child(top: usize, flags: libc::c_int, spec: &ChildSpec) -> Result<libc::pid_t, i32> {
     // Every signal blocked, the libc's internal ones too, from before the clone: the child
     // shares our memory, so no handler of ours may run in it. It empties its mask before exec.
     let all: u64 = !0;
@@ -518,7 +539,7 @@ fn clone_and_exec(spec: &mut ChildSpec) -> Result<libc::pid_t, i32> {
     // SAFETY: rt_sigprocmask with valid 8-byte sets. clone gets a function that makes only
     // system calls on `spec`, which outlives the child's use of it (CLONE_VFORK: this thread
     // resumes once the child has exec'd or exited), and the top of a mapped stack.
-    let pid = unsafe {
+    unsafe {
         libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &all as *const u64, &mut old as *mut u64, 8usize);
         let pid =
             libc::clone(child_main, top as *mut libc::c_void, flags, spec as *const ChildSpec as *mut libc::c_void);
@@ -535,11 +556,7 @@ fn clone_and_exec(spec: &mut ChildSpec) -> Result<libc::pid_t, i32> {
         } else {
             Ok(pid)
         }
-    };
-    if let Some(slots) = slots {
-        slots.clear();
     }
-    pid
 }
 
 // Tests can spawn as without slots (the path taken when they could not be reserved), on their
