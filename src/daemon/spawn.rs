@@ -827,6 +827,22 @@ mod tests {
         }
     }
 
+    /// `sh -c script` with no settings but these.
+    fn sh_plan<'a>(base: &'a BaseEnv, script: &str, redirect_stderr: bool, ready_fd: Option<i32>) -> SpawnPlan<'a> {
+        SpawnPlan {
+            program: PathBuf::from("/bin/sh"),
+            argv: vec!["sh".into(), "-c".into(), script.into()],
+            base,
+            env: Vec::new(),
+            directory: None,
+            umask: None,
+            user: None,
+            redirect_stderr,
+            stdin_socket: None,
+            ready_fd,
+        }
+    }
+
     #[test]
     fn a_child_takes_only_its_own_fds_through_the_slots_which_are_idle_again_after() {
         assert_eq!(reserve_fd_slots(), None);
@@ -847,18 +863,7 @@ mod tests {
         }
         let base = BaseEnv::new(std::env::vars_os());
         let script = "ls /proc/$$/fd; readlink /proc/$$/fd/3; echo to-stderr >&2; cat; echo ready >&3";
-        let plan = SpawnPlan {
-            program: PathBuf::from("/bin/sh"),
-            argv: vec!["sh".into(), "-c".into(), script.into()],
-            base: &base,
-            env: Vec::new(),
-            directory: None,
-            umask: None,
-            user: None,
-            redirect_stderr: false,
-            stdin_socket: None,
-            ready_fd: Some(3),
-        };
+        let plan = sh_plan(&base, script, false, Some(3));
         let child = spawn(plan, "slots").expect("spawned");
         for slot in &slots {
             let link = fs::read_link(format!("/proc/self/fd/{slot}")).expect("slot open");
@@ -881,18 +886,7 @@ mod tests {
         assert_eq!(status, 0);
 
         // A child with fewer ends (stderr to stdout, no readiness fd) leaves the slots idle too.
-        let plan = SpawnPlan {
-            program: PathBuf::from("/bin/sh"),
-            argv: vec!["sh".into(), "-c".into(), "echo out; echo err >&2".into()],
-            base: &base,
-            env: Vec::new(),
-            directory: None,
-            umask: None,
-            user: None,
-            redirect_stderr: true,
-            stdin_socket: None,
-            ready_fd: None,
-        };
+        let plan = sh_plan(&base, "echo out; echo err >&2", true, None);
         let child = spawn(plan, "slots2").expect("spawned");
         for slot in &slots {
             let link = fs::read_link(format!("/proc/self/fd/{slot}")).expect("slot open");
@@ -906,18 +900,7 @@ mod tests {
         // Without slots (none could be reserved), the child copies the whole table and still
         // keeps only its own fds.
         WITHOUT_SLOTS.with(|w| w.set(true));
-        let plan = SpawnPlan {
-            program: PathBuf::from("/bin/sh"),
-            argv: vec!["sh".into(), "-c".into(), "ls /proc/$$/fd; readlink /proc/$$/fd/3".into()],
-            base: &base,
-            env: Vec::new(),
-            directory: None,
-            umask: None,
-            user: None,
-            redirect_stderr: true,
-            stdin_socket: None,
-            ready_fd: Some(3),
-        };
+        let plan = sh_plan(&base, "ls /proc/$$/fd; readlink /proc/$$/fd/3", true, Some(3));
         let child = spawn(plan, "noslots").expect("spawned");
         WITHOUT_SLOTS.with(|w| w.set(false));
         let out = read_to_eof(&child.stdout);
