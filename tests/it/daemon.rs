@@ -539,14 +539,11 @@ fn a_flood_reaches_the_main_log_in_pieces_of_at_most_128_kib() {
 fn the_flood_buffer_is_given_back_after_the_flood() {
     // At loglevel info: at debug, the copy of the output in the main log allocates far more.
     let dir = TempDir::new("floodbuf");
-    let conf = dir.write(
-        "sv.conf",
-        &format!(
-            "{}[program:yes]\ncommand=yes\nautostart=false\nstartsecs=0\nstdout_logfile=NONE\nstopsignal=KILL\n",
-            base_config(dir.path())
-        ),
+    let d = Daemon::start_in(
+        dir,
+        "[program:yes]\ncommand=yes\nautostart=false\nstartsecs=0\nstdout_logfile=NONE\nstopsignal=KILL\n",
+        &["-e", "info"],
     );
-    let d = Daemon::start_with(dir, conf, &["-e", "info"]);
     let anon_kib = || -> u64 {
         let rollup = fs::read_to_string(format!("/proc/{}/smaps_rollup", d.pid)).expect("smaps_rollup");
         rollup
@@ -993,18 +990,15 @@ fn deadlines_run_out_while_output_keeps_the_daemon_busy() {
         "chatty.py",
         "import sys, time\nwhile True:\n    sys.stdout.write('x\\n')\n    sys.stdout.flush()\n    time.sleep(0.005)\n",
     );
-    let conf = dir.write(
-        "sv.conf",
-        &format!(
-            "{}[program:chatty]\ncommand=python3 %(here)s/chatty.py\nstartsecs=0\npriority=1\n\
-             stdout_logfile=%(here)s/chatty.log\nstopsignal=KILL\n\
-             [program:slow]\ncommand=sleep 1000\nstartsecs=1\n\
-             [program:failing]\ncommand=sh -c 'exit 3'\nstartsecs=1\nstartretries=1\n",
-            base_config(dir.path())
-        ),
-    );
     // At loglevel info: at debug, every line of chatty would be copied into the main log.
-    let d = Daemon::start_with(dir, conf, &["-e", "info"]);
+    let d = Daemon::start_in(
+        dir,
+        "[program:chatty]\ncommand=python3 %(here)s/chatty.py\nstartsecs=0\npriority=1\n\
+         stdout_logfile=%(here)s/chatty.log\nstopsignal=KILL\n\
+         [program:slow]\ncommand=sleep 1000\nstartsecs=1\n\
+         [program:failing]\ncommand=sh -c 'exit 3'\nstartsecs=1\nstartretries=1\n",
+        &["-e", "info"],
+    );
     let log = d.path("main.log");
     wait_for(20.0, "slow to be RUNNING after startsecs", || {
         read_lossy(&log).contains("success: slow entered RUNNING state").then_some(())
@@ -1032,14 +1026,11 @@ fn logs_are_held_open_briefly_and_a_moved_log_is_picked_up() {
          while not os.path.exists(os.path.join(here, 'stop')):\n    sys.stdout.write('x\\n')\n    sys.stdout.flush()\n    time.sleep(0.005)\n\
          os.execvp('sleep', ['sleep', '1000'])\n",
     );
-    let conf = dir.write(
-        "sv.conf",
-        &format!(
-            "{}[program:talk]\ncommand=python3 %(here)s/talk.py\nstartsecs=0\nstdout_logfile=%(here)s/talk.log\n",
-            base_config(dir.path())
-        ),
+    let d = Daemon::start_in(
+        dir,
+        "[program:talk]\ncommand=python3 %(here)s/talk.py\nstartsecs=0\nstdout_logfile=%(here)s/talk.log\n",
+        &["-e", "info"],
     );
-    let d = Daemon::start_with(dir, conf, &["-e", "info"]);
     let log = d.path("talk.log");
     let holds = |path: &Path| -> bool {
         fs::read_dir(format!("/proc/{}/fd", d.pid))

@@ -144,9 +144,14 @@ pub fn base_config(dir: &Path) -> String {
 impl Daemon {
     /// Starts `minisv -n` on the base config plus `programs`, waits until it is up.
     pub fn start(tag: &str, programs: &str) -> Daemon {
-        let dir = TempDir::new(tag);
+        Daemon::start_in(TempDir::new(tag), programs, &[])
+    }
+
+    /// Starts `minisv -n <extra>` on the base config plus `programs`, in `dir` (which may hold
+    /// files the programs use), waits until it is up.
+    pub fn start_in(dir: TempDir, programs: &str, extra: &[&str]) -> Daemon {
         let conf = dir.write("sv.conf", &format!("{}{}", base_config(dir.path()), programs));
-        Daemon::start_with(dir, conf, &[])
+        Daemon::start_with(dir, conf, extra)
     }
 
     pub fn start_with(dir: TempDir, conf: PathBuf, extra: &[&str]) -> Daemon {
