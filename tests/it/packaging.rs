@@ -1,6 +1,6 @@
 //! The files under `packaging/`: the Dockerfile and its config, the systemd unit, the OpenWrt
 //! procd and sysvinit init scripts, the logrotate snippet, the static build and smoke-test
-//! scripts. Each is checked by the tool that reads it when the tool is installed (`sh -n`,
+//! scripts, and the tool that lays out the static binaries' code. Each is checked by the tool that reads it when the tool is installed (`sh -n`,
 //! `bash -n`, `systemd-analyze verify`, `logrotate`, `shellcheck`), and the init scripts and the
 //! logrotate snippet are run against the real daemon.
 
@@ -486,8 +486,71 @@ fn build_static_builds_and_smoke_tests_x86_64_when_enabled() {
     }
     let out = run(Command::new(packaging("build-static")).args(["--only", "x86_64", "--smoke"]).current_dir(root()));
     assert_success("packaging/build-static --only x86_64 --smoke", &out);
+    // The binary was linked with the hot functions first (hot-functions fails below 80%).
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("hot functions found in"), "{stderr}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("PASS x86_64-unknown-linux-musl: smoke test"), "{stdout}");
     let bin = root().join("target/static/x86_64-unknown-linux-musl/minisv");
     assert!(Path::new(&bin).is_file(), "{} was not produced", bin.display());
+}
+
+// ---- packaging/hot-functions -----------------------------------------------------------------
+
+#[test]
+fn hot_functions_order_finds_listed_functions_by_name_without_hash_and_fails_on_a_stale_list() {
+    let dir = TempDir::new("hotorder");
+    let list = dir.join("hot.txt");
+    // Keys as a trace writes them: the legacy mangling's hash dropped, then the size in the
+    // traced build (here not the test binary's: every instance of the name is taken then).
+    fs::write(
+        &list,
+        "# a comment\n_ZN6minisv6daemon5spawn11clone_childE 1\n_ZN6minisv3ctl4mainE 1\n_ZN6minisv12no_such_thingE 7\n",
+    )
+    .expect("write list");
+    let order = |min: &str| {
+        run(Command::new(packaging("hot-functions")).args(["order", "--min-found", min]).arg(&list).arg(BIN))
+    };
+    let out = order("60");
+    assert_success("hot-functions order", &out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let names: Vec<&str> = stdout.lines().collect();
+    assert!(names.len() >= 2, "{}", show("hot-functions order", &out));
+    assert!(names[0].starts_with("_ZN6minisv6daemon5spawn11clone_child17h"), "listed order kept: {names:?}");
+    assert!(names.iter().any(|n| n.starts_with("_ZN6minisv3ctl4main17h")), "{names:?}");
+    assert!(!stdout.contains("no_such_thing"), "{stdout}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2 of 3 hot functions found"), "{}", show("order", &out));
+    // 2 of 3 is below the default 80%: the list needs a new trace, and build-static stops.
+    let out = order("80");
+    assert!(!out.status.success(), "{}", show("hot-functions order --min-found 80", &out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--retrace"), "{}", show("order", &out));
+}
+
+#[test]
+fn hot_functions_trace_lists_what_the_daemon_ran_and_not_the_client() {
+    if !cfg!(target_arch = "x86_64") {
+        eprintln!("skipped: hot-functions trace runs on x86_64 only");
+        return;
+    }
+    let dir = TempDir::new("hottrace");
+    let out = run(Command::new(packaging("hot-functions"))
+        .args(["trace", "--programs", "3", "--timeout", "60", BIN])
+        .env("TMPDIR", dir.path()));
+    if String::from_utf8_lossy(&out.stderr).contains("does not allow ptrace") {
+        eprintln!("skipped: {}", String::from_utf8_lossy(&out.stderr).trim());
+        return;
+    }
+    assert_success("hot-functions trace", &out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let keys: Vec<&str> = stdout.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split(' ').next()).collect();
+    assert!(stdout.starts_with("# Functions a running minisv daemon executes"), "{stdout:.300}");
+    // Startup first; what the workload drives later; never the ctl client.
+    let pos = |k: &str| keys.iter().position(|x| *x == k);
+    let start = pos("_ZN6minisv6config4loadE").unwrap_or_else(|| panic!("config::load not traced: {stdout:.2000}"));
+    let spawn = pos("_ZN6minisv6daemon5spawn11clone_childE").expect("the spawn path was not traced");
+    assert!(start < spawn, "config::load ran before the first spawn");
+    assert!(pos("_ZN6minisv3ctl4mainE").is_none(), "ctl::main listed, but the daemon never runs it");
+    assert!(keys.iter().all(|k| !k.contains("17h")), "a hash was left in a key: {stdout:.2000}");
+    // Its temporary directory (config, socket, logs) is removed.
+    assert_eq!(fs::read_dir(dir.path()).expect("read tmp").count(), 0, "hot-functions left files");
 }
