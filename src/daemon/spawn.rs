@@ -252,6 +252,9 @@ struct ChildSpec {
     /// Nonzero: the child starts on the daemon's fd table and keeps a copy of the fds below
     /// this one (`Slots`).
     keep_below: RawFd,
+    /// The child takes its fd table with unshare(CLONE_FILES), as on a kernel without
+    /// close_range (tests only).
+    unshare_only: bool,
     /// Set by a child that fails: the step and the errno.
     failed_step: AtomicU8,
     failed_errno: AtomicI32,
@@ -325,6 +328,7 @@ pub fn spawn(plan: SpawnPlan<'_>, name: &str) -> Result<Spawned, String> {
         umask: plan.umask.map(|m| m as libc::mode_t),
         ready: ready_pipe.as_ref().zip(plan.ready_fd).map(|((_, w), n)| (w.as_raw_fd(), n)),
         keep_below: 0,
+        unshare_only: without_close_range(),
         failed_step: AtomicU8::new(0),
         failed_errno: AtomicI32::new(0),
     };
@@ -576,6 +580,22 @@ fn without_slots() -> bool {
     false
 }
 
+// Tests can also spawn as on a kernel without close_range, on their own thread only.
+#[cfg(test)]
+thread_local! {
+    static WITHOUT_CLOSE_RANGE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[cfg(test)]
+fn without_close_range() -> bool {
+    WITHOUT_CLOSE_RANGE.with(std::cell::Cell::get)
+}
+
+#[cfg(not(test))]
+fn without_close_range() -> bool {
+    false
+}
+
 /// The child, between clone and exec. It runs on its own stack in the daemon's memory while
 /// the daemon's thread waits, so it only reads `spec` and makes system calls: no allocation,
 /// no lock, nothing that may panic. The libc functions it calls are plain system calls; user
@@ -596,12 +616,13 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         // First a fd table of our own (CLONE_FILES: until now it is the daemon's): a copy of
         // the fds below the slots' end only, or, on a kernel without close_range, of all.
         if spec.keep_below > 0
-            && libc::syscall(
-                libc::SYS_close_range,
-                spec.keep_below as libc::c_uint,
-                libc::c_uint::MAX,
-                CLOSE_RANGE_UNSHARE,
-            ) == -1
+            && (spec.unshare_only
+                || libc::syscall(
+                    libc::SYS_close_range,
+                    spec.keep_below as libc::c_uint,
+                    libc::c_uint::MAX,
+                    CLOSE_RANGE_UNSHARE,
+                ) == -1)
             && libc::syscall(libc::SYS_unshare, libc::CLONE_FILES) == -1
         {
             return fail(STEP_FDS);
@@ -894,6 +915,23 @@ mod tests {
         }
         assert!(child.stderr.is_none() && child.ready.is_none());
         assert_eq!(read_to_eof(&child.stdout), "out\nerr\n");
+        // SAFETY: waitpid on our own child.
+        assert_eq!(unsafe { libc::waitpid(child.pid as libc::pid_t, &mut status, 0) }, child.pid as libc::pid_t);
+
+        // On a kernel without close_range the child copies the whole shared table with
+        // unshare(CLONE_FILES); exec still leaves it only its own fds, and the slots are idle.
+        WITHOUT_CLOSE_RANGE.with(|w| w.set(true));
+        let plan = sh_plan(&base, "ls /proc/$$/fd; readlink /proc/$$/fd/3", true, Some(3));
+        let child = spawn(plan, "unshare").expect("spawned");
+        WITHOUT_CLOSE_RANGE.with(|w| w.set(false));
+        for slot in &slots {
+            let link = fs::read_link(format!("/proc/self/fd/{slot}")).expect("slot open");
+            assert_eq!(link, Path::new("/dev/null"), "slot {slot} is idle again");
+        }
+        let out = read_to_eof(&child.stdout);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[..4], ["0", "1", "2", "3"], "{out}");
+        assert!(lines[4].starts_with("pipe:["), "{out}");
         // SAFETY: waitpid on our own child.
         assert_eq!(unsafe { libc::waitpid(child.pid as libc::pid_t, &mut status, 0) }, child.pid as libc::pid_t);
 
