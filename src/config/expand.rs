@@ -283,8 +283,12 @@ fn exp_format(x: f64, precision: usize, upper: bool) -> String {
     format!("{mantissa}{e}{sign}{:02}", exp.abs())
 }
 
+/// Python's `%g`: the exponent is that of the `%e` form with `precision - 1` digits, rounding
+/// included (so 99999 to 4 digits is `1e+05`). No log10 here: it was the one function the
+/// binary took from libm, which alone made a few hundred KB of the daemon's memory.
 fn general_format(x: f64, precision: usize, upper: bool, keep_zeros: bool) -> String {
-    let exp = if x == 0.0 { 0 } else { x.log10().floor() as i32 };
+    let e_form = exp_format(x, precision - 1, upper);
+    let exp: i32 = e_form.rsplit(['e', 'E']).next().and_then(|e| e.parse().ok()).unwrap_or(0);
     let strip = |s: String| -> String {
         if keep_zeros || !s.contains('.') {
             s
@@ -293,8 +297,7 @@ fn general_format(x: f64, precision: usize, upper: bool, keep_zeros: bool) -> St
         }
     };
     if exp < -4 || exp >= precision as i32 {
-        let s = exp_format(x, precision - 1, upper);
-        let (m, e) = s.split_at(s.find(['e', 'E']).unwrap_or(s.len()));
+        let (m, e) = e_form.split_at(e_form.find(['e', 'E']).unwrap_or(e_form.len()));
         format!("{}{e}", strip(m.to_string()))
     } else {
         let decimals = (precision as i32 - 1 - exp).max(0) as usize;
@@ -317,6 +320,31 @@ mod tests {
 
     fn ok(text: &str) -> String {
         expand(text, &names(), "program:web.command").unwrap()
+    }
+
+    #[test]
+    fn general_format_rounds_then_picks_the_form_like_python() {
+        let mut n = Names::new();
+        for (k, v) in
+            [("big", 1234567), ("n99999", 99999), ("n995", 995), ("zero", 0), ("neg", -1234567), ("twelve", 12)]
+        {
+            n.set_int(k, v);
+        }
+        // Each right-hand side is what Python 3 prints for the same format and value.
+        for (fmt, want) in [
+            ("%(big)g", "1.23457e+06"),
+            ("%(n99999).4g", "1e+05"),
+            ("%(n995).2g", "1e+03"),
+            ("%(zero).3g", "0"),
+            ("%(neg)g", "-1.23457e+06"),
+            ("%(twelve)#g", "12.0000"),
+            ("%(big)G", "1.23457E+06"),
+            ("[%(big)-13.3g]", "[1.23e+06     ]"),
+            ("%(n99999)g", "99999"),
+            ("%(n995).0g", "1e+03"),
+        ] {
+            assert_eq!(expand(fmt, &n, "test").unwrap(), want, "{fmt}");
+        }
     }
 
     #[test]
