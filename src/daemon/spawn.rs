@@ -328,7 +328,7 @@ pub fn spawn(plan: SpawnPlan<'_>, name: &str) -> Result<Spawned, String> {
         umask: plan.umask.map(|m| m as libc::mode_t),
         ready: ready_pipe.as_ref().zip(plan.ready_fd).map(|((_, w), n)| (w.as_raw_fd(), n)),
         keep_below: 0,
-        unshare_only: without_close_range(),
+        unshare_only: test_paths().without_close_range,
         failed_step: AtomicU8::new(0),
         failed_errno: AtomicI32::new(0),
     };
@@ -495,7 +495,7 @@ fn clone_and_exec(spec: &mut ChildSpec) -> Result<libc::pid_t, i32> {
     }
     let top = sp.stack + GUARD + CHILD_STACK;
     let mut flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
-    let slots = sp.slots.as_ref().filter(|_| !without_slots());
+    let slots = sp.slots.as_ref().filter(|_| !test_paths().without_slots);
     if let Some(slots) = slots {
         let placed = (|| -> io::Result<()> {
             for i in 0..3 {
@@ -563,37 +563,28 @@ fn clone_child(top: usize, flags: libc::c_int, spec: &ChildSpec) -> Result<libc:
     }
 }
 
-// Tests can spawn as without slots (the path taken when they could not be reserved), on their
-// own thread only.
-#[cfg(test)]
-thread_local! {
-    static WITHOUT_SLOTS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+/// Paths that tests can force, on their own thread only: spawning as when no fd slots could
+/// be reserved, and as on a kernel without close_range. Always the default outside tests.
+#[derive(Clone, Copy, Default)]
+struct TestPaths {
+    without_slots: bool,
+    without_close_range: bool,
 }
 
 #[cfg(test)]
-fn without_slots() -> bool {
-    WITHOUT_SLOTS.with(std::cell::Cell::get)
+thread_local! {
+    static TEST_PATHS: std::cell::Cell<TestPaths> =
+        const { std::cell::Cell::new(TestPaths { without_slots: false, without_close_range: false }) };
+}
+
+#[cfg(test)]
+fn test_paths() -> TestPaths {
+    TEST_PATHS.with(std::cell::Cell::get)
 }
 
 #[cfg(not(test))]
-fn without_slots() -> bool {
-    false
-}
-
-// Tests can also spawn as on a kernel without close_range, on their own thread only.
-#[cfg(test)]
-thread_local! {
-    static WITHOUT_CLOSE_RANGE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-#[cfg(test)]
-fn without_close_range() -> bool {
-    WITHOUT_CLOSE_RANGE.with(std::cell::Cell::get)
-}
-
-#[cfg(not(test))]
-fn without_close_range() -> bool {
-    false
+fn test_paths() -> TestPaths {
+    TestPaths::default()
 }
 
 /// The child, between clone and exec. It runs on its own stack in the daemon's memory while
@@ -920,10 +911,10 @@ mod tests {
 
         // On a kernel without close_range the child copies the whole shared table with
         // unshare(CLONE_FILES); exec still leaves it only its own fds, and the slots are idle.
-        WITHOUT_CLOSE_RANGE.with(|w| w.set(true));
+        TEST_PATHS.with(|p| p.set(TestPaths { without_close_range: true, ..TestPaths::default() }));
         let plan = sh_plan(&base, "ls /proc/$$/fd; readlink /proc/$$/fd/3", true, Some(3));
         let child = spawn(plan, "unshare").expect("spawned");
-        WITHOUT_CLOSE_RANGE.with(|w| w.set(false));
+        TEST_PATHS.with(|p| p.set(TestPaths::default()));
         for slot in &slots {
             let link = fs::read_link(format!("/proc/self/fd/{slot}")).expect("slot open");
             assert_eq!(link, Path::new("/dev/null"), "slot {slot} is idle again");
@@ -937,10 +928,10 @@ mod tests {
 
         // Without slots (none could be reserved), the child copies the whole table and still
         // keeps only its own fds.
-        WITHOUT_SLOTS.with(|w| w.set(true));
+        TEST_PATHS.with(|p| p.set(TestPaths { without_slots: true, ..TestPaths::default() }));
         let plan = sh_plan(&base, "ls /proc/$$/fd; readlink /proc/$$/fd/3", true, Some(3));
         let child = spawn(plan, "noslots").expect("spawned");
-        WITHOUT_SLOTS.with(|w| w.set(false));
+        TEST_PATHS.with(|p| p.set(TestPaths::default()));
         let out = read_to_eof(&child.stdout);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[..4], ["0", "1", "2", "3"], "{out}");
