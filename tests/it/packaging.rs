@@ -539,6 +539,29 @@ fn hot_functions_order_finds_listed_functions_by_name_without_hash_and_fails_on_
 }
 
 #[test]
+fn hot_functions_names_the_file_it_cannot_use() {
+    let dir = TempDir::new("hotbad");
+    let missing = dir.join("missing.txt");
+    let text = dir.join("not-elf");
+    fs::write(&text, "hello").expect("write");
+    let damaged = dir.join("damaged");
+    // The ELF header of the test binary with nothing after it: damaged.
+    let bytes = fs::read(BIN).expect("read test binary");
+    fs::write(&damaged, &bytes[..4096]).expect("write");
+    let list = packaging("hot-functions.txt");
+    for (args, want) in [
+        (vec![missing.as_os_str(), Path::new(BIN).as_os_str()], format!("{}: No such file", missing.display())),
+        (vec![list.as_os_str(), text.as_os_str()], format!("{}: not an ELF file", text.display())),
+        (vec![list.as_os_str(), damaged.as_os_str()], format!("{}: a damaged ELF file", damaged.display())),
+    ] {
+        let out = run(Command::new(packaging("hot-functions")).arg("order").args(&args));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{}", show("hot-functions order", &out));
+        assert!(stderr.contains(&want) && !stderr.contains("Traceback"), "want {want:?}: {stderr}");
+    }
+}
+
+#[test]
 fn hot_functions_keys_drop_only_what_changes_between_builds() {
     let names = [
         // legacy mangling: the hash goes, the path stays
