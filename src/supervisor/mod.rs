@@ -163,7 +163,8 @@ impl Supervisor {
         self.dependencies(id).iter().all(|d| self.process(*d).is_some_and(|p| p.state == ProcessState::Running))
     }
 
-    fn update_any_deps(&mut self) {
+    /// `any_deps` and `any_checks`, after a process was added or removed.
+    fn update_any_flags(&mut self) {
         self.any_deps = self.slots.iter().flatten().any(|p| !p.config.depends_on.is_empty());
         self.any_checks = self.slots.iter().flatten().any(|p| has_checks(&p.config));
     }
@@ -234,7 +235,7 @@ impl Supervisor {
             self.slots[id.0] = None;
         }
         self.actions.push_back(Action::GroupRemoved(name.to_string()));
-        self.update_any_deps();
+        self.update_any_flags();
         Ok(group.config)
     }
 
@@ -278,7 +279,7 @@ impl Supervisor {
             self.slots[id.0] = None;
         }
         self.groups[idx] = Group { config, members };
-        self.update_any_deps();
+        self.update_any_flags();
         (kept, fresh, dropped)
     }
 
