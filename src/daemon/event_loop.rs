@@ -9,6 +9,7 @@ use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 use mio::unix::SourceFd;
@@ -192,7 +193,9 @@ pub struct EventLoop {
     held_logs: VecDeque<(ProcId, Channel, Instant)>,
     /// RLIMIT_NOFILE's soft limit, read at startup (after minfds raised it).
     fd_limit: u64,
-    env_base: spawn::BaseEnv,
+    env_base: Rc<spawn::BaseEnv>,
+    /// Children cloned and not yet known to have exec'd (at most `spawn::LANES`), oldest first.
+    in_flight: VecDeque<(ProcId, spawn::InFlight)>,
     /// SUPERVISOR_SERVER_URL for programs without their own `serverurl=` (2.8).
     pub server_url: Option<String>,
     /// A config loaded for a reload, applied once everything has stopped.
@@ -279,7 +282,8 @@ impl EventLoop {
             flood_buf: None,
             held_logs: VecDeque::new(),
             fd_limit: sys::fd_limit(),
-            env_base: spawn::BaseEnv::new(std::env::vars_os()),
+            env_base: Rc::new(spawn::BaseEnv::new(std::env::vars_os())),
+            in_flight: VecDeque::new(),
             server_url,
             pending_reload: None,
             stopped_by_hand: Vec::new(),
@@ -953,6 +957,16 @@ impl EventLoop {
 
     /// Performs what the core asked for, feeding outcomes back, until nothing is left.
     pub fn perform_actions(&mut self) {
+        loop {
+            self.perform_queued_actions();
+            // A child still in flight: its outcome may bring more actions.
+            if !self.finish_spawn() {
+                break;
+            }
+        }
+    }
+
+    fn perform_queued_actions(&mut self) {
         while let Some(action) = self.sup.take_actions() {
             match action {
                 Action::Spawn(id) => self.spawn(id),
@@ -1023,6 +1037,9 @@ impl EventLoop {
         );
         self.log.log(LogLevel::Critical, &msg);
         self.exit_status = status;
+        // The children still on their way to exec get their pids in the core first, so that
+        // the stop reaches them.
+        while self.finish_spawn() {}
         let now = Instant::now();
         self.sup.request_stop(Mood::Shutdown, now, SystemTime::now());
     }
@@ -1067,22 +1084,38 @@ impl EventLoop {
         spawn::resolve_command(&p.config.command, self.search_path(&p.config).as_deref()).map(|_| ())
     }
 
+    /// Starts a process's child. Its outcome is fed to the core once it has exec'd (or failed),
+    /// which `finish_spawn` waits for; meanwhile up to `spawn::LANES` children are started.
     fn spawn(&mut self, id: ProcId) {
+        if self.in_flight.len() >= spawn::LANES {
+            self.finish_spawn();
+        }
         let Some(p) = self.sup.process(id) else {
             return;
         };
         let pc = p.config.clone();
         let group = p.group.clone();
-        let result = self.try_spawn(id, &pc, &group);
-        let now = Instant::now();
-        let input = match result {
-            Ok(pid) => Input::Spawned { pid },
-            Err(message) => Input::SpawnFailed { message },
-        };
-        self.sup.feed(id, input, now, SystemTime::now());
+        match self.start_spawn(id, &pc, &group) {
+            Ok(child) => self.in_flight.push_back((id, child)),
+            Err(message) => self.sup.feed(id, Input::SpawnFailed { message }, Instant::now(), SystemTime::now()),
+        }
     }
 
-    fn try_spawn(&mut self, id: ProcId, pc: &ProcessConfig, group: &str) -> Result<u32, String> {
+    /// Waits for the oldest child in flight to exec (or fail) and feeds the outcome to the core.
+    /// False if none is in flight.
+    fn finish_spawn(&mut self) -> bool {
+        let Some((id, child)) = self.in_flight.pop_front() else {
+            return false;
+        };
+        let input = match spawn::finish(child) {
+            Ok(spawned) => Input::Spawned { pid: self.watch_child(id, spawned) },
+            Err(message) => Input::SpawnFailed { message },
+        };
+        self.sup.feed(id, input, Instant::now(), SystemTime::now());
+        true
+    }
+
+    fn start_spawn(&mut self, id: ProcId, pc: &ProcessConfig, group: &str) -> Result<spawn::InFlight, String> {
         if let Some(p) = self.sup.process(id) {
             if p.pid != 0 {
                 return Err(format!("process '{}' already running", pc.name));
@@ -1116,7 +1149,7 @@ impl EventLoop {
         let plan = SpawnPlan {
             program,
             argv,
-            base: &self.env_base,
+            base: Rc::clone(&self.env_base),
             env: self.child_env(pc, group),
             directory: pc.directory.clone(),
             umask: pc.umask,
@@ -1125,7 +1158,12 @@ impl EventLoop {
             stdin_socket,
             ready_fd: pc.ready_fd,
         };
-        let spawned = spawn::spawn(plan, &pc.name)?;
+        spawn::spawn(plan, &pc.name)
+    }
+
+    /// Watches the pipes of a child that has exec'd; its pid.
+    fn watch_child(&mut self, id: ProcId, spawned: spawn::Spawned) -> u32 {
+        let name = self.sup.process(id).map(|p| p.config.name.clone()).unwrap_or_default();
         let pid = spawned.pid;
         if self.io.len() <= id.0 {
             self.io.resize_with(id.0 + 1, ProcIo::default);
@@ -1137,7 +1175,7 @@ impl EventLoop {
             if let Some(pipe) = pipe {
                 let fd = pipe.as_raw_fd();
                 if let Err(e) = registry.register(&mut SourceFd(&fd), pipe_token(id, ch), Interest::READABLE) {
-                    self.log.log(LogLevel::Error, &format!("cannot watch {} of {}: {}", ch.name(), pc.name, e));
+                    self.log.log(LogLevel::Error, &format!("cannot watch {} of {}: {}", ch.name(), name, e));
                 }
             }
         }
@@ -1145,7 +1183,7 @@ impl EventLoop {
         if let Some(r) = &ready {
             let fd = r.as_raw_fd();
             if let Err(e) = registry.register(&mut SourceFd(&fd), ready_token(id), Interest::READABLE) {
-                self.log.log(LogLevel::Error, &format!("cannot watch the ready_fd of {}: {}", pc.name, e));
+                self.log.log(LogLevel::Error, &format!("cannot watch the ready_fd of {}: {}", name, e));
             }
         }
         self.forget_growth(id, Channel::Stdout);
@@ -1157,7 +1195,7 @@ impl EventLoop {
         self.pids.insert(pid, id);
         self.new_captures(id);
         self.listener_spawned(id);
-        Ok(pid)
+        pid
     }
 
     /// Stops watching every child's pipes and closes every log (at exit or before a reload).

@@ -1,13 +1,17 @@
 //! Starting a child (reference 2.3): resolve the command in the parent, prepare everything
 //! that needs allocation before the clone, and keep the child side to plain system calls.
 //!
-//! The child is started with clone(CLONE_VM | CLONE_VFORK | CLONE_FILES) on a stack mapped
-//! once: it shares the daemon's memory until it execs, while the daemon's thread waits (no page
-//! tables copied), and copies only the first few fds of the daemon's fd table (`Slots`).
-//! It gets fds 0-2 only (everything else is marked close-on-exec: fix of Q7), default signal
-//! dispositions and an empty mask, its own process group, then supplementary groups, gid and
-//! uid, the directory and the umask. A failure in the child is reported to the parent as (step,
-//! errno) in the memory they share, so the parent can say which step failed.
+//! The child is started with clone(CLONE_VM | CLONE_FILES) on a stack mapped once per lane:
+//! it shares the daemon's memory until it execs (no page tables copied), and copies only the
+//! first few fds of the daemon's fd table (`Slots`). The daemon does not wait for the exec
+//! there: up to `LANES` children are on their way to exec at once, and the kernel zeroes a
+//! word of the lane's when a child has exec'd or exited (CLONE_CHILD_CLEARTID), which `finish`
+//! waits for. Where that cannot be used (no raw system calls for the architecture, or an
+//! emulator that refuses it), the daemon's thread waits in clone(CLONE_VFORK) instead.
+//! The child gets fds 0-2 only (everything else is marked close-on-exec: fix of Q7), default
+//! signal dispositions and an empty mask, its own process group, then supplementary groups,
+//! gid and uid, the directory and the umask. A failure in the child is reported to the parent
+//! as (step, errno) in the memory they share, so the parent can say which step failed.
 
 use std::ffi::{CString, OsString};
 use std::fs;
@@ -16,6 +20,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 
 use crate::sys;
@@ -197,11 +202,11 @@ fn compose_env(
 }
 
 /// Everything the child needs, prepared in the parent.
-pub struct SpawnPlan<'a> {
+pub struct SpawnPlan {
     pub program: PathBuf,
     pub argv: Vec<String>,
     /// The child's environment: `base` with `env` set on top, in order (a later one wins).
-    pub base: &'a BaseEnv,
+    pub base: Rc<BaseEnv>,
     pub env: Vec<(OsString, OsString)>,
     pub directory: Option<String>,
     pub umask: Option<u32>,
@@ -260,9 +265,66 @@ struct ChildSpec {
     failed_errno: AtomicI32,
 }
 
-/// Forks and execs. An error message says which step failed, as Supervisor's child does
+/// How many children may be between clone and exec at once, each on its own stack and fd
+/// slots (a lane). The daemon starts the next child while the previous ones exec on the other
+/// CPUs, instead of sleeping in clone(CLONE_VFORK) until each has exec'd: starting 1000
+/// programs was mostly that wait, and cross-CPU wake-ups.
+pub const LANES: usize = 4;
+
+/// A child that was cloned and may not have exec'd yet. `finish` says how its start went;
+/// until then its lane, and the memory it reads, stay reserved.
+pub struct InFlight {
+    pid: libc::pid_t,
+    /// The lane whose stack and slots the child runs on; None once it no longer does (it was
+    /// started with CLONE_VFORK, or `finish` saw it exec or exit).
+    lane: Option<usize>,
+    /// Where the child reads its instructions and reports a failure.
+    spec: Box<ChildSpec>,
+    /// What `spec`'s pointers point into.
+    _argv: Vec<CString>,
+    _env_extra: Vec<CString>,
+    _env_base: Rc<BaseEnv>,
+    spawned: Option<Spawned>,
+    /// For the message of a failed start.
+    arg0: String,
+    directory: Option<String>,
+    uid: u32,
+}
+
+impl InFlight {
+    pub fn pid(&self) -> u32 {
+        self.pid as u32
+    }
+
+    /// Waits until the child no longer runs on its lane (it has exec'd or exited), then gives
+    /// the lane back.
+    fn release_lane(&mut self) {
+        if let Some(lane) = self.lane.take() {
+            wait_off_lane(lane, self.pid);
+            let mut sp = spawner();
+            if let Some(sp) = sp.as_mut() {
+                if let Some(slots) = &sp.slots {
+                    slots.clear(lane);
+                }
+                sp.busy[lane] = false;
+            }
+            drop(sp);
+            LANE_FREED.notify_one();
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        // The child may still read `spec` and run on the lane's stack.
+        self.release_lane();
+    }
+}
+
+/// Starts a child: prepares everything it needs and clones it. Whether it got as far as exec
+/// is known from `finish`. An error message says which step failed, as Supervisor's child does
 /// (`couldn't chdir to /x: ENOENT`, `couldn't exec /x: EACCES`, `too many open files ...`).
-pub fn spawn(plan: SpawnPlan<'_>, name: &str) -> Result<Spawned, String> {
+pub fn spawn(plan: SpawnPlan, name: &str) -> Result<InFlight, String> {
     let pipe_err = |e: io::Error| {
         if e.raw_os_error() == Some(libc::EMFILE) || e.raw_os_error() == Some(libc::ENFILE) {
             format!("too many open files to spawn {}", py_repr(name))
@@ -274,7 +336,7 @@ pub fn spawn(plan: SpawnPlan<'_>, name: &str) -> Result<Spawned, String> {
             )
         }
     };
-    let arg0 = plan.argv.first().map_or("", String::as_str);
+    let arg0 = plan.argv.first().cloned().unwrap_or_default();
     let nul = |what: &str| format!("couldn't exec {arg0}: {what} contains a NUL byte");
     // Everything the child uses is prepared here: nothing is allocated after the clone.
     let path = CString::new(plan.program.as_os_str().as_bytes()).map_err(|_| nul("the command"))?;
@@ -284,8 +346,8 @@ pub fn spawn(plan: SpawnPlan<'_>, name: &str) -> Result<Spawned, String> {
         .map(|a| CString::new(a.as_bytes()))
         .collect::<Result<_, _>>()
         .map_err(|_| nul("an argument"))?;
-    let (_extra, envp) =
-        compose_env(plan.base, &plan.env).map_err(|k| nul(&format!("environment variable {}", k.to_string_lossy())))?;
+    let (env_extra, envp) = compose_env(&plan.base, &plan.env)
+        .map_err(|k| nul(&format!("environment variable {}", k.to_string_lossy())))?;
     let directory = match &plan.directory {
         Some(d) => {
             Some(CString::new(d.as_bytes()).map_err(|_| format!("directory {} contains a NUL byte", py_repr(d)))?)
@@ -317,7 +379,8 @@ pub fn spawn(plan: SpawnPlan<'_>, name: &str) -> Result<Spawned, String> {
         err_w.as_ref().unwrap_or(&out_w).as_raw_fd(),
     ];
 
-    let mut spec = ChildSpec {
+    let (ready_r, ready_w) = ready_pipe.unzip();
+    let mut spec = Box::new(ChildSpec {
         argv: argv.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect(),
         envp,
         path,
@@ -326,54 +389,116 @@ pub fn spawn(plan: SpawnPlan<'_>, name: &str) -> Result<Spawned, String> {
         groups: plan.user.as_ref().map(|u| u.2.iter().map(|g| *g as libc::gid_t).collect()).unwrap_or_default(),
         directory,
         umask: plan.umask.map(|m| m as libc::mode_t),
-        ready: ready_pipe.as_ref().zip(plan.ready_fd).map(|((_, w), n)| (w.as_raw_fd(), n)),
+        ready: ready_w.as_ref().zip(plan.ready_fd).map(|(w, n)| (w.as_raw_fd(), n)),
         keep_below: 0,
         unshare_only: test_paths().without_close_range,
         failed_step: AtomicU8::new(0),
         failed_errno: AtomicI32::new(0),
-    };
-    let pid = clone_and_exec(&mut spec).map_err(|errno| match errno {
+    });
+    let (pid, lane) = clone_and_exec(&mut spec).map_err(|errno| match errno {
         libc::EAGAIN => format!("Too many processes in process table to spawn {}", py_repr(name)),
         n => format!("couldn't fork {}: {}", py_repr(name), sys::errno_str(n)),
     })?;
-    drop((child_stdin, out_w, err_w));
-    let step = spec.failed_step.load(Ordering::Acquire);
-    if step != 0 {
-        // The child has exited (status 127): reap it here, so the loop never sees an unknown pid.
-        let mut status = 0;
-        // SAFETY: waitpid on our own child with a valid status pointer.
-        while unsafe { libc::waitpid(pid, &mut status, 0) } == -1
-            && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
-        {}
-        let en = sys::errno_str(spec.failed_errno.load(Ordering::Acquire));
-        return Err(match step {
-            STEP_SIGNALS => format!("couldn't reset signals: {en}"),
-            STEP_GROUPS => format!("Could not set groups of effective user: {en}"),
-            STEP_GID => format!("Could not set group id of effective user: {en}"),
-            STEP_UID => format!("couldn't setuid to {}: {en}", user_uid(&plan.user)),
-            STEP_CHDIR => format!("couldn't chdir to {}: {en}", plan.directory.as_deref().unwrap_or("")),
-            STEP_FDS => format!("couldn't set up file descriptors: {en}"),
-            STEP_PGID => format!("couldn't set the process group: {en}"),
-            _ => format!("couldn't exec {arg0}: {en}"),
-        });
+    drop((child_stdin, out_w, err_w, ready_w));
+    Ok(InFlight {
+        pid,
+        lane,
+        spec,
+        _argv: argv,
+        _env_extra: env_extra,
+        _env_base: plan.base,
+        spawned: Some(Spawned { pid: pid as u32, stdin: stdin_w, stdout: out_r, stderr: err_r, ready: ready_r }),
+        arg0,
+        directory: plan.directory,
+        uid: user_uid(&plan.user),
+    })
+}
+
+/// Waits until the child has exec'd or failed: its pipes, or the message of the step that
+/// failed (the child, which exited with status 127, is reaped here, so the loop never sees an
+/// unknown pid).
+pub fn finish(mut child: InFlight) -> Result<Spawned, String> {
+    child.release_lane();
+    let step = child.spec.failed_step.load(Ordering::Acquire);
+    if step == 0 {
+        return Ok(child.spawned.take().expect("finished once"));
     }
-    Ok(Spawned { pid: pid as u32, stdin: stdin_w, stdout: out_r, stderr: err_r, ready: ready_pipe.map(|(r, _)| r) })
+    let mut status = 0;
+    // SAFETY: waitpid on our own child with a valid status pointer.
+    while unsafe { libc::waitpid(child.pid, &mut status, 0) } == -1
+        && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+    {}
+    let en = sys::errno_str(child.spec.failed_errno.load(Ordering::Acquire));
+    Err(match step {
+        STEP_SIGNALS => format!("couldn't reset signals: {en}"),
+        STEP_GROUPS => format!("Could not set groups of effective user: {en}"),
+        STEP_GID => format!("Could not set group id of effective user: {en}"),
+        STEP_UID => format!("couldn't setuid to {}: {en}", child.uid),
+        STEP_CHDIR => format!("couldn't chdir to {}: {en}", child.directory.as_deref().unwrap_or("")),
+        STEP_FDS => format!("couldn't set up file descriptors: {en}"),
+        STEP_PGID => format!("couldn't set the process group: {en}"),
+        _ => format!("couldn't exec {}: {en}", child.arg0),
+    })
 }
 
 fn user_uid(user: &Option<(u32, u32, Vec<u32>)>) -> u32 {
     user.as_ref().map(|u| u.0).unwrap_or(0)
 }
 
-/// The stack the child runs on until exec, mapped once; below it a page that is never
+/// The stack a child runs on until exec, mapped once per lane; below it a page that is never
 /// accessible, so an overflow faults instead of writing over the daemon's memory.
 const CHILD_STACK: usize = 64 * 1024;
 const GUARD: usize = 4096;
 
-/// What every spawn reuses: the child's stack and the fd slots.
+/// What every spawn reuses: the lanes' stacks and the fd slots.
 struct Spawner {
-    /// The lowest address of the stack mapping (its guard page).
-    stack: usize,
+    /// The lowest address of each lane's stack mapping (its guard page); 0 until first used.
+    stacks: [usize; LANES],
+    /// A child (or a thread starting one) has the lane.
+    busy: [bool; LANES],
     slots: Option<Slots>,
+}
+
+impl Spawner {
+    const fn new() -> Spawner {
+        Spawner { stacks: [0; LANES], busy: [false; LANES], slots: None }
+    }
+}
+
+/// Per lane: nonzero while its child may run on it. The kernel zeroes it and wakes its futex
+/// when the child execs or exits (CLONE_CHILD_CLEARTID): the point where a vfork parent would
+/// resume.
+static RUNNING_ON_LANE: [AtomicI32; LANES] = [const { AtomicI32::new(0) }; LANES];
+
+/// Signalled whenever a lane is given back.
+static LANE_FREED: std::sync::Condvar = std::sync::Condvar::new();
+
+/// Waits until lane `lane`'s child (`pid`) has exec'd or exited. Bounded by the child: the
+/// kernel clears the word at either; a child that died without clearing it (a core dump before
+/// exec) is seen by waitid, checked every 20 ms.
+fn wait_off_lane(lane: usize, pid: libc::pid_t) {
+    let word = &RUNNING_ON_LANE[lane];
+    while word.load(Ordering::Acquire) != 0 {
+        let timeout = libc::timespec { tv_sec: 0, tv_nsec: 20_000_000 };
+        // SAFETY: FUTEX_WAIT on a live word with a valid timeout. Shared, not private: the
+        // kernel's wake at exec is a shared one.
+        unsafe {
+            libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, 1, &timeout as *const libc::timespec)
+        };
+        if word.load(Ordering::Acquire) == 0 {
+            break;
+        }
+        // SAFETY: waitid on our own child with a valid siginfo; WNOWAIT leaves it to be reaped.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let dead = unsafe {
+            libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) == 0
+                && info.si_pid() != 0
+        };
+        if dead {
+            break;
+        }
+    }
+    word.store(0, Ordering::Release);
 }
 
 /// Low-numbered fds, reserved at startup, where the parent puts a child's ends for the clone.
@@ -383,15 +508,16 @@ struct Spawner {
 /// pipe ends, and a child that copied the whole table took a reference on each and closed each
 /// again at exec (flushing every one: a third of the CPU a `sleep` child needs to start). Each
 /// slot always holds an fd (`/dev/null` when idle), so no other thread's open() ever gets its
-/// number.
+/// number. Each lane has its own slots: the parent fills one lane's while the child of another
+/// may not have taken its copy yet.
 struct Slots {
     idle: OwnedFd,
-    /// stdin, stdout, stderr, readiness.
-    fds: [OwnedFd; 4],
+    /// Per lane: stdin, stdout, stderr, readiness.
+    fds: [[OwnedFd; 4]; LANES],
     /// One above the highest slot: the child keeps the fds below it.
     end: RawFd,
-    /// The slots holding a child's end now (bit i: slot i).
-    busy: std::cell::Cell<u8>,
+    /// Per lane, the slots holding a child's end now (bit i: slot i).
+    busy: [std::cell::Cell<u8>; LANES],
 }
 
 impl Slots {
@@ -407,31 +533,36 @@ impl Slots {
             Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(n) })
         };
         let idle = low(devnull.as_raw_fd())?;
-        let fds = [low(idle.as_raw_fd())?, low(idle.as_raw_fd())?, low(idle.as_raw_fd())?, low(idle.as_raw_fd())?];
-        let end = fds.iter().map(|f| f.as_raw_fd()).max().unwrap_or(2) + 1;
-        Ok(Slots { idle, fds, end, busy: std::cell::Cell::new(0) })
+        let mut lanes = Vec::with_capacity(LANES);
+        for _ in 0..LANES {
+            let i = idle.as_raw_fd();
+            lanes.push([low(i)?, low(i)?, low(i)?, low(i)?]);
+        }
+        let fds: [[OwnedFd; 4]; LANES] = lanes.try_into().unwrap_or_else(|_| unreachable!("LANES lanes"));
+        let end = fds.iter().flatten().map(|f| f.as_raw_fd()).max().unwrap_or(2) + 1;
+        Ok(Slots { idle, fds, end, busy: Default::default() })
     }
 
-    /// Puts `fd` in slot `i` (close-on-exec); the slot's previous fd is closed.
-    fn put(&self, i: usize, fd: RawFd) -> io::Result<RawFd> {
-        let slot = self.fds[i].as_raw_fd();
+    /// Puts `fd` in slot `i` of `lane` (close-on-exec); the slot's previous fd is closed.
+    fn put(&self, lane: usize, i: usize, fd: RawFd) -> io::Result<RawFd> {
+        let slot = self.fds[lane][i].as_raw_fd();
         // SAFETY: dup3 onto a slot we own: it replaces the slot's open file, nothing else.
         if unsafe { libc::dup3(fd, slot, libc::O_CLOEXEC) } == -1 {
             return Err(io::Error::last_os_error());
         }
-        self.busy.set(self.busy.get() | 1 << i);
+        self.busy[lane].set(self.busy[lane].get() | 1 << i);
         Ok(slot)
     }
 
-    /// Gives the slots in use back their idle fd, closing the child's ends held there.
-    fn clear(&self) {
-        for i in 0..self.fds.len() {
-            if self.busy.get() & 1 << i != 0 {
+    /// Gives the lane's slots in use back their idle fd, closing the child's ends held there.
+    fn clear(&self, lane: usize) {
+        for i in 0..4 {
+            if self.busy[lane].get() & 1 << i != 0 {
                 // Cannot fail: both fds are ours and open, and the slot is never being allocated.
-                let _ = self.put(i, self.idle.as_raw_fd());
+                let _ = self.put(lane, i, self.idle.as_raw_fd());
             }
         }
-        self.busy.set(0);
+        self.busy[lane].set(0);
     }
 }
 
@@ -446,35 +577,42 @@ fn spawner() -> std::sync::MutexGuard<'static, Option<Spawner>> {
 /// table, as before. Returns the reason when they could not be reserved.
 pub fn reserve_fd_slots() -> Option<String> {
     let mut sp = spawner();
-    if sp.as_ref().is_some_and(|s| s.slots.is_some()) {
+    let sp = sp.get_or_insert_with(Spawner::new);
+    if sp.slots.is_some() {
         return None;
     }
     match Slots::reserve() {
         Ok(slots) => {
-            match sp.as_mut() {
-                Some(s) => s.slots = Some(slots),
-                None => *sp = Some(Spawner { stack: 0, slots: Some(slots) }),
-            }
+            sp.slots = Some(slots);
             None
         }
         Err(e) => Some(format!("could not reserve fds for spawning (each child will copy the daemon's fd table): {e}")),
     }
 }
 
-/// Starts the child with clone(CLONE_VM | CLONE_VFORK), as posix_spawn does: no copy of the
-/// daemon's page tables, and this thread sleeps until the child has exec'd or failed. Unlike
-/// glibc's posix_spawn, the child's stack is mapped once instead of mapped and unmapped for
-/// every spawn (each unmap flushed the TLBs of the other CPUs), the child shares the fd table
-/// until it has taken the few fds it needs (see `Slots`), and it also switches user, umask and
-/// the readiness fd, so no program needs a fork of the whole daemon. `spec`'s fds are the
-/// daemon's; they are moved into the slots here. Returns the pid, or the errno of clone (or of
+/// Starts the child with clone(CLONE_VM), as posix_spawn does: no copy of the daemon's page
+/// tables. Unlike glibc's posix_spawn, this thread does not sleep until the child has exec'd
+/// (CLONE_VFORK) where the child can run on raw system calls: the kernel tells when it has
+/// (`RUNNING_ON_LANE`), and `finish` waits for that. The child's stack is mapped once per lane
+/// instead of mapped and unmapped for every spawn (each unmap flushed the TLBs of the other
+/// CPUs), the child shares the fd table until it has taken the few fds it needs (see `Slots`),
+/// and it also switches user, umask and the readiness fd, so no program needs a fork of the
+/// whole daemon. `spec`'s fds are the daemon's; they are moved into the lane's slots here.
+/// Returns the pid and the lane the child may still run on, or the errno of clone (or of
 /// placing the fds).
-fn clone_and_exec(spec: &mut ChildSpec) -> Result<libc::pid_t, i32> {
-    // One child at a time on the stack and in the slots: the lock is held until the child no
-    // longer runs on the one and the parent has cleared the other.
-    let mut sp = spawner();
-    let sp = sp.get_or_insert(Spawner { stack: 0, slots: None });
-    if sp.stack == 0 {
+fn clone_and_exec(spec: &mut ChildSpec) -> Result<(libc::pid_t, Option<usize>), i32> {
+    let mut guard = spawner();
+    // A free lane: the loop never starts more than LANES children before finishing one, so it
+    // never waits here; threads that spawn concurrently (tests) may.
+    let lane = loop {
+        let sp = guard.get_or_insert_with(Spawner::new);
+        if let Some(lane) = sp.busy.iter().position(|b| !b) {
+            break lane;
+        }
+        guard = LANE_FREED.wait(guard).unwrap_or_else(std::sync::PoisonError::into_inner);
+    };
+    let sp = guard.get_or_insert_with(Spawner::new);
+    if sp.stacks[lane] == 0 {
         // SAFETY: a fresh anonymous private mapping, whose first page is made inaccessible.
         let base = unsafe {
             libc::mmap(
@@ -491,62 +629,101 @@ fn clone_and_exec(spec: &mut ChildSpec) -> Result<libc::pid_t, i32> {
         }
         // SAFETY: the first page of the mapping just made.
         unsafe { libc::mprotect(base, GUARD, libc::PROT_NONE) };
-        sp.stack = base as usize;
+        sp.stacks[lane] = base as usize;
     }
-    let top = sp.stack + GUARD + CHILD_STACK;
-    let mut flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
+    let top = sp.stacks[lane] + GUARD + CHILD_STACK;
+    let mut shared_table = false;
     let slots = sp.slots.as_ref().filter(|_| !test_paths().without_slots);
     if let Some(slots) = slots {
         let placed = (|| -> io::Result<()> {
             for i in 0..3 {
                 if spec.stdio[i] >= 0 {
-                    spec.stdio[i] = slots.put(i, spec.stdio[i])?;
+                    spec.stdio[i] = slots.put(lane, i, spec.stdio[i])?;
                 }
             }
             if let Some((fd, _)) = &mut spec.ready {
-                *fd = slots.put(3, *fd)?;
+                *fd = slots.put(lane, 3, *fd)?;
             }
             Ok(())
         })();
         if let Err(e) = placed {
-            slots.clear();
+            slots.clear(lane);
             return Err(e.raw_os_error().unwrap_or(libc::EBADF));
         }
         if !SHARED_TABLE_REFUSED.load(Ordering::Relaxed) {
             spec.keep_below = slots.end;
-            flags |= libc::CLONE_FILES;
+            shared_table = true;
         }
     }
-    let mut pid = clone_child(top, flags, spec);
-    if pid == Err(libc::EINVAL) && flags & libc::CLONE_FILES != 0 {
-        // Some emulators (qemu-user) refuse CLONE_FILES with CLONE_VFORK. Then every child
-        // copies the whole table, as without slots; the slots still hold its ends.
-        SHARED_TABLE_REFUSED.store(true, Ordering::Relaxed);
-        spec.keep_below = 0;
-        pid = clone_child(top, flags & !libc::CLONE_FILES, spec);
+    let files = if shared_table { libc::CLONE_FILES } else { 0 };
+    let mut result = Err(libc::EINVAL);
+    if RAW_SYSCALLS && !ASYNC_REFUSED.load(Ordering::Relaxed) && !test_paths().with_vfork {
+        RUNNING_ON_LANE[lane].store(1, Ordering::Release);
+        let flags = libc::CLONE_VM | libc::CLONE_CHILD_CLEARTID | libc::SIGCHLD | files;
+        result = clone_child(top, flags, spec, RUNNING_ON_LANE[lane].as_ptr());
+        match result {
+            Ok(pid) => {
+                sp.busy[lane] = true;
+                return Ok((pid, Some(lane)));
+            }
+            // Some emulators (qemu-user) take CLONE_VM only with the flags of a thread:
+            // from now on, every child is started with CLONE_VFORK.
+            Err(libc::EINVAL) => ASYNC_REFUSED.store(true, Ordering::Relaxed),
+            Err(_) => {}
+        }
+        RUNNING_ON_LANE[lane].store(0, Ordering::Release);
     }
+    if result == Err(libc::EINVAL) {
+        let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
+        result = clone_child(top, flags | files, spec, std::ptr::null_mut());
+        if result == Err(libc::EINVAL) && shared_table {
+            // Some emulators (qemu-user) refuse CLONE_FILES with CLONE_VFORK. Then every child
+            // copies the whole table, as without slots; the slots still hold its ends.
+            SHARED_TABLE_REFUSED.store(true, Ordering::Relaxed);
+            spec.keep_below = 0;
+            result = clone_child(top, flags, spec, std::ptr::null_mut());
+        }
+    }
+    // With CLONE_VFORK the child has exec'd or exited by now; after a failed clone there is
+    // none: the lane is free again either way.
     if let Some(slots) = slots {
-        slots.clear();
+        slots.clear(lane);
     }
-    pid
+    result.map(|pid| (pid, None))
 }
 
 /// Set once a clone with CLONE_FILES was refused: later ones go without.
 static SHARED_TABLE_REFUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Set once a clone(CLONE_VM) without CLONE_VFORK was refused: later ones wait for the exec.
+static ASYNC_REFUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// clone(2) of `child_main` on the stack below `top`; the pid, or clone's errno.
-fn clone_child(top: usize, flags: libc::c_int, spec: &ChildSpec) -> Result<libc::pid_t, i32> {
+/// clone(2) of `child_main` on the stack below `top`; the pid, or clone's errno. `clear_tid`:
+/// the word the kernel zeroes when the child execs or exits (with CLONE_CHILD_CLEARTID).
+fn clone_child(
+    top: usize,
+    flags: libc::c_int,
+    spec: &ChildSpec,
+    clear_tid: *mut libc::pid_t,
+) -> Result<libc::pid_t, i32> {
     // Every signal blocked, the libc's internal ones too, from before the clone: the child
     // shares our memory, so no handler of ours may run in it. It empties its mask before exec.
     let all: u64 = !0;
     let mut old: u64 = 0;
     // SAFETY: rt_sigprocmask with valid 8-byte sets. clone gets a function that makes only
-    // system calls on `spec`, which outlives the child's use of it (CLONE_VFORK: this thread
-    // resumes once the child has exec'd or exited), and the top of a mapped stack.
+    // system calls on `spec`, which outlives the child's use of it (with CLONE_VFORK this
+    // thread resumes once the child has exec'd or exited; without, `InFlight` keeps it until
+    // the kernel has cleared `clear_tid`), and the top of a mapped stack.
     unsafe {
         libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &all as *const u64, &mut old as *mut u64, 8usize);
-        let pid =
-            libc::clone(child_main, top as *mut libc::c_void, flags, spec as *const ChildSpec as *mut libc::c_void);
+        let pid = libc::clone(
+            child_main,
+            top as *mut libc::c_void,
+            flags,
+            spec as *const ChildSpec as *mut libc::c_void,
+            std::ptr::null_mut::<libc::pid_t>(),
+            std::ptr::null_mut::<libc::c_void>(),
+            clear_tid,
+        );
         let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
         libc::syscall(
             libc::SYS_rt_sigprocmask,
@@ -564,17 +741,20 @@ fn clone_child(top: usize, flags: libc::c_int, spec: &ChildSpec) -> Result<libc:
 }
 
 /// Paths that tests can force, on their own thread only: spawning as when no fd slots could
-/// be reserved, and as on a kernel without close_range. Always the default outside tests.
+/// be reserved, as on a kernel without close_range, and waiting in clone for the exec
+/// (CLONE_VFORK). Always the default outside tests.
 #[derive(Clone, Copy, Default)]
 struct TestPaths {
     without_slots: bool,
     without_close_range: bool,
+    with_vfork: bool,
 }
 
 #[cfg(test)]
 thread_local! {
-    static TEST_PATHS: std::cell::Cell<TestPaths> =
-        const { std::cell::Cell::new(TestPaths { without_slots: false, without_close_range: false }) };
+    static TEST_PATHS: std::cell::Cell<TestPaths> = const {
+        std::cell::Cell::new(TestPaths { without_slots: false, without_close_range: false, with_vfork: false })
+    };
 }
 
 #[cfg(test)]
@@ -587,104 +767,150 @@ fn test_paths() -> TestPaths {
     TestPaths::default()
 }
 
-/// The child, between clone and exec. It runs on its own stack in the daemon's memory while
-/// the daemon's thread waits, so it only reads `spec` and makes system calls: no allocation,
-/// no lock, nothing that may panic. The libc functions it calls are plain system calls; user
-/// and groups change through the system calls themselves (libc's wrappers would have every
-/// thread of the daemon change its ids too).
+/// Whether `sc` leaves errno alone. Only then may a child run while the daemon does: the
+/// child runs on the daemon's thread-local storage, errno included.
+const RAW_SYSCALLS: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
+
+/// A system call without libc: the result, or the error number. It writes no errno, which
+/// the child shares with the daemon's thread.
+#[cfg(target_arch = "x86_64")]
+unsafe fn sc(n: libc::c_long, a: [usize; 6]) -> Result<usize, i32> {
+    let r: isize;
+    // SAFETY (for the caller): the system call's own contract.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") n as isize => r,
+            in("rdi") a[0], in("rsi") a[1], in("rdx") a[2], in("r10") a[3], in("r8") a[4], in("r9") a[5],
+            lateout("rcx") _, lateout("r11") _,
+            options(nostack),
+        );
+    }
+    if (-4095..0).contains(&r) {
+        Err(-r as i32)
+    } else {
+        Ok(r as usize)
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+unsafe fn sc(n: libc::c_long, a: [usize; 6]) -> Result<usize, i32> {
+    let r: isize;
+    // SAFETY (for the caller): the system call's own contract.
+    unsafe {
+        std::arch::asm!(
+            "svc 0",
+            in("x8") n,
+            inlateout("x0") a[0] as isize => r,
+            in("x1") a[1], in("x2") a[2], in("x3") a[3], in("x4") a[4], in("x5") a[5],
+            options(nostack),
+        );
+    }
+    if (-4095..0).contains(&r) {
+        Err(-r as i32)
+    } else {
+        Ok(r as usize)
+    }
+}
+
+/// Elsewhere through libc, which sets errno: children there start with CLONE_VFORK, the
+/// daemon's thread stopped meanwhile.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+unsafe fn sc(n: libc::c_long, a: [usize; 6]) -> Result<usize, i32> {
+    // SAFETY (for the caller): the system call's own contract.
+    let r = unsafe { libc::syscall(n, a[0], a[1], a[2], a[3], a[4], a[5]) };
+    if r == -1 {
+        Err(io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL))
+    } else {
+        Ok(r as usize)
+    }
+}
+
+/// The child, between clone and exec. It runs on its lane's stack in the daemon's memory,
+/// while the daemon's thread goes on (or waits, with CLONE_VFORK), so it only reads `spec` and
+/// makes system calls with `sc`: no allocation, no lock, no errno, nothing that may panic.
+/// User and groups change through the system calls themselves (libc's wrappers would have
+/// every thread of the daemon change its ids too).
 extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
-    // SAFETY: `arg` is the `ChildSpec` that clone_and_exec keeps alive until we exec or exit.
+    // SAFETY: `arg` is the `ChildSpec` that is kept alive until we exec or exit.
     let spec = unsafe { &*(arg as *const ChildSpec) };
-    let fail = |step: u8| -> libc::c_int {
-        let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
-        spec.failed_errno.store(errno, Ordering::Release);
-        spec.failed_step.store(step, Ordering::Release);
-        // SAFETY: _exit ends the child at once (no exit handler of the daemon runs).
-        unsafe { libc::_exit(127) }
-    };
     // SAFETY: system calls on the fds, ids and strings the parent prepared.
+    let Err((step, errno)) = unsafe { child_exec(spec) };
+    spec.failed_errno.store(errno, Ordering::Release);
+    spec.failed_step.store(step, Ordering::Release);
+    // SAFETY: ends the child at once (no exit handler of the daemon runs).
+    let _ = unsafe { sc(libc::SYS_exit_group, [127, 0, 0, 0, 0, 0]) };
+    127
+}
+
+/// The child's steps up to exec; returns only if one fails: (the step, the errno).
+unsafe fn child_exec(spec: &ChildSpec) -> Result<std::convert::Infallible, (u8, i32)> {
+    let at = |step: u8| move |errno: i32| (step, errno);
+    let a = |x: usize, y: usize, z: usize| [x, y, z, 0, 0, 0];
+    // SAFETY (all below): system calls on the fds, ids and strings the parent prepared.
     unsafe {
         // First a fd table of our own (CLONE_FILES: until now it is the daemon's): a copy of
         // the fds below the slots' end only, or, on a kernel without close_range, of all.
-        if spec.keep_below > 0
-            && (spec.unshare_only
-                || libc::syscall(
-                    libc::SYS_close_range,
-                    spec.keep_below as libc::c_uint,
-                    libc::c_uint::MAX,
-                    CLOSE_RANGE_UNSHARE,
-                ) == -1)
-            && libc::syscall(libc::SYS_unshare, libc::CLONE_FILES) == -1
-        {
-            return fail(STEP_FDS);
+        if spec.keep_below > 0 {
+            let range = if spec.unshare_only {
+                Err(libc::ENOSYS)
+            } else {
+                let unshare = CLOSE_RANGE_UNSHARE as usize;
+                sc(libc::SYS_close_range, a(spec.keep_below as usize, libc::c_uint::MAX as usize, unshare))
+            };
+            if range.is_err() {
+                sc(libc::SYS_unshare, a(libc::CLONE_FILES as usize, 0, 0)).map_err(at(STEP_FDS))?;
+            }
         }
         child_default_dispositions();
-        if libc::setpgid(0, 0) == -1 {
-            return fail(STEP_PGID);
-        }
+        sc(libc::SYS_setpgid, a(0, 0, 0)).map_err(at(STEP_PGID))?;
         // Fds 0-2 of the child. A source that is itself one of 0-2 (the daemon was started with
-        // one of them closed, and it has no slots) first moves out of the way, so that no dup2
+        // one of them closed, and it has no slots) first moves out of the way, so that no dup
         // overwrites another's source and none is a no-op that would leave close-on-exec set.
         let mut src = spec.stdio;
         for fd in src.iter_mut() {
             if (0..3).contains(fd) {
-                *fd = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 3);
-                if *fd == -1 {
-                    return fail(STEP_FDS);
-                }
+                let moved = sc(libc::SYS_fcntl, a(*fd as usize, libc::F_DUPFD_CLOEXEC as usize, 3));
+                *fd = moved.map_err(at(STEP_FDS))? as RawFd;
             }
         }
         for (target, fd) in (0..).zip(src) {
-            if fd >= 0 && libc::dup2(fd, target) == -1 {
-                return fail(STEP_FDS);
+            if fd >= 0 {
+                sc(libc::SYS_dup3, a(fd as usize, target, 0)).map_err(at(STEP_FDS))?;
             }
         }
         if let Some((uid, gid)) = spec.user {
-            if libc::syscall(SYS_SETGROUPS, spec.groups.len(), spec.groups.as_ptr()) == -1 {
-                return fail(STEP_GROUPS);
-            }
-            if libc::syscall(SYS_SETGID, gid) == -1 {
-                return fail(STEP_GID);
-            }
-            if libc::syscall(SYS_SETUID, uid) == -1 {
-                return fail(STEP_UID);
-            }
+            let groups = a(spec.groups.len(), spec.groups.as_ptr() as usize, 0);
+            sc(SYS_SETGROUPS, groups).map_err(at(STEP_GROUPS))?;
+            sc(SYS_SETGID, a(gid as usize, 0, 0)).map_err(at(STEP_GID))?;
+            sc(SYS_SETUID, a(uid as usize, 0, 0)).map_err(at(STEP_UID))?;
         }
         if let Some(dir) = &spec.directory {
-            if libc::chdir(dir.as_ptr()) == -1 {
-                return fail(STEP_CHDIR);
-            }
+            sc(libc::SYS_chdir, a(dir.as_ptr() as usize, 0, 0)).map_err(at(STEP_CHDIR))?;
         }
         if let Some(mask) = spec.umask {
-            libc::umask(mask);
+            let _ = sc(libc::SYS_umask, a(mask as usize, 0, 0));
         }
-        if !child_cloexec_from(3) {
-            return fail(STEP_FDS);
-        }
+        child_cloexec_from(3);
         // After the close-on-exec sweep: the readiness fd is the one fd besides 0-2 that the
         // program keeps.
         if let Some((fd, n)) = spec.ready {
-            let ok = if fd == n { libc::fcntl(fd, libc::F_SETFD, 0) != -1 } else { libc::dup2(fd, n) != -1 };
-            if !ok {
-                return fail(STEP_FDS);
-            }
+            let kept = if fd == n {
+                sc(libc::SYS_fcntl, a(fd as usize, libc::F_SETFD as usize, 0))
+            } else {
+                sc(libc::SYS_dup3, a(fd as usize, n as usize, 0))
+            };
+            kept.map_err(at(STEP_FDS))?;
         }
         // The raw system call: libc's sigprocmask keeps its own internal signals (32, 33)
         // blocked, and that mask would survive exec.
         let empty: u64 = 0;
-        if libc::syscall(
-            libc::SYS_rt_sigprocmask,
-            libc::SIG_SETMASK,
-            &empty as *const u64,
-            std::ptr::null_mut::<u64>(),
-            8usize,
-        ) == -1
-        {
-            return fail(STEP_SIGNALS);
-        }
-        libc::execve(spec.path.as_ptr(), spec.argv.as_ptr(), spec.envp.as_ptr());
+        sc(libc::SYS_rt_sigprocmask, [libc::SIG_SETMASK as usize, &empty as *const u64 as usize, 0, 8, 0, 0])
+            .map_err(at(STEP_SIGNALS))?;
+        let exec = [spec.path.as_ptr() as usize, spec.argv.as_ptr() as usize, spec.envp.as_ptr() as usize, 0, 0, 0];
+        // It returns only on failure.
+        Err((STEP_EXEC, sc(libc::SYS_execve, exec).err().unwrap_or(libc::ENOEXEC)))
     }
-    fail(STEP_EXEC)
 }
 
 // On 32-bit ARM the plain id system calls take 16-bit ids; these take 32-bit ones.
@@ -750,43 +976,36 @@ struct KernelSigaction {
 fn raw_default_disposition(sig: libc::c_int) {
     let act = KernelSigaction { handler: libc::SIG_DFL, flags: 0, restorer: 0, mask: 0 };
     // SAFETY: rt_sigaction with a valid struct of the kernel's layout and an 8-byte sigset.
-    unsafe {
-        libc::syscall(
-            libc::SYS_rt_sigaction,
-            sig,
-            &act as *const KernelSigaction,
-            std::ptr::null_mut::<KernelSigaction>(),
-            8usize,
-        );
-    }
+    let _ = unsafe { sc(libc::SYS_rt_sigaction, [sig as usize, &act as *const KernelSigaction as usize, 0, 8, 0, 0]) };
 }
 
 const CLOSE_RANGE_UNSHARE: libc::c_uint = 1 << 1;
 
-/// In the child: mark every fd >= `from` close-on-exec (close_range, or one by one).
-fn child_cloexec_from(from: RawFd) -> bool {
-    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-    // SAFETY: close_range with the CLOEXEC flag only changes fd flags; it closes nothing, so
-    // std's own error pipe keeps working.
-    let r =
-        unsafe { libc::syscall(libc::SYS_close_range, from as libc::c_uint, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC) };
-    if r == 0 {
-        return true;
+/// In the child (and once in the daemon): mark every fd >= `from` close-on-exec (close_range,
+/// or one by one on kernels without it).
+fn child_cloexec_from(from: RawFd) {
+    const CLOSE_RANGE_CLOEXEC: usize = 1 << 2;
+    let max = libc::c_uint::MAX as usize;
+    // SAFETY: close_range with the CLOEXEC flag only changes fd flags; it closes nothing.
+    if unsafe { sc(libc::SYS_close_range, [from as usize, max, CLOSE_RANGE_CLOEXEC, 0, 0, 0]) }.is_ok() {
+        return;
     }
     // Older kernels: walk the fds up to the soft limit.
-    // SAFETY: getrlimit and fcntl are async-signal-safe; fcntl on a closed fd just fails.
+    // SAFETY: prlimit64 into a valid struct; fcntl on a closed fd just fails.
     unsafe {
-        let mut lim: libc::rlimit = std::mem::zeroed();
-        let max =
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 { lim.rlim_cur.min(1 << 20) as RawFd } else { 1024 };
-        for fd in from..max {
-            let flags = libc::fcntl(fd, libc::F_GETFD);
-            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
-                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+        let mut lim: libc::rlimit64 = std::mem::zeroed();
+        let nofile = libc::RLIMIT_NOFILE as usize;
+        let got = sc(libc::SYS_prlimit64, [0, nofile, 0, &mut lim as *mut libc::rlimit64 as usize, 0, 0]);
+        let end = if got.is_ok() { lim.rlim_cur.min(1 << 20) as usize } else { 1024 };
+        for fd in from as usize..end {
+            if let Ok(flags) = sc(libc::SYS_fcntl, [fd, libc::F_GETFD as usize, 0, 0, 0, 0]) {
+                if flags & libc::FD_CLOEXEC as usize == 0 {
+                    let _ =
+                        sc(libc::SYS_fcntl, [fd, libc::F_SETFD as usize, flags | libc::FD_CLOEXEC as usize, 0, 0, 0]);
+                }
             }
         }
     }
-    true
 }
 
 /// Writes to a child's stdin without blocking: returns how much was taken.
@@ -840,11 +1059,11 @@ mod tests {
     }
 
     /// `sh -c script` with no settings but these.
-    fn sh_plan<'a>(base: &'a BaseEnv, script: &str, redirect_stderr: bool, ready_fd: Option<i32>) -> SpawnPlan<'a> {
+    fn sh_plan(base: &Rc<BaseEnv>, script: &str, redirect_stderr: bool, ready_fd: Option<i32>) -> SpawnPlan {
         SpawnPlan {
             program: PathBuf::from("/bin/sh"),
             argv: vec!["sh".into(), "-c".into(), script.into()],
-            base,
+            base: Rc::clone(base),
             env: Vec::new(),
             directory: None,
             umask: None,
@@ -858,29 +1077,36 @@ mod tests {
     #[test]
     fn a_child_takes_only_its_own_fds_through_the_slots_which_are_idle_again_after() {
         assert_eq!(reserve_fd_slots(), None);
-        let slots: Vec<RawFd> = spawner()
+        let slots: Vec<[RawFd; 4]> = spawner()
             .as_ref()
             .and_then(|s| s.slots.as_ref())
             .expect("reserved")
             .fds
             .iter()
-            .map(|f| f.as_raw_fd())
+            .map(|lane| lane.each_ref().map(|f| f.as_raw_fd()))
             .collect();
-        assert!(slots.iter().all(|&fd| fd >= 3), "{slots:?}");
+        assert!(slots.iter().flatten().all(|&fd| fd >= 3), "{slots:?}");
+        // Finishes the child; the slots of its lane hold /dev/null again (other tests may be
+        // using the other lanes).
+        let finish_idle = |child: InFlight| -> Spawned {
+            let lane = child.lane;
+            let spawned = finish(child).expect("exec'd");
+            for slot in lane.map_or(&[][..], |l| &slots[l][..]) {
+                let link = fs::read_link(format!("/proc/self/fd/{slot}")).expect("slot open");
+                assert_eq!(link, Path::new("/dev/null"), "slot {slot} is idle again");
+            }
+            spawned
+        };
         // Fds of ours, not close-on-exec: none may reach the child.
         let ours: Vec<_> = (0..32).map(|_| sys::pipe().expect("pipe")).collect();
         for (r, _) in &ours {
             // SAFETY: clearing FD_CLOEXEC on an fd we own.
             unsafe { libc::fcntl(r.as_raw_fd(), libc::F_SETFD, 0) };
         }
-        let base = BaseEnv::new(std::env::vars_os());
+        let base = Rc::new(BaseEnv::new(std::env::vars_os()));
         let script = "ls /proc/$$/fd; readlink /proc/$$/fd/3; echo to-stderr >&2; cat; echo ready >&3";
         let plan = sh_plan(&base, script, false, Some(3));
-        let child = spawn(plan, "slots").expect("spawned");
-        for slot in &slots {
-            let link = fs::read_link(format!("/proc/self/fd/{slot}")).expect("slot open");
-            assert_eq!(link, Path::new("/dev/null"), "slot {slot} is idle again");
-        }
+        let child = finish_idle(spawn(plan, "slots").expect("cloned"));
         let stdin = child.stdin.expect("stdin pipe");
         assert_eq!(write_nonblocking(&stdin, b"from-stdin\n").expect("write"), 11);
         drop(stdin);
@@ -899,11 +1125,7 @@ mod tests {
 
         // A child with fewer ends (stderr to stdout, no readiness fd) leaves the slots idle too.
         let plan = sh_plan(&base, "echo out; echo err >&2", true, None);
-        let child = spawn(plan, "slots2").expect("spawned");
-        for slot in &slots {
-            let link = fs::read_link(format!("/proc/self/fd/{slot}")).expect("slot open");
-            assert_eq!(link, Path::new("/dev/null"), "slot {slot} is idle again");
-        }
+        let child = finish_idle(spawn(plan, "slots2").expect("cloned"));
         assert!(child.stderr.is_none() && child.ready.is_none());
         assert_eq!(read_to_eof(&child.stdout), "out\nerr\n");
         // SAFETY: waitpid on our own child.
@@ -913,12 +1135,8 @@ mod tests {
         // unshare(CLONE_FILES); exec still leaves it only its own fds, and the slots are idle.
         TEST_PATHS.with(|p| p.set(TestPaths { without_close_range: true, ..TestPaths::default() }));
         let plan = sh_plan(&base, "ls /proc/$$/fd; readlink /proc/$$/fd/3", true, Some(3));
-        let child = spawn(plan, "unshare").expect("spawned");
+        let child = finish_idle(spawn(plan, "unshare").expect("cloned"));
         TEST_PATHS.with(|p| p.set(TestPaths::default()));
-        for slot in &slots {
-            let link = fs::read_link(format!("/proc/self/fd/{slot}")).expect("slot open");
-            assert_eq!(link, Path::new("/dev/null"), "slot {slot} is idle again");
-        }
         let out = read_to_eof(&child.stdout);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[..4], ["0", "1", "2", "3"], "{out}");
@@ -930,7 +1148,7 @@ mod tests {
         // keeps only its own fds.
         TEST_PATHS.with(|p| p.set(TestPaths { without_slots: true, ..TestPaths::default() }));
         let plan = sh_plan(&base, "ls /proc/$$/fd; readlink /proc/$$/fd/3", true, Some(3));
-        let child = spawn(plan, "noslots").expect("spawned");
+        let child = finish_idle(spawn(plan, "noslots").expect("cloned"));
         TEST_PATHS.with(|p| p.set(TestPaths::default()));
         let out = read_to_eof(&child.stdout);
         let lines: Vec<&str> = out.lines().collect();
@@ -939,6 +1157,87 @@ mod tests {
         // SAFETY: waitpid on our own child.
         assert_eq!(unsafe { libc::waitpid(child.pid as libc::pid_t, &mut status, 0) }, child.pid as libc::pid_t);
         drop(ours);
+    }
+
+    fn errno() -> i32 {
+        io::Error::last_os_error().raw_os_error().unwrap_or(0)
+    }
+
+    fn set_errno(value: i32) {
+        // SAFETY: this thread's errno.
+        unsafe { *libc::__errno_location() = value };
+    }
+
+    /// A child that fails at chdir: it exits 127, and `finish` says why and reaps it.
+    fn failing_child(base: &Rc<BaseEnv>) -> InFlight {
+        let mut plan = sh_plan(base, "echo never", true, None);
+        plan.directory = Some("/nonexistent-minisv-dir".into());
+        spawn(plan, "fails").expect("cloned")
+    }
+
+    fn assert_fails_at_chdir_and_is_reaped(child: InFlight) {
+        let pid = child.pid;
+        let message = finish(child).err().expect("a failed start");
+        assert_eq!(message, "couldn't chdir to /nonexistent-minisv-dir: ENOENT");
+        let mut status = 0;
+        // SAFETY: waitpid with a valid status pointer; the pid was ours.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        assert_eq!((r, errno()), (-1, libc::ECHILD), "finish reaped the failed child");
+    }
+
+    #[test]
+    fn children_go_to_exec_several_at_once_each_with_its_own_fds() {
+        assert_eq!(reserve_fd_slots(), None);
+        let base = Rc::new(BaseEnv::new(std::env::vars_os()));
+        let script = |i: usize| format!("echo child-{i}; ls /proc/$$/fd");
+        // LANES children started before any is finished, each on its own lane (where the
+        // architecture has raw system calls: elsewhere each is waited for in clone).
+        let children: Vec<InFlight> =
+            (0..LANES).map(|i| spawn(sh_plan(&base, &script(i), true, None), "lanes").expect("cloned")).collect();
+        let lanes: std::collections::HashSet<usize> = children.iter().filter_map(|c| c.lane).collect();
+        assert_eq!(lanes.len(), if RAW_SYSCALLS { LANES } else { 0 }, "children in flight on distinct lanes");
+        let mut pids = Vec::new();
+        for (i, child) in children.into_iter().enumerate() {
+            let child = finish(child).expect("exec'd");
+            let out = read_to_eof(&child.stdout);
+            assert_eq!(out.lines().collect::<Vec<_>>(), [format!("child-{i}").as_str(), "0", "1", "2"], "{out}");
+            pids.push(child.pid as libc::pid_t);
+        }
+        for pid in pids {
+            let mut status = 0;
+            // SAFETY: waitpid on our own child.
+            assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+            assert_eq!(status, 0);
+        }
+
+        // A child that fails while the daemon goes on reports through `finish`, and writes
+        // nothing of the daemon's thread: it runs on its thread-local storage, errno included.
+        let child = failing_child(&base);
+        set_errno(libc::EDOM);
+        // SAFETY: waitid on our own child with a valid siginfo; WNOWAIT leaves it for finish.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let waited =
+            unsafe { libc::waitid(libc::P_PID, child.pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        assert_eq!(waited, 0);
+        assert_eq!(errno(), libc::EDOM, "the failing child changed the daemon's errno");
+        assert_fails_at_chdir_and_is_reaped(child);
+    }
+
+    #[test]
+    fn the_clone_vfork_fallback_starts_children_and_reports_failures_the_same_way() {
+        let base = Rc::new(BaseEnv::new(std::env::vars_os()));
+        TEST_PATHS.with(|p| p.set(TestPaths { with_vfork: true, ..TestPaths::default() }));
+        let child = spawn(sh_plan(&base, "echo vfork; ls /proc/$$/fd", true, None), "vfork").expect("cloned");
+        let failing = failing_child(&base);
+        TEST_PATHS.with(|p| p.set(TestPaths::default()));
+        assert!(child.lane.is_none() && failing.lane.is_none(), "waited for in clone");
+        assert_eq!(failing.spec.failed_step.load(Ordering::Acquire), STEP_CHDIR, "failed before clone returned");
+        assert_fails_at_chdir_and_is_reaped(failing);
+        let child = finish(child).expect("exec'd");
+        assert_eq!(read_to_eof(&child.stdout), "vfork\n0\n1\n2\n");
+        let mut status = 0;
+        // SAFETY: waitpid on our own child.
+        assert_eq!(unsafe { libc::waitpid(child.pid as libc::pid_t, &mut status, 0) }, child.pid as libc::pid_t);
     }
 
     #[test]

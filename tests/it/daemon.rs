@@ -2,6 +2,7 @@
 
 use std::fs;
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
@@ -647,6 +648,43 @@ fn critical_program_going_fatal_stops_the_daemon() {
     assert_eq!(out.status.code(), Some(4), "FATAL after quick exits: the last exit status");
     let log = read_lossy(&dir.join("main.log"));
     assert!(log.contains("CRIT critical program job is FATAL and will not be restarted"), "{log}");
+}
+
+#[test]
+fn critical_program_failing_to_start_stops_the_programs_started_with_it() {
+    // `job` fails at chdir and, with startretries=0, is FATAL at once, while the programs
+    // started in the same pass may still be on their way to exec: each must be stopped (none
+    // left running), and the daemon must exit with 1 (the program never ran).
+    let dir = TempDir::new("critspawn");
+    let d = dir.path().display().to_string();
+    let mut conf = format!(
+        "{}[program:job]\ncommand=sleep 1000\ndirectory={d}/missing\ncritical=true\nstartretries=0\npriority=1\n",
+        base_config(dir.path())
+    );
+    for i in 0..8 {
+        conf +=
+            &format!("[program:s{i}]\ncommand=sh -c 'echo $$ >> {d}/pids; exec sleep 1000'\nstartsecs=0\npriority=2\n");
+    }
+    let conf = dir.write("sv.conf", &conf);
+    let mut child = Command::new(BIN)
+        .args(["-n", "-c", conf.to_str().expect("utf-8")])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn minisv");
+    let status = wait_for(20.0, "the daemon to exit", || child.try_wait().ok().flatten());
+    let log = read_lossy(&dir.join("main.log"));
+    let pids: Vec<u32> = read_lossy(&dir.join("pids")).lines().map(|l| l.trim().parse().expect("a pid")).collect();
+    let alive: Vec<u32> = pids.iter().copied().filter(|p| pid_alive(*p)).collect();
+    for pid in &alive {
+        kill(*pid, libc::SIGKILL);
+    }
+    assert!(alive.is_empty(), "left running: {alive:?}\n{log}");
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("spawnerr: couldn't chdir to"), "{log}");
+    assert!(log.contains("CRIT critical program job is FATAL and will not be restarted"), "{log}");
+    assert!(!log.contains("ERRO"), "{log}");
 }
 
 #[test]

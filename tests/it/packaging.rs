@@ -484,8 +484,9 @@ fn build_static_builds_and_smoke_tests_x86_64_and_aarch64_when_enabled() {
         eprintln!("skipped: set MINISV_STATIC_TESTS=1 to run packaging/build-static --only x86_64,aarch64 --smoke");
         return;
     }
-    // aarch64 runs under qemu-user, which refuses clone(CLONE_VFORK | CLONE_FILES): its smoke
-    // test covers the daemon's fallback, and its build the hot list mapped onto another target.
+    // aarch64 runs under qemu-user, which refuses clone(CLONE_VM) without CLONE_VFORK, and
+    // clone(CLONE_VFORK | CLONE_FILES): its smoke test covers the daemon's fallbacks, and its
+    // build the hot list mapped onto another target.
     let targets = ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"];
     let out =
         run(Command::new(packaging("build-static")).args(["--only", "x86_64,aarch64", "--smoke"]).current_dir(root()));
