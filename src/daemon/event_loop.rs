@@ -1095,7 +1095,11 @@ impl EventLoop {
         };
         let pc = p.config.clone();
         let group = p.group.clone();
-        match self.start_spawn(id, &pc, &group) {
+        let started = self.start_spawn(id, &pc, &group);
+        while let Some(note) = spawn::take_fallback_note() {
+            self.log.log(LogLevel::Info, note);
+        }
+        match started {
             Ok(child) => self.in_flight.push_back((id, child)),
             Err(message) => self.sup.feed(id, Input::SpawnFailed { message }, Instant::now(), SystemTime::now()),
         }
@@ -1107,7 +1111,21 @@ impl EventLoop {
         let Some((id, child)) = self.in_flight.pop_front() else {
             return false;
         };
-        let input = match spawn::finish(child) {
+        let outcome = spawn::finish(child);
+        // The core waits for this outcome in STARTING without a pid. (Nothing stops a process
+        // while its spawn is in flight: the stops that can come while actions are performed
+        // first finish every spawn, see check_critical.)
+        let awaited =
+            self.sup.process(id).is_some_and(|p| p.state == crate::supervisor::ProcessState::Starting && p.pid == 0);
+        let input = match outcome {
+            Ok(spawned) if !awaited => {
+                // Were it ever to happen, the child must not run on unsupervised.
+                let name = self.sup.process(id).map(|p| p.name().to_string()).unwrap_or_default();
+                let msg = format!("{name} is no longer starting: killing its new child (pid {})", spawned.pid);
+                self.log.log(LogLevel::Warn, &msg);
+                spawn::kill_and_reap(spawned.pid);
+                return true;
+            }
             Ok(spawned) => Input::Spawned { pid: self.watch_child(id, spawned) },
             Err(message) => Input::SpawnFailed { message },
         };
@@ -1117,7 +1135,7 @@ impl EventLoop {
 
     fn start_spawn(&mut self, id: ProcId, pc: &ProcessConfig, group: &str) -> Result<spawn::InFlight, String> {
         if let Some(p) = self.sup.process(id) {
-            if p.pid != 0 {
+            if p.pid != 0 || self.in_flight.iter().any(|(i, _)| *i == id) {
                 return Err(format!("process '{}' already running", pc.name));
             }
         }

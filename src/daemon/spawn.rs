@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 
 use crate::sys;
 
-/// Why a command cannot be started, found in the parent before fork.
+/// Why a command cannot be started, found in the parent before the clone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommandError {
     /// `can't find command 'x'` (the RPC answers NO_FILE).
@@ -441,6 +441,20 @@ pub fn finish(mut child: InFlight) -> Result<Spawned, String> {
     })
 }
 
+/// SIGKILLs a child that has exec'd and waits for it to be gone (it cannot block a signal
+/// that kills it, so the wait is short).
+pub fn kill_and_reap(pid: u32) {
+    let pid = pid as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: kill and waitpid on our own child, with a valid status pointer.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        while libc::waitpid(pid, &mut status, 0) == -1
+            && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+        {}
+    }
+}
+
 fn user_uid(user: &Option<(u32, u32, Vec<u32>)>) -> u32 {
     user.as_ref().map(|u| u.0).unwrap_or(0)
 }
@@ -454,7 +468,7 @@ const GUARD: usize = 4096;
 struct Spawner {
     /// The lowest address of each lane's stack mapping (its guard page); 0 until first used.
     stacks: [usize; LANES],
-    /// A child (or a thread starting one) has the lane.
+    /// A child has the lane: from its clone until `finish` has seen it exec or exit.
     busy: [bool; LANES],
     slots: Option<Slots>,
 }
@@ -509,7 +523,9 @@ fn wait_off_lane(lane: usize, pid: libc::pid_t) {
 /// again at exec (flushing every one: a third of the CPU a `sleep` child needs to start). Each
 /// slot always holds an fd (`/dev/null` when idle), so no other thread's open() ever gets its
 /// number. Each lane has its own slots: the parent fills one lane's while the child of another
-/// may not have taken its copy yet.
+/// may not have taken its copy yet. A child's copy holds the other lanes' slots too, until its
+/// exec closes them (they are close-on-exec): an end of another child's pipe may stay open
+/// that much longer.
 struct Slots {
     idle: OwnedFd,
     /// Per lane: stdin, stdout, stderr, readiness.
@@ -697,6 +713,26 @@ static SHARED_TABLE_REFUSED: std::sync::atomic::AtomicBool = std::sync::atomic::
 /// Set once a clone(CLONE_VM) without CLONE_VFORK was refused: later ones wait for the exec.
 static ASYNC_REFUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Each once: why children start in a slower way than they could (a clone was refused), for
+/// the daemon's log.
+pub fn take_fallback_note() -> Option<&'static str> {
+    static NOTED_ASYNC: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    static NOTED_TABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if ASYNC_REFUSED.load(Ordering::Relaxed) && !NOTED_ASYNC.swap(true, Ordering::Relaxed) {
+        return Some(
+            "clone(CLONE_VM) without CLONE_VFORK was refused (EINVAL; qemu-user does): children are \
+             started one at a time, each waited for until it has exec'd",
+        );
+    }
+    if SHARED_TABLE_REFUSED.load(Ordering::Relaxed) && !NOTED_TABLE.swap(true, Ordering::Relaxed) {
+        return Some(
+            "clone(CLONE_VFORK | CLONE_FILES) was refused (EINVAL; qemu-user does): each child copies \
+             the daemon's whole fd table",
+        );
+    }
+    None
+}
+
 /// clone(2) of `child_main` on the stack below `top`; the pid, or clone's errno. `clear_tid`:
 /// the word the kernel zeroes when the child execs or exits (with CLONE_CHILD_CLEARTID).
 fn clone_child(
@@ -715,16 +751,7 @@ fn clone_child(
     // the kernel has cleared `clear_tid`), and the top of a mapped stack.
     unsafe {
         libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &all as *const u64, &mut old as *mut u64, 8usize);
-        let pid = libc::clone(
-            child_main,
-            top as *mut libc::c_void,
-            flags,
-            spec as *const ChildSpec as *mut libc::c_void,
-            std::ptr::null_mut::<libc::pid_t>(),
-            std::ptr::null_mut::<libc::c_void>(),
-            clear_tid,
-        );
-        let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        let pid = clone_raw(top, flags, spec as *const ChildSpec as *mut libc::c_void, clear_tid);
         libc::syscall(
             libc::SYS_rt_sigprocmask,
             libc::SIG_SETMASK,
@@ -732,11 +759,127 @@ fn clone_child(
             std::ptr::null_mut::<u64>(),
             8usize,
         );
-        if pid == -1 {
-            Err(errno)
-        } else {
-            Ok(pid)
-        }
+        pid
+    }
+}
+
+/// The clone system call itself, with `child_main(arg)` run on the stack below `top`: libc's
+/// wrapper will not do (musl's refuses CLONE_CHILD_CLEARTID, taking it for a thread without
+/// its own thread structure). The child starts with the parent's registers but the stack
+/// pointer and the return value; it calls `child_main`, which never returns (the exit after
+/// it is a guard).
+#[cfg(target_arch = "x86_64")]
+unsafe fn clone_raw(
+    top: usize,
+    flags: libc::c_int,
+    arg: *mut libc::c_void,
+    clear_tid: *mut libc::pid_t,
+) -> Result<libc::pid_t, i32> {
+    let main: extern "C" fn(*mut libc::c_void) -> libc::c_int = child_main;
+    let r: isize;
+    // SAFETY (for the caller): `top` is the 16-byte aligned top of a stack that nothing else
+    // uses until the child execs or exits, and `arg` is what `child_main` expects.
+    unsafe {
+        std::arch::asm!(
+            // clone(flags, stack, parent_tid, child_tid, tls)
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            // The child, on its own stack.
+            "mov rdi, r13",
+            "call r12",
+            "mov edi, eax",
+            "mov eax, {exit}",
+            "syscall",
+            "ud2",
+            "2:",
+            exit = const libc::SYS_exit,
+            inlateout("rax") libc::SYS_clone as isize => r,
+            in("rdi") flags as libc::c_long as usize,
+            in("rsi") top,
+            in("rdx") 0usize,
+            in("r10") clear_tid,
+            in("r8") 0usize,
+            in("r12") main,
+            in("r13") arg,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    if r < 0 {
+        Err(-r as i32)
+    } else {
+        Ok(r as libc::pid_t)
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+unsafe fn clone_raw(
+    top: usize,
+    flags: libc::c_int,
+    arg: *mut libc::c_void,
+    clear_tid: *mut libc::pid_t,
+) -> Result<libc::pid_t, i32> {
+    let main: extern "C" fn(*mut libc::c_void) -> libc::c_int = child_main;
+    let r: isize;
+    // SAFETY (for the caller): `top` is the 16-byte aligned top of a stack that nothing else
+    // uses until the child execs or exits, and `arg` is what `child_main` expects.
+    unsafe {
+        std::arch::asm!(
+            // clone(flags, stack, parent_tid, tls, child_tid)
+            "svc 0",
+            "cbnz x0, 2f",
+            // The child, on its own stack.
+            "mov x0, x21",
+            "blr x20",
+            "mov x8, #{exit}",
+            "svc 0",
+            "udf #0",
+            "2:",
+            exit = const libc::SYS_exit,
+            in("x8") libc::SYS_clone,
+            inlateout("x0") flags as libc::c_long as isize => r,
+            in("x1") top,
+            in("x2") 0usize,
+            in("x3") 0usize,
+            in("x4") clear_tid,
+            in("x20") main,
+            in("x21") arg,
+            options(nostack),
+        );
+    }
+    if r < 0 {
+        Err(-r as i32)
+    } else {
+        Ok(r as libc::pid_t)
+    }
+}
+
+/// Elsewhere libc's wrapper, with CLONE_VFORK only (`RAW_SYSCALLS` is false).
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+unsafe fn clone_raw(
+    top: usize,
+    flags: libc::c_int,
+    arg: *mut libc::c_void,
+    clear_tid: *mut libc::pid_t,
+) -> Result<libc::pid_t, i32> {
+    // SAFETY (for the caller): as for the raw versions.
+    let pid = unsafe {
+        libc::clone(
+            child_main,
+            top as *mut libc::c_void,
+            flags,
+            arg,
+            std::ptr::null_mut::<libc::pid_t>(),
+            std::ptr::null_mut::<libc::c_void>(),
+            clear_tid,
+        )
+    };
+    if pid == -1 {
+        Err(io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL))
+    } else {
+        Ok(pid)
     }
 }
 
@@ -940,7 +1083,8 @@ pub fn mark_fds_cloexec() {
 /// takes a lock for SIGABRT.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn child_default_dispositions() {
-    for sig in 1..libc::SIGRTMAX() {
+    // Every signal the kernel has (1-64 here); no libc call, not even SIGRTMAX().
+    for sig in 1..=64 {
         if sig != libc::SIGKILL && sig != libc::SIGSTOP {
             raw_default_disposition(sig);
         }
@@ -1086,14 +1230,15 @@ mod tests {
             .map(|lane| lane.each_ref().map(|f| f.as_raw_fd()))
             .collect();
         assert!(slots.iter().flatten().all(|&fd| fd >= 3), "{slots:?}");
-        // Finishes the child; the slots of its lane hold /dev/null again (other tests may be
-        // using the other lanes).
+        // Finishes the child; then no slot holds an end of its pipes any more. (Other tests may
+        // be using the other lanes, or this one again by now: their pipes are not this child's.)
         let finish_idle = |child: InFlight| -> Spawned {
-            let lane = child.lane;
             let spawned = finish(child).expect("exec'd");
-            for slot in lane.map_or(&[][..], |l| &slots[l][..]) {
-                let link = fs::read_link(format!("/proc/self/fd/{slot}")).expect("slot open");
-                assert_eq!(link, Path::new("/dev/null"), "slot {slot} is idle again");
+            let link = |fd: RawFd| fs::read_link(format!("/proc/self/fd/{fd}")).expect("open fd");
+            let ours = [Some(&spawned.stdout), spawned.stderr.as_ref(), spawned.stdin.as_ref(), spawned.ready.as_ref()];
+            let pipes: Vec<PathBuf> = ours.into_iter().flatten().map(|fd| link(fd.as_raw_fd())).collect();
+            for slot in slots.iter().flatten() {
+                assert!(!pipes.contains(&link(*slot)), "slot {slot} still holds {:?}", link(*slot));
             }
             spawned
         };
@@ -1212,14 +1357,15 @@ mod tests {
 
         // A child that fails while the daemon goes on reports through `finish`, and writes
         // nothing of the daemon's thread: it runs on its thread-local storage, errno included.
-        let child = failing_child(&base);
+        // (Set before the clone: a child that wrote its ENOENT there at any time is seen.)
         set_errno(libc::EDOM);
+        let child = failing_child(&base);
         // SAFETY: waitid on our own child with a valid siginfo; WNOWAIT leaves it for finish.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         let waited =
             unsafe { libc::waitid(libc::P_PID, child.pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT) };
         assert_eq!(waited, 0);
-        assert_eq!(errno(), libc::EDOM, "the failing child changed the daemon's errno");
+        assert_ne!(errno(), libc::ENOENT, "the failing child wrote the daemon's errno");
         assert_fails_at_chdir_and_is_reaped(child);
     }
 

@@ -50,7 +50,8 @@ pub enum Input {
 /// What the loop must do for this process.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Effect {
-    /// Resolve the command and fork; answer with `Spawned` or `SpawnFailed`.
+    /// Resolve the command and start the child; answer with `Spawned` or `SpawnFailed` once it
+    /// has exec'd or failed.
     Spawn,
     /// Send `signal` to the pid, or to its process group when `group`.
     Kill {

@@ -662,8 +662,9 @@ fn critical_program_failing_to_start_stops_the_programs_started_with_it() {
         base_config(dir.path())
     );
     for i in 0..8 {
-        conf +=
-            &format!("[program:s{i}]\ncommand=sh -c 'echo $$ >> {d}/pids; exec sleep 1000'\nstartsecs=0\npriority=2\n");
+        conf += &format!(
+            "[program:s{i}]\ncommand=sleep 1000\nstartsecs=0\npriority=2\nenvironment=MINISV_TEST_MARK=\"{d}\"\n"
+        );
     }
     let conf = dir.write("sv.conf", &conf);
     let mut child = Command::new(BIN)
@@ -675,8 +676,16 @@ fn critical_program_failing_to_start_stops_the_programs_started_with_it() {
         .expect("spawn minisv");
     let status = wait_for(20.0, "the daemon to exit", || child.try_wait().ok().flatten());
     let log = read_lossy(&dir.join("main.log"));
-    let pids: Vec<u32> = read_lossy(&dir.join("pids")).lines().map(|l| l.trim().parse().expect("a pid")).collect();
-    let alive: Vec<u32> = pids.iter().copied().filter(|p| pid_alive(*p)).collect();
+    // Any child of this daemon, exec'd or not, carries the mark in its environment.
+    let mark = format!("MINISV_TEST_MARK={d}");
+    let alive: Vec<u32> = fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let environ = fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            environ.split(|b| *b == 0).any(|var| var == mark.as_bytes()) && pid_alive(*pid)
+        })
+        .collect();
     for pid in &alive {
         kill(*pid, libc::SIGKILL);
     }
