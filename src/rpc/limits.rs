@@ -139,6 +139,10 @@ fn run(
     // when tiny_http closes one (POLLNVAL) instead of polling on a timer.
     let mut conns: Vec<Conn> = Vec::new();
     let mut tcp_watch = TcpWatch::default();
+    // Scans left for a connection that was signalled but not found: accept() takes it off the
+    // listener's queue before it puts its fd in the table, so for a moment it is neither
+    // pending nor in a scan (the guard then slept on, and the connection was never bounded).
+    let mut unfound: u8 = 0;
     loop {
         let timeout = if !backoff.is_zero() {
             backoff
@@ -189,10 +193,19 @@ fn run(
         dropped.too_old += d.too_old;
         dropped.too_many_bytes += d.too_many_bytes;
         // A connection that waits and was not found (tiny_http had not accepted it yet) is
-        // looked for again, at growing intervals up to TICK. Once none waits, a connection
-        // accepted meanwhile was in the scan, or has closed already: nothing left to look for,
-        // so a short request leaves no wake-ups behind.
-        backoff = if pending && seen.len() <= before {
+        // looked for again, at growing intervals up to TICK; one signalled and not found, twice
+        // (10 and 20 ms later: its accept was halfway). Otherwise a connection accepted
+        // meanwhile was in the scan, or has closed already: nothing left to look for, so a
+        // short request leaves at most two wake-ups behind.
+        let found = seen.len() > before;
+        unfound = if found {
+            0
+        } else if signalled {
+            2
+        } else {
+            unfound.saturating_sub(1)
+        };
+        backoff = if (pending || unfound > 0) && !found {
             (backoff * 2).clamp(Duration::from_millis(10), TICK)
         } else {
             Duration::ZERO
