@@ -52,13 +52,26 @@ impl Names {
 /// Expands `text` like Python's `text % names`. `what` names the value in the message
 /// (`program:a.command`). The error is Supervisor's text.
 pub fn expand(text: &str, names: &Names, what: &str) -> Result<String, String> {
-    format(text, names).map_err(|err| match err {
+    expand_in(text, &[names], what)
+}
+
+/// `expand` with the names of several layers, without merging them: a name is looked up in
+/// the first layer that has it.
+pub fn expand_in(text: &str, layers: &[&Names], what: &str) -> Result<String, String> {
+    format(text, layers).map_err(|err| match err {
         FormatError::MissingName(name) => format!(
             "Format string {} for {} contains names ({}) which cannot be expanded. Available names: {}",
             py_repr(text),
             py_repr(what),
             py_repr(&name),
-            names.0.keys().cloned().collect::<Vec<_>>().join(", ")
+            layers
+                .iter()
+                .flat_map(|l| l.0.keys())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         FormatError::Bad(reason) => {
             format!("Format string {} for {} is badly formatted: {reason}", py_repr(text), py_repr(what))
@@ -82,7 +95,7 @@ struct Spec {
     precision: Option<usize>,
 }
 
-fn format(text: &str, names: &Names) -> Result<String, FormatError> {
+fn format(text: &str, layers: &[&Names]) -> Result<String, FormatError> {
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
@@ -172,7 +185,7 @@ fn format(text: &str, names: &Names) -> Result<String, FormatError> {
                 "'%{conv}' at index {start} has no name; use %(name){conv}, or %% for a literal %"
             )));
         };
-        let value = names.get(&key).ok_or_else(|| FormatError::MissingName(key.clone()))?;
+        let value = layers.iter().find_map(|l| l.get(&key)).ok_or_else(|| FormatError::MissingName(key.clone()))?;
         out.push_str(&convert(value, conv, &spec)?);
     }
     Ok(out)
@@ -320,6 +333,23 @@ mod tests {
 
     fn ok(text: &str) -> String {
         expand(text, &names(), "program:web.command").unwrap()
+    }
+
+    #[test]
+    fn layers_are_looked_up_in_order_and_all_listed_when_a_name_is_missing() {
+        let mut top = Names::new();
+        top.set_str("program_name", "top");
+        top.set_str("ENV_HOME", "/top");
+        let mut env = Names::new();
+        env.set_str("ENV_HOME", "/env");
+        env.set_str("ENV_USER", "me");
+        let layers = [&top, &env];
+        assert_eq!(expand_in("%(program_name)s %(ENV_HOME)s %(ENV_USER)s", &layers, "x").unwrap(), "top /top me");
+        assert_eq!(
+            expand_in("%(nope)s", &layers, "program:a.command").unwrap_err(),
+            "Format string '%(nope)s' for 'program:a.command' contains names ('nope') which cannot be expanded. \
+             Available names: ENV_HOME, ENV_USER, program_name"
+        );
     }
 
     #[test]

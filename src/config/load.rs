@@ -3,7 +3,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use super::expand::{expand, Names};
+use super::expand::{expand_in, Names};
 use super::ini::{Ini, Value};
 use super::model::{Diagnostic, Span};
 
@@ -98,12 +98,16 @@ impl Loader {
         });
     }
 
-    /// `ENV_*` plus `here` for a value read from `span`'s file.
-    pub fn base_names(&self, span: &Span) -> Names {
-        let mut names = self.env.clone();
-        let dir = span.file.parent().map(Path::to_path_buf).unwrap_or_default();
-        names.set_str("here", dir.to_string_lossy().into_owned());
-        names
+    /// Expands `text`, found at `span`, with `extra` on top of the names every value has (ENV_*
+    /// and `here`, the directory of the file it is in), without copying those. `what` names
+    /// the value in an error.
+    pub fn expand(&self, text: &str, span: &Span, extra: &Names, what: &str) -> Result<String, String> {
+        if !text.contains('%') {
+            return Ok(text.to_string()); // nothing to expand (most values)
+        }
+        let mut here = Names::new();
+        here.set_str("here", span.file.parent().map(Path::to_path_buf).unwrap_or_default().to_string_lossy());
+        expand_in(text, &[extra, &here, &self.env], what)
     }
 
     /// A value expanded with `extra` names (on top of ENV and `here`).
@@ -116,13 +120,13 @@ impl Loader {
         let Some(value) = self.raw(section, key) else {
             return Got::Missing;
         };
-        let mut names = self.base_names(&value.span);
-        for (k, v) in extra.iter() {
-            names.insert(k.clone(), v.clone());
+        if !value.text.contains('%') {
+            return Got::Found(value.text, value.span); // nothing to expand (most values)
         }
+        let what = format!("{section}.{key}");
         let mut text = value.text.clone();
         for _ in 0..times {
-            match expand(&text, &names, &format!("{section}.{key}")) {
+            match self.expand(&text, &value.span, extra, &what) {
                 Ok(t) => text = t,
                 Err(msg) => {
                     self.error(Some(value.span.clone()), section, Some(key), msg);

@@ -1,7 +1,7 @@
 //! Program-like sections (`[program:x]`, `[eventlistener:x]`, `[fcgi-program:x]`) and
 //! `[group:x]` → process groups, following options.py's `process_groups_from_parser`.
 
-use super::expand::{expand, ExpValue, Names};
+use super::expand::{ExpValue, Names};
 use super::ini::py_strip;
 use super::load::*;
 use super::model::*;
@@ -537,19 +537,13 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str, list
         names.set_int("numprocs", numprocs);
         let environment = match &environment_raw {
             None => Vec::new(),
-            Some(raw) => {
-                let mut full = ld.base_names(&raw.span);
-                for (k, v) in names.iter() {
-                    full.insert(k.clone(), v.clone());
+            Some(raw) => match ld.expand(&raw.text, &raw.span, &names, "environment") {
+                Ok(text) => parse_environment(ld, section, &text, &raw.span),
+                Err(msg) => {
+                    ld.error(Some(raw.span.clone()), section, Some("environment"), msg);
+                    Vec::new()
                 }
-                match expand(&raw.text, &full, "environment") {
-                    Ok(text) => parse_environment(ld, section, &text, &raw.span),
-                    Err(msg) => {
-                        ld.error(Some(raw.span.clone()), section, Some("environment"), msg);
-                        Vec::new()
-                    }
-                }
-            }
+            },
         };
         for (k, v) in &environment {
             names.insert(format!("ENV_{k}"), ExpValue::Str(v.clone()));
@@ -587,11 +581,7 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str, list
                 String::new()
             }
         };
-        let mut full = ld.base_names(&name_span);
-        for (k, v) in names.iter() {
-            full.insert(k.clone(), v.clone());
-        }
-        let name = match expand(&process_name, &full, "process_name") {
+        let name = match ld.expand(&process_name, &name_span, &names, "process_name") {
             Ok(n) => n,
             Err(msg) => {
                 ld.error(Some(name_span.clone()), section, Some("process_name"), msg);

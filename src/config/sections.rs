@@ -159,19 +159,13 @@ pub fn supervisord(ld: &mut Loader, ov: &Overrides) -> SupervisordConfig {
     let mut env_names = Names::new();
     env_names.set_str("host_node_name", ld.host.clone());
     let environment = match ld.get_with(S, "environment", &Names::new(), 1) {
-        Got::Found(once, span) => {
-            let mut names = ld.base_names(&span);
-            for (k, v) in env_names.iter() {
-                names.insert(k.clone(), v.clone());
+        Got::Found(once, span) => match ld.expand(&once, &span, &env_names, "environment") {
+            Ok(text) => parse_environment(ld, S, &text, &span),
+            Err(msg) => {
+                ld.error(Some(span), S, Some("environment"), msg);
+                Vec::new()
             }
-            match super::expand::expand(&once, &names, "environment") {
-                Ok(text) => parse_environment(ld, S, &text, &span),
-                Err(msg) => {
-                    ld.error(Some(span), S, Some("environment"), msg);
-                    Vec::new()
-                }
-            }
-        }
+        },
         _ => Vec::new(),
     };
     ld.env.add_env(environment.iter().map(|(k, v)| (k.as_str(), v.as_str())));

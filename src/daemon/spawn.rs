@@ -25,6 +25,9 @@ use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 
 use crate::sys;
 
+mod raw;
+use raw::syscall as sc;
+
 /// Why a command cannot be started, found in the parent before the clone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommandError {
@@ -673,7 +676,7 @@ fn clone_and_exec(spec: &mut ChildSpec) -> Result<(libc::pid_t, Option<usize>), 
     }
     let files = if shared_table { libc::CLONE_FILES } else { 0 };
     let mut result = Err(libc::EINVAL);
-    if RAW_SYSCALLS && !ASYNC_REFUSED.load(Ordering::Relaxed) && !test_paths().with_vfork {
+    if raw::AVAILABLE && !ASYNC_REFUSED.load(Ordering::Relaxed) && !test_paths().with_vfork {
         RUNNING_ON_LANE[lane].store(1, Ordering::Release);
         let flags = libc::CLONE_VM | libc::CLONE_CHILD_CLEARTID | libc::SIGCHLD | files;
         result = clone_child(top, flags, spec, RUNNING_ON_LANE[lane].as_ptr());
@@ -751,7 +754,7 @@ fn clone_child(
     // the kernel has cleared `clear_tid`), and the top of a mapped stack.
     unsafe {
         libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &all as *const u64, &mut old as *mut u64, 8usize);
-        let pid = clone_raw(top, flags, spec as *const ChildSpec as *mut libc::c_void, clear_tid);
+        let pid = raw::clone(top, flags, child_main, spec as *const ChildSpec as *mut libc::c_void, clear_tid);
         libc::syscall(
             libc::SYS_rt_sigprocmask,
             libc::SIG_SETMASK,
@@ -760,126 +763,6 @@ fn clone_child(
             8usize,
         );
         pid
-    }
-}
-
-/// The clone system call itself, with `child_main(arg)` run on the stack below `top`: libc's
-/// wrapper will not do (musl's refuses CLONE_CHILD_CLEARTID, taking it for a thread without
-/// its own thread structure). The child starts with the parent's registers but the stack
-/// pointer and the return value; it calls `child_main`, which never returns (the exit after
-/// it is a guard).
-#[cfg(target_arch = "x86_64")]
-unsafe fn clone_raw(
-    top: usize,
-    flags: libc::c_int,
-    arg: *mut libc::c_void,
-    clear_tid: *mut libc::pid_t,
-) -> Result<libc::pid_t, i32> {
-    let main: extern "C" fn(*mut libc::c_void) -> libc::c_int = child_main;
-    let r: isize;
-    // SAFETY (for the caller): `top` is the 16-byte aligned top of a stack that nothing else
-    // uses until the child execs or exits, and `arg` is what `child_main` expects.
-    unsafe {
-        std::arch::asm!(
-            // clone(flags, stack, parent_tid, child_tid, tls)
-            "syscall",
-            "test rax, rax",
-            "jnz 2f",
-            // The child, on its own stack.
-            "mov rdi, r13",
-            "call r12",
-            "mov edi, eax",
-            "mov eax, {exit}",
-            "syscall",
-            "ud2",
-            "2:",
-            exit = const libc::SYS_exit,
-            inlateout("rax") libc::SYS_clone as isize => r,
-            in("rdi") flags as libc::c_long as usize,
-            in("rsi") top,
-            in("rdx") 0usize,
-            in("r10") clear_tid,
-            in("r8") 0usize,
-            in("r12") main,
-            in("r13") arg,
-            lateout("rcx") _,
-            lateout("r11") _,
-            options(nostack),
-        );
-    }
-    if r < 0 {
-        Err(-r as i32)
-    } else {
-        Ok(r as libc::pid_t)
-    }
-}
-
-#[cfg(target_arch = "aarch64")]
-unsafe fn clone_raw(
-    top: usize,
-    flags: libc::c_int,
-    arg: *mut libc::c_void,
-    clear_tid: *mut libc::pid_t,
-) -> Result<libc::pid_t, i32> {
-    let main: extern "C" fn(*mut libc::c_void) -> libc::c_int = child_main;
-    let r: isize;
-    // SAFETY (for the caller): `top` is the 16-byte aligned top of a stack that nothing else
-    // uses until the child execs or exits, and `arg` is what `child_main` expects.
-    unsafe {
-        std::arch::asm!(
-            // clone(flags, stack, parent_tid, tls, child_tid)
-            "svc 0",
-            "cbnz x0, 2f",
-            // The child, on its own stack.
-            "mov x0, x21",
-            "blr x20",
-            "mov x8, #{exit}",
-            "svc 0",
-            "udf #0",
-            "2:",
-            exit = const libc::SYS_exit,
-            in("x8") libc::SYS_clone,
-            inlateout("x0") flags as libc::c_long as isize => r,
-            in("x1") top,
-            in("x2") 0usize,
-            in("x3") 0usize,
-            in("x4") clear_tid,
-            in("x20") main,
-            in("x21") arg,
-            options(nostack),
-        );
-    }
-    if r < 0 {
-        Err(-r as i32)
-    } else {
-        Ok(r as libc::pid_t)
-    }
-}
-
-/// Elsewhere libc's wrapper, with CLONE_VFORK only (`RAW_SYSCALLS` is false).
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-unsafe fn clone_raw(
-    top: usize,
-    flags: libc::c_int,
-    arg: *mut libc::c_void,
-    clear_tid: *mut libc::pid_t,
-) -> Result<libc::pid_t, i32> {
-    // SAFETY (for the caller): as for the raw versions.
-    let pid = unsafe {
-        libc::clone(
-            child_main,
-            top as *mut libc::c_void,
-            flags,
-            arg,
-            std::ptr::null_mut::<libc::pid_t>(),
-            std::ptr::null_mut::<libc::c_void>(),
-            clear_tid,
-        )
-    };
-    if pid == -1 {
-        Err(io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL))
-    } else {
-        Ok(pid)
     }
 }
 
@@ -908,65 +791,6 @@ fn test_paths() -> TestPaths {
 #[cfg(not(test))]
 fn test_paths() -> TestPaths {
     TestPaths::default()
-}
-
-/// Whether `sc` leaves errno alone. Only then may a child run while the daemon does: the
-/// child runs on the daemon's thread-local storage, errno included.
-const RAW_SYSCALLS: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
-
-/// A system call without libc: the result, or the error number. It writes no errno, which
-/// the child shares with the daemon's thread.
-#[cfg(target_arch = "x86_64")]
-unsafe fn sc(n: libc::c_long, a: [usize; 6]) -> Result<usize, i32> {
-    let r: isize;
-    // SAFETY (for the caller): the system call's own contract.
-    unsafe {
-        std::arch::asm!(
-            "syscall",
-            inlateout("rax") n as isize => r,
-            in("rdi") a[0], in("rsi") a[1], in("rdx") a[2], in("r10") a[3], in("r8") a[4], in("r9") a[5],
-            lateout("rcx") _, lateout("r11") _,
-            options(nostack),
-        );
-    }
-    if (-4095..0).contains(&r) {
-        Err(-r as i32)
-    } else {
-        Ok(r as usize)
-    }
-}
-
-#[cfg(target_arch = "aarch64")]
-unsafe fn sc(n: libc::c_long, a: [usize; 6]) -> Result<usize, i32> {
-    let r: isize;
-    // SAFETY (for the caller): the system call's own contract.
-    unsafe {
-        std::arch::asm!(
-            "svc 0",
-            in("x8") n,
-            inlateout("x0") a[0] as isize => r,
-            in("x1") a[1], in("x2") a[2], in("x3") a[3], in("x4") a[4], in("x5") a[5],
-            options(nostack),
-        );
-    }
-    if (-4095..0).contains(&r) {
-        Err(-r as i32)
-    } else {
-        Ok(r as usize)
-    }
-}
-
-/// Elsewhere through libc, which sets errno: children there start with CLONE_VFORK, the
-/// daemon's thread stopped meanwhile.
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-unsafe fn sc(n: libc::c_long, a: [usize; 6]) -> Result<usize, i32> {
-    // SAFETY (for the caller): the system call's own contract.
-    let r = unsafe { libc::syscall(n, a[0], a[1], a[2], a[3], a[4], a[5]) };
-    if r == -1 {
-        Err(io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL))
-    } else {
-        Ok(r as usize)
-    }
 }
 
 /// The child, between clone and exec. It runs on its lane's stack in the daemon's memory,
@@ -1340,7 +1164,7 @@ mod tests {
         let children: Vec<InFlight> =
             (0..LANES).map(|i| spawn(sh_plan(&base, &script(i), true, None), "lanes").expect("cloned")).collect();
         let lanes: std::collections::HashSet<usize> = children.iter().filter_map(|c| c.lane).collect();
-        assert_eq!(lanes.len(), if RAW_SYSCALLS { LANES } else { 0 }, "children in flight on distinct lanes");
+        assert_eq!(lanes.len(), if raw::AVAILABLE { LANES } else { 0 }, "children in flight on distinct lanes");
         let mut pids = Vec::new();
         for (i, child) in children.into_iter().enumerate() {
             let child = finish(child).expect("exec'd");
