@@ -685,9 +685,13 @@ fn clone_and_exec(spec: &mut ChildSpec) -> Result<(libc::pid_t, Option<usize>), 
                 sp.busy[lane] = true;
                 return Ok((pid, Some(lane)));
             }
-            // Some emulators (qemu-user) take CLONE_VM only with the flags of a thread:
-            // from now on, every child is started with CLONE_VFORK.
-            Err(libc::EINVAL) => ASYNC_REFUSED.store(true, Ordering::Relaxed),
+            // Some emulators (qemu-user) take CLONE_VM only with the flags of a thread, and a
+            // sandbox's system call filter may refuse it: from now on, every child is started
+            // with CLONE_VFORK.
+            Err(libc::EINVAL | libc::EPERM | libc::ENOSYS) => {
+                ASYNC_REFUSED.store(true, Ordering::Relaxed);
+                result = Err(libc::EINVAL);
+            }
             Err(_) => {}
         }
         RUNNING_ON_LANE[lane].store(0, Ordering::Release);
@@ -723,8 +727,8 @@ pub fn take_fallback_note() -> Option<&'static str> {
     static NOTED_TABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if ASYNC_REFUSED.load(Ordering::Relaxed) && !NOTED_ASYNC.swap(true, Ordering::Relaxed) {
         return Some(
-            "clone(CLONE_VM) without CLONE_VFORK was refused (EINVAL; qemu-user does): children are \
-             started one at a time, each waited for until it has exec'd",
+            "clone(CLONE_VM) without CLONE_VFORK was refused (qemu-user and some sandboxes do): children \
+             are started one at a time, each waited for until it has exec'd",
         );
     }
     if SHARED_TABLE_REFUSED.load(Ordering::Relaxed) && !NOTED_TABLE.swap(true, Ordering::Relaxed) {
