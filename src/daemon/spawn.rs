@@ -444,13 +444,15 @@ pub fn finish(mut child: InFlight) -> Result<Spawned, String> {
     })
 }
 
-/// SIGKILLs a child that has exec'd and waits for it to be gone (it cannot block a signal
-/// that kills it, so the wait is short).
+/// SIGKILLs a child that has exec'd, and its process group (its own: the child made it), and
+/// waits for the child to be gone (it cannot block a signal that kills it, so the wait is
+/// short).
 pub fn kill_and_reap(pid: u32) {
     let pid = pid as libc::pid_t;
     let mut status = 0;
-    // SAFETY: kill and waitpid on our own child, with a valid status pointer.
+    // SAFETY: kill and waitpid on our own child and its own group, with a valid status pointer.
     unsafe {
+        libc::kill(-pid, libc::SIGKILL);
         libc::kill(pid, libc::SIGKILL);
         while libc::waitpid(pid, &mut status, 0) == -1
             && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
@@ -699,9 +701,10 @@ fn clone_and_exec(spec: &mut ChildSpec) -> Result<(libc::pid_t, Option<usize>), 
     if result == Err(libc::EINVAL) {
         let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
         result = clone_child(top, flags | files, spec, std::ptr::null_mut());
-        if result == Err(libc::EINVAL) && shared_table {
-            // Some emulators (qemu-user) refuse CLONE_FILES with CLONE_VFORK. Then every child
-            // copies the whole table, as without slots; the slots still hold its ends.
+        if matches!(result, Err(libc::EINVAL | libc::EPERM | libc::ENOSYS)) && shared_table {
+            // Some emulators (qemu-user) refuse CLONE_FILES with CLONE_VFORK, and a sandbox's
+            // filter might. Then every child copies the whole table, as without slots; the
+            // slots still hold its ends.
             SHARED_TABLE_REFUSED.store(true, Ordering::Relaxed);
             spec.keep_below = 0;
             result = clone_child(top, flags, spec, std::ptr::null_mut());

@@ -676,7 +676,8 @@ fn critical_program_failing_to_start_stops_the_programs_started_with_it() {
         .expect("spawn minisv");
     let status = wait_for(20.0, "the daemon to exit", || child.try_wait().ok().flatten());
     let log = read_lossy(&dir.join("main.log"));
-    // Any child of this daemon, exec'd or not, carries the mark in its environment.
+    // Every child of this daemon that has exec'd carries the mark in its environment (one
+    // stuck before its exec would not, but `sleep 1000` gets there at once).
     let mark = format!("MINISV_TEST_MARK={d}");
     let alive: Vec<u32> = fs::read_dir("/proc")
         .expect("/proc")

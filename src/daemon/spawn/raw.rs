@@ -109,9 +109,9 @@ unsafe fn syscall6(n: libc::c_long, a: [usize; 6]) -> isize {
     r
 }
 
-/// The child starts with the parent's registers except its stack pointer and the return value
-/// (0): it calls `main(arg)` from the two callee-saved registers that hold them; the exit after
-/// it is a guard.
+/// The child starts with the parent's registers except its stack pointer, the return value
+/// (0) and the registers the system call clobbers: it calls `main(arg)` from the two
+/// callee-saved registers that hold them; the exit after it is a guard.
 #[cfg(target_arch = "x86_64")]
 unsafe fn clone_on(
     top: usize,
