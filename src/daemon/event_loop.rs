@@ -1087,6 +1087,13 @@ impl EventLoop {
     /// Starts a process's child. Its outcome is fed to the core once it has exec'd (or failed),
     /// which `finish_spawn` waits for; meanwhile up to `spawn::LANES` children are started.
     fn spawn(&mut self, id: ProcId) {
+        if self.in_flight.iter().any(|(i, _)| *i == id) {
+            // The core asks once per start; a second request would be a bug there, and the
+            // start in flight answers for both.
+            let name = self.sup.process(id).map(|p| p.name().to_string()).unwrap_or_default();
+            self.log.log(LogLevel::Warn, &format!("{name} is already being started"));
+            return;
+        }
         if self.in_flight.len() >= spawn::LANES {
             self.finish_spawn();
         }
@@ -1135,7 +1142,7 @@ impl EventLoop {
 
     fn start_spawn(&mut self, id: ProcId, pc: &ProcessConfig, group: &str) -> Result<spawn::InFlight, String> {
         if let Some(p) = self.sup.process(id) {
-            if p.pid != 0 || self.in_flight.iter().any(|(i, _)| *i == id) {
+            if p.pid != 0 {
                 return Err(format!("process '{}' already running", pc.name));
             }
         }
