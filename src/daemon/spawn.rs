@@ -426,11 +426,7 @@ pub fn finish(mut child: InFlight) -> Result<Spawned, String> {
     if step == 0 {
         return Ok(child.spawned.take().expect("finished once"));
     }
-    let mut status = 0;
-    // SAFETY: waitpid on our own child with a valid status pointer.
-    while unsafe { libc::waitpid(child.pid, &mut status, 0) } == -1
-        && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
-    {}
+    reap(child.pid);
     let en = sys::errno_str(child.spec.failed_errno.load(Ordering::Acquire));
     Err(match step {
         STEP_SIGNALS => format!("couldn't reset signals: {en}"),
@@ -449,15 +445,22 @@ pub fn finish(mut child: InFlight) -> Result<Spawned, String> {
 /// short).
 pub fn kill_and_reap(pid: u32) {
     let pid = pid as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: kill and waitpid on our own child and its own group, with a valid status pointer.
+    // SAFETY: signals to our own child and to the process group it made.
     unsafe {
         libc::kill(-pid, libc::SIGKILL);
         libc::kill(pid, libc::SIGKILL);
-        while libc::waitpid(pid, &mut status, 0) == -1
-            && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
-        {}
     }
+    reap(pid);
+}
+
+/// Waits for our child `pid` to exit and collects it (here, so the loop never sees an unknown
+/// pid).
+fn reap(pid: libc::pid_t) {
+    let mut status = 0;
+    // SAFETY: waitpid on our own child with a valid status pointer.
+    while unsafe { libc::waitpid(pid, &mut status, 0) } == -1
+        && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+    {}
 }
 
 fn user_uid(user: &Option<(u32, u32, Vec<u32>)>) -> u32 {
