@@ -22,6 +22,8 @@ pub fn catch_sigint() {
         libc::sigemptyset(&mut sa.sa_mask);
         libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
     }
+    // For the tests, which run client and daemon code in one process.
+    crate::daemon::spawn::signal_dispositions_changed();
 }
 
 /// Whether Ctrl-C was pressed since the last `clear_interrupt`.

@@ -11,6 +11,7 @@ use signal_hook::iterator::exfiltrator::SignalOnly;
 use super::event_loop::{EventLoop, LoopExit, Signals, HANDLED_SIGNALS, WAKER_TOKEN};
 use super::logfile;
 use super::mainlog::MainLog;
+use super::spawn;
 use crate::cli::{self, DaemonArgs};
 use crate::config::{self, Config, LogLevel, MainLog as MainLogSetting, Overrides};
 use crate::rpc::http;
@@ -265,7 +266,9 @@ fn make_signals() -> std::io::Result<Signals> {
     let (read, write) = UnixStream::pair()?;
     read.set_nonblocking(true)?;
     write.set_nonblocking(true)?;
-    SignalDelivery::with_pipe(read, write, SignalOnly, HANDLED_SIGNALS.iter().copied())
+    let signals = SignalDelivery::with_pipe(read, write, SignalOnly, HANDLED_SIGNALS.iter().copied());
+    spawn::signal_dispositions_changed();
+    signals
 }
 
 /// Supervisor's daemonize (2.11): fork, the parent exits, the child changes directory (if
