@@ -503,8 +503,18 @@ fn build_static_builds_and_smoke_tests_x86_64_and_aarch64_when_enabled() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     for triple in targets {
         assert!(stdout.contains(&format!("PASS {triple}: smoke test")), "{stdout}");
-        let bin = root().join(format!("target/static/{triple}/minisv"));
-        assert!(Path::new(&bin).is_file(), "{} was not produced", bin.display());
+        let dir = root().join(format!("target/static/{triple}"));
+        assert!(dir.join("minisv").is_file(), "{}/minisv was not produced", dir.display());
+        // The final link named its ordering file by content: cargo links again only when its
+        // arguments change, and a new list with the same file name left the old order in.
+        let order = fs::read(dir.join("symbol-order.txt")).expect("symbol-order.txt");
+        let named: Vec<_> = fs::read_dir(&dir)
+            .expect("read dir")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with("symbol-order-") && n.ends_with(".txt"))
+            .collect();
+        assert_eq!(named.len(), 1, "one ordering file named by content in {}: {named:?}", dir.display());
+        assert_eq!(fs::read(dir.join(&named[0])).expect("read"), order, "{} is not the current order", named[0]);
     }
 }
 
@@ -595,7 +605,7 @@ fn hot_functions_trace_lists_what_the_daemon_ran_and_not_the_client() {
     }
     let dir = TempDir::new("hottrace");
     let out = run(Command::new(packaging("hot-functions"))
-        .args(["trace", "--programs", "3", "--timeout", "60", BIN])
+        .args(["trace", "--programs", "3", "--runs", "2", "--timeout", "60", BIN])
         .env("TMPDIR", dir.path()));
     if String::from_utf8_lossy(&out.stderr).contains("does not allow ptrace") {
         eprintln!("skipped: {}", String::from_utf8_lossy(&out.stderr).trim());
@@ -605,6 +615,14 @@ fn hot_functions_trace_lists_what_the_daemon_ran_and_not_the_client() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let keys: Vec<&str> = stdout.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split(' ').next()).collect();
     assert!(stdout.starts_with("# Functions a running minisv daemon executes"), "{stdout:.300}");
+    assert!(stdout.contains(" names from 2 runs, "), "{stdout:.300}");
+    // Each (name, size) once: functions that differ only in what a key leaves out (a hash)
+    // share a name and differ in size.
+    let lines: Vec<&str> = stdout.lines().filter(|l| !l.starts_with('#')).collect();
+    let mut unique = lines.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), lines.len(), "a function listed twice after merging the runs");
     // Startup first; what the workload drives later; never the ctl client.
     let pos = |k: &str| keys.iter().position(|x| *x == k);
     let start = pos("_ZN6minisv6config4loadE").unwrap_or_else(|| panic!("config::load not traced: {stdout:.2000}"));
