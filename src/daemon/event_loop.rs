@@ -196,6 +196,8 @@ pub struct EventLoop {
     env_base: Rc<spawn::BaseEnv>,
     /// Children cloned and not yet known to have exec'd (at most `spawn::LANES`), oldest first.
     in_flight: VecDeque<(ProcId, spawn::InFlight)>,
+    /// The programs found in the batch of actions being performed.
+    found_commands: spawn::FoundCommands,
     /// SUPERVISOR_SERVER_URL for programs without their own `serverurl=` (2.8).
     pub server_url: Option<String>,
     /// A config loaded for a reload, applied once everything has stopped.
@@ -284,6 +286,7 @@ impl EventLoop {
             fd_limit: sys::fd_limit(),
             env_base: Rc::new(spawn::BaseEnv::new(std::env::vars_os())),
             in_flight: VecDeque::new(),
+            found_commands: spawn::FoundCommands::default(),
             server_url,
             pending_reload: None,
             stopped_by_hand: Vec::new(),
@@ -964,6 +967,8 @@ impl EventLoop {
                 break;
             }
         }
+        // The next batch looks its programs up again.
+        self.found_commands.clear();
     }
 
     fn perform_queued_actions(&mut self) {
@@ -1146,7 +1151,8 @@ impl EventLoop {
                 return Err(format!("process '{}' already running", pc.name));
             }
         }
-        let (program, argv) = spawn::resolve_command(&pc.command, self.search_path(pc).as_deref())
+        let search = self.search_path(pc);
+        let (program, argv) = spawn::resolve_command_in(&pc.command, search.as_deref(), &mut self.found_commands)
             .map_err(|e| e.message().to_string())?;
         let user = match &pc.user {
             Some(u) => {

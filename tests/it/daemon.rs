@@ -1100,3 +1100,34 @@ fn logs_are_held_open_briefly_and_a_moved_log_is_picked_up() {
     d.rpc("supervisor.startProcess", &[Value::from("talk"), Value::from(true)]).expect("start");
     wait_for(20.0, "more output in the same log", || (read_lossy(&log).lines().count() > before + 10).then_some(()));
 }
+
+#[test]
+fn a_program_is_looked_up_again_at_each_start() {
+    // Found once per batch of starts: a program put earlier on the PATH after the first start
+    // is the one the next start runs.
+    let dir = TempDir::new("lookup");
+    let d_path = dir.path().display().to_string();
+    for sub in ["one", "two"] {
+        fs::create_dir(dir.join(sub)).expect("mkdir");
+    }
+    let tool = |sub: &str| {
+        let p = dir.write(&format!("{sub}/tool"), &format!("#!/bin/sh\necho from-{sub}\nexec sleep 1000\n"));
+        fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    };
+    tool("two");
+    let conf = format!(
+        "[program:t]\ncommand=tool\nenvironment=PATH=\"{d_path}/one:{d_path}/two\"\nstartsecs=0\n\
+         stdout_logfile={d_path}/t.log\n"
+    );
+    let d = Daemon::start_in(dir, &conf, &[]);
+    d.wait_state("t", "RUNNING", 10.0);
+    let out = d.path("t.log");
+    wait_for(10.0, "the first start's output", || read_lossy(&out).contains("from-two").then_some(()));
+    d.rpc("supervisor.stopProcess", &[Value::from("t"), Value::from(true)]).expect("stop");
+    let p = d.path("one/tool");
+    fs::write(&p, "#!/bin/sh\necho from-one\nexec sleep 1000\n").expect("write");
+    fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    d.rpc("supervisor.startProcess", &[Value::from("t"), Value::from(true)]).expect("start");
+    wait_for(10.0, "the second start's output", || read_lossy(&out).contains("from-one").then_some(()));
+    assert_eq!(read_lossy(&out).matches("from-").count(), 2, "{}", read_lossy(&out));
+}
