@@ -70,9 +70,9 @@ impl IniError {
     pub fn span(&self) -> Span {
         match self {
             IniError::Parsing { file, lines } => {
-                Span { file: file.clone(), line: lines.first().map(|l| l.0).unwrap_or(1) }
+                Span { file: file.as_path().into(), line: lines.first().map(|l| l.0).unwrap_or(1) }
             }
-            IniError::NoSectionHeader { file, line, .. } => Span { file: file.clone(), line: *line },
+            IniError::NoSectionHeader { file, line, .. } => Span { file: file.as_path().into(), line: *line },
         }
     }
 }
@@ -191,6 +191,7 @@ impl Ini {
 
     /// Reads one file's text into this parser, merging with what was read before.
     pub fn read(&mut self, text: &str, file: &Path) -> Result<(), IniError> {
+        let shared: std::sync::Arc<Path> = file.into();
         let mut cursor = Cursor::None;
         let mut optname: Option<String> = None;
         // Every option line read, with its value lines; continuation lines go to the last one.
@@ -237,7 +238,7 @@ impl Ini {
                         None => {
                             self.sections.push(Section {
                                 name: header.clone(),
-                                span: Span { file: file.to_path_buf(), line: lineno },
+                                span: Span { file: shared.clone(), line: lineno },
                                 entries: Vec::new(),
                             });
                             self.index.insert(header.to_string(), self.sections.len() - 1);
@@ -269,7 +270,7 @@ impl Ini {
         for (target, key, lines, lineno) in pending {
             let joined = lines.join("\n");
             let text = joined.trim_end_matches(is_py_space).to_string();
-            let value = Value { text, span: Span { file: file.to_path_buf(), line: lineno } };
+            let value = Value { text, span: Span { file: shared.clone(), line: lineno } };
             match target {
                 Cursor::None => {}
                 Cursor::Defaults => match self.defaults.iter_mut().find(|(k, _)| *k == key) {

@@ -76,7 +76,7 @@ impl Loader {
     pub fn section_span(&self, section: &str) -> Span {
         match self.ini.section(section) {
             Some(s) => s.span.clone(),
-            None => Span { file: self.main.clone(), line: 1 },
+            None => Span { file: self.main.as_path().into(), line: 1 },
         }
     }
 

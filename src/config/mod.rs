@@ -91,7 +91,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Vec<Diagnostic
     let supervisorctl = sections::supervisorctl(&mut ld);
     dedup(&mut ld.errors);
     // Reported in the order they stand in the files (files in the order they were read).
-    let mut files: Vec<PathBuf> = Vec::new();
+    let mut files: Vec<std::sync::Arc<std::path::Path>> = Vec::new();
     for e in &ld.errors {
         if let Some(span) = &e.span {
             if !files.contains(&span.file) {

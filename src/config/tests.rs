@@ -228,7 +228,7 @@ fn include_globs_relative_to_main_file_sorted_with_infos() {
         vec!["supervisord.conf:3: [include] files: No file matches via include \"missing/*.ini\""]
     );
     assert_eq!(process(&config, "b").command, format!("/bin/b {}", dir.path("conf.d").display()));
-    assert_eq!(process(&config, "b").span.file, dir.path("conf.d/b.conf"));
+    assert_eq!(*process(&config, "b").span.file, *dir.path("conf.d/b.conf"));
     assert_eq!(config.groups.len(), 2);
 }
 

@@ -1,6 +1,6 @@
 //! The state machine of reference 2.2–2.7 with a fake clock: every transition, in microseconds.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::*;
@@ -48,7 +48,7 @@ fn pconf(name: &str) -> ProcessConfig {
         checks: Default::default(),
         log_prefix: None,
         log_timestamps: false,
-        span: Span { file: PathBuf::from("t.conf"), line: 1 },
+        span: Span { file: Path::new("t.conf").into(), line: 1 },
     }
 }
 
@@ -58,7 +58,7 @@ fn group(name: &str, priority: i64, procs: Vec<ProcessConfig>) -> GroupConfig {
         priority,
         kind: GroupKind::Program,
         processes: procs.into_iter().map(std::sync::Arc::new).collect(),
-        span: Span { file: PathBuf::from("t.conf"), line: 1 },
+        span: Span { file: Path::new("t.conf").into(), line: 1 },
     }
 }
 
