@@ -119,7 +119,8 @@ pub fn resolve_command(command: &str, path: Option<&str>) -> Result<(PathBuf, Ve
 
 /// The programs found during one batch of starts, by name and search path. Starting 1000
 /// programs at once looked the same `sleep` up in each directory of a long PATH for each of
-/// them (17 system calls a program, a sixth of the daemon's CPU in that start). The loop
+/// them (16 system calls a program with the PATH of the benchmark, a sixth of the daemon's CPU
+/// in that start). The loop
 /// empties it after each batch, so a program installed, removed or shadowed between two
 /// batches is seen as Supervisor would see it.
 #[derive(Default)]
