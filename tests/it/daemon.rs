@@ -1106,12 +1106,14 @@ fn a_program_is_looked_up_again_at_each_start() {
     // Found once per batch of starts: a program put earlier on the PATH after the first start
     // is the one the next start runs.
     let dir = TempDir::new("lookup");
+    // The program's PATH holds only the two directories: the script finds `sleep` itself.
+    let script = |sub: &str| format!("#!/bin/sh\necho from-{sub}\nPATH=/usr/bin:/bin exec sleep 1000\n");
     let d_path = dir.path().display().to_string();
     for sub in ["one", "two"] {
         fs::create_dir(dir.join(sub)).expect("mkdir");
     }
     let tool = |sub: &str| {
-        let p = dir.write(&format!("{sub}/tool"), &format!("#!/bin/sh\necho from-{sub}\nexec sleep 1000\n"));
+        let p = dir.write(&format!("{sub}/tool"), &script(sub));
         fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
     };
     tool("two");
@@ -1125,9 +1127,11 @@ fn a_program_is_looked_up_again_at_each_start() {
     wait_for(10.0, "the first start's output", || read_lossy(&out).contains("from-two").then_some(()));
     d.rpc("supervisor.stopProcess", &[Value::from("t"), Value::from(true)]).expect("stop");
     let p = d.path("one/tool");
-    fs::write(&p, "#!/bin/sh\necho from-one\nexec sleep 1000\n").expect("write");
+    fs::write(&p, script("one")).expect("write");
     fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
     d.rpc("supervisor.startProcess", &[Value::from("t"), Value::from(true)]).expect("start");
     wait_for(10.0, "the second start's output", || read_lossy(&out).contains("from-one").then_some(()));
+    // Each start ran once: the first kept running until it was stopped.
     assert_eq!(read_lossy(&out).matches("from-").count(), 2, "{}", read_lossy(&out));
+    assert_eq!(d.state("t"), "RUNNING");
 }
