@@ -11,10 +11,11 @@
 //! stopped (stopAllProcesses), no client connected, and the fd and thread counts unchanged for
 //! 6 s (tiny_http's spare pool threads end after 5 s idle). The first quiet point follows a
 //! warm-up with client traffic and one reload, so that allocator arenas and pool threads have
-//! reached their working size; the second follows a last reload after the soak. Then fds and
-//! threads must be equal, and RSS within `RSS_SLACK_KB`: allocator fragmentation moves RSS by a
-//! few hundred kB between two quiet points, a leak of one buffer per request, spawn or reload
-//! grows it by tens of MB over thousands of them.
+//! reached their working size; the second follows a last reload after the soak. Then fds must
+//! be equal, threads within `POOL_SPREAD` (tiny_http's idle workers), and RSS within
+//! `RSS_SLACK_KB`: allocator fragmentation moves RSS by a few hundred kB between two quiet
+//! points, a leak of one buffer per request, spawn or reload grows it by tens of MB over
+//! thousands of them.
 
 use std::collections::HashMap;
 use std::fs;
@@ -27,6 +28,10 @@ use minisv::rpc::xmlrpc::{self, Value};
 
 use crate::abuse::http_tcp;
 use crate::harness::*;
+
+/// The idle workers two quiet points may differ by: tiny_http's pool minimum (4), for each of
+/// the two listeners (unix socket and TCP).
+const POOL_SPREAD: usize = 2 * 4;
 
 const PROGRAMS: usize = 50;
 /// See the module doc.
@@ -408,7 +413,16 @@ fn soak_crash_loops_rpc_polling_and_reloads_leak_nothing() {
     assert!(lasting_zombies.is_empty(), "children left unreaped: {lasting_zombies:?}");
     assert_eq!(panics, 0, "a panic in the main log or stderr:\n{}", d.stderr());
     assert_eq!(after.fds, before.fds, "fd count");
-    assert_eq!(after.threads, before.threads, "thread count");
+    // tiny_http keeps up to 4 idle workers per listener, but how many survive a quiet spell
+    // depends on how their 5 s idle timeouts interleave (a worker that times out exits without
+    // looking at how many are left), so two quiet points can differ by up to 4 per listener.
+    // A leak of one thread per request, spawn or reload would add thousands.
+    assert!(
+        after.threads <= before.threads + POOL_SPREAD,
+        "thread count grew from {} to {} (more than tiny_http's idle workers can explain)",
+        before.threads,
+        after.threads
+    );
     assert!(after.rss_kb <= before.rss_kb + RSS_SLACK_KB, "RSS grew from {} kB to {} kB", before.rss_kb, after.rss_kb);
     assert!(spawns > PROGRAMS * 2 && runs > PROGRAMS, "the programs did crash-loop");
 }
