@@ -62,6 +62,10 @@ const PIPE_GROWN_SIZE: usize = 1 << 20;
 /// the last one, so the memory is the daemon's only while a program floods.
 const FLOOD_BUF: usize = PIPE_GROWN_SIZE;
 const FLOOD_BUF_KEEP: Duration = Duration::from_secs(1);
+/// The fds the fd table is grown for ahead (`reserve_fds`): up to three pipes per program and
+/// a log held open, and some for listeners, connections and the daemon's own files.
+const FDS_PER_PROCESS: u64 = 4;
+const FDS_BASE: u64 = 64;
 /// How long a program's log stays open across bursts of output: a program printing a line
 /// every few milliseconds cost an open, an fstat and a close of its log per line (a quarter of
 /// the daemon's CPU with 300 such programs). It is closed LOG_HOLD after the first burst, so a
@@ -193,6 +197,8 @@ pub struct EventLoop {
     held_logs: VecDeque<(ProcId, Channel, Instant)>,
     /// RLIMIT_NOFILE's soft limit, read at startup (after minfds raised it).
     fd_limit: u64,
+    /// The fd table's size made sure of so far (see `reserve_fds`).
+    fd_table: u64,
     env_base: Rc<spawn::BaseEnv>,
     /// Children cloned and not yet known to have exec'd (at most `spawn::LANES`), oldest first.
     in_flight: VecDeque<(ProcId, spawn::InFlight)>,
@@ -253,7 +259,8 @@ impl EventLoop {
         let server_url = default_server_url(&config);
         let mut sup = Supervisor::new();
         sup.set_restart_limit(config.supervisord.restart_limit);
-        Ok(EventLoop {
+        let processes = config.groups.iter().map(|g| g.processes.len()).sum();
+        let mut event_loop = EventLoop {
             stored: config.clone(),
             exit: None,
             exit_status: 0,
@@ -284,6 +291,7 @@ impl EventLoop {
             flood_buf: None,
             held_logs: VecDeque::new(),
             fd_limit: sys::fd_limit(),
+            fd_table: 0,
             env_base: Rc::new(spawn::BaseEnv::new(std::env::vars_os())),
             in_flight: VecDeque::new(),
             found_commands: spawn::FoundCommands::default(),
@@ -291,7 +299,23 @@ impl EventLoop {
             pending_reload: None,
             stopped_by_hand: Vec::new(),
             reloader,
-        })
+        };
+        event_loop.reserve_fds(processes);
+        Ok(event_loop)
+    }
+
+    /// Grows the fd table at once for `processes` programs (see `sys::grow_fd_table`): called
+    /// from `new`, before the HTTP threads share the table, and when groups are added.
+    fn reserve_fds(&mut self, processes: usize) {
+        let want = FDS_BASE + FDS_PER_PROCESS * processes as u64;
+        if want <= self.fd_table {
+            return;
+        }
+        // Asked once per size: past RLIMIT_NOFILE, or on an error, the kernel grows it as before.
+        self.fd_table = want;
+        if let Err(e) = sys::grow_fd_table(self.poll.as_raw_fd(), want) {
+            self.log.log(LogLevel::Debug, &format!("could not grow the fd table to {want}: {e}"));
+        }
     }
 
     pub fn registry(&self) -> &mio::Registry {
@@ -346,6 +370,8 @@ impl EventLoop {
             let logs = [self.open_log(&pc, Channel::Stdout), self.open_log(&pc, Channel::Stderr)];
             self.io[id.0] = ProcIo { logs, ..ProcIo::default() };
         }
+        // One entry per process slot, so at least one per process.
+        self.reserve_fds(self.io.len());
         true
     }
 

@@ -386,6 +386,30 @@ fn idle_daemon_makes_no_wakeups() {
     assert_eq!(after, before, "an idle daemon sleeps in poll with no timeout (thread id, name: switches)");
 }
 
+/// The daemon grows its fd table once for the programs it has (each growth of a table shared
+/// with threads sleeps an RCU grace period, 12-15 ms), at start and when programs are added,
+/// before any of them runs: none starts here, so without that the table stays small (256).
+#[test]
+fn the_fd_table_is_grown_ahead_for_the_configured_programs() {
+    let programs = |from: usize, to: usize| -> String {
+        (from..to).map(|i| format!("[program:p{i}]\ncommand=sleep 1000\nautostart=false\n")).collect()
+    };
+    let d = Daemon::start("fdtable", &programs(0, 300));
+    let limit: u64 = wait_for(5.0, "the fd limit", || {
+        let limits = fs::read_to_string(format!("/proc/{}/limits", d.pid)).ok()?;
+        limits.lines().find(|l| l.starts_with("Max open files"))?.split_whitespace().nth(3)?.parse().ok()
+    });
+    let fd_size = || -> u64 { proc_status(d.pid, "FDSize").expect("FDSize").trim().parse().expect("a number") };
+    let want = |programs: u64| (64 + 4 * programs).min(limit);
+    assert!(fd_size() >= want(300), "FDSize {} for 300 programs (limit {limit})", fd_size());
+    let conf = fs::read_to_string(&d.conf).expect("config");
+    fs::write(&d.conf, format!("{conf}{}", programs(300, 700))).expect("write");
+    let out = d.ctl(&["update"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(d.state("p699"), "STOPPED");
+    assert!(fd_size() >= want(700), "FDSize {} for 700 programs (limit {limit})", fd_size());
+}
+
 #[test]
 fn daemonizes_and_writes_its_pidfile_without_n() {
     let dir = TempDir::new("daemonize");
