@@ -147,34 +147,38 @@ pub struct Ini {
 
 const INLINE_PREFIXES: [char; 2] = [';', '#'];
 
-/// Where the inline comment starts, following Python's search exactly: each round finds the
-/// next occurrence of every prefix, and the round stops at the first one that qualifies
-/// (preceded by whitespace or at column 0).
-fn inline_comment_start(line: &[char]) -> Option<usize> {
-    let find = |prefix: char, from: usize| line.iter().skip(from).position(|&c| c == prefix).map(|p| p + from);
-    let mut pending: Vec<(char, isize)> = INLINE_PREFIXES.iter().map(|&p| (p, -1)).collect();
+/// Where the inline comment starts (a byte index), following Python's search exactly: each
+/// round finds the next occurrence of every prefix, and the round stops at the first one that
+/// qualifies (preceded by whitespace or at column 0).
+fn inline_comment_start(line: &str) -> Option<usize> {
+    // The index each prefix was last found at (None: not found any more). The prefixes are
+    // ASCII, so the next search starts one byte after.
+    let mut found: [Option<usize>; INLINE_PREFIXES.len()] = [Some(0); INLINE_PREFIXES.len()];
+    let mut first_round = true;
     let mut start: Option<usize> = None;
-    while start.is_none() && !pending.is_empty() {
-        let mut next = Vec::new();
-        for (prefix, index) in pending {
-            let Some(found) = find(prefix, (index + 1) as usize) else {
-                continue;
-            };
-            next.push((prefix, found as isize));
-            if found == 0 || is_py_space(line[found - 1]) {
-                start = Some(start.map_or(found, |s: usize| s.min(found)));
+    while start.is_none() && found.iter().any(Option::is_some) {
+        for (prefix, slot) in INLINE_PREFIXES.iter().zip(found.iter_mut()) {
+            let Some(from) = *slot else { continue };
+            let from = if first_round { 0 } else { from + 1 };
+            *slot = line.get(from..).and_then(|rest| rest.find(*prefix)).map(|p| p + from);
+            let Some(at) = *slot else { continue };
+            if at == 0 || line[..at].chars().next_back().is_some_and(is_py_space) {
+                start = Some(start.map_or(at, |s: usize| s.min(at)));
             }
         }
-        pending = next;
+        first_round = false;
     }
     start
 }
 
-/// Splits text into lines the way a Python text file iterates (universal newlines), each line
-/// keeping its `\n`.
-fn py_lines(text: &str) -> Vec<String> {
-    let normalized = text.replace("\r\n", "\n").replace('\r', "\n");
-    normalized.split_inclusive('\n').map(str::to_string).collect()
+/// The text with universal newlines (as a Python text file reads it): `\r\n` and `\r` become
+/// `\n`.
+fn py_newlines(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\r') {
+        std::borrow::Cow::Owned(text.replace("\r\n", "\n").replace('\r', "\n"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -193,51 +197,49 @@ impl Ini {
     pub fn read(&mut self, text: &str, file: &Path) -> Result<(), IniError> {
         let shared: std::sync::Arc<Path> = file.into();
         let mut cursor = Cursor::None;
-        let mut optname: Option<String> = None;
-        // Every option line read, with its value lines; continuation lines go to the last one.
-        let mut pending: Vec<(Cursor, String, Vec<String>, usize)> = Vec::new();
+        // Whether the last line set an option (with a non-empty name) that may continue.
+        let mut in_option = false;
+        // Every option line read, with its value; continuation lines join the last one.
+        let mut pending: Vec<(Cursor, String, String, usize)> = Vec::new();
         let mut indent_level = 0usize;
         let mut errors: Vec<(usize, String)> = Vec::new();
 
-        for (index, line) in py_lines(text).iter().enumerate() {
+        for (index, line) in py_newlines(text).split_inclusive('\n').enumerate() {
             let lineno = index + 1;
-            let chars: Vec<char> = line.chars().collect();
-            let mut comment_start = inline_comment_start(&chars);
+            let mut comment_start = inline_comment_start(line);
             let stripped_line = py_strip(line);
             if stripped_line.starts_with('#') || stripped_line.starts_with(';') {
                 comment_start = Some(0);
             }
-            let head: String = match comment_start {
-                Some(i) => chars[..i].iter().collect(),
-                None => line.clone(),
-            };
-            let value = py_strip(&head).to_string();
+            let value = py_strip(comment_start.map_or(line, |i| &line[..i]));
             if value.is_empty() {
                 // empty_lines_in_values: a blank line (not a comment) joins the value.
-                if comment_start.is_none() && !matches!(cursor, Cursor::None) && optname.is_some() {
+                if comment_start.is_none() && !matches!(cursor, Cursor::None) && in_option {
                     if let Some(last) = pending.last_mut() {
-                        last.2.push(String::new());
+                        last.2.push('\n');
                     }
                 }
                 continue;
             }
-            let cur_indent = chars.iter().position(|&c| !is_py_space(c)).unwrap_or(0);
-            if !matches!(cursor, Cursor::None) && optname.is_some() && cur_indent > indent_level {
+            // In characters, as Python counts them.
+            let cur_indent = line.chars().position(|c| !is_py_space(c)).unwrap_or(0);
+            if !matches!(cursor, Cursor::None) && in_option && cur_indent > indent_level {
                 if let Some(last) = pending.last_mut() {
-                    last.2.push(value);
+                    last.2.push('\n');
+                    last.2.push_str(value);
                 }
                 continue;
             }
             indent_level = cur_indent;
-            if let Some(header) = section_header(&value) {
+            if let Some(header) = section_header(value) {
                 if header == "DEFAULT" {
                     cursor = Cursor::Defaults;
                 } else {
-                    let pos = match self.index.get(header.as_str()).copied() {
+                    let pos = match self.index.get(header).copied() {
                         Some(pos) => pos,
                         None => {
                             self.sections.push(Section {
-                                name: header.clone(),
+                                name: header.to_string(),
                                 span: Span { file: shared.clone(), line: lineno },
                                 entries: Vec::new(),
                             });
@@ -247,29 +249,31 @@ impl Ini {
                     };
                     cursor = Cursor::Section(pos);
                 }
-                optname = None;
+                in_option = false;
                 continue;
             }
             if matches!(cursor, Cursor::None) {
-                return Err(IniError::NoSectionHeader { file: file.to_path_buf(), line: lineno, text: line.clone() });
+                return Err(IniError::NoSectionHeader {
+                    file: file.to_path_buf(),
+                    line: lineno,
+                    text: line.to_string(),
+                });
             }
-            let target = cursor;
-            match split_option(&value) {
+            match split_option(value) {
                 Some((name, val)) => {
                     if name.is_empty() {
-                        errors.push((lineno, line.clone()));
+                        errors.push((lineno, line.to_string()));
                     }
                     let key = py_strip_end(name).to_lowercase();
-                    optname = if key.is_empty() { None } else { Some(key.clone()) };
-                    pending.push((target, key, vec![py_strip(val).to_string()], lineno));
+                    in_option = !key.is_empty();
+                    pending.push((cursor, key, py_strip(val).to_string(), lineno));
                 }
-                None => errors.push((lineno, line.clone())),
+                None => errors.push((lineno, line.to_string())),
             }
         }
 
-        for (target, key, lines, lineno) in pending {
-            let joined = lines.join("\n");
-            let text = joined.trim_end_matches(is_py_space).to_string();
+        for (target, key, mut text, lineno) in pending {
+            text.truncate(text.trim_end_matches(is_py_space).len());
             let value = Value { text, span: Span { file: shared.clone(), line: lineno } };
             match target {
                 Cursor::None => {}
@@ -321,13 +325,13 @@ fn py_strip_end(s: &str) -> &str {
 }
 
 /// `\[(?P<header>.+)\]` matched at the start: the header runs to the last `]`.
-fn section_header(value: &str) -> Option<String> {
+fn section_header(value: &str) -> Option<&str> {
     let rest = value.strip_prefix('[')?;
     let end = rest.rfind(']')?;
     if end == 0 {
         return None;
     }
-    Some(rest[..end].to_string())
+    Some(&rest[..end])
 }
 
 /// `(?P<option>.*?)\s*(?P<vi>=|:)\s*(?P<value>.*)$`: the first `=` or `:` separates.

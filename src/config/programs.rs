@@ -358,33 +358,60 @@ fn shell_syntax(command: &str) -> Option<String> {
     None
 }
 
-fn channel(ld: &mut Loader, section: &str, which: &str, names: &Names, cmax: u64, events: bool) -> ChannelConfig {
-    let lf_key = format!("{which}_logfile");
-    let sy_key = format!("{which}_syslog");
+/// The keys of one output channel's options.
+struct ChannelKeys {
+    logfile: &'static str,
+    syslog: &'static str,
+    backups: &'static str,
+    maxbytes: &'static str,
+}
+
+const STDOUT_KEYS: ChannelKeys = ChannelKeys {
+    logfile: "stdout_logfile",
+    syslog: "stdout_syslog",
+    backups: "stdout_logfile_backups",
+    maxbytes: "stdout_logfile_maxbytes",
+};
+
+const STDERR_KEYS: ChannelKeys = ChannelKeys {
+    logfile: "stderr_logfile",
+    syslog: "stderr_syslog",
+    backups: "stderr_logfile_backups",
+    maxbytes: "stderr_logfile_maxbytes",
+};
+
+fn channel(
+    ld: &mut Loader,
+    section: &str,
+    keys: &ChannelKeys,
+    names: &Names,
+    cmax: u64,
+    events: bool,
+) -> ChannelConfig {
+    let (lf_key, sy_key) = (keys.logfile, keys.syslog);
     // Expanded twice, as Supervisor does.
-    let logfile = match ld.get_with(section, &lf_key, names, 2) {
+    let logfile = match ld.get_with(section, lf_key, names, 2) {
         Got::Found(t, span) => match types::logfile_name(&t) {
             Ok(v) => v,
             Err(msg) => {
-                ld.error(Some(span), section, Some(&lf_key), format!("{msg}; expected {EXPECT_LOGFILE}"));
+                ld.error(Some(span), section, Some(lf_key), format!("{msg}; expected {EXPECT_LOGFILE}"));
                 LogFileName::None
             }
         },
         Got::Bad => LogFileName::None,
         Got::Missing => LogFileName::Auto,
     };
-    let backups = ld.conv(section, &format!("{which}_logfile_backups"), names, 10, types::integer, EXPECT_INT);
-    let maxbytes =
-        ld.conv(section, &format!("{which}_logfile_maxbytes"), names, 50 << 20, types::byte_size, EXPECT_SIZE);
-    let mut syslog = ld.conv(section, &sy_key, names, false, types::boolean, EXPECT_BOOL);
-    let span = ld.raw(section, &lf_key).map(|v| v.span);
-    let maxbytes_span = ld.raw(section, &format!("{which}_logfile_maxbytes")).map(|v| v.span);
+    let backups = ld.conv(section, keys.backups, names, 10, types::integer, EXPECT_INT);
+    let maxbytes = ld.conv(section, keys.maxbytes, names, 50 << 20, types::byte_size, EXPECT_SIZE);
+    let mut syslog = ld.conv(section, sy_key, names, false, types::boolean, EXPECT_BOOL);
+    let span = ld.raw(section, lf_key).map(|v| v.span);
+    let maxbytes_span = ld.raw(section, keys.maxbytes).map(|v| v.span);
     let logfile = match logfile {
         LogFileName::Syslog => {
             ld.warn(
                 span,
                 section,
-                Some(&lf_key),
+                Some(lf_key),
                 format!("For [{section}], {lf_key}=syslog but this is deprecated and will be removed.  Use {sy_key}=true to enable syslog instead."),
             );
             syslog = true;
@@ -392,11 +419,11 @@ fn channel(ld: &mut Loader, section: &str, which: &str, names: &Names, cmax: u64
         }
         LogFileName::Auto => {
             if maxbytes == 0 {
-                let key = if maxbytes_span.is_some() { format!("{which}_logfile_maxbytes") } else { lf_key.clone() };
+                let key = if maxbytes_span.is_some() { keys.maxbytes } else { lf_key };
                 ld.warn(
                     maxbytes_span.or(span).or_else(|| Some(ld.section_span(section))),
                     section,
-                    Some(&key),
+                    Some(key),
                     format!("For [{section}], AUTO logging used for {lf_key} without rollover, set maxbytes > 0 to avoid filling up filesystem unintentionally"),
                 );
             }
@@ -549,8 +576,8 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str, list
             names.insert(format!("ENV_{k}"), ExpValue::Str(v.clone()));
         }
         let directory = text_of(ld.get(section, "directory", &names));
-        let stdout = channel(ld, section, "stdout", &names, stdout_cmax, stdout_events);
-        let mut stderr = channel(ld, section, "stderr", &names, stderr_cmax, stderr_events);
+        let stdout = channel(ld, section, &STDOUT_KEYS, &names, stdout_cmax, stdout_events);
+        let mut stderr = channel(ld, section, &STDERR_KEYS, &names, stderr_cmax, stderr_events);
         if redirect_stderr {
             if matches!(stderr.logfile, LogFile::Path(_)) {
                 let s = ld.raw(section, "stderr_logfile").map(|v| v.span);
