@@ -492,13 +492,22 @@ fn build_static_builds_and_smoke_tests_x86_64_and_aarch64_when_enabled() {
         run(Command::new(packaging("build-static")).args(["--only", "x86_64,aarch64", "--smoke"]).current_dir(root()));
     assert_success("packaging/build-static --only x86_64,aarch64 --smoke", &out);
     // Each binary was linked with the hot functions first, and the list is not out of date.
+    // The list names the functions of the standard library it was traced with (rebuilt from
+    // rust-src, or prebuilt): a build with the other one finds fewer, and says so.
     let stderr = String::from_utf8_lossy(&out.stderr);
+    let list = fs::read_to_string(packaging("hot-functions.txt")).expect("hot-functions.txt");
+    let list_rebuilt = list.lines().take(3).any(|l| l.contains("std rebuilt for size"));
+    let build_rebuilt = stderr.contains("standard library: std rebuilt for size");
+    assert!(build_rebuilt || stderr.contains("standard library: prebuilt std"), "{stderr}");
     let found: Vec<&str> = stderr.lines().filter(|l| l.contains("hot functions found in")).collect();
     assert_eq!(found.len(), targets.len(), "{stderr}");
     for line in found {
         let pct: u32 =
             line.rsplit('(').next().and_then(|p| p.strip_suffix("%)")).and_then(|p| p.parse().ok()).expect(line);
-        assert!(pct >= 80, "packaging/hot-functions.txt is out of date ({line}): run build-static --retrace");
+        let prebuilt_here = targets.iter().any(|t| line.contains(t) && stderr.contains(&format!("{t}: its prebuilt")));
+        let same_std = list_rebuilt == (build_rebuilt && !prebuilt_here);
+        let min = if same_std { 80 } else { 60 };
+        assert!(pct >= min, "packaging/hot-functions.txt is out of date ({line}): run build-static --retrace");
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     for triple in targets {
@@ -516,7 +525,11 @@ fn build_static_builds_and_smoke_tests_x86_64_and_aarch64_when_enabled() {
         assert_eq!(named.len(), 1, "one ordering file named by content in {}: {named:?}", dir.display());
         assert_eq!(fs::read(dir.join(&named[0])).expect("read"), order, "{} is not the current order", named[0]);
     }
-    hot_list_covers_what_the_daemon_runs(&root().join("target/static/x86_64-unknown-linux-musl/minisv.unordered"));
+    if list_rebuilt == build_rebuilt {
+        hot_list_covers_what_the_daemon_runs(&root().join("target/static/x86_64-unknown-linux-musl/minisv.unordered"));
+    } else {
+        eprintln!("skipped the stale-list check: the list and this build use different standard libraries");
+    }
 }
 
 /// The committed list still names what the daemon runs: a function missing from it (new, or
