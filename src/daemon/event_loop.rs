@@ -305,8 +305,9 @@ impl EventLoop {
     }
 
     /// Grows the fd table at once for `processes` programs (see `sys::grow_fd_table`): called
-    /// from `new`, before the HTTP threads share the table, and when groups are added.
-    fn reserve_fds(&mut self, processes: usize) {
+    /// from `new`, before the HTTP threads share the table, when the config is read again (for
+    /// what it may add), and when processes are added.
+    pub(super) fn reserve_fds(&mut self, processes: usize) {
         let want = FDS_BASE + FDS_PER_PROCESS * processes as u64;
         if want <= self.fd_table {
             return;
@@ -316,6 +317,16 @@ impl EventLoop {
         if let Err(e) = sys::grow_fd_table(self.poll.as_raw_fd(), want) {
             self.log.log(LogLevel::Debug, &format!("could not grow the fd table to {want}: {e}"));
         }
+    }
+
+    /// `reserve_fds` for the processes there are now.
+    pub(super) fn reserve_fds_for_processes(&mut self) {
+        // `io` has an entry per process slot ever used: when even that many fit, so do they.
+        if FDS_BASE + FDS_PER_PROCESS * self.io.len() as u64 <= self.fd_table {
+            return;
+        }
+        let processes = self.sup.processes().count();
+        self.reserve_fds(processes);
     }
 
     pub fn registry(&self) -> &mio::Registry {
@@ -370,8 +381,7 @@ impl EventLoop {
             let logs = [self.open_log(&pc, Channel::Stdout), self.open_log(&pc, Channel::Stderr)];
             self.io[id.0] = ProcIo { logs, ..ProcIo::default() };
         }
-        // One entry per process slot, so at least one per process.
-        self.reserve_fds(self.io.len());
+        self.reserve_fds_for_processes();
         true
     }
 

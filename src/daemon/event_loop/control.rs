@@ -240,6 +240,10 @@ impl EventLoop {
         added.sort();
         changed.sort();
         removed.sort();
+        // An update adds its groups one request at a time: grow the fd table once for all
+        // that may come (the processes now and every one of the new config).
+        let coming: usize = config.groups.iter().map(|g| g.processes.len()).sum();
+        self.reserve_fds(self.sup.processes().count() + coming);
         self.stored = config;
         Ok((added, changed, removed))
     }
@@ -274,6 +278,7 @@ impl EventLoop {
                 self.sup.feed(id, Input::Start, now, SystemTime::now());
             }
         }
+        self.reserve_fds_for_processes();
         self.sup.tick(now, SystemTime::now());
         self.perform_actions();
     }
