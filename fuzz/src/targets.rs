@@ -645,99 +645,63 @@ pub fn ctl_transport(data: &[u8]) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The daemon's HTTP server: routes and Basic auth
+// The daemon's HTTP connections: framing, limits and Basic auth, split at every byte
 
-struct LiveServer {
-    socket: PathBuf,
-    _handle: minisv::rpc::http::ServerHandle,
-}
-
-fn live_server() -> &'static LiveServer {
-    use minisv::rpc::http::{RequestKind, ServerReply};
-    static SERVER: OnceLock<LiveServer> = OnceLock::new();
-    SERVER.get_or_init(|| {
-        let dir = scratch_dir().join("http");
-        std::fs::create_dir_all(&dir).expect("http dir");
-        let socket = dir.join("minisv.sock");
-        let conf = dir.join("supervisord.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "[supervisord]\nlogfile={d}/log\npidfile={d}/pid\n[unix_http_server]\nfile={s}\n\
-                 username=user\npassword={{SHA}}5baa61e4c9b93f3f0682250b6cf8331b7ee68fd8\n\
-                 [rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n",
-                d = dir.display(),
-                s = socket.display()
-            ),
-        )
-        .expect("write http config");
-        let config = minisv::config::load(&conf, &Default::default()).expect("http config loads");
-        let (bound, _) = minisv::rpc::http::bind(&config).expect("bind");
-        let poll = mio::Poll::new().expect("poll");
-        let waker = std::sync::Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).expect("waker"));
-        std::mem::forget(poll);
-        let (tx, rx) = std::sync::mpsc::channel::<minisv::rpc::http::ServerRequest>();
-        std::thread::spawn(move || {
-            for rq in rx {
-                let reply = match rq.kind {
-                    RequestKind::XmlRpc(body) => match xmlrpc::parse_method_call(&body) {
-                        Ok(_) => ServerReply::XmlRpc(xmlrpc::encode_response(&Value::Bool(true))),
-                        Err(_) => ServerReply::BadRequest,
-                    },
-                    RequestKind::LogPath { .. } => ServerReply::LogPath(None),
-                    RequestKind::Log { .. } => continue,
-                    RequestKind::Web(_) => ServerReply::Web(minisv::rpc::web::WebResponse::new(200, "text/plain", "web")),
-                };
-                let _ = rq.reply.send(reply);
-            }
-        });
-        let handle = minisv::rpc::http::serve(bound, tx, waker);
-        LiveServer { socket, _handle: handle }
-    })
-}
-
-/// `Authorization: Basic base64("user:password")` for the live server.
+/// `Authorization: Basic base64("user:password")`, the credentials of the fuzzed listener.
 pub const GOOD_AUTH: &str = "Basic dXNlcjpwYXNzd29yZA==";
 
-pub fn http_server(data: &[u8]) {
-    use std::os::unix::net::UnixStream;
-    use std::time::Duration;
-    let server = live_server();
-    let mut input = Input::new(data);
-    let method = ["GET", "POST", "HEAD", "PUT"][input.byte() as usize % 4];
-    let clean = |b: &[u8]| -> String { text(b).chars().filter(|c| !matches!(c, '\r' | '\n')).collect() };
-    let url = clean(input.until(b'\n'));
-    let url = if url.is_empty() { "/".to_string() } else { url };
-    let auth = clean(input.until(b'\n'));
-    let body = input.rest();
-    let mut req = format!("{method} {url} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
-    if !auth.is_empty() {
-        req.push_str(&format!("Authorization: {auth}\r\n"));
-    }
-    req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-    let mut conn = UnixStream::connect(&server.socket).expect("connect to the live server");
-    conn.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-    let _ = conn.write_all(req.as_bytes());
-    let _ = conn.write_all(body);
-    let mut resp = Vec::new();
-    match conn.read_to_end(&mut resp) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
-            panic!("the server did not answer within 5 s: {req:?}")
+/// Feeds `input` to a connection in pieces of `step` bytes (each at most what it takes),
+/// answers every request at once, and returns what it saw and wrote (Date headers blanked).
+fn drive_conn(input: &[u8], step: usize, auth: Option<&minisv::config::Credentials>) -> (Vec<String>, Vec<u8>) {
+    use minisv::rpc::conn::{Conn, Event, Policy, Response, Timeouts};
+    use std::time::{Instant, SystemTime};
+    let policy = Policy { auth, body_limit: |t| if t.starts_with("/RPC2") { 4096 } else { 64 } };
+    let now = Instant::now();
+    let mut conn = Conn::new(now, Timeouts::default());
+    let (mut seen, mut out) = (Vec::new(), Vec::new());
+    let mut rest = input;
+    // Bounded: each round feeds at least one byte, or ends.
+    for _ in 0..=input.len() + 1 {
+        // Bounded: each request is answered, and a connection holds at most 16 KiB of input.
+        for _ in 0..20_000 {
+            match conn.poll(&policy, SystemTime::UNIX_EPOCH) {
+                Some(Event::Request(r)) => {
+                    let limit = if r.target.starts_with("/RPC2") { 4096 } else { 64 };
+                    assert!(r.body.len() <= limit, "a body over the limit came through: {}", r.body.len());
+                    if auth.is_some() {
+                        let given = r.header("authorization").unwrap_or("").trim().to_string();
+                        assert!(given.to_ascii_lowercase().starts_with("basic "), "allowed without Basic: {given:?}");
+                    }
+                    seen.push(format!("{} {} {:?} {}", r.method, r.target, r.version, r.body.len()));
+                    conn.respond(&Response::new(200, "text/plain", "ok"), SystemTime::UNIX_EPOCH, now);
+                }
+                Some(Event::Log(line)) => seen.push(line),
+                None => break,
+            }
         }
-        Err(_) => return, // reset: tiny_http gave up on a malformed request
+        out.extend_from_slice(conn.output());
+        let n = conn.output_len();
+        conn.wrote(n, now);
+        let take = step.min(conn.read_room()).min(rest.len());
+        if take == 0 {
+            break;
+        }
+        conn.received(&rest[..take], now);
+        rest = &rest[take..];
     }
-    // tiny_http trims header values with str::trim (form feeds too), so the credentials the
-    // server sees are the trimmed ones.
-    let auth = auth.trim();
-    let status = String::from_utf8_lossy(&resp[..resp.len().min(12)]).into_owned();
-    let code: u16 = status.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    if code == 200 {
-        // Nothing is served without the right credentials.
-        let scheme_ok = auth.len() > 6 && auth[..6].eq_ignore_ascii_case("basic ");
-        assert!(scheme_ok, "200 without Basic credentials: {req:?}");
-    }
-    if !auth.is_empty() && !auth.to_ascii_lowercase().starts_with("basic ") && code != 0 {
-        assert!(code == 401 || code == 400, "non-Basic auth got {code}: {req:?}");
-    }
+    assert!(conn.read_room() <= minisv::rpc::conn::MAX_HEAD * 4);
+    (seen, out)
+}
+
+pub fn http_server(data: &[u8]) {
+    let mut input = Input::new(data);
+    let flags = input.byte();
+    let bytes = input.rest();
+    let creds = minisv::config::Credentials { username: "user".into(), password: "password".into() };
+    let auth = (flags & 1 == 1).then_some(&creds);
+    let whole = drive_conn(bytes, usize::MAX, auth);
+    // The same bytes split at every byte, and in pieces of a size the input chose, read the same.
+    let step = usize::from(flags >> 1).max(1);
+    assert_eq!(drive_conn(bytes, 1, auth), whole, "split at every byte");
+    assert_eq!(drive_conn(bytes, step, auth), whole, "split every {step} bytes");
 }

@@ -28,10 +28,9 @@ use crate::events::pool::Pools;
 use crate::events::tick::Ticker;
 use crate::events::types::Event;
 use crate::rpc::api::Pending;
-use crate::rpc::http::{ServerHandle, ServerReply, ServerRequest};
+use crate::rpc::server::Server;
 use crate::supervisor::{Action, ExitInfo, Input, Mood, ProcId, Supervisor};
 use crate::sys;
-use std::sync::mpsc::{Receiver, Sender};
 
 mod control;
 mod events;
@@ -45,9 +44,8 @@ pub const HANDLED_SIGNALS: &[i32] =
     &[libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGUSR2, libc::SIGCHLD];
 
 const SIGNAL_TOKEN: Token = Token(0);
-pub const WAKER_TOKEN: Token = Token(1);
-/// The control servers' listening sockets (watched for connections nobody accepts).
-const LISTENER_TOKEN_BASE: usize = 2;
+/// Tokens 2 to 15 are the control servers' listeners, and `1 << 29` up their connections
+/// (`rpc::server`); `1 << 30` up the probes.
 const PIPE_TOKEN_BASE: usize = 16;
 /// Bytes read from one pipe per wakeup before the others get their turn.
 const READ_BUDGET: usize = 1 << 20;
@@ -218,9 +216,10 @@ pub struct EventLoop {
     exit: Option<LoopExit>,
     /// The daemon's exit status (non-zero when a critical program failed).
     pub exit_status: i32,
-    /// Control requests from the HTTP threads, and the replies still waiting for the core.
-    requests: Option<Receiver<ServerRequest>>,
-    pending: Vec<(Pending, Sender<ServerReply>)>,
+    /// The control servers (listeners and connections), and the replies still waiting for
+    /// the core.
+    http: Option<Server>,
+    pending: Vec<(Pending, control::Waiter)>,
     /// A state changed since pending replies were last looked at.
     state_changed: bool,
     /// The listening socket of each fcgi-program group (fd 0 of its processes).
@@ -230,20 +229,6 @@ pub struct EventLoop {
     ticker: Ticker,
     /// `ready_check=` / `health_check=` probes in flight or scheduled.
     probes: Probes,
-    /// The HTTP servers, and the accept errors already reported.
-    server: Option<ServerHandle>,
-    reported_accept_errors: Vec<String>,
-    server_tx: Option<Sender<ServerRequest>>,
-    server_waker: Option<std::sync::Arc<mio::Waker>>,
-    /// When to restart control servers whose accept thread died.
-    server_retry: Option<Instant>,
-    /// When to check that a connection seen arriving has been accepted, and whether the last
-    /// check found connections waiting.
-    accept_check: Option<Instant>,
-    /// Connections were waiting at the last check; the count of requests seen then.
-    accept_suspect: Option<u64>,
-    /// Requests received from the HTTP threads (proof that they still accept).
-    requests_seen: u64,
 }
 
 impl EventLoop {
@@ -264,21 +249,13 @@ impl EventLoop {
             stored: config.clone(),
             exit: None,
             exit_status: 0,
-            requests: None,
+            http: None,
             pending: Vec::new(),
             state_changed: false,
             fcgi_sockets: HashMap::new(),
             pools: Pools::new(&config.supervisord.identifier),
             ticker: Ticker::new(),
             probes: Probes::new(),
-            server: None,
-            reported_accept_errors: Vec::new(),
-            server_tx: None,
-            server_waker: None,
-            server_retry: None,
-            accept_check: None,
-            accept_suspect: None,
-            requests_seen: 0,
             config,
             sup,
             log,
@@ -462,6 +439,7 @@ impl EventLoop {
                 self.poll_pending();
             }
             if let Some(exit) = self.exit.take() {
+                self.abandon_pending();
                 return Ok(exit);
             }
             // Probes due now start, and a verdict goes to the state machine (then round again
@@ -469,8 +447,10 @@ impl EventLoop {
             if self.sync_probes() {
                 continue;
             }
+            self.pump_tails();
             let core_deadline = self.sup.next_deadline();
-            let timeout = if !self.unfinished.is_empty() {
+            let http_deadline = self.http.as_mut().and_then(Server::next_deadline);
+            let timeout = if !self.unfinished.is_empty() || self.http.as_ref().is_some_and(Server::has_work) {
                 Some(Duration::ZERO)
             } else {
                 let core = core_deadline.map(|d| {
@@ -483,8 +463,7 @@ impl EventLoop {
                 let tick = self.tick_timeout(SystemTime::now());
                 let flood_buf_release = self.flood_buf.as_ref().map(|(_, used)| *used + FLOOD_BUF_KEEP);
                 let retry = [
-                    self.server_retry,
-                    self.accept_check,
+                    http_deadline,
                     self.probes.next_deadline(),
                     flood_buf_release,
                     self.held_logs.front().map(|h| h.2),
@@ -505,12 +484,6 @@ impl EventLoop {
                 self.flood_buf = None;
             }
             self.close_held_logs(Instant::now());
-            if self.accept_check.is_some_and(|t| t <= Instant::now()) {
-                self.check_accepting();
-            }
-            if self.server_retry.is_some_and(|t| t <= Instant::now()) {
-                self.restart_servers();
-            }
             let mut got_signals = false;
             // Whether only programs' output woke us: output changes no process's state, so the
             // state machine's pass over every process is skipped unless a deadline is due (with
@@ -523,8 +496,7 @@ impl EventLoop {
                 }
                 match token {
                     SIGNAL_TOKEN => got_signals = true,
-                    WAKER_TOKEN => self.on_wake(),
-                    Token(t) if (LISTENER_TOKEN_BASE..PIPE_TOKEN_BASE).contains(&t) => self.connection_arrived(),
+                    token if Server::owns(token) => self.on_http_event(event),
                     token if Probes::owns(token) => {
                         let mut outcomes = Vec::new();
                         self.probes.on_event(token, self.poll.registry(), Instant::now(), &mut outcomes);
@@ -543,6 +515,7 @@ impl EventLoop {
                     self.read_pipe(id, ch, READ_BUDGET);
                 }
             }
+            self.serve_http();
             if got_signals {
                 let pending: Vec<i32> = signals.pending().collect();
                 // SIGCHLD first: exits are judged before anything else changes (Q1).

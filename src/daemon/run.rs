@@ -8,16 +8,14 @@ use std::path::Path;
 use signal_hook::iterator::backend::SignalDelivery;
 use signal_hook::iterator::exfiltrator::SignalOnly;
 
-use super::event_loop::{EventLoop, LoopExit, Signals, HANDLED_SIGNALS, WAKER_TOKEN};
+use super::event_loop::{EventLoop, LoopExit, Signals, HANDLED_SIGNALS};
 use super::logfile;
 use super::mainlog::MainLog;
 use super::spawn;
 use crate::cli::{self, DaemonArgs};
 use crate::config::{self, Config, LogLevel, MainLog as MainLogSetting, Overrides};
-use crate::rpc::http;
+use crate::rpc::server::{Server, Settings};
 use crate::sys;
-use mio::Waker;
-use std::sync::{mpsc, Arc};
 
 /// A usage error: two lines on stderr and exit status 2, as supervisord.
 pub fn usage_error(argv0: &str, msg: &str) -> i32 {
@@ -119,6 +117,9 @@ pub fn run(argv0: &str, args: &DaemonArgs) -> i32 {
     }
     let mut first = true;
     let mut keep_stopped: Vec<String> = Vec::new();
+    // The control servers outlive a reload: listeners that did not change keep their sockets
+    // and their connections.
+    let mut http_server: Option<Server> = None;
     loop {
         let mut log = MainLog::early(config.supervisord.loglevel);
         let echo = config.supervisord.nodaemon && !config.supervisord.silent;
@@ -156,8 +157,12 @@ pub fn run(argv0: &str, args: &DaemonArgs) -> i32 {
             }
         }
 
-        // Sockets are bound before daemonizing (they survive fork; threads do not).
-        let (bound, http_lines) = match http::bind(&config) {
+        // Sockets are bound before daemonizing (so a bind error is the user's to see).
+        let bound = match http_server.take() {
+            None => Server::bind(&config, Settings::from_env()),
+            Some(mut server) => server.reconfigure(&config).map(|lines| (server, lines)),
+        };
+        let (server, http_lines) = match bound {
             Ok(b) => b,
             Err(msg) if first => return usage_error(&argv0, &msg),
             Err(msg) => {
@@ -192,14 +197,8 @@ pub fn run(argv0: &str, args: &DaemonArgs) -> i32 {
                 return 1;
             }
         };
-        match Waker::new(event_loop.registry(), WAKER_TOKEN) {
-            Ok(waker) => {
-                let (tx, rx) = mpsc::channel();
-                event_loop.set_requests(rx);
-                let waker = Arc::new(waker);
-                event_loop.set_server(http::serve(bound, tx.clone(), waker.clone()), tx, waker);
-            }
-            Err(e) => event_loop.log.log(LogLevel::Critical, &format!("cannot start the control servers: {e}")),
+        if let Err(e) = event_loop.set_http(server) {
+            event_loop.log.log(LogLevel::Critical, &format!("cannot serve the control sockets: {e}"));
         }
         if rpc_enabled {
             for _ in 0..servers {
@@ -213,13 +212,13 @@ pub fn run(argv0: &str, args: &DaemonArgs) -> i32 {
         event_loop.add_configured_groups();
         event_loop.keep_stopped(&std::mem::take(&mut keep_stopped));
         let exit = event_loop.run(&mut signals);
-        if let Some(server) = event_loop.take_server() {
-            server.shutdown();
-        }
+        http_server = event_loop.take_http();
         event_loop.close_all();
         let _ = std::fs::remove_file(&pidfile);
         match exit {
             Ok(LoopExit::Shutdown) => {
+                // Closes the sockets and unlinks the socket files.
+                drop(http_server);
                 event_loop.log.close();
                 return event_loop.exit_status;
             }

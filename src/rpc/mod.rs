@@ -3,15 +3,14 @@
 pub mod api;
 mod auth;
 pub mod configinfo;
+pub mod conn;
 pub mod faults;
-pub mod http;
 mod httpdate;
 pub mod info;
 pub mod json;
-mod limits;
 mod listen;
-mod logtail;
 pub mod metrics;
+pub mod server;
 mod sha1;
 pub mod web;
 pub mod xmlrpc;

@@ -1,190 +1,124 @@
-//! The control side of the event loop: requests from the HTTP threads, replies that wait for
-//! the state machine, and the operations behind reread/update/remove, log clearing and stdin.
+//! The control side of the event loop: requests from the HTTP connections, replies that wait
+//! for the state machine, and the operations behind reread/update/remove, log clearing and stdin.
 
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, Sender};
-use std::sync::Arc;
-use std::time::Duration;
-
-use mio::Waker;
 use std::time::{Instant, SystemTime};
 
 use mio::unix::SourceFd;
 use mio::Interest;
 
 use super::{stdin_token, Channel, EventLoop, ProcIo};
-use crate::config::{GroupConfig, LogLevel};
+use crate::config::GroupConfig;
 use crate::daemon::spawn;
 use crate::rpc::api::{self, Reply};
-use crate::rpc::http::{RequestKind, ServerHandle, ServerReply, ServerRequest};
+use crate::rpc::faults::{self, RpcError};
+use crate::rpc::server::{Answer, ConnRef, Incoming, Server};
+use crate::rpc::web::{WebOutcome, WebRequest};
+use crate::rpc::xmlrpc::{Fault, Value};
 use crate::supervisor::{Input, ProcId, RemoveError};
-
-/// How long after an accept failure the control servers are restarted (and between tries).
-const SERVER_RETRY: Duration = Duration::from_secs(1);
-/// How long a connection may wait in the backlog before the servers count as stuck.
-const ACCEPT_WATCHDOG: Duration = Duration::from_secs(2);
 
 /// Group names (added, changed, removed), as `reloadConfig` reports them.
 pub type GroupChanges = (Vec<String>, Vec<String>, Vec<String>);
 
+/// Who waits for a deferred reply: the connection, and for a web action the request, whose
+/// page is made from the result.
+pub struct Waiter {
+    conn: ConnRef,
+    web: Option<WebRequest>,
+}
+
 impl EventLoop {
-    /// Takes control requests from the HTTP threads (after `mio::Waker::wake`).
-    pub fn set_requests(&mut self, rx: Receiver<ServerRequest>) {
-        self.requests = Some(rx);
+    /// The control servers, bound for this config (and kept from the last loop at a reload):
+    /// registered with this loop.
+    pub fn set_http(&mut self, mut server: Server) -> io::Result<()> {
+        server.register(self.poll.registry())?;
+        self.http = Some(server);
+        Ok(())
     }
 
-    /// The control servers, and what restarting them takes.
-    pub fn set_server(&mut self, server: ServerHandle, tx: Sender<ServerRequest>, waker: Arc<Waker>) {
-        self.watch_listeners(&server);
-        self.server = Some(server);
-        self.server_tx = Some(tx);
-        self.server_waker = Some(waker);
+    /// Takes the control servers out of this loop (at its end), for the next one or to close.
+    pub fn take_http(&mut self) -> Option<Server> {
+        let mut server = self.http.take()?;
+        server.deregister(self.poll.registry());
+        Some(server)
     }
 
-    pub fn take_server(&mut self) -> Option<ServerHandle> {
-        self.server.take()
-    }
-
-    /// tiny_http's accept thread ends for good on an accept error (EMFILE ...): say so once and
-    /// restart the servers shortly (again and again while binding fails, e.g. still out of fds).
-    fn check_servers(&mut self) {
-        let Some(server) = &self.server else { return };
-        for h in server.health() {
-            if let Some(err) = h.accept_error {
-                let key = format!("{}: {}", h.section, err);
-                if !self.reported_accept_errors.contains(&key) {
-                    self.log.log(
-                        LogLevel::Critical,
-                        &format!(
-                            "[{}] stopped accepting connections: {} (open connections are still served); \
-                             restarting the control servers",
-                            h.section, err
-                        ),
-                    );
-                    self.reported_accept_errors.push(key);
-                }
-                self.server_retry.get_or_insert(Instant::now() + SERVER_RETRY);
-            }
+    /// Readiness of a listener or a connection.
+    pub(super) fn on_http_event(&mut self, event: &mio::event::Event) {
+        if let Some(server) = &mut self.http {
+            server.on_event(self.poll.registry(), event, Instant::now(), SystemTime::now());
         }
     }
 
-    /// Watches the listening sockets: each arriving connection wakes the loop once.
-    fn watch_listeners(&mut self, server: &ServerHandle) {
-        for (i, fd) in server.listener_fds().into_iter().enumerate() {
-            let token = mio::Token(super::LISTENER_TOKEN_BASE + i);
-            if token.0 >= super::PIPE_TOKEN_BASE {
-                break;
-            }
-            if let Err(e) = self.poll.registry().register(&mut SourceFd(&fd), token, Interest::READABLE) {
-                self.log.log(LogLevel::Warn, &format!("cannot watch a control socket: {e}"));
-            }
+    /// Answers the requests the connections made (bounded per wake-up; the rest wait for the
+    /// next round, which does not sleep while any are left), ends the connections past their
+    /// time, and logs what the limits dropped.
+    pub(super) fn serve_http(&mut self) {
+        let Some(server) = &mut self.http else { return };
+        let now = Instant::now();
+        server.expire(self.poll.registry(), now);
+        server.resume(self.poll.registry(), now, SystemTime::now());
+        for (level, line) in server.report(now) {
+            self.log.log(level, &line);
         }
-    }
-
-    /// A connection arrived: if it is still waiting now, check in a moment that it was
-    /// accepted (usually tiny_http has taken it already, and nothing more is scheduled, so
-    /// control traffic leaves no timer behind).
-    pub(super) fn connection_arrived(&mut self) {
-        let waiting = self.server.as_ref().is_some_and(|s| s.listener_fds().into_iter().any(crate::sys::readable_now));
-        if waiting {
-            self.accept_check.get_or_insert(Instant::now() + ACCEPT_WATCHDOG);
-        }
-    }
-
-    /// Connections still waiting at two checks, ACCEPT_WATCHDOG after one arrived and a second
-    /// later, with no request coming through in between, mean nobody accepts any more
-    /// (tiny_http's accept thread ended or panicked, e.g. out of fds): restart the servers.
-    pub(super) fn check_accepting(&mut self) {
-        self.accept_check = None;
-        let Some(server) = &self.server else { return };
-        let waiting = server.listener_fds().into_iter().any(crate::sys::readable_now);
-        match self.accept_suspect {
-            // Connections keep arriving and requests keep coming through: the acceptor is
-            // alive, the backlog just is not empty at the moment we look.
-            Some(requests) if !waiting || self.requests_seen != requests => self.accept_suspect = None,
-            None if !waiting => {}
-            None => {
-                self.accept_suspect = Some(self.requests_seen);
-                self.accept_check = Some(Instant::now() + Duration::from_secs(1));
-            }
-            Some(_) => self.restart_stuck_servers(),
-        }
-    }
-
-    fn restart_stuck_servers(&mut self) {
-        self.accept_suspect = None;
-        self.log.log(
-            LogLevel::Critical,
-            "the control server stopped accepting connections (connections waited for seconds); restarting it",
-        );
-        self.restart_servers();
-    }
-
-    /// Stops the control servers and starts them again on fresh sockets.
-    pub(super) fn restart_servers(&mut self) {
-        self.server_retry = None;
-        let (Some(tx), Some(waker)) = (self.server_tx.clone(), self.server_waker.clone()) else { return };
-        if let Some(old) = self.server.take() {
-            old.shutdown();
-        }
-        match crate::rpc::http::bind(&self.config) {
-            Ok((bound, _)) => {
-                let server = crate::rpc::http::serve(bound, tx, waker);
-                self.watch_listeners(&server);
-                self.server = Some(server);
-                self.reported_accept_errors.clear();
-                self.log.log(LogLevel::Info, "control servers restarted");
-            }
-            Err(e) => {
-                self.log.log(LogLevel::Warn, &format!("cannot restart the control servers yet: {e}; retrying"));
-                self.server_retry = Some(Instant::now() + SERVER_RETRY);
-            }
-        }
-    }
-
-    pub(super) fn on_wake(&mut self) {
-        self.check_servers();
-        // Bounded per wakeup; the HTTP threads wake us again for anything sent later.
-        for _ in 0..10_000 {
-            let Some(req) = self.requests.as_ref().and_then(|rx| rx.try_recv().ok()) else { return };
-            self.requests_seen += 1;
-            // A request came through: the acceptor is alive, no need to wake up to check it
-            // (so control traffic leaves no timer behind).
-            if self.accept_suspect.is_none() {
-                self.accept_check = None;
-            }
-            match req.kind {
-                RequestKind::XmlRpc(body) => match api::handle_request(self, &body) {
-                    Some(Ok(Reply::Done(v))) => {
-                        let _ = req.reply.send(ServerReply::XmlRpc(api::encode(&Ok(v))));
-                    }
-                    Some(Ok(Reply::Later(p))) => self.pending.push((p, req.reply)),
-                    Some(Err(e)) => {
-                        let _ = req.reply.send(ServerReply::XmlRpc(api::encode(&Err(e))));
-                    }
-                    None => {
-                        let _ = req.reply.send(ServerReply::BadRequest);
-                    }
+        for _ in 0..1024 {
+            let Some((conn, request)) = self.http.as_mut().and_then(Server::next_request) else { return };
+            match request {
+                Incoming::XmlRpc(body) => match api::handle_request(self, &body) {
+                    Some(Ok(Reply::Done(v))) => self.answer(conn, Answer::Xml(api::encode(&Ok(v)))),
+                    Some(Ok(Reply::Later(p))) => self.pending.push((p, Waiter { conn, web: None })),
+                    Some(Err(e)) => self.answer(conn, Answer::Xml(api::encode(&Err(e)))),
+                    None => self.answer(conn, Answer::BadRequest),
                 },
-                RequestKind::Log { level, message } => self.log.log(level, &message),
-                RequestKind::Web(web) => match crate::rpc::web::handle(self, &web) {
-                    crate::rpc::web::WebOutcome::Now(r) => {
-                        let _ = req.reply.send(ServerReply::Web(r));
-                    }
+                Incoming::Log(level, message) => self.log.log(level, &message),
+                Incoming::Web(web) => match crate::rpc::web::handle(self, &web) {
+                    WebOutcome::Now(r) => self.answer(conn, Answer::Web(r)),
                     // Completed by poll_pending like a waiting XML-RPC call.
-                    crate::rpc::web::WebOutcome::Later(p) => self.pending.push((p, req.reply)),
+                    WebOutcome::Later(p) => self.pending.push((p, Waiter { conn, web: Some(web) })),
                 },
-                RequestKind::LogPath { namespec, channel } => {
+                Incoming::Tail { namespec, channel } => {
                     let path = match namespec {
                         None => self.log.path(),
                         Some(name) => self.tail_path(&name, &channel),
                     };
-                    let _ = req.reply.send(ServerReply::LogPath(path));
+                    self.answer(conn, Answer::Tail(path));
                 }
             }
             self.perform_actions();
+        }
+    }
+
+    /// After everything else a wake-up did: tails at the end of their file look for more.
+    pub(super) fn pump_tails(&mut self) {
+        if let Some(server) = &mut self.http {
+            server.pump_tails(self.poll.registry(), Instant::now(), SystemTime::now());
+        }
+    }
+
+    fn answer(&mut self, conn: ConnRef, answer: Answer) {
+        if let Some(server) = &mut self.http {
+            server.answer(self.poll.registry(), conn, answer, Instant::now(), SystemTime::now());
+        }
+    }
+
+    fn answer_result(&mut self, waiter: Waiter, result: Result<Value, RpcError>) {
+        let answer = match &waiter.web {
+            Some(req) => Answer::Web(crate::rpc::web::finish(
+                req,
+                result.map_err(|e| Fault { code: e.code, string: e.fault_string() }),
+            )),
+            None => Answer::Xml(api::encode(&result)),
+        };
+        self.answer(waiter.conn, answer);
+    }
+
+    /// At the end of this loop (a reload): replies still waiting get SHUTDOWN_STATE, as a call
+    /// made now would.
+    pub(super) fn abandon_pending(&mut self) {
+        for (_, waiter) in std::mem::take(&mut self.pending) {
+            self.answer_result(waiter, Err(RpcError::new(faults::SHUTDOWN_STATE)));
         }
     }
 
@@ -199,19 +133,20 @@ impl EventLoop {
         self.readable_log_path(id, ch)
     }
 
-    /// Answers the replies that the last state changes completed.
+    /// Answers the replies that the last state changes completed. A reply whose client has
+    /// gone is still completed (an update must still be applied), then answered to no one.
     pub(super) fn poll_pending(&mut self) {
-        let mut pending = std::mem::take(&mut self.pending);
-        pending.retain_mut(|(p, reply)| match api::poll(self, p) {
-            Some(result) => {
-                let _ = reply.send(ServerReply::XmlRpc(api::encode(&result)));
-                false
+        let pending = std::mem::take(&mut self.pending);
+        let mut still = Vec::with_capacity(pending.len());
+        for (mut p, waiter) in pending {
+            match api::poll(self, &mut p) {
+                Some(result) => self.answer_result(waiter, result),
+                None => still.push((p, waiter)),
             }
-            None => true,
-        });
+        }
         // Requests that arrived while polling were pushed to self.pending: keep both.
-        pending.append(&mut self.pending);
-        self.pending = pending;
+        still.append(&mut self.pending);
+        self.pending = still;
     }
 
     /// Re-reads the config into `stored` and compares it with the running groups:

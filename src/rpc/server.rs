@@ -1,0 +1,1091 @@
+//! The control servers (4.1, 4.2, 4.7) as sources of the event loop: the unix and inet
+//! listeners and every connection are registered with the loop's `Poll`, and each connection
+//! is a [`Conn`] state machine fed by readiness. There is no thread: a request that needs the
+//! loop (XML-RPC, a page, where a log is) is queued for it with [`Server::next_request`] and
+//! answered with [`Server::answer`], at once or much later (a start that waits); `/logtail`
+//! streams are fed from the log file at their offset whenever the socket takes more, so a slow
+//! or stopped reader costs no memory.
+//!
+//! Limits, all before authentication: a head of at most 16 KiB, a body of at most the route's
+//! limit (413 without reading it), a request complete within `request` seconds of its
+//! connection (or its first byte), and at most `max_connections` per listener: the oldest idle
+//! connection that never made an allowed request is ended first for a new one, then the
+//! oldest idle one.
+//!
+//! The server outlives a reload: listeners whose settings did not change keep their sockets
+//! and connections (a keep-alive client stays connected); it is registered again with the new
+//! loop's `Poll`.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use mio::{Interest, Registry, Token};
+
+use super::conn::{self, Conn, Event, Policy, Response, Timeouts};
+use super::httpdate::http_date;
+use super::listen::{self, Unlinker};
+use super::web::{self, WebRequest, WebResponse};
+use crate::config::{Config, Credentials, InetHttpServerConfig, LogLevel, UnixHttpServerConfig};
+
+/// Listener tokens: `LISTENER_TOKEN_BASE + i` for at most `MAX_LISTENERS` listeners.
+pub const LISTENER_TOKEN_BASE: usize = 2;
+pub const MAX_LISTENERS: usize = 14;
+/// Connection tokens: `CONN_TOKEN_BASE + slot` (below the probes' `1 << 30`).
+pub const CONN_TOKEN_BASE: usize = 1 << 29;
+const MAX_SLOTS: usize = 1 << 28;
+
+/// The largest XML-RPC body accepted; larger ones get 413 before their body is read.
+pub const MAX_RPC_BODY: usize = 8 << 20;
+/// The most connections a listener keeps open (less when the fd limit is lower; see `cap`).
+pub const MAX_CONNECTIONS: usize = 1024;
+/// What one read from a socket takes at most.
+const SCRATCH: usize = 64 * 1024;
+/// What one wake-up reads from one connection at most, before the others get their turn.
+const READ_BUDGET: usize = 1 << 20;
+/// The most a tail reads from its file at once (and so keeps queued for its socket).
+const TAIL_CHUNK: usize = 16 * 1024;
+/// Supervisor's tails begin with this much of the existing file.
+const INITIAL_TAIL: u64 = 1024;
+/// Accepting is paused this long after the process ran out of fds with nothing to end.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Connections ended by the limits are logged at most once in this time, with their counts.
+const DROP_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// A request for the event loop.
+#[derive(Debug)]
+pub enum Incoming {
+    /// The body of POST /RPC2; answer with `Answer::Xml` or `Answer::BadRequest`.
+    XmlRpc(Vec<u8>),
+    /// A page, `/metrics`, `/healthz` or the JSON API; answer with `Answer::Web`.
+    Web(WebRequest),
+    /// Where the log for `/logtail/<namespec>[/<channel>]` is (namespec %-unquoted), or the
+    /// main log's (`/mainlogtail`, namespec None); answer with `Answer::Tail`.
+    Tail { namespec: Option<String>, channel: String },
+    /// A line for the main log; no answer.
+    Log(LogLevel, String),
+}
+
+/// The loop's answer to an [`Incoming`].
+#[derive(Debug)]
+pub enum Answer {
+    /// A complete XML document: 200 text/xml.
+    Xml(String),
+    /// The body is not an XML-RPC call: 400, as Supervisor answers.
+    BadRequest,
+    Web(WebResponse),
+    /// The log file to stream, or None: 404.
+    Tail(Option<PathBuf>),
+}
+
+/// A connection as the loop holds it while its answer is pending; stale once the connection
+/// is closed (its slot may then serve another).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnRef {
+    slot: usize,
+    generation: u64,
+}
+
+/// The limits in force (from the environment, for tests and tuning; see minisv(8)).
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    pub timeouts: Timeouts,
+    pub max_connections: usize,
+}
+
+impl Settings {
+    /// `MINISV_HTTP_REQUEST_TIMEOUT` (seconds, fractions allowed), `MINISV_HTTP_IDLE_TIMEOUT`
+    /// and `MINISV_HTTP_MAX_CONNECTIONS` override the defaults.
+    pub fn from_env() -> Settings {
+        let secs = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
+                .map(Duration::from_secs_f64)
+        };
+        let mut timeouts = Timeouts::default();
+        if let Some(d) = secs("MINISV_HTTP_REQUEST_TIMEOUT") {
+            timeouts.request = d;
+        }
+        if let Some(d) = secs("MINISV_HTTP_IDLE_TIMEOUT") {
+            timeouts.idle = d;
+        }
+        let fd_cap = (crate::sys::fd_limit() / 4).clamp(8, MAX_SLOTS as u64) as usize;
+        let max_connections = std::env::var("MINISV_HTTP_MAX_CONNECTIONS")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(MAX_CONNECTIONS.min(fd_cap))
+            .min(MAX_SLOTS);
+        Settings { timeouts, max_connections }
+    }
+}
+
+/// What a listener was made from, to tell at a reload whether it changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Origin {
+    Unix(UnixHttpServerConfig),
+    Inet(InetHttpServerConfig),
+}
+
+impl Origin {
+    fn auth(&self) -> Option<&Credentials> {
+        match self {
+            Origin::Unix(c) => c.auth.as_ref(),
+            Origin::Inet(c) => c.auth.as_ref(),
+        }
+    }
+
+    fn section(&self) -> &str {
+        match self {
+            Origin::Unix(c) => &c.section,
+            Origin::Inet(c) => &c.section,
+        }
+    }
+
+    /// Whether the socket itself is the same (auth may change without rebinding).
+    fn same_socket(&self, other: &Origin) -> bool {
+        match (self, other) {
+            (Origin::Unix(a), Origin::Unix(b)) => a.file == b.file && a.chmod == b.chmod && a.chown == b.chown,
+            (Origin::Inet(a), Origin::Inet(b)) => a.host == b.host && a.port == b.port,
+            _ => false,
+        }
+    }
+}
+
+enum Socket {
+    Unix(UnixListener),
+    Tcp(TcpListener),
+}
+
+struct Listener {
+    origin: Origin,
+    socket: Socket,
+    /// Unlinks the unix socket file when the listener goes.
+    _unlinker: Option<Unlinker>,
+    /// Connections in accept order (with stale entries of closed ones, compacted now and then).
+    order: VecDeque<ConnRef>,
+    open: usize,
+    /// The listener may have connections waiting (edge-triggered readiness not yet drained).
+    ready: bool,
+    /// Accepting paused until then (out of fds).
+    paused_until: Option<Instant>,
+}
+
+enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Stream {
+    fn source(&mut self) -> &mut dyn mio::event::Source {
+        match self {
+            Stream::Unix(s) => s,
+            Stream::Tcp(s) => s,
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.read(buf),
+            Stream::Tcp(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.write(buf),
+            Stream::Tcp(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A `/logtail` stream: the file, where it is read up to, and the path to follow rotation.
+struct Tail {
+    path: PathBuf,
+    file: File,
+    inode: u64,
+    pos: u64,
+}
+
+struct Connection {
+    listener: usize,
+    generation: u64,
+    stream: Stream,
+    conn: Conn,
+    peer: Option<SocketAddr>,
+    readable: bool,
+    writable: bool,
+    /// The request handed to the loop, while its answer is awaited: what it was, to finish a
+    /// web answer or a tail.
+    waiting: Option<Waiting>,
+    tail: Option<Tail>,
+    /// The deadline last put in the timer heap.
+    deadline: Option<Instant>,
+}
+
+#[derive(Clone, Copy)]
+enum Waiting {
+    Rpc,
+    Web,
+    /// `main`: the main log (`/mainlogtail`).
+    Tail {
+        main: bool,
+    },
+}
+
+#[derive(Default)]
+struct DropCounts {
+    over_cap: usize,
+    timed_out: usize,
+    last_logged: Option<Instant>,
+}
+
+pub struct Server {
+    listeners: Vec<Listener>,
+    slots: Vec<Option<Connection>>,
+    free: Vec<usize>,
+    generations: u64,
+    /// Connection deadlines (lazily deleted: an entry counts only if it is still its
+    /// connection's deadline).
+    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    incoming: VecDeque<(ConnRef, Incoming)>,
+    /// Connections that still had input when their read budget ran out.
+    unfinished: Vec<ConnRef>,
+    scratch: Vec<u8>,
+    settings: Settings,
+    dropped: DropCounts,
+}
+
+impl Server {
+    /// Binds every `[unix_http_server]`/`[inet_http_server]` of the config (Supervisor builds
+    /// the list with the inet sections first). Err(message) is a usage error; sockets bound
+    /// before it are closed and their files unlinked. Also returns the lines to log.
+    pub fn bind(config: &Config, settings: Settings) -> Result<(Server, Vec<(LogLevel, String)>), String> {
+        Server::bind_sections(&config.inet_http_servers, &config.unix_http_servers, settings)
+    }
+
+    pub fn bind_sections(
+        inet: &[InetHttpServerConfig],
+        unix: &[UnixHttpServerConfig],
+        settings: Settings,
+    ) -> Result<(Server, Vec<(LogLevel, String)>), String> {
+        let mut server = Server {
+            listeners: Vec::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            generations: 0,
+            timers: BinaryHeap::new(),
+            incoming: VecDeque::new(),
+            unfinished: Vec::new(),
+            scratch: Vec::new(),
+            settings,
+            dropped: DropCounts::default(),
+        };
+        for origin in origins(inet, unix) {
+            let listener = open_listener(origin)?;
+            server.listeners.push(listener);
+        }
+        if server.listeners.len() > MAX_LISTENERS {
+            return Err(format!(
+                "at most {MAX_LISTENERS} [unix_http_server] and [inet_http_server] sections are served"
+            ));
+        }
+        let logs = server.unauthenticated_warnings();
+        Ok((server, logs))
+    }
+
+    fn unauthenticated_warnings(&self) -> Vec<(LogLevel, String)> {
+        self.listeners
+            .iter()
+            .filter(|l| l.origin.auth().is_none())
+            .map(|l| {
+                let msg = format!("Server '{}' running without any HTTP authentication checking", l.origin.section());
+                (LogLevel::Critical, msg)
+            })
+            .collect()
+    }
+
+    /// After a reload: keeps the listeners whose socket settings did not change (with their
+    /// connections, and the new credentials), closes the others and binds the new ones.
+    /// Call before `register` with the new loop's registry.
+    pub fn reconfigure(&mut self, config: &Config) -> Result<Vec<(LogLevel, String)>, String> {
+        self.reconfigure_sections(&config.inet_http_servers, &config.unix_http_servers)
+    }
+
+    pub fn reconfigure_sections(
+        &mut self,
+        inet: &[InetHttpServerConfig],
+        unix: &[UnixHttpServerConfig],
+    ) -> Result<Vec<(LogLevel, String)>, String> {
+        let wanted = origins(inet, unix);
+        let old = std::mem::take(&mut self.listeners);
+        // Old index -> new index, for the listeners kept.
+        let mut moved: Vec<Option<usize>> = Vec::with_capacity(old.len());
+        for l in &old {
+            let i = wanted.iter().enumerate().position(|(i, w)| l.origin.same_socket(w) && !moved.contains(&Some(i)));
+            moved.push(i);
+        }
+        // What goes is closed (and its socket file unlinked) before anything new is bound, so a
+        // changed unix socket can be bound at the same path; its connections end with it.
+        let mut kept: Vec<Option<Listener>> = (0..wanted.len()).map(|_| None).collect();
+        for (j, l) in old.into_iter().enumerate() {
+            if let Some(i) = moved[j] {
+                kept[i] = Some(l);
+            }
+        }
+        for s in self.slots.iter_mut() {
+            if let Some(c) = s {
+                match moved.get(c.listener).copied().flatten() {
+                    Some(i) => c.listener = i,
+                    None => *s = None,
+                }
+            }
+        }
+        self.free = (0..self.slots.len()).rev().filter(|&i| self.slots[i].is_none()).collect();
+        for (i, w) in wanted.into_iter().enumerate() {
+            let l = match kept[i].take() {
+                Some(mut l) => {
+                    l.origin = w;
+                    l.order.clear();
+                    l.open = 0;
+                    l
+                }
+                None => open_listener(w)?,
+            };
+            self.listeners.push(l);
+        }
+        let mut refs: Vec<(usize, ConnRef)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, s)| s.as_ref().map(|c| (c.listener, ConnRef { slot, generation: c.generation })))
+            .collect();
+        refs.sort_by_key(|(_, r)| r.generation);
+        for (l, r) in refs {
+            self.listeners[l].open += 1;
+            self.listeners[l].order.push_back(r);
+        }
+        // Requests already read stay queued for the next loop (those of closed connections are
+        // answered to no one).
+        Ok(self.unauthenticated_warnings())
+    }
+
+    /// Registers the listeners and connections with a (new) loop's registry.
+    pub fn register(&mut self, registry: &Registry) -> io::Result<()> {
+        for (i, l) in self.listeners.iter_mut().enumerate() {
+            let token = Token(LISTENER_TOKEN_BASE + i);
+            match &mut l.socket {
+                Socket::Unix(s) => registry.register(s, token, Interest::READABLE)?,
+                Socket::Tcp(s) => registry.register(s, token, Interest::READABLE)?,
+            }
+            l.ready = true;
+        }
+        for (slot, s) in self.slots.iter_mut().enumerate() {
+            if let Some(c) = s {
+                registry.register(
+                    c.stream.source(),
+                    Token(CONN_TOKEN_BASE + slot),
+                    Interest::READABLE | Interest::WRITABLE,
+                )?;
+                c.readable = true;
+                c.writable = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the sockets out of a loop's registry (before that loop is dropped for a reload).
+    pub fn deregister(&mut self, registry: &Registry) {
+        for l in &mut self.listeners {
+            let _ = match &mut l.socket {
+                Socket::Unix(s) => registry.deregister(s),
+                Socket::Tcp(s) => registry.deregister(s),
+            };
+        }
+        for c in self.slots.iter_mut().flatten() {
+            let _ = registry.deregister(c.stream.source());
+        }
+    }
+
+    /// Whether `token` is one of the server's.
+    pub fn owns(token: Token) -> bool {
+        (LISTENER_TOKEN_BASE..LISTENER_TOKEN_BASE + MAX_LISTENERS).contains(&token.0)
+            || (CONN_TOKEN_BASE..CONN_TOKEN_BASE + MAX_SLOTS).contains(&token.0)
+    }
+
+    /// The addresses the `[inet_http_server]`s listen on (with the actual port when 0 was asked).
+    pub fn inet_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| match &l.socket {
+                Socket::Tcp(s) => s.local_addr().ok(),
+                Socket::Unix(_) => None,
+            })
+            .collect()
+    }
+
+    /// The socket files of the `[unix_http_server]`s.
+    pub fn unix_files(&self) -> Vec<PathBuf> {
+        self.listeners
+            .iter()
+            .filter_map(|l| match &l.origin {
+                Origin::Unix(c) => Some(c.file.clone()),
+                Origin::Inet(_) => None,
+            })
+            .collect()
+    }
+
+    /// Open connections, over all listeners.
+    pub fn connections(&self) -> usize {
+        self.listeners.iter().map(|l| l.open).sum()
+    }
+
+    /// How many `/logtail` streams are running.
+    pub fn active_tails(&self) -> usize {
+        self.slots.iter().flatten().filter(|c| c.tail.is_some()).count()
+    }
+
+    /// Handles readiness of one of the server's tokens.
+    pub fn on_event(&mut self, registry: &Registry, event: &mio::event::Event, now: Instant, wall: SystemTime) {
+        let t = event.token().0;
+        if t >= CONN_TOKEN_BASE {
+            let slot = t - CONN_TOKEN_BASE;
+            let Some(c) = self.slots.get_mut(slot).and_then(Option::as_mut) else { return };
+            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                c.readable = true;
+            }
+            if event.is_writable() || event.is_write_closed() || event.is_error() {
+                c.writable = true;
+            }
+            let r = ConnRef { slot, generation: c.generation };
+            self.drive(registry, r, now, wall);
+        } else if let Some(l) = self.listeners.get_mut(t - LISTENER_TOKEN_BASE) {
+            l.ready = true;
+            self.accept(registry, t - LISTENER_TOKEN_BASE, now, wall);
+        }
+    }
+
+    /// Work left over from the last wake-up (read budgets, paused accepts due): true if the
+    /// loop should not sleep.
+    pub fn has_work(&self) -> bool {
+        !self.unfinished.is_empty() || !self.incoming.is_empty()
+    }
+
+    /// Continues connections whose read budget ran out, and accepts paused for lack of fds.
+    pub fn resume(&mut self, registry: &Registry, now: Instant, wall: SystemTime) {
+        for r in std::mem::take(&mut self.unfinished) {
+            self.drive(registry, r, now, wall);
+        }
+        for i in 0..self.listeners.len() {
+            let l = &self.listeners[i];
+            if l.ready && l.paused_until.is_some_and(|t| t <= now) {
+                self.listeners[i].paused_until = None;
+                self.accept(registry, i, now, wall);
+            }
+        }
+    }
+
+    /// The earliest time a connection or a paused listener needs looking at.
+    pub fn next_deadline(&mut self) -> Option<Instant> {
+        // Drop stale heap entries from the top so the answer is a live deadline.
+        while let Some(Reverse((at, slot, generation))) = self.timers.peek().copied() {
+            let live = self
+                .slots
+                .get(slot)
+                .and_then(Option::as_ref)
+                .is_some_and(|c| c.generation == generation && c.deadline == Some(at));
+            if live {
+                break;
+            }
+            self.timers.pop();
+        }
+        let paused = self.listeners.iter().filter_map(|l| l.paused_until).min();
+        [self.timers.peek().map(|Reverse((at, ..))| *at), paused].into_iter().flatten().min()
+    }
+
+    /// Ends the connections past their deadline.
+    pub fn expire(&mut self, registry: &Registry, now: Instant) {
+        // Bounded by the heap's size.
+        for _ in 0..self.timers.len() {
+            let Some(Reverse((at, slot, generation))) = self.timers.peek().copied() else { break };
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(c) = self.slots.get_mut(slot).and_then(Option::as_mut) else { continue };
+            if c.generation != generation || c.deadline != Some(at) {
+                continue;
+            }
+            c.deadline = None;
+            if c.conn.expired(now).is_some() {
+                self.dropped.timed_out += 1;
+                self.close(registry, slot);
+            } else {
+                self.arm(slot);
+            }
+        }
+    }
+
+    /// A log line about connections ended by the limits since the last one, at most once a
+    /// minute.
+    pub fn report(&mut self, now: Instant) -> Vec<(LogLevel, String)> {
+        let d = &mut self.dropped;
+        if d.over_cap + d.timed_out == 0 || d.last_logged.is_some_and(|t| now < t + DROP_LOG_EVERY) {
+            return Vec::new();
+        }
+        let line = format!(
+            "dropped HTTP connections: {} over the limit of {} per listener, {} that did not complete a request in time",
+            d.over_cap, self.settings.max_connections, d.timed_out
+        );
+        d.over_cap = 0;
+        d.timed_out = 0;
+        d.last_logged = Some(now);
+        vec![(LogLevel::Warn, line)]
+    }
+
+    /// The next request for the loop.
+    pub fn next_request(&mut self) -> Option<(ConnRef, Incoming)> {
+        self.incoming.pop_front()
+    }
+
+    /// Whether the connection that asked is still there to be answered.
+    pub fn is_open(&self, r: ConnRef) -> bool {
+        self.get(r).is_some()
+    }
+
+    fn get(&self, r: ConnRef) -> Option<&Connection> {
+        self.slots.get(r.slot).and_then(Option::as_ref).filter(|c| c.generation == r.generation)
+    }
+
+    fn get_mut(&mut self, r: ConnRef) -> Option<&mut Connection> {
+        self.slots.get_mut(r.slot).and_then(Option::as_mut).filter(|c| c.generation == r.generation)
+    }
+
+    /// Answers a request; nothing happens if its connection is gone.
+    pub fn answer(&mut self, registry: &Registry, r: ConnRef, answer: Answer, now: Instant, wall: SystemTime) {
+        let Some(c) = self.get_mut(r) else { return };
+        let waiting = c.waiting.take();
+        match (answer, &waiting) {
+            (Answer::Xml(xml), _) => c.conn.respond(&Response::new(200, "text/xml", xml), wall, now),
+            (Answer::BadRequest, _) => c.conn.respond(&Response::error(400), wall, now),
+            (Answer::Web(w), _) => {
+                let mut resp = Response::new(w.status, &w.content_type, w.body);
+                resp.headers = w.headers;
+                c.conn.respond(&resp, wall, now);
+            }
+            (Answer::Tail(path), _) => match path.and_then(|p| File::open(&p).ok().map(|f| (p, f))) {
+                Some((path, file)) => {
+                    let meta = file.metadata().ok();
+                    let mtime = meta.as_ref().and_then(|m| m.modified().ok()).unwrap_or(wall);
+                    let size = meta.as_ref().map_or(0, |m| m.len());
+                    let inode = meta.as_ref().map_or(0, |m| m.ino());
+                    let mut head = Response::new(200, "text/plain;charset=utf-8", Vec::new())
+                        .with("Last-Modified", &http_date(mtime));
+                    if !matches!(waiting, Some(Waiting::Tail { main: true })) {
+                        // A program's tail is meant to be seen as it comes, also behind a proxy.
+                        head = head.with("X-Accel-Buffering", "no");
+                    }
+                    c.conn.start_stream(&head, wall);
+                    c.tail = Some(Tail { path, file, inode, pos: size.saturating_sub(INITIAL_TAIL) });
+                }
+                None => c.conn.respond(&Response::error(404), wall, now),
+            },
+        }
+        self.drive(registry, r, now, wall);
+    }
+
+    /// After every wake-up: tails waiting at the end of their file look again (a log only grows
+    /// while the loop runs, so looking after each wake-up misses nothing and costs no timer).
+    pub fn pump_tails(&mut self, registry: &Registry, now: Instant, wall: SystemTime) {
+        let refs: Vec<ConnRef> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, s)| {
+                s.as_ref().filter(|c| c.tail.is_some()).map(|c| ConnRef { slot, generation: c.generation })
+            })
+            .collect();
+        for r in refs {
+            self.drive(registry, r, now, wall);
+        }
+    }
+
+    fn accept(&mut self, registry: &Registry, i: usize, now: Instant, wall: SystemTime) {
+        // Bounded: at most the cap's worth of new connections per wake-up per listener... and a
+        // few more, so a flood cannot keep the loop in here.
+        for _ in 0..self.settings.max_connections.max(64) {
+            let l = &mut self.listeners[i];
+            if l.paused_until.is_some() {
+                return;
+            }
+            let accepted = match &l.socket {
+                Socket::Unix(s) => s.accept().map(|(s, _)| (Stream::Unix(s), None)),
+                Socket::Tcp(s) => s.accept().map(|(s, a)| (Stream::Tcp(s), Some(a))),
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    l.ready = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)) =>
+                {
+                    // Out of fds: end an idle connection to make room, or wait a moment.
+                    if !self.evict(registry, i) {
+                        self.listeners[i].paused_until = Some(now + ACCEPT_PAUSE);
+                        return;
+                    }
+                    continue;
+                }
+                // ECONNABORTED and the like concern one connection only.
+                Err(_) => continue,
+            };
+            if self.listeners[i].open >= self.settings.max_connections && !self.evict(registry, i) {
+                // Every connection is busy: the new one is refused.
+                self.dropped.over_cap += 1;
+                drop(stream);
+                continue;
+            }
+            self.add(registry, i, stream, peer, now, wall);
+        }
+    }
+
+    /// Ends the oldest idle connection of listener `i` that never made an allowed request, or
+    /// else the oldest idle one. False if there is none.
+    fn evict(&mut self, registry: &Registry, i: usize) -> bool {
+        let order = &self.listeners[i].order;
+        let mut stranger = None;
+        let mut idle = None;
+        for (pos, r) in order.iter().enumerate() {
+            let Some(c) = self.slots.get(r.slot).and_then(Option::as_ref).filter(|c| c.generation == r.generation)
+            else {
+                continue;
+            };
+            if c.conn.is_idle() && c.waiting.is_none() {
+                if !c.conn.is_authenticated() {
+                    stranger = Some((pos, *r));
+                    break;
+                }
+                idle.get_or_insert((pos, *r));
+            }
+        }
+        let Some((_, r)) = stranger.or(idle) else { return false };
+        self.dropped.over_cap += 1;
+        self.close(registry, r.slot);
+        true
+    }
+
+    fn add(
+        &mut self,
+        registry: &Registry,
+        i: usize,
+        mut stream: Stream,
+        peer: Option<SocketAddr>,
+        now: Instant,
+        wall: SystemTime,
+    ) {
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None if self.slots.len() < MAX_SLOTS => {
+                self.slots.push(None);
+                self.slots.len() - 1
+            }
+            None => return,
+        };
+        if registry
+            .register(stream.source(), Token(CONN_TOKEN_BASE + slot), Interest::READABLE | Interest::WRITABLE)
+            .is_err()
+        {
+            self.free.push(slot);
+            return;
+        }
+        self.generations += 1;
+        let generation = self.generations;
+        self.slots[slot] = Some(Connection {
+            listener: i,
+            generation,
+            stream,
+            conn: Conn::new(now, self.settings.timeouts),
+            peer,
+            readable: true,
+            writable: true,
+            waiting: None,
+            tail: None,
+            deadline: None,
+        });
+        let l = &mut self.listeners[i];
+        l.open += 1;
+        l.order.push_back(ConnRef { slot, generation });
+        if l.order.len() > 2 * l.open + 64 {
+            let slots = &self.slots;
+            l.order
+                .retain(|r| slots.get(r.slot).and_then(Option::as_ref).is_some_and(|c| c.generation == r.generation));
+        }
+        self.drive(registry, ConnRef { slot, generation }, now, wall);
+    }
+
+    fn close(&mut self, registry: &Registry, slot: usize) {
+        let Some(mut c) = self.slots.get_mut(slot).and_then(Option::take) else { return };
+        let _ = registry.deregister(c.stream.source());
+        if let Some(l) = self.listeners.get_mut(c.listener) {
+            l.open = l.open.saturating_sub(1);
+        }
+        self.free.push(slot);
+        if self.slots.iter().all(Option::is_none) {
+            // Nothing open: give the memory of a burst of connections back.
+            self.slots = Vec::new();
+            self.free = Vec::new();
+            self.timers = BinaryHeap::new();
+            self.scratch = Vec::new();
+        }
+    }
+
+    /// Makes sure the connection's deadline is in the timer heap. A later deadline than the one
+    /// armed needs no new entry: the armed one fires first and arms again (so a busy connection
+    /// does not fill the heap).
+    fn arm(&mut self, slot: usize) {
+        let Some(c) = self.slots.get_mut(slot).and_then(Option::as_mut) else { return };
+        match (c.conn.deadline(), c.deadline) {
+            (Some(want), Some(armed)) if armed <= want => {}
+            (Some(want), _) => {
+                c.deadline = Some(want);
+                self.timers.push(Reverse((want, slot, c.generation)));
+            }
+            // An entry still armed fires and finds nothing due.
+            (None, _) => {}
+        }
+    }
+
+    /// Moves bytes between the connection and its socket until neither side can go on, hands
+    /// out complete requests, feeds a tail, and closes the connection when it is done.
+    fn drive(&mut self, registry: &Registry, r: ConnRef, now: Instant, wall: SystemTime) {
+        if self.scratch.is_empty() {
+            self.scratch = vec![0; SCRATCH];
+        }
+        let Server { slots, listeners, incoming, unfinished, scratch, .. } = self;
+        let Some(c) = slots.get_mut(r.slot).and_then(Option::as_mut).filter(|c| c.generation == r.generation) else {
+            return;
+        };
+        let policy = Policy { auth: listeners.get(c.listener).and_then(|l| l.origin.auth()), body_limit };
+        let mut budget = READ_BUDGET;
+        let mut failed = false;
+        // Bounded: each round moves bytes or ends; the budget caps the reading.
+        for _ in 0..256 {
+            let mut progress = false;
+            // Write.
+            while c.writable && c.conn.output_len() > 0 {
+                match c.stream.write(c.conn.output()) {
+                    Ok(0) => {
+                        failed = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        c.conn.wrote(n, now);
+                        progress = true;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.writable = false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            if failed {
+                break;
+            }
+            // Feed a tail from its file while the socket takes it.
+            if let Some(t) = c.tail.as_mut() {
+                if c.writable && c.conn.output_len() == 0 {
+                    match feed_tail(t, scratch, &mut c.conn) {
+                        Ok(true) => continue,
+                        Ok(false) => {}
+                        Err(_) => {
+                            failed = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            // Read.
+            let room = c.conn.read_room().min(scratch.len());
+            if c.readable && room > 0 && budget > 0 {
+                match c.stream.read(&mut scratch[..room]) {
+                    Ok(0) => {
+                        c.readable = false;
+                        c.conn.received_eof();
+                        progress = true;
+                    }
+                    Ok(n) => {
+                        budget = budget.saturating_sub(n);
+                        c.conn.received(&scratch[..n], now);
+                        progress = true;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.readable = false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        failed = true;
+                        break;
+                    }
+                }
+                if budget == 0 && c.readable {
+                    unfinished.push(r);
+                }
+            }
+            // Parse.
+            if c.waiting.is_none() && !c.conn.is_streaming() {
+                match c.conn.poll(&policy, wall) {
+                    Some(Event::Request(req)) => {
+                        progress = true;
+                        match route_request(req, c.peer) {
+                            Routed::Answer(resp) => c.conn.respond(&resp, wall, now),
+                            Routed::Loop(kind, incoming_req) => {
+                                c.waiting = Some(kind);
+                                incoming.push_back((r, incoming_req));
+                            }
+                        }
+                    }
+                    Some(Event::Log(line)) => {
+                        progress = true;
+                        let peer = c.peer.map_or_else(|| "the unix socket".to_string(), |p| p.to_string());
+                        let section = listeners.get(c.listener).map_or("", |l| l.origin.section());
+                        incoming.push_back((
+                            r,
+                            Incoming::Log(LogLevel::Warn, format!("{line} from {peer} on [{section}]")),
+                        ));
+                    }
+                    None => {}
+                }
+            }
+            if !progress {
+                break;
+            }
+        }
+        if failed || c.conn.done() {
+            self.close(registry, r.slot);
+            return;
+        }
+        self.arm(r.slot);
+    }
+}
+
+/// Reads what the tail's file has past its offset into the stream (at most one chunk): true if
+/// something was pushed. At the end of the file, follows truncation and rotation as
+/// Supervisor's `_follow` does: a shorter file was truncated, a different inode at the path is
+/// a rotated file, streamed from its start once the rest of the old one is sent.
+fn feed_tail(t: &mut Tail, buf: &mut [u8], conn: &mut Conn) -> io::Result<bool> {
+    let want = buf.len().min(TAIL_CHUNK);
+    let n = loop {
+        match t.file.read_at(&mut buf[..want], t.pos) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break 0,
+        }
+    };
+    if n > 0 {
+        t.pos += n as u64;
+        conn.push(&buf[..n]);
+        return Ok(true);
+    }
+    let size = t.file.metadata().map(|m| m.len()).unwrap_or(t.pos);
+    if size < t.pos {
+        conn.push(b"==> File truncated <==\n");
+        t.pos = 0;
+        return Ok(true);
+    }
+    if let Ok(meta) = std::fs::metadata(&t.path) {
+        if meta.ino() != t.inode {
+            if let Ok(f) = File::open(&t.path) {
+                t.inode = f.metadata().map(|m| m.ino()).unwrap_or(meta.ino());
+                t.file = f;
+                t.pos = 0;
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// The body limit of a request target.
+fn body_limit(target: &str) -> usize {
+    if target.starts_with("/RPC2") {
+        MAX_RPC_BODY
+    } else {
+        web::MAX_BODY
+    }
+}
+
+enum Routed {
+    Answer(Response),
+    Loop(Waiting, Incoming),
+}
+
+/// Where a request goes (4.1 handler order): answered here, or handed to the loop.
+fn route_request(req: conn::Request, peer: Option<SocketAddr>) -> Routed {
+    let is_get = req.method == "GET";
+    match route(&req.target) {
+        Route::Rpc if req.method != "POST" => Routed::Answer(Response::error(400)),
+        Route::Rpc => Routed::Loop(Waiting::Rpc, Incoming::XmlRpc(req.body)),
+        Route::Logtail { .. } | Route::MainLogtail if !is_get => Routed::Answer(Response::error(400)),
+        Route::Logtail { namespec, channel } => {
+            Routed::Loop(Waiting::Tail { main: false }, Incoming::Tail { namespec: Some(namespec), channel })
+        }
+        Route::MainLogtail => {
+            Routed::Loop(Waiting::Tail { main: true }, Incoming::Tail { namespec: None, channel: "stdout".into() })
+        }
+        Route::Ok => Routed::Answer(Response::new(200, "text/plain", "OK")),
+        Route::Static if !is_get && req.method != "HEAD" => Routed::Answer(Response::error(400)),
+        Route::Static => {
+            let (ctype, body) = web::static_asset(uri_path(&req.target)).unwrap_or(("text/plain", b""));
+            Routed::Answer(
+                Response::new(200, ctype, body)
+                    .with("Cache-Control", "max-age=300")
+                    .with("X-Content-Type-Options", "nosniff"),
+            )
+        }
+        Route::Web => {
+            let path = uri_path(&req.target).to_string();
+            let query =
+                req.target.split_once('?').map(|(_, q)| q.split('#').next().unwrap_or("")).unwrap_or("").to_string();
+            let headers =
+                web::HEADERS.iter().filter_map(|h| req.header(h).map(|v| (h.to_string(), v.to_string()))).collect();
+            let web_req = WebRequest {
+                method: req.method,
+                path,
+                query,
+                headers,
+                body: req.body,
+                peer: peer.map(|p| p.to_string()),
+            };
+            Routed::Loop(Waiting::Web, Incoming::Web(web_req))
+        }
+        Route::NotFound => Routed::Answer(Response::error(404)),
+    }
+}
+
+/// Where a request goes (4.1 handler order).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    Rpc,
+    Logtail {
+        namespec: String,
+        channel: String,
+    },
+    MainLogtail,
+    Ok,
+    /// A page of `web` (status, tail, metrics, health, JSON API).
+    Web,
+    /// The stylesheet or script of the pages.
+    Static,
+    NotFound,
+}
+
+pub(crate) fn route(url: &str) -> Route {
+    if url.starts_with("/RPC2") {
+        return Route::Rpc;
+    }
+    if url.starts_with("/logtail") {
+        return parse_logtail(url).unwrap_or(Route::NotFound);
+    }
+    if url.starts_with("/mainlogtail") {
+        return Route::MainLogtail;
+    }
+    let path = uri_path(url);
+    if path == "/ok.html" {
+        return Route::Ok;
+    }
+    if web::static_asset(path).is_some() {
+        return Route::Static;
+    }
+    if web::route(path) != web::Page::NotFound {
+        return Route::Web;
+    }
+    Route::NotFound
+}
+
+/// Medusa's `split_uri`: the path ends at `;`, `?` or `#`.
+fn uri_path(url: &str) -> &str {
+    url.split([';', '?', '#']).next().unwrap_or("")
+}
+
+/// `/logtail/<namespec>[/<channel>]` as Supervisor's `logtail_handler` reads it.
+fn parse_logtail(url: &str) -> Option<Route> {
+    let path = uri_path(url);
+    let path = if path.contains('%') { unquote(path) } else { path.to_string() };
+    let path = path.trim_start_matches('/');
+    let (_, rest) = path.split_once('/')?;
+    let (name, channel) = rest.split_once('/').unwrap_or((rest, "stdout"));
+    Some(Route::Logtail { namespec: name.to_string(), channel: channel.to_string() })
+}
+
+/// Python's `urllib.parse.unquote`: `%xx` → byte, anything malformed kept, UTF-8 with
+/// replacement characters.
+pub(crate) fn unquote(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn origins(inet: &[InetHttpServerConfig], unix: &[UnixHttpServerConfig]) -> Vec<Origin> {
+    let inet = inet.iter().cloned().map(Origin::Inet);
+    let unix = unix.iter().cloned().map(Origin::Unix);
+    inet.chain(unix).collect()
+}
+
+fn open_listener(origin: Origin) -> Result<Listener, String> {
+    let (socket, unlinker) = match &origin {
+        Origin::Inet(cfg) => {
+            let l = listen::bind_inet(cfg)?;
+            l.set_nonblocking(true).map_err(|e| format!("cannot open [{}]: {e}", cfg.section))?;
+            (Socket::Tcp(TcpListener::from_std(l)), None)
+        }
+        Origin::Unix(cfg) => {
+            let (l, file) = listen::bind_unix(cfg)?.release();
+            let unlinker = Unlinker::new(file);
+            l.set_nonblocking(true).map_err(|e| format!("cannot open [{}]: {e}", cfg.section))?;
+            (Socket::Unix(UnixListener::from_std(l)), Some(unlinker))
+        }
+    };
+    Ok(Listener {
+        origin,
+        socket,
+        _unlinker: unlinker,
+        order: VecDeque::new(),
+        open: 0,
+        ready: true,
+        paused_until: None,
+    })
+}
+
+#[cfg(test)]
+mod tests;
