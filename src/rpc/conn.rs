@@ -251,16 +251,14 @@ impl Conn {
     pub fn done(&self) -> bool {
         let closing = match self.phase {
             Phase::Closing => true,
-            // Nothing more can come and nothing is owed.
-            Phase::Head | Phase::Body { .. } => self.eof && !self.has_complete_head(),
+            // Nothing more can come and nothing is owed: what `poll` could not make a request of
+            // will not become one (a request still queued behind unsent output keeps the
+            // output non-empty).
+            Phase::Head | Phase::Body { .. } => self.eof,
             Phase::Answering { .. } => false,
             Phase::Streaming { .. } => self.eof,
         };
         closing && self.output_len() == 0
-    }
-
-    fn has_complete_head(&self) -> bool {
-        matches!(self.phase, Phase::Head) && self.input.windows(2).any(|w| w == b"\n\n" || w == b"\r\n")
     }
 
     /// Bytes to write.
@@ -553,7 +551,8 @@ impl Conn {
     /// Answers the request handed out last. `wall` is for the Date header.
     pub fn respond(&mut self, resp: &Response, wall: SystemTime, now: Instant) {
         let Phase::Answering { version, keep_alive, head_only } = self.phase else { return };
-        let keep_alive = keep_alive && !self.eof && !resp.headers.iter().any(|(k, v)| is_close(k, v));
+        // A client that closed its side still gets the answers to requests it sent before.
+        let keep_alive = keep_alive && !resp.headers.iter().any(|(k, v)| is_close(k, v));
         let mut resp_headers = resp.clone();
         match (version, keep_alive) {
             (Version::Http10, true) => resp_headers.headers.push(("Connection".into(), "Keep-Alive".into())),

@@ -179,6 +179,14 @@ struct Listener {
     paused_until: Option<Instant>,
 }
 
+impl Listener {
+    /// Connections may be waiting (readiness not drained to WouldBlock) and accepting is not
+    /// paused.
+    fn may_accept(&self) -> bool {
+        self.ready && self.paused_until.is_none()
+    }
+}
+
 enum Stream {
     Unix(UnixStream),
     Tcp(TcpStream),
@@ -252,6 +260,8 @@ enum Waiting {
 struct DropCounts {
     over_cap: usize,
     timed_out: usize,
+    /// Ended to make room when accept() found no free fd.
+    out_of_fds: usize,
     last_logged: Option<Instant>,
 }
 
@@ -483,18 +493,22 @@ impl Server {
     /// Work left over from the last wake-up (read budgets, paused accepts due): true if the
     /// loop should not sleep.
     pub fn has_work(&self) -> bool {
-        !self.unfinished.is_empty() || !self.incoming.is_empty()
+        !self.unfinished.is_empty() || !self.incoming.is_empty() || self.listeners.iter().any(Listener::may_accept)
     }
 
-    /// Continues connections whose read budget ran out, and accepts paused for lack of fds.
+    /// Continues connections whose read budget ran out, and accepts left for later (the bound
+    /// on one round, or a pause for lack of fds).
     pub fn resume(&mut self, registry: &Registry, now: Instant, wall: SystemTime) {
         for r in std::mem::take(&mut self.unfinished) {
             self.drive(registry, r, now, wall);
         }
         for i in 0..self.listeners.len() {
-            let l = &self.listeners[i];
-            if l.ready && l.paused_until.is_some_and(|t| t <= now) {
-                self.listeners[i].paused_until = None;
+            let l = &mut self.listeners[i];
+            if l.paused_until.is_some_and(|t| t <= now) {
+                l.paused_until = None;
+            }
+            // Connections left in the backlog by the bound on one round, or by a pause.
+            if l.may_accept() {
                 self.accept(registry, i, now, wall);
             }
         }
@@ -545,15 +559,19 @@ impl Server {
     /// minute.
     pub fn report(&mut self, now: Instant) -> Vec<(LogLevel, String)> {
         let d = &mut self.dropped;
-        if d.over_cap + d.timed_out == 0 || d.last_logged.is_some_and(|t| now < t + DROP_LOG_EVERY) {
+        if d.over_cap + d.timed_out + d.out_of_fds == 0 || d.last_logged.is_some_and(|t| now < t + DROP_LOG_EVERY) {
             return Vec::new();
         }
-        let line = format!(
+        let mut line = format!(
             "dropped HTTP connections: {} over the limit of {} per listener, {} that did not complete a request in time",
             d.over_cap, self.settings.max_connections, d.timed_out
         );
+        if d.out_of_fds > 0 {
+            line.push_str(&format!(", {} idle ones to accept new ones while out of file descriptors", d.out_of_fds));
+        }
         d.over_cap = 0;
         d.timed_out = 0;
+        d.out_of_fds = 0;
         d.last_logged = Some(now);
         vec![(LogLevel::Warn, line)]
     }
@@ -652,6 +670,8 @@ impl Server {
                         self.listeners[i].paused_until = Some(now + ACCEPT_PAUSE);
                         return;
                     }
+                    self.dropped.over_cap -= 1;
+                    self.dropped.out_of_fds += 1;
                     continue;
                 }
                 // ECONNABORTED and the like concern one connection only.

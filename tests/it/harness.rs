@@ -121,6 +121,13 @@ pub struct Daemon {
 /// A file's text, with bytes that are not UTF-8 replaced ("" if it cannot be read). The main log
 /// holds programs' output at loglevel=debug, which may be any bytes: read strictly, one such
 /// byte made the whole log read as "", and a wait for a line already there could time out.
+/// The soft limit named `what` in /proc/PID/limits (e.g. "Max open files"); 0 if unknown.
+pub fn proc_limit(pid: u32, what: &str) -> u64 {
+    let limits = read_lossy(Path::new(&format!("/proc/{pid}/limits")));
+    let line = limits.lines().find(|l| l.starts_with(what)).unwrap_or("");
+    line[what.len().min(line.len())..].split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
 pub fn read_lossy(path: &Path) -> String {
     String::from_utf8_lossy(&fs::read(path).unwrap_or_default()).into_owned()
 }
@@ -155,9 +162,15 @@ impl Daemon {
     }
 
     pub fn start_with(dir: TempDir, conf: PathBuf, extra: &[&str]) -> Daemon {
+        Daemon::start_env(dir, conf, extra, &[])
+    }
+
+    /// `start_with` with variables added to the daemon's environment.
+    pub fn start_env(dir: TempDir, conf: PathBuf, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let out = fs::File::create(dir.join("stdout.txt")).expect("stdout file");
         let err = fs::File::create(dir.join("stderr.txt")).expect("stderr file");
         let child = Command::new(BIN)
+            .envs(env.iter().copied())
             .arg("-n")
             .arg("-c")
             .arg(&conf)

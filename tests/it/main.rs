@@ -10,6 +10,7 @@ mod events;
 mod faults;
 mod fuzz_smoke;
 mod harness;
+mod http;
 mod packaging;
 mod pid1;
 mod probes;
