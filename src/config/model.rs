@@ -187,6 +187,22 @@ pub enum LogFile {
     Path(PathBuf),
 }
 
+/// A process's stdout or stderr. The discriminants index per-channel arrays (pipes, logs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channel {
+    Stdout = 0,
+    Stderr = 1,
+}
+
+impl Channel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Channel::Stdout => "stdout",
+            Channel::Stderr => "stderr",
+        }
+    }
+}
+
 /// One output channel's log settings (`stdout_*` or `stderr_*`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChannelConfig {

@@ -22,7 +22,7 @@ use super::mainlog::MainLog;
 use super::output;
 use super::probe::{Outcome, Probes};
 use super::spawn::{self, SpawnPlan};
-use crate::config::{Config, GroupConfig, GroupKind, LogFile as LogSetting, LogLevel, ProcessConfig};
+use crate::config::{Channel, Config, GroupConfig, GroupKind, LogFile as LogSetting, LogLevel, ProcessConfig};
 use crate::events::capture::Capture;
 use crate::events::pool::Pools;
 use crate::events::tick::Ticker;
@@ -34,6 +34,7 @@ use crate::sys;
 
 mod control;
 mod events;
+mod host;
 
 use events::event_channel;
 
@@ -87,21 +88,6 @@ const MAX_GROWN_PIPES: usize = 16;
 /// At most this much is read from a pipe after its process exited (a pipe holds 64 KiB to
 /// 1 MiB, so everything the process itself wrote fits).
 const EXIT_DRAIN_LIMIT: usize = 16 << 20;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Channel {
-    Stdout = 0,
-    Stderr = 1,
-}
-
-impl Channel {
-    pub fn name(self) -> &'static str {
-        match self {
-            Channel::Stdout => "stdout",
-            Channel::Stderr => "stderr",
-        }
-    }
-}
 
 /// Four tokens per process slot: stdout, stderr, the readiness pipe (readable) and stdin
 /// (writable).
@@ -178,9 +164,9 @@ pub enum LoopExit {
 }
 
 pub struct EventLoop {
-    pub config: Config,
-    pub sup: Supervisor,
-    pub log: MainLog,
+    config: Config,
+    sup: Supervisor,
+    pub(super) log: MainLog,
     poll: Poll,
     io: Vec<ProcIo>,
     pids: HashMap<u32, ProcId>,
@@ -203,7 +189,7 @@ pub struct EventLoop {
     /// The programs found in the batch of actions being performed.
     found_commands: spawn::FoundCommands,
     /// SUPERVISOR_SERVER_URL for programs without their own `serverurl=` (2.8).
-    pub server_url: Option<String>,
+    server_url: Option<String>,
     /// A config loaded for a reload, applied once everything has stopped.
     pending_reload: Option<Box<Config>>,
     /// Processes stopped by hand when a reload was asked for (they stay stopped after it).
@@ -211,11 +197,11 @@ pub struct EventLoop {
     /// How to load the config again on SIGHUP.
     reloader: Box<dyn FnMut() -> Result<Config, Vec<String>>>,
     /// The config last read (by start or reread): what `avail` and `add` see.
-    pub stored: Config,
+    stored: Config,
     /// Set when the core asks to end the loop.
     exit: Option<LoopExit>,
     /// The daemon's exit status (non-zero when a critical program failed).
-    pub exit_status: i32,
+    pub(super) exit_status: i32,
     /// The control servers (listeners and connections), and the replies still waiting for
     /// the core.
     http: Option<Server>,

@@ -7,11 +7,10 @@ use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
 use super::faults::{self, RpcError};
+use super::host::{BadCommand, Host};
 use super::info;
 use super::xmlrpc::{self, Value};
-use crate::config::LogLevel;
-use crate::daemon::event_loop::{Channel, EventLoop};
-use crate::daemon::spawn::CommandError;
+use crate::config::{Channel, LogLevel};
 use crate::supervisor::{Input, Mood, ProcId, ProcessState};
 
 /// What a method returns.
@@ -41,7 +40,7 @@ struct Method {
     name: &'static str,
     signature: &'static [&'static str],
     help: &'static str,
-    handler: fn(&mut EventLoop, &Args) -> Outcome,
+    handler: fn(&mut dyn Host, &Args) -> Outcome,
     /// `supervisor.*` methods refuse to work while shutting down (SHUTDOWN_STATE).
     checks_state: bool,
 }
@@ -50,7 +49,7 @@ const fn m(
     name: &'static str,
     signature: &'static [&'static str],
     help: &'static str,
-    handler: fn(&mut EventLoop, &Args) -> Outcome,
+    handler: fn(&mut dyn Host, &Args) -> Outcome,
 ) -> Method {
     let bytes = name.as_bytes();
     // "supervisor." methods check the daemon state; "system." ones never do.
@@ -147,31 +146,31 @@ impl Args<'_> {
 
 /// Decodes and runs one XML-RPC request body. `None`: the body is not an XML-RPC call (the
 /// HTTP layer answers 400, as Supervisor does); the error is logged.
-pub fn handle_request(lp: &mut EventLoop, body: &[u8]) -> Option<Outcome> {
+pub fn handle_request(lp: &mut dyn Host, body: &[u8]) -> Option<Outcome> {
     match xmlrpc::parse_method_call(body) {
         Ok((method, params)) => Some(call(lp, &method, &params)),
         Err(e) => {
             let shown = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
-            lp.log.log(LogLevel::Error, &format!("XML-RPC request data {shown:?} is invalid: {e}"));
+            lp.log(LogLevel::Error, &format!("XML-RPC request data {shown:?} is invalid: {e}"));
             None
         }
     }
 }
 
 /// Runs `method` with `params`.
-pub fn call(lp: &mut EventLoop, method: &str, params: &[Value]) -> Outcome {
+pub fn call(lp: &mut dyn Host, method: &str, params: &[Value]) -> Outcome {
     let Some(m) = METHODS.iter().find(|m| m.name == method && available(lp, m)) else {
         return Err(RpcError::new(faults::UNKNOWN_METHOD));
     };
-    if m.checks_state && lp.sup.mood() != Mood::Running && method != "supervisor.sendRemoteCommEvent" {
+    if m.checks_state && lp.sup().mood() != Mood::Running && method != "supervisor.sendRemoteCommEvent" {
         return Err(RpcError::new(faults::SHUTDOWN_STATE));
     }
     (m.handler)(lp, &Args(params))
 }
 
 /// Without `[rpcinterface:supervisor]` only `system.*` exists, as in Supervisor (1.13).
-fn available(lp: &EventLoop, m: &Method) -> bool {
-    lp.config.rpcinterface_supervisor || !m.name.starts_with("supervisor.")
+fn available(lp: &dyn Host, m: &Method) -> bool {
+    lp.supervisor_interface() || !m.name.starts_with("supervisor.")
 }
 
 pub fn encode(result: &Result<Value, RpcError>) -> String {
@@ -213,30 +212,30 @@ enum Target {
     Process(ProcId),
 }
 
-fn resolve(lp: &EventLoop, name: &str) -> Result<Target, RpcError> {
+fn resolve(lp: &dyn Host, name: &str) -> Result<Target, RpcError> {
     let (group, process) = split_namespec(name);
-    if lp.sup.group(group).is_none() {
+    if lp.sup().group(group).is_none() {
         return Err(RpcError::with(faults::BAD_NAME, name));
     }
     match process {
         None => Ok(Target::Group(group.to_string())),
-        Some(p) => lp.sup.find(group, p).map(Target::Process).ok_or_else(|| RpcError::with(faults::BAD_NAME, name)),
+        Some(p) => lp.sup().find(group, p).map(Target::Process).ok_or_else(|| RpcError::with(faults::BAD_NAME, name)),
     }
 }
 
-fn resolve_process(lp: &EventLoop, name: &str) -> Result<ProcId, RpcError> {
+fn resolve_process(lp: &dyn Host, name: &str) -> Result<ProcId, RpcError> {
     match resolve(lp, name)? {
         Target::Process(id) => Ok(id),
         Target::Group(_) => Err(RpcError::with(faults::BAD_NAME, name)),
     }
 }
 
-fn namespec_of(lp: &EventLoop, id: ProcId) -> String {
-    lp.sup.process(id).map(|p| make_namespec(&p.group, p.name())).unwrap_or_default()
+fn namespec_of(lp: &dyn Host, id: ProcId) -> String {
+    lp.sup().process(id).map(|p| make_namespec(&p.group, p.name())).unwrap_or_default()
 }
 
-fn result_struct(lp: &EventLoop, id: ProcId, status: i32, description: &str) -> Value {
-    let (name, group) = lp.sup.process(id).map(|p| (p.name().to_string(), p.group.clone())).unwrap_or_default();
+fn result_struct(lp: &dyn Host, id: ProcId, status: i32, description: &str) -> Value {
+    let (name, group) = lp.sup().process(id).map(|p| (p.name().to_string(), p.group.clone())).unwrap_or_default();
     Value::structure([
         ("name", Value::from(name)),
         ("group", Value::from(group)),
@@ -247,95 +246,95 @@ fn result_struct(lp: &EventLoop, id: ProcId, status: i32, description: &str) -> 
 
 // ---- status and info ---------------------------------------------------------------------
 
-fn get_api_version(_: &mut EventLoop, a: &Args) -> Outcome {
+fn get_api_version(_: &mut dyn Host, a: &Args) -> Outcome {
     a.count(0, 0)?;
     done("3.0")
 }
 
-fn get_supervisor_version(_: &mut EventLoop, a: &Args) -> Outcome {
+fn get_supervisor_version(_: &mut dyn Host, a: &Args) -> Outcome {
     a.count(0, 0)?;
     done(env!("CARGO_PKG_VERSION"))
 }
 
-fn get_identification(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn get_identification(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(0, 0)?;
-    done(lp.config.supervisord.identifier.as_str())
+    done(lp.identifier())
 }
 
-fn get_state(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn get_state(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(0, 0)?;
-    let mood = lp.sup.mood();
+    let mood = lp.sup().mood();
     done(Value::structure([("statecode", Value::Int(mood.code() as i64)), ("statename", Value::from(mood.name()))]))
 }
 
-fn get_pid(_: &mut EventLoop, a: &Args) -> Outcome {
+fn get_pid(_: &mut dyn Host, a: &Args) -> Outcome {
     a.count(0, 0)?;
     done(Value::Int(crate::sys::getpid() as i64))
 }
 
-fn main_log_path(lp: &EventLoop) -> Result<PathBuf, RpcError> {
-    match lp.log.path() {
+fn main_log_path(lp: &dyn Host) -> Result<PathBuf, RpcError> {
+    match lp.main_log_path() {
         Some(p) if p.exists() => Ok(p),
         Some(p) => Err(RpcError::with(faults::NO_FILE, p.display().to_string())),
         None => Err(RpcError::with(faults::NO_FILE, "None")),
     }
 }
 
-fn read_log(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn read_log(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(2, 2)?;
     let path = main_log_path(lp)?;
     let data = info::read_file(&path, a.int(0)?, a.int(1)?)?;
     done(info::log_text(&data))
 }
 
-fn clear_log(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn clear_log(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(0, 0)?;
     main_log_path(lp)?;
-    lp.log.clear().map_err(|e| RpcError::with(faults::FAILED, e.to_string()))?;
-    lp.log.log(LogLevel::Info, "reopening log file");
+    lp.clear_main_log().map_err(|e| RpcError::with(faults::FAILED, e.to_string()))?;
+    lp.log(LogLevel::Info, "reopening log file");
     done(true)
 }
 
-fn shutdown(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn shutdown(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(0, 0)?;
     let (n, w) = now();
-    lp.sup.request_stop(Mood::Shutdown, n, w);
+    lp.sup_mut().request_stop(Mood::Shutdown, n, w);
     done(true)
 }
 
-fn restart(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn restart(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(0, 0)?;
     let (n, w) = now();
     lp.reload(n, w).map_err(|errors| RpcError::with(faults::CANT_REREAD, errors.join("\n")))?;
     done(true)
 }
 
-fn get_process_info(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn get_process_info(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(1, 1)?;
     let id = resolve_process(lp, a.str(0)?)?;
     done(process_info(lp, id))
 }
 
-fn process_info(lp: &EventLoop, id: ProcId) -> Value {
-    let Some(p) = lp.sup.process(id) else { return Value::Nil };
+fn process_info(lp: &dyn Host, id: ProcId) -> Value {
+    let Some(p) = lp.sup().process(id) else { return Value::Nil };
     let out = lp.log_path(id, Channel::Stdout);
     let err = lp.log_path(id, Channel::Stderr);
     info::process_info(p, out.as_deref(), err.as_deref(), SystemTime::now())
 }
 
-fn get_all_process_info(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn get_all_process_info(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(0, 0)?;
     let mut ids: Vec<(String, String, ProcId)> =
-        lp.sup.processes().map(|(id, p)| (p.group.clone(), p.name().to_string(), id)).collect();
+        lp.sup().processes().map(|(id, p)| (p.group.clone(), p.name().to_string(), id)).collect();
     ids.sort();
     done(Value::Array(ids.into_iter().map(|(_, _, id)| process_info(lp, id)).collect()))
 }
 
-fn get_all_config_info(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn get_all_config_info(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(0, 0)?;
     let mut out = Vec::new();
-    for g in &lp.stored.groups {
-        let inuse = lp.sup.group(&g.name).is_some();
+    for g in lp.stored_groups() {
+        let inuse = lp.sup().group(&g.name).is_some();
         for p in &g.processes {
             out.push((p.name.clone(), super::configinfo::config_info(g, p, inuse)));
         }
@@ -347,32 +346,32 @@ fn get_all_config_info(lp: &mut EventLoop, a: &Args) -> Outcome {
 // ---- start / stop / signal ---------------------------------------------------------------
 
 /// startProcess for one resolved process: the synchronous part; `Later` if it must wait.
-fn start_one(lp: &mut EventLoop, id: ProcId, wait: bool) -> Outcome {
+fn start_one(lp: &mut dyn Host, id: ProcId, wait: bool) -> Outcome {
     let name = namespec_of(lp, id);
     match lp.check_command(id) {
         Ok(()) => {}
-        Err(CommandError::NotFound(msg)) => return Err(RpcError::with(faults::NO_FILE, msg)),
-        Err(CommandError::NotExecutable(msg)) => return Err(RpcError::with(faults::NOT_EXECUTABLE, msg)),
+        Err(BadCommand::NotFound(msg)) => return Err(RpcError::with(faults::NO_FILE, msg)),
+        Err(BadCommand::NotExecutable(msg)) => return Err(RpcError::with(faults::NOT_EXECUTABLE, msg)),
     }
-    let state = lp.sup.process(id).map(|p| p.state).unwrap_or(ProcessState::Unknown);
+    let state = lp.sup().process(id).map(|p| p.state).unwrap_or(ProcessState::Unknown);
     if state.is_running() {
         return Err(RpcError::with(faults::ALREADY_STARTED, name));
     }
     if state == ProcessState::Unknown {
         return Err(RpcError::with(faults::FAILED, format!("{name} is in an unknown process state")));
     }
-    if lp.sup.has_deps() {
+    if lp.sup().has_deps() {
         // depends_on: its dependencies start first; it follows once they are RUNNING.
-        for dep in lp.sup.dependencies(id) {
-            if lp.sup.process(dep).is_some_and(|p| !p.state.is_running()) {
+        for dep in lp.sup().dependencies(id) {
+            if lp.sup().process(dep).is_some_and(|p| !p.state.is_running()) {
                 let _ = start_one(lp, dep, false);
             }
         }
     }
     let (n, w) = now();
-    lp.sup.feed(id, Input::Start, n, w);
+    lp.sup_mut().feed(id, Input::Start, n, w);
     lp.perform_actions();
-    let p = lp.sup.process(id);
+    let p = lp.sup().process(id);
     if p.is_some_and(|p| p.spawnerr.is_some()) {
         return Err(RpcError::with(faults::SPAWN_ERROR, name));
     }
@@ -383,7 +382,7 @@ fn start_one(lp: &mut EventLoop, id: ProcId, wait: bool) -> Outcome {
     done(true)
 }
 
-fn start_process(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn start_process(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(1, 2)?;
     let name = a.str(0)?;
     let wait = a.bool_or(1, true)?;
@@ -395,15 +394,15 @@ fn start_process(lp: &mut EventLoop, a: &Args) -> Outcome {
 
 /// make_allfunc: runs `one` for every process that passes `pred`, collecting result structs.
 fn all(
-    lp: &mut EventLoop,
+    lp: &mut dyn Host,
     ids: Vec<ProcId>,
     pred: fn(ProcessState) -> bool,
-    one: &mut dyn FnMut(&mut EventLoop, ProcId) -> Outcome,
+    one: &mut dyn FnMut(&mut dyn Host, ProcId) -> Outcome,
 ) -> Outcome {
     let mut results = Vec::new();
     let mut waiting = Vec::new();
     for id in ids {
-        let Some(p) = lp.sup.process(id) else { continue };
+        let Some(p) = lp.sup().process(id) else { continue };
         if !pred(p.state) {
             continue;
         }
@@ -421,31 +420,31 @@ fn all(
     }
 }
 
-fn start_group(lp: &mut EventLoop, group: &str, wait: bool) -> Outcome {
-    let ids = lp.sup.members_by_priority(group);
+fn start_group(lp: &mut dyn Host, group: &str, wait: bool) -> Outcome {
+    let ids = lp.sup().members_by_priority(group);
     all(lp, ids, |s| !s.is_running(), &mut |lp, id| start_one(lp, id, wait))
 }
 
-fn start_process_group(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn start_process_group(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(1, 2)?;
     let name = a.str(0)?;
     let wait = a.bool_or(1, true)?;
-    if lp.sup.group(name).is_none() {
+    if lp.sup().group(name).is_none() {
         return Err(RpcError::with(faults::BAD_NAME, name));
     }
     start_group(lp, name, wait)
 }
 
-fn start_all_processes(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn start_all_processes(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(0, 1)?;
     let wait = a.bool_or(0, true)?;
-    let ids = lp.sup.all_by_priority();
+    let ids = lp.sup().all_by_priority();
     all(lp, ids, |s| !s.is_running(), &mut |lp, id| start_one(lp, id, wait))
 }
 
-fn stop_one(lp: &mut EventLoop, id: ProcId, wait: bool) -> Outcome {
+fn stop_one(lp: &mut dyn Host, id: ProcId, wait: bool) -> Outcome {
     let name = namespec_of(lp, id);
-    let Some(p) = lp.sup.process(id) else { return Err(RpcError::with(faults::BAD_NAME, name)) };
+    let Some(p) = lp.sup().process(id) else { return Err(RpcError::with(faults::BAD_NAME, name)) };
     // A restart that waits (restart_delay, fatal_retry) is called off by a stop.
     let pending = p.restart_pending();
     if !p.state.is_running() && !pending {
@@ -458,25 +457,25 @@ fn stop_one(lp: &mut EventLoop, id: ProcId, wait: bool) -> Outcome {
             format!("attempted to kill {} with sig {} but it wasn't running", p.name(), sig),
         ));
     }
-    if lp.sup.has_deps() {
+    if lp.sup().has_deps() {
         // depends_on: whatever depends on it stops first.
-        for dependent in lp.sup.dependents(id) {
-            if lp.sup.process(dependent).is_some_and(|p| p.state.is_running()) {
+        for dependent in lp.sup().dependents(id) {
+            if lp.sup().process(dependent).is_some_and(|p| p.state.is_running()) {
                 let _ = stop_one(lp, dependent, false);
             }
         }
     }
     let (n, w) = now();
-    lp.sup.feed(id, Input::Stop, n, w);
+    lp.sup_mut().feed(id, Input::Stop, n, w);
     lp.perform_actions();
-    let stopped = lp.sup.process(id).is_none_or(|p| p.state.is_stopped());
+    let stopped = lp.sup().process(id).is_none_or(|p| p.state.is_stopped());
     if wait && !stopped {
         return Ok(Reply::Later(Pending::Stop { id }));
     }
     done(true)
 }
 
-fn stop_process(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn stop_process(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(1, 2)?;
     let name = a.str(0)?;
     let wait = a.bool_or(1, true)?;
@@ -486,27 +485,27 @@ fn stop_process(lp: &mut EventLoop, a: &Args) -> Outcome {
     }
 }
 
-fn stop_group(lp: &mut EventLoop, group: &str, wait: bool) -> Outcome {
+fn stop_group(lp: &mut dyn Host, group: &str, wait: bool) -> Outcome {
     // Ascending priority, as Supervisor's stopProcessGroup.
-    let ids = lp.sup.members_by_priority(group);
+    let ids = lp.sup().members_by_priority(group);
     all(lp, ids, ProcessState::is_running, &mut |lp, id| stop_one(lp, id, wait))
 }
 
-fn stop_process_group(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn stop_process_group(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(1, 2)?;
     let name = a.str(0)?;
     let wait = a.bool_or(1, true)?;
-    if lp.sup.group(name).is_none() {
+    if lp.sup().group(name).is_none() {
         return Err(RpcError::with(faults::BAD_NAME, name));
     }
     stop_group(lp, name, wait)
 }
 
-fn stop_all_processes(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn stop_all_processes(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(0, 1)?;
     let wait = a.bool_or(0, true)?;
     // Ascending priority, as Supervisor's stopAllProcesses (only shutdown goes in reverse).
-    let ids = lp.sup.all_by_priority();
+    let ids = lp.sup().all_by_priority();
     all(lp, ids, ProcessState::is_running, &mut |lp, id| stop_one(lp, id, wait))
 }
 
@@ -520,10 +519,10 @@ fn parse_signal(v: Option<&Value>) -> Result<i32, RpcError> {
     crate::config::types::signal(&text).map_err(|_| RpcError::with(faults::BAD_SIGNAL, text))
 }
 
-fn signal_one(lp: &mut EventLoop, id: ProcId, sig: Result<i32, RpcError>) -> Outcome {
+fn signal_one(lp: &mut dyn Host, id: ProcId, sig: Result<i32, RpcError>) -> Outcome {
     let name = namespec_of(lp, id);
     let sig = sig?;
-    let Some(p) = lp.sup.process(id) else { return Err(RpcError::with(faults::BAD_NAME, name)) };
+    let Some(p) = lp.sup().process(id) else { return Err(RpcError::with(faults::BAD_NAME, name)) };
     if !p.state.is_signallable() || p.pid == 0 {
         return Err(RpcError::with(faults::NOT_RUNNING, name));
     }
@@ -531,14 +530,14 @@ fn signal_one(lp: &mut EventLoop, id: ProcId, sig: Result<i32, RpcError>) -> Out
     done(true)
 }
 
-fn signal_process(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn signal_process(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(2, 2)?;
     let name = a.str(0)?;
     let target = resolve(lp, name)?;
     let sig = parse_signal(a.0.get(1));
     match target {
         Target::Group(g) => {
-            let ids = lp.sup.members_by_priority(&g);
+            let ids = lp.sup().members_by_priority(&g);
             all(lp, ids, ProcessState::is_signallable, &mut |lp, id| signal_one(lp, id, sig.clone()))
         }
         Target::Process(id) => {
@@ -548,30 +547,30 @@ fn signal_process(lp: &mut EventLoop, a: &Args) -> Outcome {
     }
 }
 
-fn signal_process_group(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn signal_process_group(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(2, 2)?;
     let name = a.str(0)?;
-    if lp.sup.group(name).is_none() {
+    if lp.sup().group(name).is_none() {
         return Err(RpcError::with(faults::BAD_NAME, name));
     }
     let sig = parse_signal(a.0.get(1));
-    let ids = lp.sup.members_by_priority(name);
+    let ids = lp.sup().members_by_priority(name);
     all(lp, ids, ProcessState::is_signallable, &mut |lp, id| signal_one(lp, id, sig.clone()))
 }
 
-fn signal_all_processes(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn signal_all_processes(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(1, 1)?;
     let sig = parse_signal(a.0.first());
-    let ids = lp.sup.all_by_priority();
+    let ids = lp.sup().all_by_priority();
     all(lp, ids, ProcessState::is_signallable, &mut |lp, id| signal_one(lp, id, sig.clone()))
 }
 
-fn send_process_stdin(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn send_process_stdin(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(2, 2)?;
     let name = a.str(0)?;
     let chars = a.str(1)?.to_string();
     let id = resolve_process(lp, name)?;
-    let Some(p) = lp.sup.process(id) else { return Err(RpcError::with(faults::BAD_NAME, name)) };
+    let Some(p) = lp.sup().process(id) else { return Err(RpcError::with(faults::BAD_NAME, name)) };
     if p.pid == 0 || p.killing {
         return Err(RpcError::with(faults::NOT_RUNNING, name));
     }
@@ -579,7 +578,7 @@ fn send_process_stdin(lp: &mut EventLoop, a: &Args) -> Outcome {
     done(true)
 }
 
-fn send_remote_comm_event(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn send_remote_comm_event(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(2, 2)?;
     let (kind, data) = (a.str(0)?, a.str(1)?);
     lp.notify(crate::events::types::Event::remote_communication(kind, data));
@@ -588,7 +587,7 @@ fn send_remote_comm_event(lp: &mut EventLoop, a: &Args) -> Outcome {
 
 // ---- configuration ---------------------------------------------------------------------------
 
-fn reload_config(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn reload_config(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(0, 0)?;
     let (added, changed, removed) =
         lp.reread().map_err(|errors| RpcError::with(faults::CANT_REREAD, errors.join("\n")))?;
@@ -596,23 +595,23 @@ fn reload_config(lp: &mut EventLoop, a: &Args) -> Outcome {
     done(Value::Array(vec![Value::Array(vec![arr(added), arr(changed), arr(removed)])]))
 }
 
-fn add_process_group(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn add_process_group(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(1, 1)?;
     let name = a.str(0)?;
-    let Some(group) = lp.stored.groups.iter().find(|g| g.name == name).cloned() else {
+    let Some(group) = lp.stored_groups().iter().find(|g| g.name == name).cloned() else {
         return Err(RpcError::with(faults::BAD_NAME, name));
     };
-    if lp.sup.group(name).is_some() {
+    if lp.sup().group(name).is_some() {
         return Err(RpcError::with(faults::ALREADY_ADDED, name));
     }
     lp.add_group(group);
     let (n, w) = now();
-    lp.sup.tick(n, w);
+    lp.sup_mut().tick(n, w);
     lp.perform_actions();
     done(true)
 }
 
-fn remove_process_group(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn remove_process_group(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(1, 1)?;
     let name = a.str(0)?;
     lp.remove_group(name).map_err(|e| match e {
@@ -623,21 +622,21 @@ fn remove_process_group(lp: &mut EventLoop, a: &Args) -> Outcome {
 }
 
 /// minisv's `update` of one changed group: only the processes whose settings changed restart.
-fn update_process_group(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn update_process_group(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(1, 1)?;
-    if lp.sup.mood() != Mood::Running {
+    if lp.sup().mood() != Mood::Running {
         return Err(RpcError::new(faults::SHUTDOWN_STATE));
     }
     let name = a.str(0)?;
-    let Some(config) = lp.stored.groups.iter().find(|g| g.name == name).cloned() else {
+    let Some(config) = lp.stored_groups().iter().find(|g| g.name == name).cloned() else {
         return Err(RpcError::with(faults::BAD_NAME, name));
     };
-    let Some(group) = lp.sup.group(name) else { return Err(RpcError::with(faults::BAD_NAME, name)) };
+    let Some(group) = lp.sup().group(name) else { return Err(RpcError::with(faults::BAD_NAME, name)) };
     let (mut added, mut changed, mut removed, mut unchanged) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut stop = Vec::new();
     let mut restart = Vec::new();
     for id in &group.members {
-        let Some(p) = lp.sup.process(*id) else { continue };
+        let Some(p) = lp.sup().process(*id) else { continue };
         match config.processes.iter().find(|pc| pc.name == p.config.name) {
             Some(pc) if crate::config::same_process(&p.config, pc) => unchanged.push(p.config.name.clone()),
             found => {
@@ -656,7 +655,7 @@ fn update_process_group(lp: &mut EventLoop, a: &Args) -> Outcome {
         }
     }
     for pc in &config.processes {
-        if !group.members.iter().any(|id| lp.sup.process(*id).is_some_and(|p| p.config.name == pc.name)) {
+        if !group.members.iter().any(|id| lp.sup().process(*id).is_some_and(|p| p.config.name == pc.name)) {
             added.push(pc.name.clone());
         }
     }
@@ -672,7 +671,7 @@ fn update_process_group(lp: &mut EventLoop, a: &Args) -> Outcome {
     ]);
     let (n, w) = now();
     for id in &stop {
-        lp.sup.feed(*id, Input::Stop, n, w);
+        lp.sup_mut().feed(*id, Input::Stop, n, w);
     }
     lp.perform_actions();
     let mut pending = Pending::Update { config: Box::new(config), stopping: stop, restart, report };
@@ -683,17 +682,17 @@ fn update_process_group(lp: &mut EventLoop, a: &Args) -> Outcome {
 }
 
 /// The processes a log operation applies to: one, a group, or all (empty name or `all`).
-fn log_targets(lp: &EventLoop, name: &str) -> Result<Option<Vec<ProcId>>, RpcError> {
+fn log_targets(lp: &dyn Host, name: &str) -> Result<Option<Vec<ProcId>>, RpcError> {
     if name.is_empty() || name == "all" {
         return Ok(None);
     }
     Ok(Some(match resolve(lp, name)? {
         Target::Process(id) => vec![id],
-        Target::Group(g) => lp.sup.members_by_priority(&g),
+        Target::Group(g) => lp.sup().members_by_priority(&g),
     }))
 }
 
-fn reopen_logs(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn reopen_logs(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(1, 1)?;
     match log_targets(lp, a.str(0)?)? {
         None => lp.reopen_logs(),
@@ -706,12 +705,12 @@ fn reopen_logs(lp: &mut EventLoop, a: &Args) -> Outcome {
     done(true)
 }
 
-fn rotate_logs(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn rotate_logs(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(1, 1)?;
     let ids = match log_targets(lp, a.str(0)?)? {
         None => {
-            lp.log.rotate().map_err(|e| RpcError::with(faults::FAILED, format!("main log: {e}")))?;
-            lp.sup.all_by_priority()
+            lp.rotate_main_log().map_err(|e| RpcError::with(faults::FAILED, format!("main log: {e}")))?;
+            lp.sup().all_by_priority()
         }
         Some(ids) => ids,
     };
@@ -721,10 +720,10 @@ fn rotate_logs(lp: &mut EventLoop, a: &Args) -> Outcome {
     done(true)
 }
 
-fn get_process_stats(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn get_process_stats(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(0, 0)?;
     let mut rows: Vec<(String, String, u32)> = lp
-        .sup
+        .sup()
         .processes()
         .filter(|(_, p)| p.pid != 0)
         .map(|(_, p)| (p.group.clone(), p.name().to_string(), p.pid))
@@ -748,7 +747,7 @@ fn get_process_stats(lp: &mut EventLoop, a: &Args) -> Outcome {
 
 // ---- logs ------------------------------------------------------------------------------------
 
-fn log_of(lp: &mut EventLoop, name: &str, ch: Channel) -> Result<PathBuf, RpcError> {
+fn log_of(lp: &mut dyn Host, name: &str, ch: Channel) -> Result<PathBuf, RpcError> {
     let id = resolve_process(lp, name)?;
     if let Some(p) = lp.readable_log_path(id, ch) {
         return Ok(p);
@@ -759,22 +758,22 @@ fn log_of(lp: &mut EventLoop, name: &str, ch: Channel) -> Result<PathBuf, RpcErr
     }
 }
 
-fn read_process_log(lp: &mut EventLoop, a: &Args, ch: Channel) -> Outcome {
+fn read_process_log(lp: &mut dyn Host, a: &Args, ch: Channel) -> Outcome {
     a.count(3, 3)?;
     let path = log_of(lp, a.str(0)?, ch)?;
     let data = info::read_file(&path, a.int(1)?, a.int(2)?)?;
     done(info::log_text(&data))
 }
 
-fn read_stdout_log(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn read_stdout_log(lp: &mut dyn Host, a: &Args) -> Outcome {
     read_process_log(lp, a, Channel::Stdout)
 }
 
-fn read_stderr_log(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn read_stderr_log(lp: &mut dyn Host, a: &Args) -> Outcome {
     read_process_log(lp, a, Channel::Stderr)
 }
 
-fn tail_process_log(lp: &mut EventLoop, a: &Args, ch: Channel) -> Outcome {
+fn tail_process_log(lp: &mut dyn Host, a: &Args, ch: Channel) -> Outcome {
     a.count(3, 3)?;
     let name = a.str(0)?;
     let id = resolve_process(lp, name)?;
@@ -790,53 +789,53 @@ fn tail_process_log(lp: &mut EventLoop, a: &Args, ch: Channel) -> Outcome {
     ]))
 }
 
-fn tail_stdout_log(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn tail_stdout_log(lp: &mut dyn Host, a: &Args) -> Outcome {
     tail_process_log(lp, a, Channel::Stdout)
 }
 
-fn tail_stderr_log(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn tail_stderr_log(lp: &mut dyn Host, a: &Args) -> Outcome {
     tail_process_log(lp, a, Channel::Stderr)
 }
 
-fn clear_process_logs(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn clear_process_logs(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(1, 1)?;
     let name = a.str(0)?;
     let id = resolve_process(lp, name)?;
-    lp.clear_logs(id).map_err(|e| RpcError::with(faults::FAILED, e.to_string()))?;
+    lp.clear_process_logs(id).map_err(|e| RpcError::with(faults::FAILED, e.to_string()))?;
     done(true)
 }
 
-fn clear_all_process_logs(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn clear_all_process_logs(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(0, 0)?;
-    let ids = lp.sup.all_by_priority();
+    let ids = lp.sup().all_by_priority();
     all(lp, ids, |_| true, &mut |lp, id| {
-        lp.clear_logs(id).map_err(|e| RpcError::with(faults::FAILED, e.to_string()))?;
+        lp.clear_process_logs(id).map_err(|e| RpcError::with(faults::FAILED, e.to_string()))?;
         done(true)
     })
 }
 
 // ---- system.* ----------------------------------------------------------------------------------
 
-fn list_methods(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn list_methods(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(0, 0)?;
     done(Value::Array(METHODS.iter().filter(|m| available(lp, m)).map(|m| Value::from(m.name)).collect()))
 }
 
-fn method_help(_: &mut EventLoop, a: &Args) -> Outcome {
+fn method_help(_: &mut dyn Host, a: &Args) -> Outcome {
     a.count(1, 1)?;
     let name = a.str(0)?;
     let m = METHODS.iter().find(|m| m.name == name).ok_or_else(|| RpcError::new(faults::SIGNATURE_UNSUPPORTED))?;
     done(m.help)
 }
 
-fn method_signature(_: &mut EventLoop, a: &Args) -> Outcome {
+fn method_signature(_: &mut dyn Host, a: &Args) -> Outcome {
     a.count(1, 1)?;
     let name = a.str(0)?;
     let m = METHODS.iter().find(|m| m.name == name).ok_or_else(|| RpcError::new(faults::SIGNATURE_UNSUPPORTED))?;
     done(Value::Array(m.signature.iter().map(|s| Value::from(*s)).collect()))
 }
 
-fn multicall(lp: &mut EventLoop, a: &Args) -> Outcome {
+fn multicall(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(1, 1)?;
     let calls = a.0[0].as_array().ok_or_else(bad_params)?;
     let mut pending = Pending::Multicall { calls: calls.iter().cloned().collect(), results: Vec::new(), current: None };
@@ -851,10 +850,10 @@ fn fault_value(e: &RpcError) -> Value {
 }
 
 /// Advances a pending reply; `Some` once it is complete.
-pub fn poll(lp: &mut EventLoop, pending: &mut Pending) -> Option<Result<Value, RpcError>> {
+pub fn poll(lp: &mut dyn Host, pending: &mut Pending) -> Option<Result<Value, RpcError>> {
     match pending {
         Pending::Start { id, name } => {
-            let Some(p) = lp.sup.process(*id) else {
+            let Some(p) = lp.sup().process(*id) else {
                 return Some(Err(RpcError::with(faults::ABNORMAL_TERMINATION, name.clone())));
             };
             if p.spawnerr.is_some() {
@@ -868,7 +867,7 @@ pub fn poll(lp: &mut EventLoop, pending: &mut Pending) -> Option<Result<Value, R
                 _ => Some(Err(RpcError::with(faults::ABNORMAL_TERMINATION, name.clone()))),
             }
         }
-        Pending::Stop { id } => match lp.sup.process(*id) {
+        Pending::Stop { id } => match lp.sup().process(*id) {
             Some(p) if !p.state.is_stopped() => None,
             _ => Some(Ok(Value::Bool(true))),
         },
@@ -901,7 +900,7 @@ pub fn poll(lp: &mut EventLoop, pending: &mut Pending) -> Option<Result<Value, R
             }
         }
         Pending::Update { config, stopping, restart, report } => {
-            if stopping.iter().any(|id| lp.sup.process(*id).is_some_and(|p| !p.state.is_stopped())) {
+            if stopping.iter().any(|id| lp.sup().process(*id).is_some_and(|p| !p.state.is_stopped())) {
                 return None;
             }
             lp.apply_group_update((**config).clone(), restart);
@@ -941,7 +940,7 @@ pub fn poll(lp: &mut EventLoop, pending: &mut Pending) -> Option<Result<Value, R
     }
 }
 
-fn call_owned(lp: &mut EventLoop, name: &str, params: &[Value]) -> Outcome {
+fn call_owned(lp: &mut dyn Host, name: &str, params: &[Value]) -> Outcome {
     call(lp, name, params)
 }
 

@@ -5,6 +5,7 @@ mod auth;
 pub mod configinfo;
 pub mod conn;
 pub mod faults;
+pub mod host;
 mod httpdate;
 pub mod info;
 pub mod json;

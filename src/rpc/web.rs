@@ -25,10 +25,10 @@ use std::sync::OnceLock;
 
 use super::api::{self, Pending, Reply};
 use super::faults::{self, RpcError};
+use super::host::Host;
 use super::json::{self, Json};
 use super::metrics::{self, Family, Kind};
 use super::xmlrpc::{Fault, Value};
-use crate::daemon::event_loop::EventLoop;
 
 /// The largest form or JSON body read; larger ones get 413.
 pub const MAX_BODY: usize = 64 << 10;
@@ -223,7 +223,7 @@ pub fn csrf_ok(req: &WebRequest, api: bool) -> bool {
 // ---- dispatch ----------------------------------------------------------------------------
 
 /// Answers a web request on the loop thread.
-pub fn handle(lp: &mut EventLoop, req: &WebRequest) -> WebOutcome {
+pub fn handle(lp: &mut dyn Host, req: &WebRequest) -> WebOutcome {
     let page = route(&req.path);
     if let Some(refused) = check_method(&page, &req.method) {
         return WebOutcome::Now(refused);
@@ -280,7 +280,7 @@ fn done_or_fault(r: Result<Reply, RpcError>) -> Result<Reply, Fault> {
     r.map_err(|e| Fault { code: e.code, string: e.fault_string() })
 }
 
-fn call_value(lp: &mut EventLoop, method: &str, params: &[Value]) -> Result<Value, Fault> {
+fn call_value(lp: &mut dyn Host, method: &str, params: &[Value]) -> Result<Value, Fault> {
     match api::call(lp, method, params) {
         Ok(Reply::Done(v)) => Ok(v),
         other => Err(fault_of(other)),
@@ -325,7 +325,7 @@ fn call_struct(method: &str, params: Vec<Value>) -> Value {
 }
 
 /// Starts `action`; `wait` is the start's wait flag (stops always wait, as Supervisor's page).
-fn issue(lp: &mut EventLoop, action: Action, ns: &str, wait: bool) -> Result<Reply, Fault> {
+fn issue(lp: &mut dyn Host, action: Action, ns: &str, wait: bool) -> Result<Reply, Fault> {
     let name = Value::from(ns);
     let r = match action {
         Action::Refresh => return Ok(Reply::Done(Value::Bool(true))),
@@ -407,7 +407,7 @@ fn redirect(message: &str) -> WebResponse {
     WebResponse::html(303, String::new()).with("Location", &location)
 }
 
-fn index(lp: &mut EventLoop, req: &WebRequest) -> WebOutcome {
+fn index(lp: &mut dyn Host, req: &WebRequest) -> WebOutcome {
     let params = req.params();
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let Some(action_name) = get("action").filter(|a| !a.is_empty()) else {
@@ -454,7 +454,7 @@ pub fn finish(req: &WebRequest, result: Result<Value, Fault>) -> WebResponse {
     }
 }
 
-fn forbidden_page(lp: &mut EventLoop) -> WebResponse {
+fn forbidden_page(lp: &mut dyn Host) -> WebResponse {
     let ident = call_value(lp, "supervisor.getIdentification", &[]).ok();
     let ident = ident.as_ref().and_then(Value::as_str).unwrap_or("supervisor");
     WebResponse::html(403, html::forbidden(ident))
@@ -462,7 +462,7 @@ fn forbidden_page(lp: &mut EventLoop) -> WebResponse {
 
 // ---- pages -------------------------------------------------------------------------------
 
-fn render_index(lp: &mut EventLoop, message: Option<&str>) -> WebResponse {
+fn render_index(lp: &mut dyn Host, message: Option<&str>) -> WebResponse {
     let infos = call_value(lp, "supervisor.getAllProcessInfo", &[]);
     let state = call_value(lp, "supervisor.getState", &[]).map(|s| s.str_of("statename").to_string());
     let ident = call_value(lp, "supervisor.getIdentification", &[]).ok();
@@ -481,7 +481,7 @@ fn render_index(lp: &mut EventLoop, message: Option<&str>) -> WebResponse {
     WebResponse::html(200, body)
 }
 
-fn tail(lp: &mut EventLoop, req: &WebRequest) -> WebResponse {
+fn tail(lp: &mut dyn Host, req: &WebRequest) -> WebResponse {
     let ns = req.param("processname").filter(|n| !n.is_empty());
     // Supervisor's quirk Q15: never fewer than 1024 bytes.
     let limit = req.param("limit").and_then(|l| l.trim().parse::<i64>().ok()).unwrap_or(1024).clamp(1024, 1 << 20);
@@ -504,8 +504,8 @@ fn tail(lp: &mut EventLoop, req: &WebRequest) -> WebResponse {
 // ---- health and metrics ------------------------------------------------------------------
 
 /// `critical=true` of a running process (the API does not expose it).
-fn critical(lp: &EventLoop, group: &str, name: &str) -> bool {
-    lp.sup
+fn critical(lp: &dyn Host, group: &str, name: &str) -> bool {
+    lp.sup()
         .groups()
         .iter()
         .filter(|g| g.config.name == group)
@@ -513,7 +513,7 @@ fn critical(lp: &EventLoop, group: &str, name: &str) -> bool {
         .any(|p| p.name == name && p.critical)
 }
 
-fn healthz(lp: &mut EventLoop) -> WebResponse {
+fn healthz(lp: &mut dyn Host) -> WebResponse {
     let state = match call_value(lp, "supervisor.getState", &[]) {
         Ok(s) => s.str_of("statename").to_string(),
         Err(f) if f.code == faults::SHUTDOWN_STATE => "SHUTDOWN".to_string(),
@@ -542,7 +542,7 @@ fn healthz(lp: &mut EventLoop) -> WebResponse {
 /// Every process state, in Supervisor's code order.
 const STATES: &[&str] = &["STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED", "FATAL", "UNKNOWN"];
 
-fn metrics_page(lp: &mut EventLoop) -> WebResponse {
+fn metrics_page(lp: &mut dyn Host) -> WebResponse {
     let infos = match call_value(lp, "supervisor.getAllProcessInfo", &[]) {
         Ok(Value::Array(list)) => list,
         _ => Vec::new(),
@@ -550,7 +550,7 @@ fn metrics_page(lp: &mut EventLoop) -> WebResponse {
     let ident = call_value(lp, "supervisor.getIdentification", &[]).ok();
     let ident = ident.as_ref().and_then(Value::as_str).unwrap_or("supervisor").to_string();
     let restarts: Vec<(String, String, u64)> =
-        lp.sup.processes().map(|(_, p)| (p.group.clone(), p.name().to_string(), p.restarts)).collect();
+        lp.sup().processes().map(|(_, p)| (p.group.clone(), p.name().to_string(), p.restarts)).collect();
     let mut text = metrics_text(&infos, &ident);
     text.push_str(&restarts_text(&restarts));
     WebResponse::new(200, "text/plain; version=0.0.4; charset=utf-8", text).with("Cache-Control", "no-store")
@@ -674,7 +674,7 @@ fn api_error(f: &Fault) -> WebResponse {
     WebResponse::json(api_status(f.code), &body)
 }
 
-fn api_supervisor(lp: &mut EventLoop) -> WebResponse {
+fn api_supervisor(lp: &mut dyn Host) -> WebResponse {
     let state = match call_value(lp, "supervisor.getState", &[]) {
         Ok(s) => s,
         Err(f) => return api_error(&f),
@@ -693,7 +693,7 @@ fn api_supervisor(lp: &mut EventLoop) -> WebResponse {
     )
 }
 
-fn api_action(lp: &mut EventLoop, req: &WebRequest, ns: &str, action: &str) -> WebOutcome {
+fn api_action(lp: &mut dyn Host, req: &WebRequest, ns: &str, action: &str) -> WebOutcome {
     let action = match action {
         "start" => Action::Start,
         "stop" => Action::Stop,

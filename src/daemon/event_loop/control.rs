@@ -14,13 +14,11 @@ use crate::config::GroupConfig;
 use crate::daemon::spawn;
 use crate::rpc::api::{self, Reply};
 use crate::rpc::faults::{self, RpcError};
+use crate::rpc::host::GroupChanges;
 use crate::rpc::server::{Answer, ConnRef, Incoming, Server};
 use crate::rpc::web::{WebOutcome, WebRequest};
 use crate::rpc::xmlrpc::{Fault, Value};
 use crate::supervisor::{Input, ProcId, RemoveError};
-
-/// Group names (added, changed, removed), as `reloadConfig` reports them.
-pub type GroupChanges = (Vec<String>, Vec<String>, Vec<String>);
 
 /// Who waits for a deferred reply: the connection, and for a web action the request, whose
 /// page is made from the result.
