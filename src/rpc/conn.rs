@@ -23,6 +23,12 @@ const MAX_CHUNK_LINE: usize = 1024;
 /// How much unsent response may wait before the next pipelined request is read: a client that
 /// sends requests and never reads the answers is not answered further.
 const MAX_QUEUED_OUTPUT: usize = 64 * 1024;
+/// After its last answer, a connection that is being closed reads and drops what the client
+/// still sends, up to this much or `LINGER_TIME`, before it closes: closing with unread input
+/// makes the kernel send a reset, which can destroy the answer (a 401 or 413) before the client
+/// has read it.
+const LINGER_BYTES: usize = 1 << 20;
+const LINGER_TIME: Duration = Duration::from_secs(2);
 
 /// How long the parts of a connection's life may take.
 #[derive(Clone, Copy, Debug)]
@@ -131,7 +137,7 @@ enum Phase {
     Answering { version: Version, keep_alive: bool, head_only: bool },
     /// A response without end (`/logtail`): data is pushed until the connection closes.
     Streaming { chunked: bool },
-    /// Write what is queued, then close.
+    /// Write what is queued, shut the sending side, drop what still comes (`linger`), close.
     Closing,
 }
 
@@ -162,6 +168,10 @@ pub struct Conn {
     sent: usize,
     /// The peer closed its side: no more input.
     eof: bool,
+    /// While closing: how much more input is read and dropped.
+    linger: usize,
+    /// The sending side was shut down (closing, once the last answer was written).
+    write_shut: bool,
     /// Some request on this connection was allowed (it is no longer a stranger).
     authenticated: bool,
     /// Requests answered.
@@ -178,6 +188,7 @@ pub enum Expiry {
     Request,
     Idle,
     Write,
+    Linger,
 }
 
 impl Conn {
@@ -188,6 +199,8 @@ impl Conn {
             output: Vec::new(),
             sent: 0,
             eof: false,
+            linger: LINGER_BYTES,
+            write_shut: false,
             authenticated: false,
             served: 0,
             since: now,
@@ -203,7 +216,7 @@ impl Conn {
             Phase::Body { .. } => (MAX_HEAD * 4).saturating_sub(self.input.len()),
             // Whatever a tail's client sends is read and dropped (to notice it leaving).
             Phase::Streaming { .. } => MAX_HEAD,
-            Phase::Closing => 0,
+            Phase::Closing => self.linger.min(MAX_HEAD),
         }
     }
 
@@ -213,7 +226,11 @@ impl Conn {
             return;
         }
         match self.phase {
-            Phase::Streaming { .. } | Phase::Closing => return,
+            Phase::Streaming { .. } => return,
+            Phase::Closing => {
+                self.linger = self.linger.saturating_sub(data.len());
+                return;
+            }
             // On a connection that was answered before, the first byte of the next request
             // starts its clock (blank lines do not); a new connection's clock runs from its
             // accept until its first request is complete.
@@ -250,7 +267,8 @@ impl Conn {
     /// Whether the connection is over: close it once `output` is empty (`done` checks both).
     pub fn done(&self) -> bool {
         let closing = match self.phase {
-            Phase::Closing => true,
+            // Once the answer is out: at the client's EOF, or when lingering is over.
+            Phase::Closing => self.eof || self.linger == 0,
             // Nothing more can come and nothing is owed: what `poll` could not make a request of
             // will not become one (a request still queued behind unsent output keeps the
             // output non-empty).
@@ -259,6 +277,16 @@ impl Conn {
             Phase::Streaming { .. } => self.eof,
         };
         closing && self.output_len() == 0
+    }
+
+    /// Whether the sending side should be shut down now: the connection is closing and its
+    /// last answer is written. Call `write_shut` once done.
+    pub fn wants_write_shutdown(&self) -> bool {
+        matches!(self.phase, Phase::Closing) && self.output_len() == 0 && !self.write_shut
+    }
+
+    pub fn write_shut(&mut self) {
+        self.write_shut = true;
     }
 
     /// Bytes to write.
@@ -314,7 +342,8 @@ impl Conn {
             // The answer and the stream are the loop's to give; a stopped reader of a stream
             // costs nothing (data is read from the file only when the socket takes it).
             Phase::Answering { .. } | Phase::Streaming { .. } => None,
-            Phase::Closing => Some((Expiry::Write, self.timeouts.write)),
+            // Lingering, from the moment the last answer was written.
+            Phase::Closing => Some((Expiry::Linger, LINGER_TIME)),
         }
     }
 

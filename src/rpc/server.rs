@@ -201,6 +201,15 @@ impl Stream {
     }
 }
 
+impl Stream {
+    fn shutdown(&self) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+        }
+    }
+}
+
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
@@ -768,7 +777,7 @@ impl Server {
             l.open = l.open.saturating_sub(1);
         }
         self.free.push(slot);
-        if self.slots.iter().all(Option::is_none) {
+        if self.listeners.iter().all(|l| l.open == 0) {
             // Nothing open: give the memory of a burst of connections back.
             self.slots = Vec::new();
             self.free = Vec::new();
@@ -806,6 +815,9 @@ impl Server {
         let policy = Policy { auth: listeners.get(c.listener).and_then(|l| l.origin.auth()), body_limit };
         let mut budget = READ_BUDGET;
         let mut failed = false;
+        // Whether the rounds ran out with work left (then it goes on at the next wake-up:
+        // readiness is edge-triggered, so no new event would come for it).
+        let mut more = true;
         // Bounded: each round moves bytes or ends; the budget caps the reading.
         for _ in 0..256 {
             let mut progress = false;
@@ -830,6 +842,12 @@ impl Server {
             }
             if failed {
                 break;
+            }
+            if c.conn.wants_write_shutdown() {
+                // The last answer is out: the client sees EOF while what it still sends is read
+                // and dropped (a close with unread input would reset the connection).
+                let _ = c.stream.shutdown();
+                c.conn.write_shut();
             }
             // Feed a tail from its file while the socket takes it.
             if let Some(t) = c.tail.as_mut() {
@@ -865,9 +883,6 @@ impl Server {
                         break;
                     }
                 }
-                if budget == 0 && c.readable {
-                    unfinished.push(r);
-                }
             }
             // Parse.
             if c.waiting.is_none() && !c.conn.is_streaming() {
@@ -894,9 +909,13 @@ impl Server {
                     None => {}
                 }
             }
-            if !progress {
+            if !progress || budget == 0 {
+                more = budget == 0 && c.readable;
                 break;
             }
+        }
+        if more {
+            unfinished.push(r);
         }
         if failed || c.conn.done() {
             self.close(registry, r.slot);

@@ -48,6 +48,25 @@ fn run(
     (requests, logs, String::from_utf8_lossy(&out).into_owned())
 }
 
+/// The connection is closing after its last answer: its sending side is to be shut, what the
+/// client still sends is dropped (up to the linger budget), and it ends at the client's EOF or
+/// after the linger time.
+fn assert_closing(c: &mut Conn) {
+    let now = Instant::now();
+    assert!(c.wants_write_shutdown(), "not closing");
+    c.write_shut();
+    assert!(!c.wants_write_shutdown());
+    assert!(!c.done(), "closed with the client's bytes unread: a reset could destroy the answer");
+    let room = c.read_room();
+    assert!(room > 0 && room <= MAX_HEAD);
+    c.received(&vec![b'x'; room], now);
+    assert!(c.input.is_empty() && c.output_len() == 0, "lingering keeps nothing");
+    assert_eq!(c.deadline().map(|d| d > now), Some(true), "lingering has a deadline");
+    assert!(c.expired(now + LINGER_TIME).is_some());
+    c.received_eof();
+    assert!(c.done());
+}
+
 fn statuses(out: &str) -> Vec<u16> {
     out.match_indices("HTTP/1.").filter_map(|(i, _)| out.get(i + 9..i + 12)?.parse().ok()).collect()
 }
@@ -100,8 +119,7 @@ fn heads_over_16_kib_get_431_and_the_connection_closes() {
     assert!(reqs.is_empty());
     assert_eq!(statuses(&out), vec![431]);
     assert!(out.contains("Connection: close"));
-    assert!(c.done());
-    assert_eq!(c.read_room(), 0, "nothing more is read");
+    assert_closing(&mut c);
 }
 
 #[test]
@@ -113,7 +131,7 @@ fn declared_bodies_over_the_limit_get_413_at_once_whatever_the_number() {
         let (reqs, _, out) = run(&mut c, &policy_with(None), head.as_bytes(), usize::MAX, now);
         assert!(reqs.is_empty(), "{len}");
         assert_eq!(statuses(&out), vec![413], "{len}");
-        assert!(c.done(), "{len}");
+        assert_closing(&mut c);
     }
     // Garbage lengths, two different lengths, and both framings are refused.
     for bad in [
@@ -168,7 +186,8 @@ fn authentication_is_checked_before_any_body_is_read() {
     assert!(reqs.is_empty() && logs.is_empty());
     assert_eq!(statuses(&out), vec![401]);
     assert!(out.contains("WWW-Authenticate: Basic realm=\"default\"\r\n"));
-    assert!(c.done() && !c.is_authenticated());
+    assert!(!c.is_authenticated());
+    assert_closing(&mut c);
     // Wrong credentials: the same, and a log line naming the user.
     let mut c = Conn::new(now, Timeouts::default());
     let (_, logs, out) = run(&mut c, &p, b"GET / HTTP/1.1\r\nAuthorization: Basic Ym9iOndyb25n\r\n\r\n", 3, now);
@@ -213,7 +232,7 @@ fn keep_alive_follows_the_version_and_connection_header() {
     for (input, kept, header) in cases {
         let mut c = Conn::new(now, Timeouts::default());
         let (_, _, out) = run(&mut c, &p, input, usize::MAX, now);
-        assert_eq!(!c.done(), kept, "{}", String::from_utf8_lossy(input));
+        assert_eq!(!c.wants_write_shutdown(), kept, "{}", String::from_utf8_lossy(input));
         let conn_header = out.lines().find_map(|l| l.strip_prefix("Connection: "));
         assert_eq!(conn_header, header, "{out}");
     }
@@ -236,7 +255,7 @@ fn garbage_is_a_400_and_the_end() {
         run(&mut c, &policy_with(None), b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 junk\r\n\r\n", 1, now);
     assert!(reqs.is_empty());
     assert_eq!(statuses(&out), vec![400]);
-    assert!(c.done());
+    assert_closing(&mut c);
 }
 
 #[test]

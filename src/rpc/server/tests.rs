@@ -696,3 +696,36 @@ fn web_requests_reach_the_loop_and_static_files_do_not() {
 fn settings() -> Settings {
     Settings { timeouts: Timeouts::default(), max_connections: MAX_CONNECTIONS }
 }
+
+#[test]
+fn the_cap_keeps_the_newest_strangers_and_the_report_counts_the_rest() {
+    let settings = Settings { timeouts: Timeouts::default(), max_connections: 4 };
+    let run = start_with(&[inet_cfg(0, None)], &[], echo_loop(vec![]), settings);
+    let clients: Vec<TcpStream> = (0..10).map(|_| TcpStream::connect(run.inet[0]).expect("connect")).collect();
+    wait_for("the cap to hold", || run.conns.load(Ordering::SeqCst) == 4);
+    // The newest is one of those kept: it is served.
+    let mut newest = Client::Tcp(clients.into_iter().last().expect("a client"));
+    assert_eq!(exchange(&mut newest, &rpc_request("<n/>", "")).body, b"<echo><n/></echo>");
+    wait_for("the report", || {
+        run.logs.lock().unwrap().iter().any(|l| l.starts_with("dropped HTTP connections: 6 over the limit of 4"))
+    });
+}
+
+#[test]
+fn a_413_reaches_a_client_that_is_still_sending() {
+    // 413 without reading the body, then Connection: close; the client is still sending. (The
+    // connection lingers, dropping what still comes, so that no reset destroys the answer on a
+    // real network; on loopback the answer arrives either way, so the lingering itself is
+    // checked in conn's tests.)
+    let run = start(&[inet_cfg(0, None)], &[], echo_loop(vec![]));
+    for _ in 0..20 {
+        let mut c = Client::tcp(run.inet[0]);
+        let big = MAX_RPC_BODY + 1;
+        let mut req = format!("POST /RPC2 HTTP/1.1\r\nContent-Length: {big}\r\n\r\n").into_bytes();
+        req.extend(std::iter::repeat_n(b'x', 200_000));
+        c.write_all(&req).expect("send");
+        let r = read_response(&mut c);
+        assert_eq!(r.status, 413);
+        assert_eq!(r.header("Connection").as_deref(), Some("close"));
+    }
+}
