@@ -18,20 +18,20 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
-use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 
-use super::conn::{self, Conn, Event, Policy, Response, Timeouts};
+use super::conn::{Conn, Event, Policy, Response, Timeouts};
 use super::httpdate::http_date;
 use super::listen::{self, Unlinker};
-use super::web::{self, WebRequest, WebResponse};
+use super::route::{body_limit, route_request, Routed, Waiting};
+use super::tail::Tail;
+use super::web::{WebRequest, WebResponse};
 use crate::config::{Config, Credentials, InetHttpServerConfig, LogLevel, UnixHttpServerConfig};
 
 /// Listener tokens: `LISTENER_TOKEN_BASE + i` for at most `MAX_LISTENERS` listeners.
@@ -41,18 +41,12 @@ pub const MAX_LISTENERS: usize = 14;
 pub const CONN_TOKEN_BASE: usize = 1 << 29;
 const MAX_SLOTS: usize = 1 << 28;
 
-/// The largest XML-RPC body accepted; larger ones get 413 before their body is read.
-pub const MAX_RPC_BODY: usize = 8 << 20;
 /// The most connections a listener keeps open (less when the fd limit is lower; see `cap`).
 pub const MAX_CONNECTIONS: usize = 1024;
 /// What one read from a socket takes at most.
 const SCRATCH: usize = 64 * 1024;
 /// What one wake-up reads from one connection at most, before the others get their turn.
 const READ_BUDGET: usize = 1 << 20;
-/// The most a tail reads from its file at once (and so keeps queued for its socket).
-const TAIL_CHUNK: usize = 16 * 1024;
-/// Supervisor's tails begin with this much of the existing file.
-const INITIAL_TAIL: u64 = 1024;
 /// Accepting is paused this long after the process ran out of fds with nothing to end.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// Connections ended by the limits are logged at most once in this time, with their counts.
@@ -231,14 +225,6 @@ impl Write for Stream {
     }
 }
 
-/// A `/logtail` stream: the file, where it is read up to, and the path to follow rotation.
-struct Tail {
-    path: PathBuf,
-    file: File,
-    inode: u64,
-    pos: u64,
-}
-
 struct Connection {
     listener: usize,
     generation: u64,
@@ -253,16 +239,6 @@ struct Connection {
     tail: Option<Tail>,
     /// The deadline last put in the timer heap.
     deadline: Option<Instant>,
-}
-
-#[derive(Clone, Copy)]
-enum Waiting {
-    Rpc,
-    Web,
-    /// `main`: the main log (`/mainlogtail`).
-    Tail {
-        main: bool,
-    },
 }
 
 #[derive(Default)]
@@ -590,15 +566,6 @@ impl Server {
         self.incoming.pop_front()
     }
 
-    /// Whether the connection that asked is still there to be answered.
-    pub fn is_open(&self, r: ConnRef) -> bool {
-        self.get(r).is_some()
-    }
-
-    fn get(&self, r: ConnRef) -> Option<&Connection> {
-        self.slots.get(r.slot).and_then(Option::as_ref).filter(|c| c.generation == r.generation)
-    }
-
     fn get_mut(&mut self, r: ConnRef) -> Option<&mut Connection> {
         self.slots.get_mut(r.slot).and_then(Option::as_mut).filter(|c| c.generation == r.generation)
     }
@@ -615,20 +582,16 @@ impl Server {
                 resp.headers = w.headers;
                 c.conn.respond(&resp, wall, now);
             }
-            (Answer::Tail(path), _) => match path.and_then(|p| File::open(&p).ok().map(|f| (p, f))) {
-                Some((path, file)) => {
-                    let meta = file.metadata().ok();
-                    let mtime = meta.as_ref().and_then(|m| m.modified().ok()).unwrap_or(wall);
-                    let size = meta.as_ref().map_or(0, |m| m.len());
-                    let inode = meta.as_ref().map_or(0, |m| m.ino());
+            (Answer::Tail(path), _) => match path.and_then(Tail::open) {
+                Some((tail, mtime)) => {
                     let mut head = Response::new(200, "text/plain;charset=utf-8", Vec::new())
-                        .with("Last-Modified", &http_date(mtime));
+                        .with("Last-Modified", &http_date(mtime.unwrap_or(wall)));
                     if !matches!(waiting, Some(Waiting::Tail { main: true })) {
                         // A program's tail is meant to be seen as it comes, also behind a proxy.
                         head = head.with("X-Accel-Buffering", "no");
                     }
                     c.conn.start_stream(&head, wall);
-                    c.tail = Some(Tail { path, file, inode, pos: size.saturating_sub(INITIAL_TAIL) });
+                    c.tail = Some(tail);
                 }
                 None => c.conn.respond(&Response::error(404), wall, now),
             },
@@ -852,7 +815,7 @@ impl Server {
             // Feed a tail from its file while the socket takes it.
             if let Some(t) = c.tail.as_mut() {
                 if c.writable && c.conn.output_len() == 0 {
-                    match feed_tail(t, scratch, &mut c.conn) {
+                    match t.feed(scratch, &mut c.conn) {
                         Ok(true) => continue,
                         Ok(false) => {}
                         Err(_) => {
@@ -923,176 +886,6 @@ impl Server {
         }
         self.arm(r.slot);
     }
-}
-
-/// Reads what the tail's file has past its offset into the stream (at most one chunk): true if
-/// something was pushed. At the end of the file, follows truncation and rotation as
-/// Supervisor's `_follow` does: a shorter file was truncated, a different inode at the path is
-/// a rotated file, streamed from its start once the rest of the old one is sent.
-fn feed_tail(t: &mut Tail, buf: &mut [u8], conn: &mut Conn) -> io::Result<bool> {
-    let want = buf.len().min(TAIL_CHUNK);
-    let n = loop {
-        match t.file.read_at(&mut buf[..want], t.pos) {
-            Ok(n) => break n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => break 0,
-        }
-    };
-    if n > 0 {
-        t.pos += n as u64;
-        conn.push(&buf[..n]);
-        return Ok(true);
-    }
-    let size = t.file.metadata().map(|m| m.len()).unwrap_or(t.pos);
-    if size < t.pos {
-        conn.push(b"==> File truncated <==\n");
-        t.pos = 0;
-        return Ok(true);
-    }
-    if let Ok(meta) = std::fs::metadata(&t.path) {
-        if meta.ino() != t.inode {
-            if let Ok(f) = File::open(&t.path) {
-                t.inode = f.metadata().map(|m| m.ino()).unwrap_or(meta.ino());
-                t.file = f;
-                t.pos = 0;
-                return Ok(true);
-            }
-        }
-    }
-    Ok(false)
-}
-
-/// The body limit of a request target.
-fn body_limit(target: &str) -> usize {
-    if target.starts_with("/RPC2") {
-        MAX_RPC_BODY
-    } else {
-        web::MAX_BODY
-    }
-}
-
-enum Routed {
-    Answer(Response),
-    Loop(Waiting, Incoming),
-}
-
-/// Where a request goes (4.1 handler order): answered here, or handed to the loop.
-fn route_request(req: conn::Request, peer: Option<SocketAddr>) -> Routed {
-    let is_get = req.method == "GET";
-    match route(&req.target) {
-        Route::Rpc if req.method != "POST" => Routed::Answer(Response::error(400)),
-        Route::Rpc => Routed::Loop(Waiting::Rpc, Incoming::XmlRpc(req.body)),
-        Route::Logtail { .. } | Route::MainLogtail if !is_get => Routed::Answer(Response::error(400)),
-        Route::Logtail { namespec, channel } => {
-            Routed::Loop(Waiting::Tail { main: false }, Incoming::Tail { namespec: Some(namespec), channel })
-        }
-        Route::MainLogtail => {
-            Routed::Loop(Waiting::Tail { main: true }, Incoming::Tail { namespec: None, channel: "stdout".into() })
-        }
-        Route::Ok => Routed::Answer(Response::new(200, "text/plain", "OK")),
-        Route::Static if !is_get && req.method != "HEAD" => Routed::Answer(Response::error(400)),
-        Route::Static => {
-            let (ctype, body) = web::static_asset(uri_path(&req.target)).unwrap_or(("text/plain", b""));
-            Routed::Answer(
-                Response::new(200, ctype, body)
-                    .with("Cache-Control", "max-age=300")
-                    .with("X-Content-Type-Options", "nosniff"),
-            )
-        }
-        Route::Web => {
-            let path = uri_path(&req.target).to_string();
-            let query =
-                req.target.split_once('?').map(|(_, q)| q.split('#').next().unwrap_or("")).unwrap_or("").to_string();
-            let headers =
-                web::HEADERS.iter().filter_map(|h| req.header(h).map(|v| (h.to_string(), v.to_string()))).collect();
-            let web_req = WebRequest {
-                method: req.method,
-                path,
-                query,
-                headers,
-                body: req.body,
-                peer: peer.map(|p| p.to_string()),
-            };
-            Routed::Loop(Waiting::Web, Incoming::Web(web_req))
-        }
-        Route::NotFound => Routed::Answer(Response::error(404)),
-    }
-}
-
-/// Where a request goes (4.1 handler order).
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Route {
-    Rpc,
-    Logtail {
-        namespec: String,
-        channel: String,
-    },
-    MainLogtail,
-    Ok,
-    /// A page of `web` (status, tail, metrics, health, JSON API).
-    Web,
-    /// The stylesheet or script of the pages.
-    Static,
-    NotFound,
-}
-
-pub(crate) fn route(url: &str) -> Route {
-    if url.starts_with("/RPC2") {
-        return Route::Rpc;
-    }
-    if url.starts_with("/logtail") {
-        return parse_logtail(url).unwrap_or(Route::NotFound);
-    }
-    if url.starts_with("/mainlogtail") {
-        return Route::MainLogtail;
-    }
-    let path = uri_path(url);
-    if path == "/ok.html" {
-        return Route::Ok;
-    }
-    if web::static_asset(path).is_some() {
-        return Route::Static;
-    }
-    if web::route(path) != web::Page::NotFound {
-        return Route::Web;
-    }
-    Route::NotFound
-}
-
-/// Medusa's `split_uri`: the path ends at `;`, `?` or `#`.
-fn uri_path(url: &str) -> &str {
-    url.split([';', '?', '#']).next().unwrap_or("")
-}
-
-/// `/logtail/<namespec>[/<channel>]` as Supervisor's `logtail_handler` reads it.
-fn parse_logtail(url: &str) -> Option<Route> {
-    let path = uri_path(url);
-    let path = if path.contains('%') { unquote(path) } else { path.to_string() };
-    let path = path.trim_start_matches('/');
-    let (_, rest) = path.split_once('/')?;
-    let (name, channel) = rest.split_once('/').unwrap_or((rest, "stdout"));
-    Some(Route::Logtail { namespec: name.to_string(), channel: channel.to_string() })
-}
-
-/// Python's `urllib.parse.unquote`: `%xx` → byte, anything malformed kept, UTF-8 with
-/// replacement characters.
-pub(crate) fn unquote(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
-            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn origins(inet: &[InetHttpServerConfig], unix: &[UnixHttpServerConfig]) -> Vec<Origin> {

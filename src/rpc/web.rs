@@ -738,7 +738,7 @@ fn api_result(action: Action, ns: &str, result: &Result<Value, Fault>) -> WebRes
 
 /// `%xx`-decoding as Python's `unquote` (one implementation, shared with the HTTP router).
 fn unquote(s: &str) -> String {
-    super::server::unquote(s)
+    super::route::unquote(s)
 }
 
 /// `application/x-www-form-urlencoded` pairs (`+` is a space).

@@ -4,6 +4,7 @@
 use super::*;
 use crate::rpc::conn::error_body;
 use crate::rpc::listen::ADDR_IN_USE;
+use crate::rpc::route::MAX_RPC_BODY;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
@@ -313,32 +314,6 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 #[test]
-fn routes_like_supervisor() {
-    assert_eq!(route("/RPC2"), Route::Rpc);
-    assert_eq!(route("/RPC2/anything"), Route::Rpc);
-    assert_eq!(
-        route("/logtail/grp%3Aproc/stderr"),
-        Route::Logtail { namespec: "grp:proc".into(), channel: "stderr".into() }
-    );
-    assert_eq!(route("/logtail/grp:proc"), Route::Logtail { namespec: "grp:proc".into(), channel: "stdout".into() });
-    assert_eq!(route("/logtail/web?x=1"), Route::Logtail { namespec: "web".into(), channel: "stdout".into() });
-    assert_eq!(route("/logtail/a/b/c"), Route::Logtail { namespec: "a".into(), channel: "b/c".into() });
-    assert_eq!(route("/logtail"), Route::NotFound);
-    assert_eq!(route("/mainlogtail"), Route::MainLogtail);
-    assert_eq!(route("/ok.html"), Route::Ok);
-    assert_eq!(route("/ok.html?x"), Route::Ok);
-    assert_eq!(route("/"), Route::Web);
-    assert_eq!(route("/index.html?action=refresh"), Route::Web);
-    assert_eq!(route("/api/v1/processes/g%3Ap/stop"), Route::Web);
-    assert_eq!(route("/metrics"), Route::Web);
-    assert_eq!(route("/static/minisv.css"), Route::Static);
-    assert_eq!(route("/static/other.css"), Route::NotFound);
-    assert_eq!(route("/status.html"), Route::NotFound);
-    assert_eq!(unquote("%41%zz%4"), "A%zz%4");
-    assert_eq!(unquote("%e2%82%ac"), "€");
-}
-
-#[test]
 fn error_body_is_medusas() {
     assert_eq!(error_body(404), NOT_FOUND_BODY);
 }
@@ -612,52 +587,6 @@ fn a_client_that_disconnects_from_an_idle_tail_ends_its_stream() {
         // The file stays idle: only the connection tells the stream to end.
         wait_for("the tail to end", || run.tails.load(Ordering::SeqCst) == 0);
     }
-}
-
-/// The real `supervisorctl` 4.3 against this server and a fake loop, once the integration
-/// tests have installed it into `target/pyvenv` (they drive it against the whole daemon too).
-#[test]
-fn python_supervisorctl_talks_to_this_server() {
-    let ctl = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/target/pyvenv/bin/supervisorctl"));
-    if !ctl.exists() {
-        eprintln!("skipped: no supervisorctl at {} yet (the integration tests install it)", ctl.display());
-        return;
-    }
-    let handler: Arc<Handler> = Arc::new(|incoming| match incoming {
-        Incoming::XmlRpc(body) => {
-            let body = String::from_utf8_lossy(&body);
-            let value = if body.contains("supervisor.getPID") {
-                "<int>4242</int>"
-            } else if body.contains("supervisor.getVersion") {
-                "<string>3.0</string>"
-            } else {
-                "<string>?</string>"
-            };
-            Fake::Now(Answer::Xml(format!(
-                "<?xml version='1.0'?>\n<methodResponse>\n<params>\n<param>\n\
-                 <value>{value}</value>\n</param>\n</params>\n</methodResponse>\n"
-            )))
-        }
-        _ => Fake::Nothing,
-    });
-    let dir = TempDir::new();
-    let sock = dir.path("sock");
-    let run = start(&[], &[unix_cfg(&sock, Some(("bob", "secret")))], handler);
-    let conf = dir.path("ctl.conf");
-    std::fs::write(&conf, format!("[supervisorctl]\nserverurl=unix://{}\n", sock.display())).expect("write conf");
-    let conf = conf.to_string_lossy().into_owned();
-    let out = std::process::Command::new(ctl)
-        .args(["-c", &conf, "-u", "bob", "-p", "secret", "pid"])
-        .output()
-        .expect("run supervisorctl");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "4242\n", "{out:?}");
-    assert!(out.status.success(), "{out:?}");
-    let out = std::process::Command::new(ctl)
-        .args(["-c", &conf, "-u", "bob", "-p", "wrong", "pid"])
-        .output()
-        .expect("run supervisorctl");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("Server requires authentication"), "{out:?}");
-    drop(run);
 }
 
 #[test]
