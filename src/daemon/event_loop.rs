@@ -576,7 +576,8 @@ impl EventLoop {
 
     pub fn reopen_logs(&mut self) {
         if let Err(e) = self.log.reopen() {
-            eprintln!("minisv: cannot reopen the main log: {e}");
+            eprintln!("minisv: cannot reopen the main log {e}");
+            self.log.log(LogLevel::Error, &format!("cannot reopen the main log {e}"));
         }
         let mut failures = Vec::new();
         for io in &mut self.io {

@@ -13,9 +13,18 @@ pub struct MainLog {
     file: Option<LogFile>,
     syslog: bool,
     echo_stdout: bool,
-    /// Lines logged before the file was opened (startup), kept to be written once it is.
+    /// Lines logged while no file is open (startup, or a file that could not be opened),
+    /// written to it once it is: at most `PENDING_MAX`, the newest kept.
     pending: Vec<u8>,
+    /// Bytes of the oldest pending lines that were dropped to keep that bound.
+    dropped: usize,
+    /// The file the log should go to while it cannot be opened; opening is tried again at
+    /// each reopen (SIGUSR2, `reopenLogs`).
+    wanted: Option<(PathBuf, u64, u32)>,
 }
+
+/// The most held for a log file that cannot be opened yet.
+const PENDING_MAX: usize = 64 * 1024;
 
 /// `2026-11-23 23:16:40,801` in local time.
 pub fn timestamp(at: SystemTime) -> String {
@@ -36,7 +45,7 @@ pub fn timestamp(at: SystemTime) -> String {
 impl MainLog {
     /// A log that only echoes to stderr, for the time before the config is read.
     pub fn early(level: LogLevel) -> MainLog {
-        MainLog { level, file: None, syslog: false, echo_stdout: false, pending: Vec::new() }
+        MainLog { level, file: None, syslog: false, echo_stdout: false, pending: Vec::new(), dropped: 0, wanted: None }
     }
 
     /// Opens the configured target. `path = None` means syslog.
@@ -48,16 +57,38 @@ impl MainLog {
                 self.file = None;
             }
             Some(path) => {
-                let mut file = LogFile::open(path, maxbytes, backups)?;
-                if !self.pending.is_empty() {
-                    let _ = file.write(&self.pending);
-                    self.pending.clear();
-                }
-                self.file = Some(file);
                 self.syslog = false;
+                self.file = None;
+                let file = match LogFile::open(path, maxbytes, backups) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        self.wanted = Some((path.clone(), maxbytes, backups));
+                        return Err(e);
+                    }
+                };
+                self.wanted = None;
+                self.start_file(file);
             }
         }
         Ok(())
+    }
+
+    /// Writes what was held for the file, then uses it.
+    fn start_file(&mut self, mut file: LogFile) {
+        if self.dropped > 0 {
+            let note = format!(
+                "{} WARN {} bytes of log lines written while this file could not be opened were dropped; the newest follow\n",
+                timestamp(SystemTime::now()),
+                self.dropped
+            );
+            let _ = file.write(note.as_bytes());
+            self.dropped = 0;
+        }
+        if !self.pending.is_empty() {
+            let _ = file.write(&self.pending);
+            self.pending = Vec::new();
+        }
+        self.file = Some(file);
     }
 
     pub fn enabled(&self, level: LogLevel) -> bool {
@@ -113,23 +144,44 @@ impl MainLog {
                 let _ = io::stderr().write_all(line);
             }
         } else {
-            self.pending.extend_from_slice(line);
+            self.hold(line);
             if !self.echo_stdout {
                 let _ = io::stderr().write_all(line);
             }
         }
     }
 
+    /// Keeps a line for the file to come, dropping the oldest whole lines past `PENDING_MAX`.
+    fn hold(&mut self, line: &[u8]) {
+        self.pending.extend_from_slice(line);
+        if self.pending.len() > PENDING_MAX {
+            let excess = self.pending.len() - PENDING_MAX;
+            let cut =
+                self.pending[excess..].iter().position(|&b| b == b'\n').map_or(self.pending.len(), |i| excess + i + 1);
+            self.pending.drain(..cut);
+            self.dropped += cut;
+        }
+    }
+
+    /// Reopens the file at its path; a file that could not be opened before is tried again.
+    /// Errors name the file.
     pub fn reopen(&mut self) -> io::Result<()> {
+        if let Some((path, maxbytes, backups)) = self.wanted.clone() {
+            let file = LogFile::open(&path, maxbytes, backups).map_err(|e| named(&path, e))?;
+            self.wanted = None;
+            self.start_file(file);
+            return Ok(());
+        }
         match self.file.as_mut() {
-            Some(f) => f.reopen(),
+            Some(f) => f.reopen().map_err(|e| named(f.path(), e)),
             None => Ok(()),
         }
     }
 
+    /// Rotates the file now. Errors name the file.
     pub fn rotate(&mut self) -> io::Result<()> {
         match self.file.as_mut() {
-            Some(f) => f.rotate_now(),
+            Some(f) => f.rotate_now().map_err(|e| named(f.path(), e)),
             None => Ok(()),
         }
     }
@@ -143,5 +195,42 @@ impl MainLog {
 
     pub fn close(&mut self) {
         self.file = None;
+    }
+}
+
+/// `e` with the file's path in front.
+fn named(path: &std::path::Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_file_that_cannot_be_opened_keeps_a_bounded_tail_and_is_retried_at_reopen() {
+        let dir = std::env::temp_dir().join(format!("minisv-mainlog-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("sub/main.log");
+        let mut log = MainLog::early(LogLevel::Info);
+        // echo_stdout keeps the test's stderr quiet; the lines are held all the same.
+        let err = log.open(Some(&path), 0, 0, true).expect_err("the directory does not exist");
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        for i in 0..20_000 {
+            log.log(LogLevel::Info, &format!("line {i}"));
+        }
+        assert!(log.pending.len() <= PENDING_MAX, "{} bytes held", log.pending.len());
+        assert!(log.pending.starts_with(b"20") && log.pending.ends_with(b"line 19999\n"));
+        // Still missing: the error names the file.
+        let e = log.reopen().expect_err("still no directory");
+        assert!(e.to_string().starts_with(&path.display().to_string()), "{e}");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        log.reopen().expect("opened at last");
+        log.log(LogLevel::Info, "after");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("bytes of log lines written while this file could not be opened were dropped"));
+        assert!(text.contains("line 19999\n") && !text.contains("line 0\n") && text.ends_with("after\n"), "{text}");
+        assert!(log.pending.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -130,13 +130,22 @@ pub fn run(argv0: &str, args: &DaemonArgs) -> i32 {
             MainLogSetting::Syslog => log.open(None, 0, 0, echo),
         };
         if let Err(e) = opened {
+            let shown = match &config.supervisord.logfile {
+                MainLogSetting::File(p) => p.display().to_string(),
+                MainLogSetting::Syslog => "syslog".into(),
+            };
             if first {
-                let shown = match &config.supervisord.logfile {
-                    MainLogSetting::File(p) => p.display().to_string(),
-                    MainLogSetting::Syslog => "syslog".into(),
-                };
                 return usage_error(&argv0, &format!("cannot open the log file {shown}: {e}"));
             }
+            // After a reload the daemon goes on: the lines go to stderr, the newest 64 KiB are
+            // kept for the file, and it is tried again at the next reopen (SIGUSR2).
+            log.log(
+                LogLevel::Error,
+                &format!(
+                    "cannot open the log file {shown} after the reload: {e}; logging to stderr until it can be \
+                     opened (tried again on SIGUSR2)"
+                ),
+            );
         }
         for (level, line) in startup_lines.drain(..) {
             log.log(level, &line);
