@@ -471,13 +471,14 @@ impl EventLoop {
             }
             self.close_held_logs(Instant::now());
             let mut got_signals = false;
-            // Whether only programs' output woke us: output changes no process's state, so the
-            // state machine's pass over every process is skipped unless a deadline is due (with
-            // 1000 programs that pass was most of the CPU spent on each line of output).
+            // Whether only programs' output or HTTP bytes woke us: neither changes a process's
+            // state, so the state machine's pass over every process is skipped unless a deadline
+            // is due or a request was served (with 1000 programs that pass was most of the CPU
+            // spent on each line of output, and on each part of a large answer written).
             let mut only_output = true;
             for event in events.iter() {
                 let token = event.token();
-                if !matches!(token_pipe(token), Some(PipeToken::Output(..))) {
+                if !matches!(token_pipe(token), Some(PipeToken::Output(..))) && !Server::owns(token) {
                     only_output = false;
                 }
                 match token {
@@ -501,7 +502,9 @@ impl EventLoop {
                     self.read_pipe(id, ch, READ_BUDGET);
                 }
             }
-            self.serve_http();
+            if self.serve_http() {
+                only_output = false;
+            }
             if got_signals {
                 let pending: Vec<i32> = signals.pending().collect();
                 // SIGCHLD first: exits are judged before anything else changes (Q1).

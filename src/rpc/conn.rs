@@ -401,12 +401,12 @@ impl Conn {
             Phase::Body { req, .. } => req.version,
             _ => Version::Http11,
         };
-        let mut resp = Response::error(code).with("Connection", "close");
+        let mut resp = Response::error(code);
         if code == 401 {
             resp = resp.with("WWW-Authenticate", "Basic realm=\"default\"");
         }
         self.input = Vec::new();
-        write_response(&mut self.output, version, &resp, false, wall);
+        write_response(&mut self.output, version, &resp, Some("close"), false, wall);
         self.phase = Phase::Closing;
     }
 
@@ -582,15 +582,12 @@ impl Conn {
         let Phase::Answering { version, keep_alive, head_only } = self.phase else { return };
         // A client that closed its side still gets the answers to requests it sent before.
         let keep_alive = keep_alive && !resp.headers.iter().any(|(k, v)| is_close(k, v));
-        let mut resp_headers = resp.clone();
-        match (version, keep_alive) {
-            (Version::Http10, true) => resp_headers.headers.push(("Connection".into(), "Keep-Alive".into())),
-            (Version::Http11, false) if !resp.headers.iter().any(|(k, v)| is_close(k, v)) => {
-                resp_headers.headers.push(("Connection".into(), "close".into()))
-            }
-            _ => {}
-        }
-        write_response(&mut self.output, version, &resp_headers, head_only, wall);
+        let connection = match (version, keep_alive) {
+            (Version::Http10, true) => Some("Keep-Alive"),
+            (Version::Http11, false) if !resp.headers.iter().any(|(k, v)| is_close(k, v)) => Some("close"),
+            _ => None,
+        };
+        write_response(&mut self.output, version, resp, connection, head_only, wall);
         self.served += 1;
         self.since = now;
         self.phase = if keep_alive { Phase::Head } else { Phase::Closing };
@@ -735,8 +732,16 @@ pub fn error_body(code: u16) -> String {
     .join("\r\n")
 }
 
-/// Status line, Server, Date, the response's headers, Content-Length, Content-Type, body.
-fn write_response(out: &mut Vec<u8>, version: Version, resp: &Response, head_only: bool, wall: SystemTime) {
+/// Status line, Server, Date, the response's headers, `Connection` if given, Content-Length,
+/// Content-Type, body.
+fn write_response(
+    out: &mut Vec<u8>,
+    version: Version,
+    resp: &Response,
+    connection: Option<&str>,
+    head_only: bool,
+    wall: SystemTime,
+) {
     use std::fmt::Write;
     let mut head = String::with_capacity(160);
     let _ = write!(
@@ -749,6 +754,9 @@ fn write_response(out: &mut Vec<u8>, version: Version, resp: &Response, head_onl
     );
     for (k, v) in &resp.headers {
         let _ = write!(head, "{k}: {v}\r\n");
+    }
+    if let Some(c) = connection {
+        let _ = write!(head, "Connection: {c}\r\n");
     }
     let _ = write!(head, "Content-Length: {}\r\nContent-Type: {}\r\n\r\n", resp.body.len(), resp.content_type);
     out.reserve(head.len() + if head_only { 0 } else { resp.body.len() });

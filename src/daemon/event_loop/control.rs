@@ -52,17 +52,19 @@ impl EventLoop {
 
     /// Answers the requests the connections made (bounded per wake-up; the rest wait for the
     /// next round, which does not sleep while any are left), ends the connections past their
-    /// time, and logs what the limits dropped.
-    pub(super) fn serve_http(&mut self) {
-        let Some(server) = &mut self.http else { return };
+    /// time, and logs what the limits dropped. True if a request was served.
+    pub(super) fn serve_http(&mut self) -> bool {
+        let Some(server) = &mut self.http else { return false };
         let now = Instant::now();
         server.expire(self.poll.registry(), now);
         server.resume(self.poll.registry(), now, SystemTime::now());
         for (level, line) in server.report(now) {
             self.log.log(level, &line);
         }
+        let mut served = false;
         for _ in 0..1024 {
-            let Some((conn, request)) = self.http.as_mut().and_then(Server::next_request) else { return };
+            let Some((conn, request)) = self.http.as_mut().and_then(Server::next_request) else { break };
+            served = true;
             match request {
                 Incoming::XmlRpc(body) => match api::handle_request(self, &body) {
                     Some(Ok(Reply::Done(v))) => self.answer(conn, Answer::Xml(api::encode(&Ok(v)))),
@@ -86,6 +88,7 @@ impl EventLoop {
             }
             self.perform_actions();
         }
+        served
     }
 
     /// After everything else a wake-up did: tails at the end of their file look for more.
