@@ -190,22 +190,7 @@ fn now() -> (Instant, SystemTime) {
 
 // ---- names -------------------------------------------------------------------------------
 
-/// `split_namespec`: `g:p` → (g, Some(p)); `g:` or `g:*` → (g, None); `x` → (x, Some(x)).
-pub fn split_namespec(name: &str) -> (&str, Option<&str>) {
-    match name.split_once(':') {
-        Some((g, "" | "*")) => (g, None),
-        Some((g, p)) => (g, Some(p)),
-        None => (name, Some(name)),
-    }
-}
-
-pub fn make_namespec(group: &str, process: &str) -> String {
-    if group == process {
-        process.to_string()
-    } else {
-        format!("{group}:{process}")
-    }
-}
+pub use crate::supervisor::namespec::{make as make_namespec, split as split_namespec};
 
 enum Target {
     Group(String),

@@ -206,16 +206,5 @@ fn python_id(id: u32) -> String {
 
 fn current_user_name() -> String {
     let uid = crate::sys::geteuid();
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: passwd is plain old data; zeroed is a valid value that getpwuid_r overwrites.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer refers to live, correctly sized storage owned by this frame.
-    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut result) };
-    if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
-        return uid.to_string();
-    }
-    // SAFETY: getpwuid_r succeeded, so pw_name points to a NUL-terminated string in `buf`.
-    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
-    name.to_string_lossy().into_owned()
+    crate::sys::users::user_by_uid(uid).map_or_else(|| uid.to_string(), |p| p.name)
 }

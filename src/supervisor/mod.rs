@@ -2,6 +2,7 @@
 //! Pure: inputs and the current time in, `Action`s out (see design.md). The event loop performs
 //! the actions and feeds their outcomes back.
 
+pub mod namespec;
 pub mod process;
 pub mod state;
 
@@ -464,14 +465,6 @@ impl Supervisor {
         }
         all.sort_by_key(|(gp, pp, gi, _)| (*gp, *pp, *gi));
         all.into_iter().map(|(_, _, _, id)| id).collect()
-    }
-
-    /// The process that has `pid`, if any.
-    pub fn by_pid(&self, pid: u32) -> Option<ProcId> {
-        if pid == 0 {
-            return None;
-        }
-        self.processes().find(|(_, p)| p.pid == pid).map(|(id, _)| id)
     }
 }
 
