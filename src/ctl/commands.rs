@@ -257,7 +257,7 @@ fn status(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
             let (group, process) = output::split_namespec(name);
             let before = m.len();
             for info in &all {
-                let hit = info.str_of("group") == group && process.as_deref().is_none_or(|p| info.str_of("name") == p);
+                let hit = info.str_of("group") == group && process.is_none_or(|p| info.str_of("name") == p);
                 if hit {
                     m.push(info.clone());
                 }
@@ -393,7 +393,7 @@ fn single(
     match res {
         Ok(_) => {
             let (g, p) = output::split_namespec(name);
-            ctl.output(&format!("{}: {success}", output::make_namespec(&g, p.as_deref().unwrap_or("None"))));
+            ctl.output(&format!("{}: {success}", output::make_namespec(g, p.unwrap_or("None"))));
             Ok(())
         }
         Err(CallError::Fault { fault, .. }) => {
@@ -467,7 +467,7 @@ fn start_or_stop(ctl: &mut Ctl, arg: &str, op: &StartStop) -> CallResult<()> {
         let (group, process) = output::split_namespec(name);
         if process.is_none() {
             let results =
-                if op.start { ctl.client.start_process_group(&group) } else { ctl.client.stop_process_group(&group) };
+                if op.start { ctl.client.start_process_group(group) } else { ctl.client.stop_process_group(group) };
             match results {
                 Ok(results) => show_results(ctl, &results, op.line, ignored)?,
                 Err(e) if e.fault_code() == Some(faults::BAD_NAME) => {
@@ -504,7 +504,7 @@ fn signal(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
     for name in names {
         let (group, process) = output::split_namespec(name);
         if process.is_none() {
-            match ctl.client.signal_process_group(&group, sig) {
+            match ctl.client.signal_process_group(group, sig) {
                 Ok(results) => show_results(ctl, &results, signal_line, None)?,
                 Err(e) if e.fault_code() == Some(faults::BAD_NAME) => {
                     ctl.output(&format!("{group}: ERROR (no such group)"));
