@@ -1171,3 +1171,29 @@ fn a_program_is_looked_up_again_at_each_start() {
     assert_eq!(read_lossy(&out).matches("from-").count(), 2, "{}", read_lossy(&out));
     assert_eq!(d.state("t"), "RUNNING");
 }
+
+/// The harness itself: a process that escaped its program's stop (here a `setsid` grandchild)
+/// fails the test that left it, instead of being killed quietly.
+#[test]
+#[should_panic(expected = "the daemon left processes behind")]
+fn the_harness_fails_a_test_that_leaves_processes_behind() {
+    let d = Daemon::start(
+        "leftover",
+        "[program:escaper]\ncommand=sh -c 'setsid sleep 1000 & exec sleep 1000'\nstartsecs=0\n",
+    );
+    d.wait_state("escaper", "RUNNING", 10.0);
+    wait_for(10.0, "the escaped grandchild", || {
+        let n = std::fs::read_dir("/proc")
+            .ok()?
+            .flatten()
+            .filter(|e| {
+                std::fs::read(e.path().join("environ")).is_ok_and(|env| {
+                    env.split(|b| *b == 0)
+                        .any(|v| v == format!("MINISV_TEST_OWNER={}", d.dir.path().display()).as_bytes())
+                })
+            })
+            .count();
+        (n >= 2).then_some(())
+    });
+    drop(d);
+}

@@ -171,6 +171,7 @@ impl Daemon {
         let err = fs::File::create(dir.join("stderr.txt")).expect("stderr file");
         let child = Command::new(BIN)
             .envs(env.iter().copied())
+            .env(OWNER_VAR, dir.path())
             .arg("-n")
             .arg("-c")
             .arg(&conf)
@@ -283,22 +284,65 @@ impl Daemon {
     }
 }
 
+/// Every process a test's daemon starts inherits this variable, set to the test's directory:
+/// what still carries it once the daemon has exited was left behind.
+const OWNER_VAR: &str = "MINISV_TEST_OWNER";
+
+/// Live processes (not zombies) whose environment has `OWNER_VAR=<dir>`.
+fn processes_of(dir: &Path) -> Vec<u32> {
+    let mark = format!("{OWNER_VAR}={}", dir.display()).into_bytes();
+    let Ok(entries) = fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let environ = fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            environ.split(|b| *b == 0).any(|var| var == mark.as_slice())
+        })
+        .collect()
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            kill(child.id(), libc::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(10));
+        let Some(mut child) = self.child.take() else { return };
+        kill(child.id(), libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut exited = false;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                exited = true;
+                break;
             }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if !exited {
             let _ = child.kill();
             let _ = child.wait();
-            if !std::thread::panicking() {
-                panic!("minisv did not exit within 15 s of SIGTERM\nlog:\n{}", self.log());
-            }
+        }
+        // The daemon stops its programs before it exits: anything of it still running was
+        // left behind. It is ended here, and the test fails (a program that escaped its stop
+        // is a bug, not something to clean up quietly).
+        let mut left = processes_of(self.dir.path());
+        let settle = Instant::now() + Duration::from_secs(2);
+        while !left.is_empty() && Instant::now() < settle {
+            std::thread::sleep(Duration::from_millis(20));
+            left = processes_of(self.dir.path());
+        }
+        let described: Vec<String> = left
+            .iter()
+            .map(|pid| format!("{pid} {}", read_lossy(Path::new(&format!("/proc/{pid}/cmdline"))).replace('\0', " ")))
+            .collect();
+        for pid in &left {
+            kill(*pid, libc::SIGKILL);
+        }
+        if std::thread::panicking() {
+            return;
+        }
+        if !exited {
+            panic!("minisv did not exit within 15 s of SIGTERM\nlog:\n{}", self.log());
+        }
+        if !described.is_empty() {
+            panic!("the daemon left processes behind: {described:?}\nlog:\n{}", self.log());
         }
     }
 }
