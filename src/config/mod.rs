@@ -88,6 +88,23 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Vec<Diagnostic
     depends::check(&mut ld, &groups);
     let inet_http_servers = sections::inet_http_servers(&mut ld);
     let unix_http_servers = sections::unix_http_servers(&mut ld);
+    let servers = inet_http_servers.len() + unix_http_servers.len();
+    if servers > MAX_HTTP_SERVERS {
+        let section = unix_http_servers.last().map_or_else(
+            || inet_http_servers.last().map(|s| s.section.clone()).unwrap_or_default(),
+            |s| s.section.clone(),
+        );
+        let span = ld.section_span(&section);
+        ld.error(
+            Some(span),
+            &section,
+            None,
+            format!(
+                "{servers} [unix_http_server] and [inet_http_server] sections; at most {} are served",
+                MAX_HTTP_SERVERS
+            ),
+        );
+    }
     let supervisorctl = sections::supervisorctl(&mut ld);
     dedup(&mut ld.errors);
     // Reported in the order they stand in the files (files in the order they were read).

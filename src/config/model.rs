@@ -144,6 +144,10 @@ pub struct Credentials {
     pub password: String,
 }
 
+/// The most `[unix_http_server]` and `[inet_http_server]` sections together: the daemon's
+/// event loop numbers its listeners' tokens for this many.
+pub const MAX_HTTP_SERVERS: usize = 14;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnixHttpServerConfig {
     /// The section name (`unix_http_server` or `unix_http_server:x`), used in log lines.

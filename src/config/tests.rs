@@ -587,3 +587,15 @@ fn a_program_sections_processes_hold_no_spare_capacity() {
     let copy = config.clone();
     assert!(std::sync::Arc::ptr_eq(&config.groups[0].processes[0], &copy.groups[0].processes[0]));
 }
+
+#[test]
+fn at_most_fourteen_control_servers() {
+    let servers: String = (1..=15).map(|i| format!("[unix_http_server:s{i}]\nfile=/tmp/s{i}.sock\n")).collect();
+    let dir = conf(&servers);
+    assert_eq!(
+        dir.errors(),
+        vec!["supervisord.conf:31: [unix_http_server:s15] 15 [unix_http_server] and [inet_http_server] sections; at most 14 are served"]
+    );
+    let servers: String = (1..=14).map(|i| format!("[unix_http_server:s{i}]\nfile=/tmp/s{i}.sock\n")).collect();
+    assert_eq!(conf(&servers).load().expect("14 are allowed").unix_http_servers.len(), 14);
+}

@@ -29,6 +29,8 @@ const MAX_QUEUED_OUTPUT: usize = 64 * 1024;
 /// has read it.
 const LINGER_BYTES: usize = 1 << 20;
 const LINGER_TIME: Duration = Duration::from_secs(2);
+/// The most buffer capacity a connection keeps between requests.
+const KEPT_BUFFER: usize = 16 * 1024;
 
 /// How long the parts of a connection's life may take.
 #[derive(Clone, Copy, Debug)]
@@ -172,6 +174,9 @@ pub struct Conn {
     linger: usize,
     /// The sending side was shut down (closing, once the last answer was written).
     write_shut: bool,
+    /// How much of `input` is known to hold no end of a head: the head is parsed again only
+    /// when new bytes may complete it, not at every byte a slow client sends.
+    scanned: usize,
     /// Some request on this connection was allowed (it is no longer a stranger).
     authenticated: bool,
     /// Requests answered.
@@ -201,6 +206,7 @@ impl Conn {
             eof: false,
             linger: LINGER_BYTES,
             write_shut: false,
+            scanned: 0,
             authenticated: false,
             served: 0,
             since: now,
@@ -234,7 +240,7 @@ impl Conn {
             // On a connection that was answered before, the first byte of the next request
             // starts its clock (blank lines do not); a new connection's clock runs from its
             // accept until its first request is complete.
-            Phase::Head if self.served > 0 && self.is_idle() && data.iter().any(|b| !b.is_ascii_whitespace()) => {
+            Phase::Head if self.served > 0 && self.is_idle() && data.iter().any(|b| !matches!(b, b'\r' | b'\n')) => {
                 self.since = now;
             }
             _ => {}
@@ -256,7 +262,7 @@ impl Conn {
     /// connection now loses nothing.
     pub fn is_idle(&self) -> bool {
         matches!(self.phase, Phase::Head)
-            && self.input.iter().all(|b| b.is_ascii_whitespace())
+            && self.input.iter().all(|b| matches!(b, b'\r' | b'\n'))
             && self.output_len() == 0
     }
 
@@ -273,7 +279,9 @@ impl Conn {
             // will not become one (a request still queued behind unsent output keeps the
             // output non-empty).
             Phase::Head | Phase::Body { .. } => self.eof,
-            Phase::Answering { .. } => false,
+            // The client left before its answer (Supervisor's server closes on EOF too): the
+            // loop's answer goes to no one, and the connection costs nothing meanwhile.
+            Phase::Answering { .. } => self.eof,
             Phase::Streaming { .. } => self.eof,
         };
         closing && self.output_len() == 0
@@ -307,8 +315,9 @@ impl Conn {
         if self.sent == self.output.len() {
             self.output.clear();
             self.sent = 0;
-            // A large answer's buffer is not kept for the next small one.
-            if self.output.capacity() > 256 * 1024 {
+            // A large answer's buffer is not kept for the next small one, nor by an idle
+            // connection (1024 of them each keeping a 250 KB answer's would be 250 MB).
+            if self.output.capacity() > KEPT_BUFFER {
                 self.output = Vec::new();
             }
         }
@@ -334,14 +343,16 @@ impl Conn {
 
     fn expiry(&self) -> Option<(Expiry, Duration)> {
         match self.phase {
+            // A stream's client may stop reading as long as it likes: what waits for it is one
+            // chunk, read from the file when the socket takes it.
+            Phase::Streaming { .. } => None,
             _ if self.output_len() > 0 && !matches!(self.phase, Phase::Body { .. }) => {
                 Some((Expiry::Write, self.timeouts.write))
             }
             Phase::Head if self.is_idle() && self.served > 0 => Some((Expiry::Idle, self.timeouts.idle)),
             Phase::Head | Phase::Body { .. } => Some((Expiry::Request, self.timeouts.request)),
-            // The answer and the stream are the loop's to give; a stopped reader of a stream
-            // costs nothing (data is read from the file only when the socket takes it).
-            Phase::Answering { .. } | Phase::Streaming { .. } => None,
+            // The answer is the loop's to give.
+            Phase::Answering { .. } => None,
             // Lingering, from the moment the last answer was written.
             Phase::Closing => Some((Expiry::Linger, LINGER_TIME)),
         }
@@ -356,6 +367,14 @@ impl Conn {
     /// Parses what was received: the next request, a log line, or nothing yet. Errors are
     /// answered here (400, 401, 411, 413, 431) and end the connection.
     pub fn poll(&mut self, policy: &Policy, wall: SystemTime) -> Option<Event> {
+        let event = self.parse(policy, wall);
+        if self.input.is_empty() && self.input.capacity() > KEPT_BUFFER {
+            self.input = Vec::new();
+        }
+        event
+    }
+
+    fn parse(&mut self, policy: &Policy, wall: SystemTime) -> Option<Event> {
         // Bounded: each round consumes input or changes the phase.
         for _ in 0..8 {
             match &mut self.phase {
@@ -415,10 +434,20 @@ impl Conn {
         let blank = self.input.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
         if blank > 0 {
             self.input.drain(..blank);
+            self.scanned = 0;
         }
         if self.input.is_empty() {
             return Step::Wait;
         }
+        // Parsed the first time (garbage is refused at once), then only once bytes that may end
+        // the head arrive, or the limit is reached.
+        let new = &self.input[self.scanned.saturating_sub(3)..];
+        let may_end = new.windows(2).any(|w| w == b"\n\n") || new.windows(3).any(|w| w == b"\n\r\n");
+        if self.scanned > 0 && !may_end && self.input.len() < MAX_HEAD {
+            self.scanned = self.input.len();
+            return Step::Wait;
+        }
+        self.scanned = self.input.len();
         let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut parsed = httparse::Request::new(&mut fields);
         let len = match parsed.parse(&self.input) {
@@ -450,6 +479,7 @@ impl Conn {
             body: Vec::new(),
         };
         self.input.drain(..len);
+        self.scanned = 0;
         let keep_alive = keep_alive(&req);
         // The body's framing, checked against the limit before a byte of it is read.
         let framing = match framing(&req) {
@@ -502,25 +532,36 @@ impl Conn {
 
     /// Moves body bytes out of `input`: Ok(true) when the body is complete.
     fn read_body(&mut self) -> Result<bool, u16> {
+        // A cursor over `input`, drained once at the end: draining at each chunk moved the
+        // rest of the input every time (a body of 1-byte chunks cost seconds of the loop).
+        let mut pos = 0;
+        let result = self.decode_body(&mut pos);
+        self.input.drain(..pos.min(self.input.len()));
+        result
+    }
+
+    fn decode_body(&mut self, pos: &mut usize) -> Result<bool, u16> {
         let Phase::Body { req, framing, limit, .. } = &mut self.phase else { return Ok(false) };
+        // Bounded: each round consumes input or returns.
         loop {
+            let rest = &self.input[*pos..];
             match framing {
                 Framing::Length(left) => {
-                    let n = (*left).min(self.input.len());
-                    req.body.extend_from_slice(&self.input[..n]);
-                    self.input.drain(..n);
+                    let n = (*left).min(rest.len());
+                    req.body.extend_from_slice(&rest[..n]);
+                    *pos += n;
                     *left -= n;
                     return Ok(*left == 0);
                 }
                 Framing::Chunked(state) => match *state {
                     Chunk::Size => {
-                        let Some(end) = self.input.iter().position(|&b| b == b'\n') else {
-                            return if self.input.len() > MAX_CHUNK_LINE { Err(400) } else { Ok(false) };
+                        let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+                            return if rest.len() > MAX_CHUNK_LINE { Err(400) } else { Ok(false) };
                         };
                         if end > MAX_CHUNK_LINE {
                             return Err(400);
                         }
-                        let line = &self.input[..end];
+                        let line = &rest[..end];
                         let line = line.strip_suffix(b"\r").unwrap_or(line);
                         let digits = line.split(|&b| b == b';').next().unwrap_or(b"");
                         let digits = std::str::from_utf8(digits).map_err(|_| 400u16)?.trim();
@@ -529,16 +570,16 @@ impl Conn {
                             return Err(if digits.is_empty() { 400 } else { 413 });
                         }
                         let size = u64::from_str_radix(digits, 16).map_err(|_| 400u16)?;
-                        self.input.drain(..=end);
+                        *pos += end + 1;
                         if size > limit.saturating_sub(req.body.len()) as u64 {
                             return Err(413);
                         }
                         *state = if size == 0 { Chunk::Trailers(0) } else { Chunk::Data(size as usize) };
                     }
                     Chunk::Data(left) => {
-                        let n = left.min(self.input.len());
-                        req.body.extend_from_slice(&self.input[..n]);
-                        self.input.drain(..n);
+                        let n = left.min(rest.len());
+                        req.body.extend_from_slice(&rest[..n]);
+                        *pos += n;
                         if n == left {
                             *state = Chunk::DataEnd;
                         } else {
@@ -547,11 +588,11 @@ impl Conn {
                         }
                     }
                     Chunk::DataEnd => {
-                        if self.input.starts_with(b"\r\n") {
-                            self.input.drain(..2);
-                        } else if self.input.starts_with(b"\n") {
-                            self.input.drain(..1);
-                        } else if self.input.len() >= 2 || self.input.first().is_some_and(|&b| b != b'\r') {
+                        if rest.starts_with(b"\r\n") {
+                            *pos += 2;
+                        } else if rest.starts_with(b"\n") {
+                            *pos += 1;
+                        } else if rest.len() >= 2 || rest.first().is_some_and(|&b| b != b'\r') {
                             return Err(400);
                         } else {
                             return Ok(false);
@@ -559,14 +600,14 @@ impl Conn {
                         *state = Chunk::Size;
                     }
                     Chunk::Trailers(seen) => {
-                        let Some(end) = self.input.iter().position(|&b| b == b'\n') else {
-                            return if seen + self.input.len() > MAX_HEAD { Err(431) } else { Ok(false) };
+                        let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+                            return if seen + rest.len() > MAX_HEAD { Err(431) } else { Ok(false) };
                         };
-                        let empty = self.input[..end].iter().all(|&b| b == b'\r');
+                        let empty = rest[..end].iter().all(|&b| b == b'\r');
                         if seen + end > MAX_HEAD {
                             return Err(431);
                         }
-                        self.input.drain(..=end);
+                        *pos += end + 1;
                         if empty {
                             return Ok(true);
                         }

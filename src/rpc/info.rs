@@ -2,7 +2,6 @@
 //! (reference 4.5, quirk Q16: clients parse it, so it is copied exactly), and the file reads
 //! behind `readLog`/`readProcess*Log`/`tailProcess*Log`.
 
-use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -133,7 +132,7 @@ pub fn read_file(path: &Path, offset: i64, length: i64) -> Result<Vec<u8>, RpcEr
         return Err(RpcError::new(faults::BAD_ARGUMENTS));
     }
     let read = || -> io::Result<Vec<u8>> {
-        let mut f = File::open(path)?;
+        let mut f = crate::sys::open_regular(path)?;
         let size = f.metadata()?.len() as i64;
         let (from, len) = if offset < 0 {
             let from = (size + offset).max(0);
@@ -153,7 +152,7 @@ pub fn read_file(path: &Path, offset: i64, length: i64) -> Result<Vec<u8>, RpcEr
 
 /// Supervisor's `tailFile(filename, offset, length)`: (bytes, new offset, overflow).
 pub fn tail_file(path: &Path, offset: i64, length: i64) -> (Vec<u8>, i64, bool) {
-    let Ok(mut f) = File::open(path) else { return (Vec::new(), 0, false) };
+    let Ok(mut f) = crate::sys::open_regular(path) else { return (Vec::new(), 0, false) };
     let Ok(meta) = f.metadata() else { return (Vec::new(), 0, false) };
     let sz = meta.len() as i64;
     let (mut offset, mut length) = (offset, length);

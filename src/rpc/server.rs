@@ -36,7 +36,7 @@ use crate::config::{Config, Credentials, InetHttpServerConfig, LogLevel, UnixHtt
 
 /// Listener tokens: `LISTENER_TOKEN_BASE + i` for at most `MAX_LISTENERS` listeners.
 pub const LISTENER_TOKEN_BASE: usize = 2;
-pub const MAX_LISTENERS: usize = 14;
+pub const MAX_LISTENERS: usize = crate::config::MAX_HTTP_SERVERS;
 /// Connection tokens: `CONN_TOKEN_BASE + slot` (below the probes' `1 << 30`).
 pub const CONN_TOKEN_BASE: usize = 1 << 29;
 const MAX_SLOTS: usize = 1 << 28;
@@ -264,6 +264,8 @@ pub struct Server {
     scratch: Vec<u8>,
     settings: Settings,
     dropped: DropCounts,
+    /// How many connections stream a log (so that a wake-up without any looks at none).
+    tails: usize,
 }
 
 impl Server {
@@ -290,15 +292,16 @@ impl Server {
             scratch: Vec::new(),
             settings,
             dropped: DropCounts::default(),
+            tails: 0,
         };
-        for origin in origins(inet, unix) {
+        let wanted = origins(inet, unix);
+        // The config reader refuses more; checked here too, before anything is bound.
+        if wanted.len() > MAX_LISTENERS {
+            return Err(too_many_listeners());
+        }
+        for origin in wanted {
             let listener = open_listener(origin)?;
             server.listeners.push(listener);
-        }
-        if server.listeners.len() > MAX_LISTENERS {
-            return Err(format!(
-                "at most {MAX_LISTENERS} [unix_http_server] and [inet_http_server] sections are served"
-            ));
         }
         let logs = server.unauthenticated_warnings();
         Ok((server, logs))
@@ -328,6 +331,10 @@ impl Server {
         unix: &[UnixHttpServerConfig],
     ) -> Result<Vec<(LogLevel, String)>, String> {
         let wanted = origins(inet, unix);
+        // The config reader refuses more; checked here too, before anything is closed.
+        if wanted.len() > MAX_LISTENERS {
+            return Err(too_many_listeners());
+        }
         let old = std::mem::take(&mut self.listeners);
         // Old index -> new index, for the listeners kept.
         let mut moved: Vec<Option<usize>> = Vec::with_capacity(old.len());
@@ -352,6 +359,7 @@ impl Server {
             }
         }
         self.free = (0..self.slots.len()).rev().filter(|&i| self.slots[i].is_none()).collect();
+        self.tails = self.slots.iter().flatten().filter(|c| c.tail.is_some()).count();
         for (i, w) in wanted.into_iter().enumerate() {
             let l = match kept[i].take() {
                 Some(mut l) => {
@@ -452,7 +460,7 @@ impl Server {
 
     /// How many `/logtail` streams are running.
     pub fn active_tails(&self) -> usize {
-        self.slots.iter().flatten().filter(|c| c.tail.is_some()).count()
+        self.tails
     }
 
     /// Handles readiness of one of the server's tokens.
@@ -592,6 +600,7 @@ impl Server {
                     }
                     c.conn.start_stream(&head, wall);
                     c.tail = Some(tail);
+                    self.tails += 1;
                 }
                 None => c.conn.respond(&Response::error(404), wall, now),
             },
@@ -602,6 +611,9 @@ impl Server {
     /// After every wake-up: tails waiting at the end of their file look again (a log only grows
     /// while the loop runs, so looking after each wake-up misses nothing and costs no timer).
     pub fn pump_tails(&mut self, registry: &Registry, now: Instant, wall: SystemTime) {
+        if self.tails == 0 {
+            return;
+        }
         let refs: Vec<ConnRef> = self
             .slots
             .iter()
@@ -616,6 +628,7 @@ impl Server {
     }
 
     fn accept(&mut self, registry: &Registry, i: usize, now: Instant, wall: SystemTime) {
+        let mut errors = 0;
         // Bounded: at most the cap's worth of new connections per wake-up per listener... and a
         // few more, so a flood cannot keep the loop in here.
         for _ in 0..self.settings.max_connections.max(64) {
@@ -646,8 +659,16 @@ impl Server {
                     self.dropped.out_of_fds += 1;
                     continue;
                 }
-                // ECONNABORTED and the like concern one connection only.
-                Err(_) => continue,
+                // ECONNABORTED and the like concern one connection only; an error that keeps
+                // coming pauses accepting as running out of fds does (no spinning on it).
+                Err(_) => {
+                    errors += 1;
+                    if errors >= 16 {
+                        self.listeners[i].paused_until = Some(now + ACCEPT_PAUSE);
+                        return;
+                    }
+                    continue;
+                }
             };
             if self.listeners[i].open >= self.settings.max_connections && !self.evict(registry, i) {
                 // Every connection is busy: the new one is refused.
@@ -735,6 +756,9 @@ impl Server {
 
     fn close(&mut self, registry: &Registry, slot: usize) {
         let Some(mut c) = self.slots.get_mut(slot).and_then(Option::take) else { return };
+        if c.tail.is_some() {
+            self.tails -= 1;
+        }
         let _ = registry.deregister(c.stream.source());
         if let Some(l) = self.listeners.get_mut(c.listener) {
             l.open = l.open.saturating_sub(1);
@@ -886,6 +910,10 @@ impl Server {
         }
         self.arm(r.slot);
     }
+}
+
+fn too_many_listeners() -> String {
+    format!("at most {MAX_LISTENERS} [unix_http_server] and [inet_http_server] sections are served")
 }
 
 fn origins(inet: &[InetHttpServerConfig], unix: &[UnixHttpServerConfig]) -> Vec<Origin> {

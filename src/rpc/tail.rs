@@ -26,7 +26,7 @@ pub(super) struct Tail {
 impl Tail {
     /// Opens the log at `path`, positioned on its last 1024 bytes; also its mtime.
     pub(super) fn open(path: PathBuf) -> Option<(Tail, Option<SystemTime>)> {
-        let file = File::open(&path).ok()?;
+        let file = crate::sys::open_regular(&path).ok()?;
         let meta = file.metadata().ok();
         let mtime = meta.as_ref().and_then(|m| m.modified().ok());
         let size = meta.as_ref().map_or(0, |m| m.len());
@@ -60,7 +60,7 @@ impl Tail {
         }
         if let Ok(meta) = std::fs::metadata(&self.path) {
             if meta.ino() != self.inode {
-                if let Ok(f) = File::open(&self.path) {
+                if let Ok(f) = crate::sys::open_regular(&self.path) {
                     self.inode = f.metadata().map(|m| m.ino()).unwrap_or(meta.ino());
                     self.file = f;
                     self.pos = 0;

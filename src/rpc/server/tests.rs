@@ -658,3 +658,20 @@ fn a_413_reaches_a_client_that_is_still_sending() {
         assert_eq!(r.header("Connection").as_deref(), Some("close"));
     }
 }
+
+#[test]
+fn a_tail_of_a_fifo_is_refused_without_blocking_the_loop() {
+    // Opening a FIFO for reading waits for a writer; on the loop's thread that would stop the
+    // whole daemon (a log shipper's FIFO as stdout_logfile).
+    let dir = TempDir::new();
+    let fifo = dir.path("shipper.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().expect("utf-8 path")).expect("path");
+    // SAFETY: mkfifo with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let run = start(&[inet_cfg(0, None)], &[], echo_loop(vec![(Some("prog/stdout"), fifo.clone())]));
+    let mut c = Client::tcp(run.inet[0]);
+    let r = exchange(&mut c, "GET /logtail/prog HTTP/1.1\r\n\r\n");
+    assert_eq!(r.status, 404);
+    let r = exchange(&mut Client::tcp(run.inet[0]), "GET /ok.html HTTP/1.1\r\n\r\n");
+    assert_eq!(r.status, 200);
+}
