@@ -407,6 +407,18 @@ impl std::fmt::Debug for MappedBuf {
     }
 }
 
+/// Opens a log file for reading on the loop's thread: never blocks (O_NONBLOCK: opening a FIFO
+/// for reading waits for a writer, which could be the daemon itself), and refuses anything but
+/// a regular file (a FIFO or a device has no offsets to read a log at).
+pub fn open_regular(path: &std::path::Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other(format!("{} is not a regular file", path.display())));
+    }
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::fd::AsRawFd;
@@ -440,16 +452,4 @@ mod tests {
         assert_eq!(super::commit_headroom("MemTotal: 1 kB\n"), None);
         assert!(super::allocatable_bytes().is_some_and(|b| b > 0));
     }
-}
-
-/// Opens a log file for reading on the loop's thread: never blocks (O_NONBLOCK: opening a FIFO
-/// for reading waits for a writer, which could be the daemon itself), and refuses anything but
-/// a regular file (a FIFO or a device has no offsets to read a log at).
-pub fn open_regular(path: &std::path::Path) -> io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(io::Error::other(format!("{} is not a regular file", path.display())));
-    }
-    Ok(file)
 }
