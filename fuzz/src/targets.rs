@@ -660,8 +660,9 @@ fn drive_conn(input: &[u8], step: usize, auth: Option<&minisv::config::Credentia
     let mut conn = Conn::new(now, Timeouts::default());
     let (mut seen, mut out) = (Vec::new(), Vec::new());
     let mut rest = input;
-    // Bounded: each round feeds at least one byte, or ends.
-    for _ in 0..=input.len() + 1 {
+    let mut eof = false;
+    // Bounded: each round feeds at least one byte, or the EOF, or ends.
+    for _ in 0..=input.len() + 2 {
         // Bounded: each request is answered, and a connection holds at most 16 KiB of input.
         for _ in 0..20_000 {
             match conn.poll(&policy, SystemTime::UNIX_EPOCH) {
@@ -684,7 +685,13 @@ fn drive_conn(input: &[u8], step: usize, auth: Option<&minisv::config::Credentia
         conn.wrote(n, now);
         let take = step.min(conn.read_room()).min(rest.len());
         if take == 0 {
-            break;
+            // All sent (or nothing more taken): the client closes its side, once.
+            if eof || !rest.is_empty() {
+                break;
+            }
+            conn.received_eof();
+            eof = true;
+            continue;
         }
         conn.received(&rest[..take], now);
         rest = &rest[take..];

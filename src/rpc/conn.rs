@@ -440,10 +440,11 @@ impl Conn {
             return Step::Wait;
         }
         // Parsed the first time (garbage is refused at once), then only once bytes that may end
-        // the head arrive, or the limit is reached.
+        // the head arrive, the limit is reached, or nothing more will come (so what a head
+        // split anyhow gets is what it gets whole).
         let new = &self.input[self.scanned.saturating_sub(3)..];
         let may_end = new.windows(2).any(|w| w == b"\n\n") || new.windows(3).any(|w| w == b"\n\r\n");
-        if self.scanned > 0 && !may_end && self.input.len() < MAX_HEAD {
+        if self.scanned > 0 && !may_end && self.input.len() < MAX_HEAD && !self.eof {
             self.scanned = self.input.len();
             return Step::Wait;
         }
