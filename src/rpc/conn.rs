@@ -641,16 +641,7 @@ impl Conn {
     pub fn start_stream(&mut self, resp: &Response, wall: SystemTime) -> bool {
         let Phase::Answering { version, .. } = self.phase else { return false };
         let chunked = version == Version::Http11;
-        let mut head = format!(
-            "{} {} {}\r\nServer: Medusa/1.12\r\nDate: {}\r\n",
-            version.as_str(),
-            resp.status,
-            reason(resp.status),
-            http_date(wall)
-        );
-        for (k, v) in &resp.headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
+        let mut head = head(version, resp, wall);
         head.push_str(&format!("Content-Type: {}\r\n", resp.content_type));
         head.push_str(if chunked { "Transfer-Encoding: chunked\r\n\r\n" } else { "Connection: close\r\n\r\n" });
         self.output.extend_from_slice(head.as_bytes());
@@ -774,16 +765,8 @@ pub fn error_body(code: u16) -> String {
     .join("\r\n")
 }
 
-/// Status line, Server, Date, the response's headers, `Connection` if given, Content-Length,
-/// Content-Type, body.
-fn write_response(
-    out: &mut Vec<u8>,
-    version: Version,
-    resp: &Response,
-    connection: Option<&str>,
-    head_only: bool,
-    wall: SystemTime,
-) {
+/// The status line, Server, Date and the response's own headers.
+fn head(version: Version, resp: &Response, wall: SystemTime) -> String {
     use std::fmt::Write;
     let mut head = String::with_capacity(160);
     let _ = write!(
@@ -797,6 +780,20 @@ fn write_response(
     for (k, v) in &resp.headers {
         let _ = write!(head, "{k}: {v}\r\n");
     }
+    head
+}
+
+/// `head`, `Connection` if given, Content-Length, Content-Type, body.
+fn write_response(
+    out: &mut Vec<u8>,
+    version: Version,
+    resp: &Response,
+    connection: Option<&str>,
+    head_only: bool,
+    wall: SystemTime,
+) {
+    use std::fmt::Write;
+    let mut head = head(version, resp, wall);
     if let Some(c) = connection {
         let _ = write!(head, "Connection: {c}\r\n");
     }
