@@ -312,10 +312,9 @@ fn abandon(slot: &mut Slot, registry: &Registry) {
             let _ = registry.deregister(&mut stream);
         }
         Some(Attempt::Command { pid, .. }) => {
-            // Only the probe this slot started, by pid, and its process group.
-            unsafe {
-                libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
-            }
+            // Only the probe this slot started, by pid, and its process group (sys::kill
+            // refuses pid 0, which would be the daemon's own group).
+            let _ = crate::sys::kill(pid, libc::SIGKILL, true);
         }
         None => {}
     }

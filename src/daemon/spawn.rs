@@ -484,13 +484,10 @@ pub fn finish(mut child: InFlight) -> Result<Spawned, String> {
 /// waits for the child to be gone (it cannot block a signal that kills it, so the wait is
 /// short).
 pub fn kill_and_reap(pid: u32) {
-    let pid = pid as libc::pid_t;
-    // SAFETY: signals to our own child and to the process group it made.
-    unsafe {
-        libc::kill(-pid, libc::SIGKILL);
-        libc::kill(pid, libc::SIGKILL);
-    }
-    reap(pid);
+    // Through sys::kill and its pid guard (never pid 0 or -1: everyone).
+    let _ = crate::sys::kill(pid, libc::SIGKILL, true);
+    let _ = crate::sys::kill(pid, libc::SIGKILL, false);
+    reap(pid as libc::pid_t);
 }
 
 /// Waits for our child `pid` to exit and collects it (here, so the loop never sees an unknown
