@@ -585,11 +585,7 @@ impl Server {
         match (answer, &waiting) {
             (Answer::Xml(xml), _) => c.conn.respond(&Response::new(200, "text/xml", xml), wall, now),
             (Answer::BadRequest, _) => c.conn.respond(&Response::error(400), wall, now),
-            (Answer::Web(w), _) => {
-                let mut resp = Response::new(w.status, &w.content_type, w.body);
-                resp.headers = w.headers;
-                c.conn.respond(&resp, wall, now);
-            }
+            (Answer::Web(w), _) => c.conn.respond(&w, wall, now),
             (Answer::Tail(path), _) => match path.and_then(Tail::open) {
                 Some((tail, mtime)) => {
                     let mut head = Response::new(200, "text/plain;charset=utf-8", Vec::new())

@@ -75,25 +75,11 @@ impl WebRequest {
     }
 }
 
-/// What the loop sends back for a web request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WebResponse {
-    pub status: u16,
-    pub content_type: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
+/// What the loop sends back for a web request: an HTTP response as the connections write it.
+pub use super::conn::Response as WebResponse;
 
+/// The web side's kinds of answer.
 impl WebResponse {
-    pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> WebResponse {
-        WebResponse { status, content_type: content_type.into(), headers: Vec::new(), body: body.into() }
-    }
-
-    fn with(mut self, name: &str, value: &str) -> WebResponse {
-        self.headers.push((name.into(), value.into()));
-        self
-    }
-
     fn html(status: u16, body: String) -> WebResponse {
         let mut r = WebResponse::new(status, "text/html;charset=utf-8", body);
         r.headers = html::page_headers();
