@@ -84,7 +84,7 @@ pub fn groups(ld: &mut Loader) -> Vec<GroupConfig> {
                 (false, true) => f,
             };
             exclude.push(member.clone());
-            processes.extend(processes_from_section(ld, &member, &name, false));
+            processes.extend(processes_from_section(ld, &member, &name));
         }
         processes.shrink_to_fit();
         groups.push(GroupConfig { name, priority, kind: GroupKind::Program, processes, span });
@@ -95,7 +95,7 @@ pub fn groups(ld: &mut Loader) -> Vec<GroupConfig> {
             continue;
         };
         let priority = ld.conv(section, "priority", &none, 999, types::integer, EXPECT_INT);
-        let processes = processes_from_section(ld, section, &name, false);
+        let processes = processes_from_section(ld, section, &name);
         let span = ld.section_span(section);
         groups.push(GroupConfig { name, priority, kind: GroupKind::Program, processes, span });
     }
@@ -209,7 +209,7 @@ fn event_listener(ld: &mut Loader, section: &str) -> Option<GroupConfig> {
             format!("[{section}] section sets redirect_stderr=true but this is not allowed because it will interfere with the eventlistener protocol"),
         );
     }
-    let processes = processes_from_section(ld, section, &pool, true);
+    let processes = processes_from_section(ld, section, &pool);
     Some(GroupConfig {
         name: pool,
         priority,
@@ -303,7 +303,7 @@ fn fcgi_program(ld: &mut Loader, section: &str) -> Option<GroupConfig> {
             }
         }
     };
-    let processes = processes_from_section(ld, section, &name, false);
+    let processes = processes_from_section(ld, section, &name);
     Some(GroupConfig { name, priority, kind: GroupKind::Fcgi { socket, socket_url: url, backlog }, processes, span })
 }
 
@@ -443,7 +443,7 @@ fn channel(
 }
 
 /// One program-like section → its processes, sorted by (priority, name).
-fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str, listener: bool) -> Vec<Arc<ProcessConfig>> {
+fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str) -> Vec<Arc<ProcessConfig>> {
     let Some(program_name) = checked_name(ld, section) else {
         return Vec::new();
     };
@@ -453,7 +453,9 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str, list
     names.set_str("host_node_name", ld.host.clone());
     names.set_str("group_name", group_name);
     let n = &names;
-    let priority = ld.conv(section, "priority", n, if listener { -1 } else { 999 }, types::integer, EXPECT_INT);
+    // A listener's processes default to 999 like any program's; only its group defaults to -1
+    // (supervisord 4.3 reports process_prio 999, group_prio -1).
+    let priority = ld.conv(section, "priority", n, 999, types::integer, EXPECT_INT);
     let autostart = ld.conv(section, "autostart", n, true, types::boolean, EXPECT_BOOL);
     let autorestart =
         ld.conv(section, "autorestart", n, AutoRestart::Unexpected, types::auto_restart, EXPECT_AUTORESTART);

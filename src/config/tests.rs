@@ -599,3 +599,16 @@ fn at_most_fourteen_control_servers() {
     let servers: String = (1..=14).map(|i| format!("[unix_http_server:s{i}]\nfile=/tmp/s{i}.sock\n")).collect();
     assert_eq!(conf(&servers).load().expect("14 are allowed").unix_http_servers.len(), 14);
 }
+
+#[test]
+fn listener_processes_default_to_priority_999_and_their_pool_to_minus_one() {
+    // As supervisord 4.3 reports them (getAllConfigInfo: process_prio 999, group_prio -1).
+    let dir = conf(
+        "[eventlistener:l]\ncommand=/bin/cat\nevents=PROCESS_STATE\n\
+         [eventlistener:m]\ncommand=/bin/cat\nevents=PROCESS_STATE\npriority=5\n",
+    );
+    let config = dir.load().expect("loads");
+    let group = |name: &str| config.groups.iter().find(|g| g.name == name).expect("group");
+    assert_eq!((group("l").priority, group("l").processes[0].priority), (-1, 999));
+    assert_eq!((group("m").priority, group("m").processes[0].priority), (5, 5));
+}
