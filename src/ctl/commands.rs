@@ -221,6 +221,15 @@ fn help(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
             ctl.output(&line);
         }
         ctl.output("");
+        // minisv's own commands, after supervisorctl's list (which stays as it prints it).
+        let header = "minisv commands (type help <topic>):";
+        ctl.output(header);
+        ctl.output(&"=".repeat(header.len()));
+        let own: Vec<&str> = COMMANDS.iter().filter(|c| !c.listed && c.name != "help").map(|c| c.name).collect();
+        for line in output::columnize(&own, 79) {
+            ctl.output(&line);
+        }
+        ctl.output("");
     } else {
         match COMMANDS.iter().find(|c| c.name == arg) {
             Some(c) => ctl.output(c.help),

@@ -290,7 +290,6 @@ fn read_only_commands_match_supervisorctl() {
         &["update", "nosuch"],
         &["version"],
         &["version", "x"],
-        &["help"],
         &["help", "foo"],
         &["help", "help"],
         &["?status"],
@@ -350,6 +349,11 @@ fn read_only_commands_match_supervisorctl() {
     }
     let ours = d.minisv(&["help", "reopen"]);
     assert!(ours.stdout.starts_with("reopen\t\t\tReopen every log file"), "{ours:?}");
+    // `help` prints supervisorctl's list as it does, then minisv's own commands.
+    let (ours, py) = (d.minisv(&["help"]), d.python(&["help"]));
+    let own = "minisv commands (type help <topic>):\n====================================\nlogrotate  reopen\n\n";
+    assert_eq!(ours.stdout, format!("{}{own}", py.stdout));
+    assert_eq!((ours.stderr, ours.code), (py.stderr, py.code));
 }
 
 #[test]
@@ -489,11 +493,17 @@ fn connection_failures_match_supervisorctl() {
 #[test]
 fn shell_sessions_match_supervisorctl() {
     let d = Daemon::start("shell", false, PROGRAMS);
+    // `?` lists minisv's own commands after supervisorctl's list.
+    let own = "minisv commands (type help <topic>):\n====================================\nlogrotate  reopen\n\n";
     for input in ["status sleeper\n\nhelp quit\nfoo bar\nversion\n", "shutdown\nn\nreload\nno\nquit\n", "?\nexit\n", ""]
     {
         let conf = d.conf_arg();
-        let py = run(Command::new(python_supervisor().join("supervisorctl")).args(&conf), Some(input));
+        let mut py = run(Command::new(python_supervisor().join("supervisorctl")).args(&conf), Some(input));
         let ours = run(Command::new(env!("CARGO_BIN_EXE_minisv")).arg("ctl").args(&conf), Some(input));
+        if input.starts_with('?') {
+            let list_end = py.stdout.find("\n\n").map(|i| i + 2).expect("the list ends with a blank line");
+            py.stdout.insert_str(list_end + py.stdout[list_end..].find("\n\n").map_or(0, |i| i + 2), own);
+        }
         assert_eq!(ours, py, "shell input {input:?}");
     }
 }
