@@ -202,7 +202,13 @@ pub fn parse_daemon_args(argv0: &str, args: &[String]) -> Result<DaemonArgs, Exi
             let o = match (exact, matches.len()) {
                 (Some(o), _) => o,
                 (None, 1) => matches[0],
-                (None, 0) => return Err(err(format!("option --{name} not recognized"))),
+                (None, 0) => {
+                    // Supervisor's words, then a near miss if there is one.
+                    let hint = crate::config::options::did_you_mean(name, OPTIONS.iter().map(|o| o.long))
+                        .map(|m| format!(" (did you mean --{m}?)"))
+                        .unwrap_or_default();
+                    return Err(err(format!("option --{name} not recognized{hint}")));
+                }
                 _ => return Err(err(format!("option --{name} not a unique prefix"))),
             };
             let value = match (o.arg, inline) {

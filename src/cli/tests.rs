@@ -40,6 +40,10 @@ fn usage_errors_use_supervisor_texts() {
     assert_eq!(usage_err(&["-n", "-n"]), format!("Error: conflicting command line option '-n'\n{tail}"));
     assert_eq!(usage_err(&["-x"]), format!("Error: option -x not recognized\n{tail}"));
     assert_eq!(usage_err(&["--bogus"]), format!("Error: option --bogus not recognized\n{tail}"));
+    assert_eq!(
+        usage_err(&["--nodeamon"]),
+        format!("Error: option --nodeamon not recognized (did you mean --nodaemon?)\n{tail}")
+    );
     assert_eq!(usage_err(&["-c"]), format!("Error: option -c requires argument\n{tail}"));
     assert_eq!(usage_err(&["--nodaemon=1"]), format!("Error: option --nodaemon must not have an argument\n{tail}"));
     assert_eq!(usage_err(&["--log"]), format!("Error: option --log not a unique prefix\n{tail}"));

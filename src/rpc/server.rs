@@ -919,6 +919,16 @@ fn origins(inet: &[InetHttpServerConfig], unix: &[UnixHttpServerConfig]) -> Vec<
 }
 
 fn open_listener(origin: Origin) -> Result<Listener, String> {
+    // Supervisor's words, then which socket they are about (two daemons on one config, a
+    // port another program holds).
+    let which = match &origin {
+        Origin::Unix(c) => format!("[{}] file={}", c.section, c.file.display()),
+        Origin::Inet(c) => format!("[{}] port={}:{}", c.section, if c.host.is_empty() { "*" } else { &c.host }, c.port),
+    };
+    open_socket(origin).map_err(|e| format!("{e} ({which})"))
+}
+
+fn open_socket(origin: Origin) -> Result<Listener, String> {
     let (socket, unlinker) = match &origin {
         Origin::Inet(cfg) => {
             let l = listen::bind_inet(cfg)?;

@@ -429,7 +429,7 @@ fn stale_socket_is_unlinked_and_live_one_refused() {
 
     // A live one (our own server) is refused with Supervisor's message, and left alone.
     let err = Server::bind_sections(&[], &[unix_cfg(&sock, None)], settings()).err();
-    assert_eq!(err.as_deref(), Some(ADDR_IN_USE));
+    assert_eq!(err, Some(format!("{ADDR_IN_USE} ([unix_http_server] file={})", sock.display())));
     assert_eq!(
         ADDR_IN_USE,
         "Another program is already listening on a port that one of our HTTP servers is \
@@ -442,11 +442,19 @@ fn stale_socket_is_unlinked_and_live_one_refused() {
 #[test]
 fn port_in_use_is_refused_and_bind_errors_are_usage_errors() {
     let run = start(&[inet_cfg(0, None)], &[], echo_loop(vec![]));
-    let err = Server::bind_sections(&[inet_cfg(run.inet[0].port(), None)], &[], settings()).err();
-    assert_eq!(err.as_deref(), Some(ADDR_IN_USE));
+    let port = run.inet[0].port();
+    let err = Server::bind_sections(&[inet_cfg(port, None)], &[], settings()).err();
+    assert_eq!(err, Some(format!("{ADDR_IN_USE} ([inet_http_server] port=127.0.0.1:{port})")));
     let dir = TempDir::new();
-    let err = Server::bind_sections(&[], &[unix_cfg(&dir.path("missing/sock"), None)], settings()).err();
-    assert_eq!(err.as_deref(), Some("Cannot open an HTTP server: socket.error reported errno.ENOENT (2)"));
+    let missing = dir.path("missing/sock");
+    let err = Server::bind_sections(&[], &[unix_cfg(&missing, None)], settings()).err();
+    assert_eq!(
+        err,
+        Some(format!(
+            "Cannot open an HTTP server: socket.error reported errno.ENOENT (2) ([unix_http_server] file={})",
+            missing.display()
+        ))
+    );
     // A failure after a first bind leaves no socket file behind.
     let err =
         Server::bind_sections(&[inet_cfg(run.inet[0].port(), None)], &[unix_cfg(&dir.path("sock"), None)], settings());
