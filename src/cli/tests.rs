@@ -132,7 +132,7 @@ fn check_report_lists_groups_and_processes() {
         table,
         vec![
             "GROUP  KIND      PRIO  PROCESS  PRIO  AUTOSTART  USER  STDOUT LOG  STDERR LOG   COMMAND",
-            "l      listener  -1    l        -1    no         -     AUTO        AUTO         /bin/l",
+            "l      listener  -1    l        999   no         -     AUTO        AUTO         /bin/l",
             "web    program   999   web      999   yes        root  -           (to stdout)  /bin/web --port 80",
         ]
     );
