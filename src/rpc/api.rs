@@ -261,7 +261,8 @@ fn main_log_path(lp: &dyn Host) -> Result<PathBuf, RpcError> {
     match lp.main_log_path() {
         Some(p) if p.exists() => Ok(p),
         Some(p) => Err(RpcError::with(faults::NO_FILE, p.display().to_string())),
-        None => Err(RpcError::with(faults::NO_FILE, "None")),
+        // Supervisor raises NO_FILE with None as its extra text, which it leaves out.
+        None => Err(RpcError::new(faults::NO_FILE)),
     }
 }
 
@@ -739,7 +740,8 @@ fn log_of(lp: &mut dyn Host, name: &str, ch: Channel) -> Result<PathBuf, RpcErro
     }
     match lp.log_path(id, ch) {
         Some(p) => Err(RpcError::with(faults::NO_FILE, p.display().to_string())),
-        None => Err(RpcError::with(faults::NO_FILE, "None")),
+        // Supervisor raises NO_FILE with None as its extra text, which it leaves out.
+        None => Err(RpcError::new(faults::NO_FILE)),
     }
 }
 

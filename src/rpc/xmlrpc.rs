@@ -664,7 +664,9 @@ pub fn parse_method_call(data: &[u8]) -> Result<(String, Vec<Value>), ParseError
     let mut tk = Tokens::new(as_utf8(data)?);
     tk.expect_start("methodCall")?;
     tk.expect_start("methodName")?;
-    let name = tk.text_until_end("methodName")?.trim().to_string();
+    // Not trimmed: Python's parser keeps the text as it is, so `supervisor.getState ` is an
+    // unknown method there.
+    let name = tk.text_until_end("methodName")?.to_string();
     if name.is_empty() {
         return err(tk.pos, "empty methodName");
     }

@@ -38,3 +38,23 @@ fn python_xmlrpc_client_calls_every_method() {
     eprintln!("{}", stdout.lines().last().unwrap_or_default());
     assert!(d.wait_exit(20.0).success(), "the shutdown method ends the daemon with status 0");
 }
+
+/// Seen side by side with supervisord 4.3: a channel without a log faults plain `NO_FILE`
+/// (Supervisor's extra text is None, which it leaves out), and a method name with a trailing
+/// space is unknown (Python's parser does not trim it).
+#[test]
+fn no_log_is_plain_no_file_and_method_names_are_not_trimmed() {
+    let d = Daemon::start(
+        "nofile",
+        "[program:r]\ncommand=sleep 1000\nredirect_stderr=true\nstartsecs=0\n\
+         [program:n]\ncommand=sleep 1000\nstdout_logfile=NONE\nstartsecs=0\n",
+    );
+    use minisv::rpc::xmlrpc::Value;
+    let args = |name: &str| [Value::from(name), Value::Int(0), Value::Int(100)];
+    let fault = d.rpc("supervisor.readProcessStderrLog", &args("r")).expect_err("no stderr log");
+    assert_eq!((fault.code, fault.string.as_str()), (20, "NO_FILE"));
+    let fault = d.rpc("supervisor.readProcessStdoutLog", &args("n")).expect_err("no stdout log");
+    assert_eq!((fault.code, fault.string.as_str()), (20, "NO_FILE"));
+    let fault = d.rpc("supervisor.getState ", &[]).expect_err("unknown");
+    assert_eq!((fault.code, fault.string.as_str()), (1, "UNKNOWN_METHOD"));
+}
