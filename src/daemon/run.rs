@@ -168,7 +168,13 @@ pub fn run(argv0: &str, args: &DaemonArgs) -> i32 {
 
         // Sockets are bound before daemonizing (so a bind error is the user's to see).
         let bound = match http_server.take() {
-            None => Server::bind(&config, Settings::from_env()),
+            None => {
+                let (settings, warnings) = Settings::from_env();
+                Server::bind(&config, settings).map(|(server, mut lines)| {
+                    lines.extend(warnings.into_iter().map(|w| (LogLevel::Warn, w)));
+                    (server, lines)
+                })
+            }
             Some(mut server) => server.reconfigure(&config).map(|lines| (server, lines)),
         };
         let (server, http_lines) = match bound {

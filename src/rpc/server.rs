@@ -95,30 +95,47 @@ pub struct Settings {
 
 impl Settings {
     /// `MINISV_HTTP_REQUEST_TIMEOUT` (seconds, fractions allowed), `MINISV_HTTP_IDLE_TIMEOUT`
-    /// and `MINISV_HTTP_MAX_CONNECTIONS` override the defaults.
-    pub fn from_env() -> Settings {
-        let secs = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
-                .map(Duration::from_secs_f64)
+    /// and `MINISV_HTTP_MAX_CONNECTIONS` override the defaults; a value that cannot be used is
+    /// named in a warning and the default kept.
+    pub fn from_env() -> (Settings, Vec<String>) {
+        Settings::from_vars(|name| std::env::var(name).ok(), crate::sys::fd_limit())
+    }
+
+    fn from_vars(var: impl Fn(&str) -> Option<String>, fd_limit: u64) -> (Settings, Vec<String>) {
+        let mut warnings = Vec::new();
+        let mut secs = |name: &str, default: Duration| match var(name) {
+            None => default,
+            Some(v) => match v.trim().parse::<f64>() {
+                Ok(s) if s.is_finite() && s > 0.0 && s < 1e9 => Duration::from_secs_f64(s),
+                _ => {
+                    warnings.push(format!(
+                        "{name}={v:?} is not a number of seconds above 0; using {}",
+                        default.as_secs_f64()
+                    ));
+                    default
+                }
+            },
         };
-        let mut timeouts = Timeouts::default();
-        if let Some(d) = secs("MINISV_HTTP_REQUEST_TIMEOUT") {
-            timeouts.request = d;
-        }
-        if let Some(d) = secs("MINISV_HTTP_IDLE_TIMEOUT") {
-            timeouts.idle = d;
-        }
-        let fd_cap = (crate::sys::fd_limit() / 4).clamp(8, MAX_SLOTS as u64) as usize;
-        let max_connections = std::env::var("MINISV_HTTP_MAX_CONNECTIONS")
-            .ok()
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .filter(|&n| n > 0)
-            .unwrap_or(MAX_CONNECTIONS.min(fd_cap))
-            .min(MAX_SLOTS);
-        Settings { timeouts, max_connections }
+        let defaults = Timeouts::default();
+        let timeouts = Timeouts {
+            request: secs("MINISV_HTTP_REQUEST_TIMEOUT", defaults.request),
+            idle: secs("MINISV_HTTP_IDLE_TIMEOUT", defaults.idle),
+            ..defaults
+        };
+        let fd_cap = (fd_limit / 4).clamp(8, MAX_SLOTS as u64) as usize;
+        let default = MAX_CONNECTIONS.min(fd_cap);
+        let max_connections = match var("MINISV_HTTP_MAX_CONNECTIONS") {
+            None => default,
+            Some(v) => match v.trim().parse::<usize>() {
+                Ok(n) if n > 0 => n.min(MAX_SLOTS),
+                _ => {
+                    warnings
+                        .push(format!("MINISV_HTTP_MAX_CONNECTIONS={v:?} is not a number above 0; using {default}"));
+                    default
+                }
+            },
+        };
+        (Settings { timeouts, max_connections }, warnings)
     }
 }
 

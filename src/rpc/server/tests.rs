@@ -683,3 +683,31 @@ fn a_tail_of_a_fifo_is_refused_without_blocking_the_loop() {
     let r = exchange(&mut Client::tcp(run.inet[0]), "GET /ok.html HTTP/1.1\r\n\r\n");
     assert_eq!(r.status, 200);
 }
+
+#[test]
+fn limits_from_the_environment_and_a_warning_for_each_unusable_value() {
+    let vars = |pairs: &'static [(&'static str, &'static str)]| {
+        move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    };
+    let (s, w) = Settings::from_vars(vars(&[]), 1024);
+    assert_eq!((s.timeouts.request, s.max_connections), (Duration::from_secs(10), 256));
+    assert!(w.is_empty());
+    let (s, w) = Settings::from_vars(
+        vars(&[("MINISV_HTTP_REQUEST_TIMEOUT", "0.5"), ("MINISV_HTTP_MAX_CONNECTIONS", "20000")]),
+        1 << 20,
+    );
+    assert_eq!((s.timeouts.request, s.max_connections), (Duration::from_millis(500), 20000));
+    assert!(w.is_empty());
+    let (s, w) = Settings::from_vars(
+        vars(&[("MINISV_HTTP_IDLE_TIMEOUT", "ten"), ("MINISV_HTTP_MAX_CONNECTIONS", "0")]),
+        1 << 20,
+    );
+    assert_eq!((s.timeouts.idle, s.max_connections), (Duration::from_secs(1800), 1024));
+    assert_eq!(
+        w,
+        vec![
+            "MINISV_HTTP_IDLE_TIMEOUT=\"ten\" is not a number of seconds above 0; using 1800".to_string(),
+            "MINISV_HTTP_MAX_CONNECTIONS=\"0\" is not a number above 0; using 1024".to_string(),
+        ]
+    );
+}
