@@ -22,7 +22,7 @@ use super::mainlog::MainLog;
 use super::output;
 use super::probe::{Outcome, Probes};
 use super::spawn::{self, SpawnPlan};
-use crate::config::{Channel, Config, GroupConfig, GroupKind, LogFile as LogSetting, LogLevel, ProcessConfig};
+use crate::config::{Channel, Config, GroupKind, LogFile as LogSetting, LogLevel, ProcessConfig};
 use crate::events::capture::Capture;
 use crate::events::pool::Pools;
 use crate::events::tick::Ticker;
@@ -206,7 +206,9 @@ pub struct EventLoop {
     /// the core.
     http: Option<Server>,
     pending: Vec<(Pending, control::Waiter)>,
-    /// A state changed since pending replies were last looked at.
+    /// The last ticket given to a command of the control plane.
+    tickets: u64,
+    /// A state changed since the loop last looked (a process waiting on it may go now).
     state_changed: bool,
     /// The listening socket of each fcgi-program group (fd 0 of its processes).
     fcgi_sockets: HashMap<String, OwnedFd>,
@@ -237,6 +239,7 @@ impl EventLoop {
             exit_status: 0,
             http: None,
             pending: Vec::new(),
+            tickets: 0,
             state_changed: false,
             fcgi_sockets: HashMap::new(),
             pools: Pools::new(&config.supervisord.identifier),
@@ -296,56 +299,21 @@ impl EventLoop {
         self.poll.registry()
     }
 
-    /// Adds the configured groups (in config order) and opens their logs.
+    /// Adds the configured groups (in config order); their logs are opened as the loop starts.
     pub fn add_configured_groups(&mut self) {
-        let groups = self.config.groups.clone();
-        for g in groups {
-            self.add_group(g);
+        for g in self.config.groups.clone() {
+            self.sup.add_group(g);
         }
     }
 
     /// After a reload: processes that were stopped by hand before it are not autostarted.
     pub fn keep_stopped(&mut self, namespecs: &[String]) {
         for spec in namespecs {
-            let (group, name) = crate::rpc::api::split_namespec(spec);
+            let (group, name) = crate::supervisor::namespec::split(spec);
             let Some(id) = name.and_then(|n| self.sup.find(group, n)) else { continue };
             self.sup.mark_stopped_by_hand(id, Instant::now());
             self.log.log(LogLevel::Info, &format!("{spec} was stopped by hand before the reload: it stays stopped"));
         }
-    }
-
-    pub fn add_group(&mut self, group: GroupConfig) -> bool {
-        let name = group.name.clone();
-        let procs = group.processes.clone();
-        if self.sup.group(&name).is_some() {
-            return false;
-        }
-        if let GroupKind::Fcgi { socket, socket_url, backlog } = &group.kind {
-            match super::fcgi::create(socket, socket_url, *backlog) {
-                Ok(fd) => {
-                    self.fcgi_sockets.insert(name.clone(), fd);
-                }
-                // Its processes then fail to spawn with this message (in BACKOFF/FATAL).
-                Err(e) => self.log.log(LogLevel::Error, &e),
-            }
-        }
-        let listener_group = matches!(group.kind, GroupKind::EventListener { .. }).then(|| group.clone());
-        if !self.sup.add_group(group) {
-            return false;
-        }
-        if let Some(g) = listener_group {
-            self.add_pool(&g);
-        }
-        let members = self.sup.group(&name).map(|g| g.members.clone()).unwrap_or_default();
-        for (id, pc) in members.into_iter().zip(procs) {
-            if self.io.len() <= id.0 {
-                self.io.resize_with(id.0 + 1, ProcIo::default);
-            }
-            let logs = [self.open_log(&pc, Channel::Stdout), self.open_log(&pc, Channel::Stderr)];
-            self.io[id.0] = ProcIo { logs, ..ProcIo::default() };
-        }
-        self.reserve_fds_for_processes();
-        true
     }
 
     fn open_log(&mut self, pc: &ProcessConfig, ch: Channel) -> Option<LogFile> {
@@ -399,10 +367,8 @@ impl EventLoop {
         // At boot: PROCESS_GROUP_ADDED for each group, SUPERVISOR_STATE_CHANGE_RUNNING, then the
         // first starts (Supervisor's order).
         self.perform_actions();
-        self.notify(Event::supervisor_running());
         self.ticks(SystemTime::now());
-        let now = Instant::now();
-        self.sup.tick(now, SystemTime::now());
+        self.sup.begin(Instant::now(), SystemTime::now());
         self.perform_actions();
         // Reading the config and starting the programs left freed blocks in the heap (0.7 MB
         // with 1000 programs): give their pages back before settling down.
@@ -415,14 +381,9 @@ impl EventLoop {
                 if !(self.state_changed && self.sup.has_deps()) {
                     break;
                 }
-                self.poll_pending();
                 self.state_changed = false;
                 self.sup.tick(Instant::now(), SystemTime::now());
                 self.perform_actions();
-            }
-            if self.state_changed {
-                self.state_changed = false;
-                self.poll_pending();
             }
             if let Some(exit) = self.exit.take() {
                 self.abandon_pending();
@@ -984,17 +945,19 @@ impl EventLoop {
                 Action::StateChanged { id, from, to, expected, pid, tries } => {
                     self.state_changed = true;
                     self.state_event(id, from, to, expected, pid, tries);
-                    self.check_critical(id, to);
                 }
-                Action::GroupAdded(name) => {
-                    self.log.log(LogLevel::Debug, &format!("added process group {name}"));
-                    self.notify(Event::group_added(&name));
+                Action::GroupAdded(name) => self.on_group_added(&name),
+                Action::GroupRemoved { name, members } => self.on_group_removed(&name, &members),
+                Action::GroupReplaced { name, fresh, dropped } => self.on_group_replaced(&name, &fresh, &dropped),
+                Action::Answer(ticket, answer) => self.on_answer(ticket, answer),
+                Action::Critical { status } => {
+                    self.exit_status = status;
+                    // The children still on their way to exec get their pids in the core
+                    // first, so that the stop reaches them.
+                    while self.finish_spawn() {}
+                    self.sup.request_stop(Mood::Shutdown, Instant::now(), SystemTime::now());
                 }
-                Action::GroupRemoved(name) => {
-                    self.log.log(LogLevel::Debug, &format!("removed process group {name}"));
-                    self.notify(Event::group_removed(&name));
-                }
-                Action::SupervisorRunning => {}
+                Action::SupervisorRunning => self.notify(Event::supervisor_running()),
                 Action::SupervisorStopping => self.notify(Event::supervisor_stopping()),
                 Action::ShutdownComplete(mood) => {
                     self.exit = Some(match (mood, self.pending_reload.take()) {
@@ -1006,46 +969,6 @@ impl EventLoop {
                 }
             }
         }
-    }
-
-    /// `critical=true`: a program that goes FATAL, or exits and will not be restarted, takes the
-    /// daemon down with its status (128 + N for a signal death; 1 when it never ran).
-    fn check_critical(&mut self, id: ProcId, to: crate::supervisor::ProcessState) {
-        use crate::supervisor::ProcessState as S;
-        if self.sup.mood() != Mood::Running {
-            return;
-        }
-        let Some(p) = self.sup.process(id) else { return };
-        if !p.config.critical {
-            return;
-        }
-        // The action comes after the whole step: a process that is restarted is STARTING by now.
-        let gone_for_good = match to {
-            S::Fatal => p.state == S::Fatal,
-            S::Exited => p.state == S::Exited,
-            S::Stopped | S::Starting | S::Running | S::Backoff | S::Stopping | S::Unknown => false,
-        };
-        if !gone_for_good {
-            return;
-        }
-        let status = match (to, p.last_status) {
-            (S::Exited, Some(s)) => s,
-            (_, Some(s)) if s != 0 => s,
-            _ => 1,
-        };
-        let msg = format!(
-            "critical program {} is {} and will not be restarted: stopping everything, exit status {}",
-            p.name(),
-            to.name(),
-            status
-        );
-        self.log.log(LogLevel::Critical, &msg);
-        self.exit_status = status;
-        // The children still on their way to exec get their pids in the core first, so that
-        // the stop reaches them.
-        while self.finish_spawn() {}
-        let now = Instant::now();
-        self.sup.request_stop(Mood::Shutdown, now, SystemTime::now());
     }
 
     /// What a child's environment sets on top of ours (2.3): SUPERVISOR_*, the user's HOME/USER/
@@ -1071,21 +994,6 @@ impl EventLoop {
             set(k, v);
         }
         env
-    }
-
-    fn search_path(&self, pc: &ProcessConfig) -> Option<String> {
-        let from = |list: &[(String, String)]| list.iter().rev().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone());
-        from(&pc.environment)
-            .or_else(|| from(&self.config.supervisord.environment))
-            .or_else(|| std::env::var("PATH").ok())
-    }
-
-    /// Checks that a process's command can be run (the start RPC's pre-check).
-    pub fn check_command(&self, id: ProcId) -> Result<(), spawn::CommandError> {
-        let Some(p) = self.sup.process(id) else {
-            return Ok(());
-        };
-        spawn::resolve_command(&p.config.command, self.search_path(&p.config).as_deref()).map(|_| ())
     }
 
     /// Starts a process's child. Its outcome is fed to the core once it has exec'd (or failed),
@@ -1150,7 +1058,7 @@ impl EventLoop {
                 return Err(format!("process '{}' already running", pc.name));
             }
         }
-        let search = self.search_path(pc);
+        let search = control::search_path(&self.config, pc);
         let (program, argv) = spawn::resolve_command_in(&pc.command, search.as_deref(), &mut self.found_commands)
             .map_err(|e| e.message().to_string())?;
         let user = match &pc.user {

@@ -1,17 +1,20 @@
 //! The XML-RPC methods (reference 4.5, 4.6), run on the event loop thread, the only owner of
 //! process state. One table declares every method with its signature, help text and handler
-//! (habit 8). A method either answers at once or returns a `Pending` that the loop completes
-//! when the state machine gets there (start/stop with wait, group operations, multicall).
+//! (habit 8). A method that changes processes decodes its arguments into a core command
+//! (`supervisor::Command`) and encodes the core's answer; when the answer waits for the state
+//! machine (start/stop with wait, group operations, update), the method returns a `Pending`
+//! that the loop resumes with the answer. Multicall runs its calls in turn the same way.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
 use super::faults::{self, RpcError};
-use super::host::{BadCommand, Host};
+use super::host::Host;
 use super::info;
 use super::xmlrpc::{self, Value};
 use crate::config::{Channel, LogLevel};
-use crate::supervisor::{Input, Mood, ProcId, ProcessState};
+use crate::supervisor::{Answer, Command, Each, Issued, Mood, ProcId, Refusal, Target, Ticket};
 
 /// What a method returns.
 pub enum Reply {
@@ -21,19 +24,23 @@ pub enum Reply {
 
 type Outcome = Result<Reply, RpcError>;
 
-/// A reply that waits for the state machine.
+/// A reply that waits for the core's answer to a command.
 #[derive(Debug)]
 pub enum Pending {
-    /// startProcess(wait=True): RUNNING → True, spawnerr → SPAWN_ERROR, other → ABNORMAL_TERMINATION.
-    Start { id: ProcId, name: String },
-    /// stopProcess(wait=True): done once in a stopped state.
-    Stop { id: ProcId },
-    /// A group or all operation: one result struct per process, in completion order.
-    All { waiting: Vec<(ProcId, String, String, Pending)>, results: Vec<Value> },
-    /// minisv.updateProcessGroup: waits for the changed processes to stop, then applies.
-    Update { config: Box<crate::config::GroupConfig>, stopping: Vec<ProcId>, restart: Vec<String>, report: Value },
-    /// system.multicall: calls run one after another, each deferred one awaited first.
-    Multicall { calls: std::collections::VecDeque<Value>, results: Vec<Value>, current: Option<Box<Pending>> },
+    /// The answer is the method's result.
+    Answer(Ticket),
+    /// system.multicall: `current` waits; the calls after it run once it is answered.
+    Multicall { current: Box<Pending>, calls: VecDeque<Value>, results: Vec<Value> },
+}
+
+impl Pending {
+    /// The command whose answer this reply waits for.
+    pub fn ticket(&self) -> Ticket {
+        match self {
+            Pending::Answer(t) => *t,
+            Pending::Multicall { current, .. } => current.ticket(),
+        }
+    }
 }
 
 struct Method {
@@ -184,49 +191,31 @@ fn done(v: impl Into<Value>) -> Outcome {
     Ok(Reply::Done(v.into()))
 }
 
-fn now() -> (Instant, SystemTime) {
-    (Instant::now(), SystemTime::now())
-}
-
 // ---- names -------------------------------------------------------------------------------
 
 pub use crate::supervisor::namespec::{make as make_namespec, split as split_namespec};
 
-enum Target {
+enum Resolved {
     Group(String),
     Process(ProcId),
 }
 
-fn resolve(lp: &dyn Host, name: &str) -> Result<Target, RpcError> {
+fn resolve(lp: &dyn Host, name: &str) -> Result<Resolved, RpcError> {
     let (group, process) = split_namespec(name);
     if lp.sup().group(group).is_none() {
         return Err(RpcError::with(faults::BAD_NAME, name));
     }
     match process {
-        None => Ok(Target::Group(group.to_string())),
-        Some(p) => lp.sup().find(group, p).map(Target::Process).ok_or_else(|| RpcError::with(faults::BAD_NAME, name)),
+        None => Ok(Resolved::Group(group.to_string())),
+        Some(p) => lp.sup().find(group, p).map(Resolved::Process).ok_or_else(|| RpcError::with(faults::BAD_NAME, name)),
     }
 }
 
 fn resolve_process(lp: &dyn Host, name: &str) -> Result<ProcId, RpcError> {
     match resolve(lp, name)? {
-        Target::Process(id) => Ok(id),
-        Target::Group(_) => Err(RpcError::with(faults::BAD_NAME, name)),
+        Resolved::Process(id) => Ok(id),
+        Resolved::Group(_) => Err(RpcError::with(faults::BAD_NAME, name)),
     }
-}
-
-fn namespec_of(lp: &dyn Host, id: ProcId) -> String {
-    lp.sup().process(id).map(|p| make_namespec(&p.group, p.name())).unwrap_or_default()
-}
-
-fn result_struct(lp: &dyn Host, id: ProcId, status: i32, description: &str) -> Value {
-    let (name, group) = lp.sup().process(id).map(|p| (p.name().to_string(), p.group.clone())).unwrap_or_default();
-    Value::structure([
-        ("name", Value::from(name)),
-        ("group", Value::from(group)),
-        ("status", Value::Int(status as i64)),
-        ("description", Value::from(description)),
-    ])
 }
 
 // ---- status and info ---------------------------------------------------------------------
@@ -283,15 +272,13 @@ fn clear_log(lp: &mut dyn Host, a: &Args) -> Outcome {
 
 fn shutdown(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(0, 0)?;
-    let (n, w) = now();
-    lp.sup_mut().request_stop(Mood::Shutdown, n, w);
-    done(true)
+    issue(lp, Command::Shutdown)
 }
 
 fn restart(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(0, 0)?;
-    let (n, w) = now();
-    lp.reload(n, w).map_err(|errors| RpcError::with(faults::CANT_REREAD, errors.join("\n")))?;
+    lp.reload(Instant::now(), SystemTime::now())
+        .map_err(|errors| RpcError::with(faults::CANT_REREAD, errors.join("\n")))?;
     done(true)
 }
 
@@ -331,224 +318,155 @@ fn get_all_config_info(lp: &mut dyn Host, a: &Args) -> Outcome {
 
 // ---- start / stop / signal ---------------------------------------------------------------
 
-/// startProcess for one resolved process: the synchronous part; `Later` if it must wait.
-fn start_one(lp: &mut dyn Host, id: ProcId, wait: bool) -> Outcome {
-    let name = namespec_of(lp, id);
-    match lp.check_command(id) {
-        Ok(()) => {}
-        Err(BadCommand::NotFound(msg)) => return Err(RpcError::with(faults::NO_FILE, msg)),
-        Err(BadCommand::NotExecutable(msg)) => return Err(RpcError::with(faults::NOT_EXECUTABLE, msg)),
-    }
-    let state = lp.sup().process(id).map(|p| p.state).unwrap_or(ProcessState::Unknown);
-    if state.is_running() {
-        return Err(RpcError::with(faults::ALREADY_STARTED, name));
-    }
-    if state == ProcessState::Unknown {
-        return Err(RpcError::with(faults::FAILED, format!("{name} is in an unknown process state")));
-    }
-    if lp.sup().has_deps() {
-        // depends_on: its dependencies start first; it follows once they are RUNNING.
-        for dep in lp.sup().dependencies(id) {
-            if lp.sup().process(dep).is_some_and(|p| !p.state.is_running()) {
-                let _ = start_one(lp, dep, false);
-            }
+/// A core answer as the method's result: True, an array of result structs, the update's
+/// report, or the fault.
+fn answer_value(answer: Answer) -> Result<Value, RpcError> {
+    match answer {
+        Answer::Done => Ok(Value::Bool(true)),
+        Answer::Each(items) => Ok(Value::Array(items.into_iter().map(each_value).collect())),
+        Answer::Updated(r) => {
+            let names = |v: Vec<String>| Value::Array(v.into_iter().map(Value::String).collect());
+            Ok(Value::structure([
+                ("added", names(r.added)),
+                ("changed", names(r.changed)),
+                ("removed", names(r.removed)),
+                ("unchanged", names(r.unchanged)),
+            ]))
         }
+        Answer::Refused(r) => Err(refusal(r)),
     }
-    let (n, w) = now();
-    lp.sup_mut().feed(id, Input::Start, n, w);
-    lp.perform_actions();
-    let p = lp.sup().process(id);
-    if p.is_some_and(|p| p.spawnerr.is_some()) {
-        return Err(RpcError::with(faults::SPAWN_ERROR, name));
+}
+
+/// A refusal of the core as Supervisor's fault.
+fn refusal(r: Refusal) -> RpcError {
+    match r {
+        Refusal::BadName(n) => RpcError::with(faults::BAD_NAME, n),
+        Refusal::BadSignal(s) => RpcError::with(faults::BAD_SIGNAL, s),
+        Refusal::NoFile(m) => RpcError::with(faults::NO_FILE, m),
+        Refusal::NotExecutable(m) => RpcError::with(faults::NOT_EXECUTABLE, m),
+        Refusal::AlreadyStarted(n) => RpcError::with(faults::ALREADY_STARTED, n),
+        Refusal::AlreadyAdded(n) => RpcError::with(faults::ALREADY_ADDED, n),
+        Refusal::NotRunning(n) => RpcError::with(faults::NOT_RUNNING, n),
+        Refusal::StillRunning(n) => RpcError::with(faults::STILL_RUNNING, n),
+        Refusal::SpawnError(n) => RpcError::with(faults::SPAWN_ERROR, n),
+        Refusal::AbnormalTermination(n) => RpcError::with(faults::ABNORMAL_TERMINATION, n),
+        Refusal::Failed(m) => RpcError::with(faults::FAILED, m),
+        Refusal::ShutdownState => RpcError::new(faults::SHUTDOWN_STATE),
     }
-    let pending = Pending::Start { id, name };
-    if wait && p.map(|p| p.state) != Some(ProcessState::Running) {
-        return Ok(Reply::Later(pending));
+}
+
+/// One process's result struct in a group or all operation (make_allfunc's).
+fn each_value(item: Each) -> Value {
+    let (status, description) = match item.result {
+        Ok(()) => (faults::SUCCESS, "OK".to_string()),
+        Err(r) => {
+            let e = refusal(r);
+            (e.code, e.fault_string())
+        }
+    };
+    Value::structure([
+        ("name", Value::from(item.name)),
+        ("group", Value::from(item.group)),
+        ("status", Value::Int(status as i64)),
+        ("description", Value::from(description)),
+    ])
+}
+
+/// Runs a command in the core: its answer now, or a reply that waits for it.
+fn issue(lp: &mut dyn Host, command: Command) -> Outcome {
+    match lp.command(command) {
+        Issued::Now(answer) => answer_value(answer).map(Reply::Done),
+        Issued::Later(ticket) => Ok(Reply::Later(Pending::Answer(ticket))),
     }
-    done(true)
+}
+
+fn target(lp: &dyn Host, name: &str) -> Result<Target, RpcError> {
+    Ok(match resolve(lp, name)? {
+        Resolved::Group(g) => Target::Group(g),
+        Resolved::Process(id) => Target::Process(id),
+    })
+}
+
+fn group_target(lp: &dyn Host, name: &str) -> Result<Target, RpcError> {
+    if lp.sup().group(name).is_none() {
+        return Err(RpcError::with(faults::BAD_NAME, name));
+    }
+    Ok(Target::Group(name.to_string()))
 }
 
 fn start_process(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(1, 2)?;
-    let name = a.str(0)?;
+    let target = target(lp, a.str(0)?)?;
     let wait = a.bool_or(1, true)?;
-    match resolve(lp, name)? {
-        Target::Group(g) => start_group(lp, &g, wait),
-        Target::Process(id) => start_one(lp, id, wait),
-    }
-}
-
-/// make_allfunc: runs `one` for every process that passes `pred`, collecting result structs.
-fn all(
-    lp: &mut dyn Host,
-    ids: Vec<ProcId>,
-    pred: fn(ProcessState) -> bool,
-    one: &mut dyn FnMut(&mut dyn Host, ProcId) -> Outcome,
-) -> Outcome {
-    let mut results = Vec::new();
-    let mut waiting = Vec::new();
-    for id in ids {
-        let Some(p) = lp.sup().process(id) else { continue };
-        if !pred(p.state) {
-            continue;
-        }
-        let (name, group) = (p.name().to_string(), p.group.clone());
-        match one(lp, id) {
-            Err(e) => results.push(result_struct(lp, id, e.code, &e.fault_string())),
-            Ok(Reply::Done(_)) => results.push(result_struct(lp, id, faults::SUCCESS, "OK")),
-            Ok(Reply::Later(p)) => waiting.push((id, name, group, p)),
-        }
-    }
-    let mut pending = Pending::All { waiting, results };
-    match poll(lp, &mut pending) {
-        Some(r) => r.map(Reply::Done),
-        None => Ok(Reply::Later(pending)),
-    }
-}
-
-fn start_group(lp: &mut dyn Host, group: &str, wait: bool) -> Outcome {
-    let ids = lp.sup().members_by_priority(group);
-    all(lp, ids, |s| !s.is_running(), &mut |lp, id| start_one(lp, id, wait))
+    issue(lp, Command::Start { target, wait })
 }
 
 fn start_process_group(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(1, 2)?;
-    let name = a.str(0)?;
+    let target = group_target(lp, a.str(0)?)?;
     let wait = a.bool_or(1, true)?;
-    if lp.sup().group(name).is_none() {
-        return Err(RpcError::with(faults::BAD_NAME, name));
-    }
-    start_group(lp, name, wait)
+    issue(lp, Command::Start { target, wait })
 }
 
 fn start_all_processes(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(0, 1)?;
     let wait = a.bool_or(0, true)?;
-    let ids = lp.sup().all_by_priority();
-    all(lp, ids, |s| !s.is_running(), &mut |lp, id| start_one(lp, id, wait))
-}
-
-fn stop_one(lp: &mut dyn Host, id: ProcId, wait: bool) -> Outcome {
-    let name = namespec_of(lp, id);
-    let Some(p) = lp.sup().process(id) else { return Err(RpcError::with(faults::BAD_NAME, name)) };
-    // A restart that waits (restart_delay, fatal_retry) is called off by a stop.
-    let pending = p.restart_pending();
-    if !p.state.is_running() && !pending {
-        return Err(RpcError::with(faults::NOT_RUNNING, name));
-    }
-    if p.pid == 0 && p.state != ProcessState::Backoff && !pending {
-        let sig = crate::sys::signal_name(p.config.stopsignal);
-        return Err(RpcError::with(
-            faults::FAILED,
-            format!("attempted to kill {} with sig {} but it wasn't running", p.name(), sig),
-        ));
-    }
-    if lp.sup().has_deps() {
-        // depends_on: whatever depends on it stops first.
-        for dependent in lp.sup().dependents(id) {
-            if lp.sup().process(dependent).is_some_and(|p| p.state.is_running()) {
-                let _ = stop_one(lp, dependent, false);
-            }
-        }
-    }
-    let (n, w) = now();
-    lp.sup_mut().feed(id, Input::Stop, n, w);
-    lp.perform_actions();
-    let stopped = lp.sup().process(id).is_none_or(|p| p.state.is_stopped());
-    if wait && !stopped {
-        return Ok(Reply::Later(Pending::Stop { id }));
-    }
-    done(true)
+    issue(lp, Command::Start { target: Target::All, wait })
 }
 
 fn stop_process(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(1, 2)?;
-    let name = a.str(0)?;
+    let target = target(lp, a.str(0)?)?;
     let wait = a.bool_or(1, true)?;
-    match resolve(lp, name)? {
-        Target::Group(g) => stop_group(lp, &g, wait),
-        Target::Process(id) => stop_one(lp, id, wait),
-    }
-}
-
-fn stop_group(lp: &mut dyn Host, group: &str, wait: bool) -> Outcome {
-    // Ascending priority, as Supervisor's stopProcessGroup.
-    let ids = lp.sup().members_by_priority(group);
-    all(lp, ids, ProcessState::is_running, &mut |lp, id| stop_one(lp, id, wait))
+    issue(lp, Command::Stop { target, wait })
 }
 
 fn stop_process_group(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(1, 2)?;
-    let name = a.str(0)?;
+    let target = group_target(lp, a.str(0)?)?;
     let wait = a.bool_or(1, true)?;
-    if lp.sup().group(name).is_none() {
-        return Err(RpcError::with(faults::BAD_NAME, name));
-    }
-    stop_group(lp, name, wait)
+    issue(lp, Command::Stop { target, wait })
 }
 
 fn stop_all_processes(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(0, 1)?;
     let wait = a.bool_or(0, true)?;
-    // Ascending priority, as Supervisor's stopAllProcesses (only shutdown goes in reverse).
-    let ids = lp.sup().all_by_priority();
-    all(lp, ids, ProcessState::is_running, &mut |lp, id| stop_one(lp, id, wait))
+    issue(lp, Command::Stop { target: Target::All, wait })
 }
 
-/// A signal given as a name (`HUP`, `sighup`) or a number (string or int).
-fn parse_signal(v: Option<&Value>) -> Result<i32, RpcError> {
+/// A signal given as a name (`HUP`, `sighup`) or a number (string or int); `Err` holds the
+/// text of one that is not known (BAD_SIGNAL).
+fn parse_signal(v: Option<&Value>) -> Result<Result<i32, String>, RpcError> {
     let text = match v {
         Some(Value::Int(n)) => n.to_string(),
         Some(Value::String(s)) => s.clone(),
         _ => return Err(bad_params()),
     };
-    crate::config::types::signal(&text).map_err(|_| RpcError::with(faults::BAD_SIGNAL, text))
-}
-
-fn signal_one(lp: &mut dyn Host, id: ProcId, sig: Result<i32, RpcError>) -> Outcome {
-    let name = namespec_of(lp, id);
-    let sig = sig?;
-    let Some(p) = lp.sup().process(id) else { return Err(RpcError::with(faults::BAD_NAME, name)) };
-    if !p.state.is_signallable() || p.pid == 0 {
-        return Err(RpcError::with(faults::NOT_RUNNING, name));
-    }
-    crate::sys::kill(p.pid, sig, false).map_err(|e| RpcError::with(faults::FAILED, e.to_string()))?;
-    done(true)
+    Ok(crate::config::types::signal(&text).map_err(|_| text))
 }
 
 fn signal_process(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(2, 2)?;
-    let name = a.str(0)?;
-    let target = resolve(lp, name)?;
-    let sig = parse_signal(a.0.get(1));
-    match target {
-        Target::Group(g) => {
-            let ids = lp.sup().members_by_priority(&g);
-            all(lp, ids, ProcessState::is_signallable, &mut |lp, id| signal_one(lp, id, sig.clone()))
-        }
-        Target::Process(id) => {
-            sig.clone()?;
-            signal_one(lp, id, sig)
-        }
+    let target = target(lp, a.str(0)?)?;
+    let signal = parse_signal(a.0.get(1))?;
+    // A group answers BAD_SIGNAL for each of its processes; a process, for the call.
+    if let (Target::Process(_), Err(text)) = (&target, &signal) {
+        return Err(RpcError::with(faults::BAD_SIGNAL, text.as_str()));
     }
+    issue(lp, Command::Signal { target, signal })
 }
 
 fn signal_process_group(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(2, 2)?;
-    let name = a.str(0)?;
-    if lp.sup().group(name).is_none() {
-        return Err(RpcError::with(faults::BAD_NAME, name));
-    }
-    let sig = parse_signal(a.0.get(1));
-    let ids = lp.sup().members_by_priority(name);
-    all(lp, ids, ProcessState::is_signallable, &mut |lp, id| signal_one(lp, id, sig.clone()))
+    let target = group_target(lp, a.str(0)?)?;
+    let signal = parse_signal(a.0.get(1))?;
+    issue(lp, Command::Signal { target, signal })
 }
 
 fn signal_all_processes(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(1, 1)?;
-    let sig = parse_signal(a.0.first());
-    let ids = lp.sup().all_by_priority();
-    all(lp, ids, ProcessState::is_signallable, &mut |lp, id| signal_one(lp, id, sig.clone()))
+    let signal = parse_signal(a.0.first())?;
+    issue(lp, Command::Signal { target: Target::All, signal })
 }
 
 fn send_process_stdin(lp: &mut dyn Host, a: &Args) -> Outcome {
@@ -587,24 +505,12 @@ fn add_process_group(lp: &mut dyn Host, a: &Args) -> Outcome {
     let Some(group) = lp.stored_groups().iter().find(|g| g.name == name).cloned() else {
         return Err(RpcError::with(faults::BAD_NAME, name));
     };
-    if lp.sup().group(name).is_some() {
-        return Err(RpcError::with(faults::ALREADY_ADDED, name));
-    }
-    lp.add_group(group);
-    let (n, w) = now();
-    lp.sup_mut().tick(n, w);
-    lp.perform_actions();
-    done(true)
+    issue(lp, Command::AddGroup(Box::new(group)))
 }
 
 fn remove_process_group(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(1, 1)?;
-    let name = a.str(0)?;
-    lp.remove_group(name).map_err(|e| match e {
-        crate::supervisor::RemoveError::NoSuchGroup => RpcError::with(faults::BAD_NAME, name),
-        crate::supervisor::RemoveError::StillRunning => RpcError::with(faults::STILL_RUNNING, name),
-    })?;
-    done(true)
+    issue(lp, Command::RemoveGroup(a.str(0)?.to_string()))
 }
 
 /// minisv's `update` of one changed group: only the processes whose settings changed restart.
@@ -617,54 +523,7 @@ fn update_process_group(lp: &mut dyn Host, a: &Args) -> Outcome {
     let Some(config) = lp.stored_groups().iter().find(|g| g.name == name).cloned() else {
         return Err(RpcError::with(faults::BAD_NAME, name));
     };
-    let Some(group) = lp.sup().group(name) else { return Err(RpcError::with(faults::BAD_NAME, name)) };
-    let (mut added, mut changed, mut removed, mut unchanged) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut stop = Vec::new();
-    let mut restart = Vec::new();
-    for id in &group.members {
-        let Some(p) = lp.sup().process(*id) else { continue };
-        match config.processes.iter().find(|pc| pc.name == p.config.name) {
-            Some(pc) if crate::config::same_process(&p.config, pc) => unchanged.push(p.config.name.clone()),
-            found => {
-                if found.is_some() {
-                    changed.push(p.config.name.clone());
-                    if p.state.is_running() {
-                        restart.push(p.config.name.clone());
-                    }
-                } else {
-                    removed.push(p.config.name.clone());
-                }
-                if !p.state.is_stopped() {
-                    stop.push(*id);
-                }
-            }
-        }
-    }
-    for pc in &config.processes {
-        if !group.members.iter().any(|id| lp.sup().process(*id).is_some_and(|p| p.config.name == pc.name)) {
-            added.push(pc.name.clone());
-        }
-    }
-    for list in [&mut added, &mut changed, &mut removed, &mut unchanged] {
-        list.sort();
-    }
-    let names = |v: Vec<String>| Value::Array(v.into_iter().map(Value::String).collect());
-    let report = Value::structure([
-        ("added", names(added)),
-        ("changed", names(changed)),
-        ("removed", names(removed)),
-        ("unchanged", names(unchanged)),
-    ]);
-    let (n, w) = now();
-    for id in &stop {
-        lp.sup_mut().feed(*id, Input::Stop, n, w);
-    }
-    lp.perform_actions();
-    let mut pending = Pending::Update { config: Box::new(config), stopping: stop, restart, report };
-    match poll(lp, &mut pending) {
-        Some(r) => r.map(Reply::Done),
-        None => Ok(Reply::Later(pending)),
-    }
+    issue(lp, Command::UpdateGroup(Box::new(config)))
 }
 
 /// The processes a log operation applies to: one, a group, or all (empty name or `all`).
@@ -673,8 +532,8 @@ fn log_targets(lp: &dyn Host, name: &str) -> Result<Option<Vec<ProcId>>, RpcErro
         return Ok(None);
     }
     Ok(Some(match resolve(lp, name)? {
-        Target::Process(id) => vec![id],
-        Target::Group(g) => lp.sup().members_by_priority(&g),
+        Resolved::Process(id) => vec![id],
+        Resolved::Group(g) => lp.sup().members_by_priority(&g),
     }))
 }
 
@@ -794,11 +653,14 @@ fn clear_process_logs(lp: &mut dyn Host, a: &Args) -> Outcome {
 
 fn clear_all_process_logs(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(0, 0)?;
-    let ids = lp.sup().all_by_priority();
-    all(lp, ids, |_| true, &mut |lp, id| {
-        lp.clear_process_logs(id).map_err(|e| RpcError::with(faults::FAILED, e.to_string()))?;
-        done(true)
-    })
+    let mut results = Vec::new();
+    for id in lp.sup().all_by_priority() {
+        let Some(p) = lp.sup().process(id) else { continue };
+        let (name, group) = (p.name().to_string(), p.group.clone());
+        let result = lp.clear_process_logs(id).map_err(|e| Refusal::Failed(e.to_string()));
+        results.push(each_value(Each { name, group, result }));
+    }
+    done(Value::Array(results))
 }
 
 // ---- system.* ----------------------------------------------------------------------------------
@@ -825,110 +687,55 @@ fn method_signature(_: &mut dyn Host, a: &Args) -> Outcome {
 fn multicall(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(1, 1)?;
     let calls = a.0[0].as_array().ok_or_else(bad_params)?;
-    let mut pending = Pending::Multicall { calls: calls.iter().cloned().collect(), results: Vec::new(), current: None };
-    match poll(lp, &mut pending) {
-        Some(r) => r.map(Reply::Done),
-        None => Ok(Reply::Later(pending)),
-    }
+    run_calls(lp, calls.iter().cloned().collect(), Vec::new())
 }
 
 fn fault_value(e: &RpcError) -> Value {
     Value::structure([("faultCode", Value::Int(e.code as i64)), ("faultString", Value::from(e.fault_string()))])
 }
 
-/// Advances a pending reply; `Some` once it is complete.
-pub fn poll(lp: &mut dyn Host, pending: &mut Pending) -> Option<Result<Value, RpcError>> {
-    match pending {
-        Pending::Start { id, name } => {
-            let Some(p) = lp.sup().process(*id) else {
-                return Some(Err(RpcError::with(faults::ABNORMAL_TERMINATION, name.clone())));
-            };
-            if p.spawnerr.is_some() {
-                return Some(Err(RpcError::with(faults::SPAWN_ERROR, name.clone())));
+/// Runs multicall's calls in turn until one must wait for the core (bounded by their count).
+fn run_calls(lp: &mut dyn Host, mut calls: VecDeque<Value>, mut results: Vec<Value>) -> Outcome {
+    while let Some(call) = calls.pop_front() {
+        let name = call.get("methodName").and_then(Value::as_str);
+        let params = call.get("params").and_then(Value::as_array).unwrap_or(&[]).to_vec();
+        let outcome = match name {
+            None => Err(RpcError::with(faults::INCORRECT_PARAMETERS, "No methodName")),
+            Some("system.multicall") => {
+                Err(RpcError::with(faults::INCORRECT_PARAMETERS, "Recursive system.multicall forbidden"))
             }
-            match p.state {
-                ProcessState::Running => Some(Ok(Value::Bool(true))),
-                ProcessState::Starting => None,
-                // Waiting for its dependencies (depends_on).
-                ProcessState::Stopped | ProcessState::Exited | ProcessState::Backoff if p.start_requested => None,
-                _ => Some(Err(RpcError::with(faults::ABNORMAL_TERMINATION, name.clone()))),
+            Some(name) => self::call(lp, name, &params),
+        };
+        match outcome {
+            Ok(Reply::Done(v)) => results.push(v),
+            Ok(Reply::Later(current)) => {
+                return Ok(Reply::Later(Pending::Multicall { current: Box::new(current), calls, results }))
             }
-        }
-        Pending::Stop { id } => match lp.sup().process(*id) {
-            Some(p) if !p.state.is_stopped() => None,
-            _ => Some(Ok(Value::Bool(true))),
-        },
-        Pending::All { waiting, results } => {
-            let mut i = 0;
-            while i < waiting.len() {
-                let (id, name, group, inner) = &mut waiting[i];
-                match poll(lp, inner) {
-                    None => i += 1,
-                    Some(outcome) => {
-                        let (status, desc) = match outcome {
-                            Ok(_) => (faults::SUCCESS, "OK".to_string()),
-                            Err(e) => (e.code, e.fault_string()),
-                        };
-                        let _ = id;
-                        results.push(Value::structure([
-                            ("name", Value::from(name.as_str())),
-                            ("group", Value::from(group.as_str())),
-                            ("status", Value::Int(status as i64)),
-                            ("description", Value::from(desc)),
-                        ]));
-                        waiting.remove(i);
-                    }
-                }
-            }
-            if waiting.is_empty() {
-                Some(Ok(Value::Array(std::mem::take(results))))
-            } else {
-                None
-            }
-        }
-        Pending::Update { config, stopping, restart, report } => {
-            if stopping.iter().any(|id| lp.sup().process(*id).is_some_and(|p| !p.state.is_stopped())) {
-                return None;
-            }
-            lp.apply_group_update((**config).clone(), restart);
-            Some(Ok(std::mem::replace(report, Value::Nil)))
-        }
-        Pending::Multicall { calls, results, current } => {
-            // Bounded by the number of calls: each turn finishes one call or waits.
-            for _ in 0..=calls.len() + 1 {
-                if let Some(inner) = current.as_mut() {
-                    match poll(lp, inner) {
-                        None => return None,
-                        Some(Ok(v)) => results.push(v),
-                        Some(Err(e)) => results.push(fault_value(&e)),
-                    }
-                    *current = None;
-                }
-                let Some(call) = calls.pop_front() else {
-                    return Some(Ok(Value::Array(std::mem::take(results))));
-                };
-                let name = call.get("methodName").and_then(Value::as_str);
-                let params = call.get("params").and_then(Value::as_array).unwrap_or(&[]).to_vec();
-                let outcome = match name {
-                    None => Err(RpcError::with(faults::INCORRECT_PARAMETERS, "No methodName")),
-                    Some("system.multicall") => {
-                        Err(RpcError::with(faults::INCORRECT_PARAMETERS, "Recursive system.multicall forbidden"))
-                    }
-                    Some(name) => call_owned(lp, name, &params),
-                };
-                match outcome {
-                    Ok(Reply::Done(v)) => results.push(v),
-                    Ok(Reply::Later(p)) => *current = Some(Box::new(p)),
-                    Err(e) => results.push(fault_value(&e)),
-                }
-            }
-            None
+            Err(e) => results.push(fault_value(&e)),
         }
     }
+    done(Value::Array(results))
 }
 
-fn call_owned(lp: &mut dyn Host, name: &str, params: &[Value]) -> Outcome {
-    call(lp, name, params)
+/// Carries a waiting reply on with the core's answer to its command: the method's result, or
+/// (in a multicall) a reply that waits for the next call's answer.
+pub fn resume(lp: &mut dyn Host, pending: Pending, answer: Answer) -> Outcome {
+    match pending {
+        Pending::Answer(_) => answer_value(answer).map(Reply::Done),
+        Pending::Multicall { current, calls, mut results } => match resume(lp, *current, answer) {
+            Ok(Reply::Later(current)) => {
+                Ok(Reply::Later(Pending::Multicall { current: Box::new(current), calls, results }))
+            }
+            Ok(Reply::Done(v)) => {
+                results.push(v);
+                run_calls(lp, calls, results)
+            }
+            Err(e) => {
+                results.push(fault_value(&e));
+                run_calls(lp, calls, results)
+            }
+        },
+    }
 }
 
 #[cfg(test)]

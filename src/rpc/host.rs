@@ -7,29 +7,19 @@ use std::time::{Instant, SystemTime};
 
 use crate::config::{Channel, GroupConfig, LogLevel};
 use crate::events::types::Event;
-use crate::supervisor::{ProcId, RemoveError, Supervisor};
+use crate::supervisor::{Command, Issued, ProcId, Supervisor};
 
 /// Group names (added, changed, removed), as `reloadConfig` reports them.
 pub type GroupChanges = (Vec<String>, Vec<String>, Vec<String>);
 
-/// Why a process's command cannot be run, with the message startProcess answers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum BadCommand {
-    /// The program is not found (NO_FILE).
-    NotFound(String),
-    /// A directory, not executable, not runnable by us, or not parsable (NOT_EXECUTABLE).
-    NotExecutable(String),
-}
-
 /// The daemon as the control plane sees it. Every call runs on the loop thread, which owns
-/// the state; a method that changes the core's state is followed by `perform_actions`.
+/// the state. The control plane reads the core, and changes it only by commands; the loop
+/// performs what follows once the request is decoded.
 pub trait Host {
-    /// The process table, the groups and the daemon's mood.
+    /// The process table, the groups and the daemon's mood (to read).
     fn sup(&self) -> &Supervisor;
-    /// The same, to feed inputs to the core.
-    fn sup_mut(&mut self) -> &mut Supervisor;
-    /// Carries out the actions the core has queued (spawns, kills, log lines, events).
-    fn perform_actions(&mut self);
+    /// Runs a command in the core: its answer, or the ticket its answer will come with.
+    fn command(&mut self, command: Command) -> Issued;
     /// Whether `[rpcinterface:supervisor]` is configured.
     fn supervisor_interface(&self) -> bool;
     /// The `identifier=` of the running configuration.
@@ -56,8 +46,6 @@ pub trait Host {
     fn log_path(&self, id: ProcId, ch: Channel) -> Option<PathBuf>;
     /// The same, created empty if not written yet; None unless the file exists.
     fn readable_log_path(&mut self, id: ProcId, ch: Channel) -> Option<PathBuf>;
-    /// Checks that a process's command can be found and run.
-    fn check_command(&self, id: ProcId) -> Result<(), BadCommand>;
     /// Queues bytes for a process's stdin; an error if it has no open stdin.
     fn send_stdin(&mut self, id: ProcId, data: &[u8]) -> io::Result<()>;
     /// Offers an event to the event listener pools.
@@ -66,10 +54,4 @@ pub trait Host {
     fn reread(&mut self) -> Result<GroupChanges, Vec<String>>;
     /// Reads the configuration again and, if it is valid, stops everything to apply it.
     fn reload(&mut self, now: Instant, wall: SystemTime) -> Result<(), Vec<String>>;
-    /// Activates a group (its logs, sockets and listener pool); nothing if it is active already.
-    fn add_group(&mut self, group: GroupConfig);
-    /// Applies a changed group once its changed processes are stopped, starting `restart` again.
-    fn apply_group_update(&mut self, config: GroupConfig, restart: &[String]);
-    /// Removes a stopped group and closes its logs.
-    fn remove_group(&mut self, name: &str) -> Result<(), RemoveError>;
 }

@@ -1,7 +1,9 @@
 //! The supervisor core: the process table, groups, the daemon's mood and the ordered shutdown.
-//! Pure: inputs and the current time in, `Action`s out (see design.md). The event loop performs
-//! the actions and feeds their outcomes back.
+//! Pure: inputs, commands and the current time in, `Action`s out (see design.md). The event
+//! loop performs the actions and feeds their outcomes back; the control plane's requests come
+//! in as commands (`command.rs`), whose answers leave as actions too.
 
+pub mod command;
 pub mod namespec;
 pub mod process;
 pub mod state;
@@ -13,6 +15,7 @@ use crate::config::{GroupConfig, LogLevel};
 
 /// The window of `restart_limit=` (restarts per second).
 const RESTART_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
+pub use command::{Answer, BadCommand, Command, Each, Issued, Refusal, Target, Ticket, UpdateReport, World};
 pub use process::{Ctx, Effect, ExitInfo, Input, Process};
 pub use state::{Mood, ProcessState};
 
@@ -45,8 +48,28 @@ pub enum Action {
         /// The backoff counter at the change.
         tries: u32,
     },
+    /// A group became active: its logs, sockets and listener pool are to be opened.
     GroupAdded(String),
-    GroupRemoved(String),
+    /// A group was removed: what was open for these processes is to be closed.
+    GroupRemoved {
+        name: String,
+        members: Vec<ProcId>,
+    },
+    /// An update replaced some processes of a group: `dropped` are gone, `fresh` are new (their
+    /// logs are to be opened before they spawn, which follows this action).
+    GroupReplaced {
+        name: String,
+        fresh: Vec<ProcId>,
+        dropped: Vec<ProcId>,
+    },
+    /// The answer of a command that waited (see `command.rs`).
+    Answer(Ticket, Answer),
+    /// A `critical=true` program is gone for good: the daemon is to stop everything and exit
+    /// with this status (the loop first lets the children being started get their pids, so
+    /// that the stop reaches them, then asks for the shutdown).
+    Critical {
+        status: i32,
+    },
     /// The daemon is now running (each start or reload) / begins to stop.
     SupervisorRunning,
     SupervisorStopping,
@@ -80,6 +103,17 @@ pub struct Supervisor {
     /// When the automatic restarts of the last second began, oldest first.
     recent_restarts: VecDeque<Instant>,
     actions: VecDeque<Action>,
+    /// Commands whose answers wait for the state machine.
+    waits: Vec<(Ticket, command::Wait)>,
+    /// A critical program's end was reported (once: the daemon is stopping for it).
+    critical_reported: bool,
+}
+
+/// See `Supervisor::match_group`.
+struct Matching {
+    /// (index in the new config, the process of that name now, whether it is the same)
+    pairs: Vec<(usize, Option<ProcId>, bool)>,
+    gone: Vec<ProcId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -159,6 +193,43 @@ impl Supervisor {
             .collect()
     }
 
+    /// Everything `id` depends on, directly or not, each after its own dependencies: the
+    /// order in which they start before it.
+    pub fn dependencies_first(&self, id: ProcId) -> Vec<ProcId> {
+        self.closure(id, Supervisor::dependencies)
+    }
+
+    /// Everything that depends on `id`, directly or not, each after what depends on it: the
+    /// order in which they stop before it.
+    pub fn dependents_first(&self, id: ProcId) -> Vec<ProcId> {
+        self.closure(id, Supervisor::dependents)
+    }
+
+    /// Depth first, each node after its `next` ones, each once; `id` itself is left out.
+    fn closure(&self, id: ProcId, next: fn(&Supervisor, ProcId) -> Vec<ProcId>) -> Vec<ProcId> {
+        if !self.any_deps {
+            return Vec::new();
+        }
+        fn visit(
+            sup: &Supervisor,
+            id: ProcId,
+            next: fn(&Supervisor, ProcId) -> Vec<ProcId>,
+            seen: &mut Vec<ProcId>,
+            out: &mut Vec<ProcId>,
+        ) {
+            for n in next(sup, id) {
+                if !seen.contains(&n) {
+                    seen.push(n);
+                    visit(sup, n, next, seen, out);
+                    out.push(n);
+                }
+            }
+        }
+        let (mut seen, mut out) = (vec![id], Vec::new());
+        visit(self, id, next, &mut seen, &mut out);
+        out
+    }
+
     /// Every dependency of `id` is RUNNING.
     pub fn deps_ready(&self, id: ProcId) -> bool {
         self.dependencies(id).iter().all(|d| self.process(*d).is_some_and(|p| p.state == ProcessState::Running))
@@ -235,9 +306,23 @@ impl Supervisor {
         for id in &group.members {
             self.slots[id.0] = None;
         }
-        self.actions.push_back(Action::GroupRemoved(name.to_string()));
+        self.actions.push_back(Action::GroupRemoved { name: name.to_string(), members: group.members });
         self.update_any_flags();
         Ok(group.config)
+    }
+
+    /// How a group's processes map onto a new config of it: for each process of `config` (by
+    /// index), the process of the same name in `members` and whether its settings are the
+    /// same; and the members that `config` no longer has. The one diff behind `update`.
+    fn match_group(&self, members: &[ProcId], config: &GroupConfig) -> Matching {
+        let mut pairs = Vec::with_capacity(config.processes.len());
+        for (i, pc) in config.processes.iter().enumerate() {
+            let old = members.iter().copied().find(|id| self.process(*id).is_some_and(|p| p.config.name == pc.name));
+            let same = old.and_then(|id| self.process(id)).is_some_and(|p| crate::config::same_process(&p.config, pc));
+            pairs.push((i, old, same));
+        }
+        let gone = members.iter().copied().filter(|id| !pairs.iter().any(|(_, old, _)| *old == Some(*id))).collect();
+        Matching { pairs, gone }
     }
 
     /// Replaces a group's config in place (minisv's `update`): processes whose settings did not
@@ -249,14 +334,12 @@ impl Supervisor {
             return (Vec::new(), Vec::new(), Vec::new());
         };
         let old_members = self.groups[idx].members.clone();
-        let mut kept = Vec::new();
-        let mut fresh = Vec::new();
-        let mut members = Vec::new();
-        for pc in &config.processes {
-            let old =
-                old_members.iter().copied().find(|id| self.process(*id).is_some_and(|p| p.config.name == pc.name));
+        let matching = self.match_group(&old_members, &config);
+        let (mut kept, mut fresh, mut members) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, old, same) in matching.pairs {
+            let pc = &config.processes[i];
             match old {
-                Some(id) if self.process(id).is_some_and(|p| crate::config::same_process(&p.config, pc)) => {
+                Some(id) if same => {
                     if let Some(p) = self.slots[id.0].as_mut() {
                         p.config = pc.clone();
                     }
@@ -279,6 +362,11 @@ impl Supervisor {
         for id in &dropped {
             self.slots[id.0] = None;
         }
+        self.actions.push_back(Action::GroupReplaced {
+            name: config.name.clone(),
+            fresh: fresh.clone(),
+            dropped: dropped.clone(),
+        });
         self.groups[idx] = Group { config, members };
         self.update_any_flags();
         (kept, fresh, dropped)
@@ -295,8 +383,22 @@ impl Supervisor {
         }
     }
 
-    /// Feeds one input to one process and queues what follows.
+    /// Feeds one input to one process and queues what follows (answers of commands it
+    /// completes included).
     pub fn feed(&mut self, id: ProcId, input: Input, now: Instant, wall: SystemTime) {
+        self.step(id, input, now, wall);
+        self.settle(now, wall);
+    }
+
+    /// The daemon is running (at start and after each reload): SUPERVISOR_STATE_CHANGE_RUNNING,
+    /// then the first starts (Supervisor's order).
+    pub fn begin(&mut self, now: Instant, wall: SystemTime) {
+        self.actions.push_back(Action::SupervisorRunning);
+        self.tick(now, wall);
+    }
+
+    /// One input to one process, with what follows queued; no waits are looked at.
+    fn step(&mut self, id: ProcId, input: Input, now: Instant, wall: SystemTime) {
         let ctx = self.ctx(id, now, wall);
         let Some(proc) = self.slots.get_mut(id.0).and_then(Option::as_mut) else {
             return;
@@ -312,21 +414,60 @@ impl Supervisor {
                 self.recent_restarts.pop_front();
             }
         }
+        let mut gone_to = None;
         for effect in effects {
             self.actions.push_back(match effect {
                 Effect::Spawn => Action::Spawn(id),
                 Effect::Kill { signal, group } => Action::Kill { id, pid, signal, group },
                 Effect::Log(level, msg) => Action::Log(level, msg),
                 Effect::Changed { from, to, expected, pid, tries } => {
+                    if matches!(to, ProcessState::Fatal | ProcessState::Exited) {
+                        gone_to = Some(to);
+                    }
                     Action::StateChanged { id, from, to, expected, pid, tries }
                 }
             });
         }
+        if let Some(to) = gone_to {
+            self.check_critical(id, to);
+        }
+    }
+
+    /// `critical=true`: a program that goes FATAL, or exits and will not be restarted, takes the
+    /// daemon down with its status (128 + N for a signal death; 1 when it never ran). Looked at
+    /// after the whole step: a process that is restarted is STARTING by then.
+    fn check_critical(&mut self, id: ProcId, to: ProcessState) {
+        if self.mood() != Mood::Running || self.critical_reported {
+            return;
+        }
+        let Some(p) = self.process(id) else { return };
+        if !p.config.critical || p.state != to {
+            return;
+        }
+        let status = match (to, p.last_status) {
+            (ProcessState::Exited, Some(s)) => s,
+            (_, Some(s)) if s != 0 => s,
+            _ => 1,
+        };
+        let msg = format!(
+            "critical program {} is {} and will not be restarted: stopping everything, exit status {}",
+            p.name(),
+            to.name(),
+            status
+        );
+        self.critical_reported = true;
+        self.actions.push_back(Action::Log(LogLevel::Critical, msg));
+        self.actions.push_back(Action::Critical { status });
     }
 
     /// Supervisor's per-iteration `transition()` of every process (in start order), then the
     /// shutdown logic when the mood is not RUNNING.
     pub fn tick(&mut self, now: Instant, wall: SystemTime) {
+        self.tick_all(now, wall);
+        self.settle(now, wall);
+    }
+
+    fn tick_all(&mut self, now: Instant, wall: SystemTime) {
         let order: Vec<ProcId> = self.groups_by_priority().iter().flat_map(|g| g.members.iter().copied()).collect();
         // With depends_on, a change in one pass (a dependency RUNNING, a dependent stopped) can
         // let another process go: pass again until nothing changes (bounded: a chain of
@@ -334,7 +475,7 @@ impl Supervisor {
         for _ in 0..if self.any_deps { 64 } else { 1 } {
             let before = self.actions.iter().filter(|a| matches!(a, Action::StateChanged { .. })).count();
             for id in &order {
-                self.feed(*id, Input::Tick, now, wall);
+                self.step(*id, Input::Tick, now, wall);
             }
             let after = self.actions.iter().filter(|a| matches!(a, Action::StateChanged { .. })).count();
             if after == before {
@@ -371,6 +512,7 @@ impl Supervisor {
             self.stop_groups = Some(self.groups_by_priority().iter().map(|g| g.config.name.clone()).collect());
         }
         self.shutdown_step(now, wall);
+        self.settle(now, wall);
         true
     }
 
@@ -414,22 +556,11 @@ impl Supervisor {
         members.sort_by_key(|id| self.process(*id).map(|p| p.config.priority).unwrap_or(0));
         members.reverse();
         for id in members {
-            if self.any_deps {
-                // Whatever depends on it stops too, first, wherever it is in the stop order.
-                let mut seen = Vec::new();
-                self.give_up_dependents(id, now, wall, &mut seen);
+            // Whatever depends on it stops too, first, wherever it is in the stop order.
+            for d in self.dependents_first(id) {
+                self.step(d, Input::GiveUp, now, wall);
             }
-            self.feed(id, Input::GiveUp, now, wall);
-        }
-    }
-
-    fn give_up_dependents(&mut self, id: ProcId, now: Instant, wall: SystemTime, seen: &mut Vec<ProcId>) {
-        for d in self.dependents(id) {
-            if !seen.contains(&d) {
-                seen.push(d);
-                self.give_up_dependents(d, now, wall, seen);
-                self.feed(d, Input::GiveUp, now, wall);
-            }
+            self.step(id, Input::GiveUp, now, wall);
         }
     }
 

@@ -75,6 +75,16 @@ struct Harness {
     /// When set, spawns fail with this message.
     spawn_error: Option<String>,
     done: Option<Mood>,
+    /// Answers of commands that waited, in order.
+    answers: Vec<(Ticket, Answer)>,
+    /// The status a critical program asked the daemon to exit with.
+    critical: Option<i32>,
+    running_events: usize,
+    /// Programs whose command the fake world does not find.
+    missing: Vec<String>,
+    /// The signals the fake world sent, by pid.
+    signals: Vec<(u32, i32)>,
+    tickets: u64,
 }
 
 impl Harness {
@@ -95,6 +105,12 @@ impl Harness {
             kills: vec![],
             spawn_error: None,
             done: None,
+            answers: vec![],
+            critical: None,
+            running_events: 0,
+            missing: vec![],
+            signals: vec![],
+            tickets: 0,
         };
         h.run();
         h
@@ -143,12 +159,38 @@ impl Harness {
                     self.changes.push((name, to));
                 }
                 Action::ShutdownComplete(mood) => self.done = Some(mood),
+                Action::Answer(ticket, answer) => self.answers.push((ticket, answer)),
+                Action::Critical { status } => {
+                    // As the loop: the daemon stops everything for it.
+                    self.critical = Some(status);
+                    let (now, wall) = (self.now, self.wall());
+                    self.sup.request_stop(Mood::Shutdown, now, wall);
+                }
+                Action::SupervisorRunning => self.running_events += 1,
                 Action::GroupAdded(_)
-                | Action::GroupRemoved(_)
-                | Action::SupervisorRunning
+                | Action::GroupRemoved { .. }
+                | Action::GroupReplaced { .. }
                 | Action::SupervisorStopping => {}
             }
         }
+    }
+
+    /// Runs a command as the control plane does, then performs what follows: its answer now,
+    /// or the ticket its answer comes with (in `answers`).
+    fn command(&mut self, command: Command) -> Result<Answer, Ticket> {
+        self.tickets += 1;
+        let ticket = Ticket(self.tickets);
+        let (now, wall) = (self.now, self.wall());
+        let mut world = FakeWorld { missing: self.missing.clone(), signals: Vec::new() };
+        let answer = self.sup.command(ticket, command, now, wall, &mut world);
+        self.signals.extend(world.signals);
+        self.run();
+        answer.ok_or(ticket)
+    }
+
+    /// The answer that came for `ticket`, if any.
+    fn answer(&self, ticket: Ticket) -> Option<&Answer> {
+        self.answers.iter().find(|(t, _)| *t == ticket).map(|(_, a)| a)
     }
 
     fn tick(&mut self) {
@@ -185,6 +227,26 @@ impl Harness {
 
     fn has_log(&self, line: &str) -> bool {
         self.log.iter().any(|l| l == line)
+    }
+}
+
+/// The I/O of commands, faked: programs in `missing` are not found; signals are recorded.
+struct FakeWorld {
+    missing: Vec<String>,
+    signals: Vec<(u32, i32)>,
+}
+
+impl World for FakeWorld {
+    fn can_run(&mut self, config: &ProcessConfig) -> Result<(), BadCommand> {
+        if self.missing.contains(&config.name) {
+            return Err(BadCommand::NotFound(format!("no such file: {}", config.command)));
+        }
+        Ok(())
+    }
+
+    fn signal(&mut self, pid: u32, signal: i32) -> Result<(), String> {
+        self.signals.push((pid, signal));
+        Ok(())
     }
 }
 

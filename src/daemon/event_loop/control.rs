@@ -1,5 +1,6 @@
-//! The control side of the event loop: requests from the HTTP connections, replies that wait
-//! for the state machine, and the operations behind reread/update/remove, log clearing and stdin.
+//! The control side of the event loop: requests from the HTTP connections, commands to the
+//! core and the replies that wait for its answers, the I/O that follows a group's addition,
+//! update or removal, reread, log clearing and stdin.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -10,15 +11,16 @@ use mio::unix::SourceFd;
 use mio::Interest;
 
 use super::{stdin_token, Channel, EventLoop, ProcIo};
-use crate::config::GroupConfig;
+use crate::config::{Config, LogLevel, ProcessConfig};
 use crate::daemon::spawn;
+use crate::events::types::Event;
 use crate::rpc::api::{self, Reply};
 use crate::rpc::faults::{self, RpcError};
 use crate::rpc::host::GroupChanges;
 use crate::rpc::server::{Answer, ConnRef, Incoming, Server};
 use crate::rpc::web::{WebOutcome, WebRequest};
 use crate::rpc::xmlrpc::{Fault, Value};
-use crate::supervisor::{Input, ProcId, RemoveError};
+use crate::supervisor::{self, BadCommand, Command, Issued, ProcId, Ticket};
 
 /// Who waits for a deferred reply: the connection, and for a web action the request, whose
 /// page is made from the result.
@@ -27,7 +29,58 @@ pub struct Waiter {
     web: Option<WebRequest>,
 }
 
+/// The PATH a program's command is looked up in: its own environment's, the daemon's
+/// `environment=`, then the daemon's own.
+pub(super) fn search_path(config: &Config, pc: &ProcessConfig) -> Option<String> {
+    let from = |list: &[(String, String)]| list.iter().rev().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone());
+    from(&pc.environment).or_else(|| from(&config.supervisord.environment)).or_else(|| std::env::var("PATH").ok())
+}
+
+/// The I/O that the core's commands need, done here.
+struct LoopWorld<'a> {
+    config: &'a Config,
+}
+
+impl supervisor::World for LoopWorld<'_> {
+    fn can_run(&mut self, pc: &ProcessConfig) -> Result<(), BadCommand> {
+        match spawn::resolve_command(&pc.command, search_path(self.config, pc).as_deref()) {
+            Ok(_) => Ok(()),
+            Err(spawn::CommandError::NotFound(m)) => Err(BadCommand::NotFound(m)),
+            Err(spawn::CommandError::NotExecutable(m)) => Err(BadCommand::NotExecutable(m)),
+        }
+    }
+
+    fn signal(&mut self, pid: u32, signal: i32) -> Result<(), String> {
+        crate::sys::kill(pid, signal, false).map_err(|e| e.to_string())
+    }
+}
+
 impl EventLoop {
+    /// Runs a command of the control plane in the core. What it asks for is performed by the
+    /// caller's drain (`perform_actions`), where a later answer also comes out.
+    pub(super) fn command(&mut self, command: Command) -> Issued {
+        self.tickets += 1;
+        let ticket = Ticket(self.tickets);
+        let mut world = LoopWorld { config: &self.config };
+        match self.sup.command(ticket, command, Instant::now(), SystemTime::now(), &mut world) {
+            Some(answer) => Issued::Now(answer),
+            None => Issued::Later(ticket),
+        }
+    }
+
+    /// The core answered a command that waited: the reply that waits for it goes on (a
+    /// multicall runs its next calls) or is sent. A reply whose client has gone is still
+    /// carried on (an update must still be applied), then answered to no one.
+    pub(super) fn on_answer(&mut self, ticket: Ticket, answer: supervisor::Answer) {
+        let Some(i) = self.pending.iter().position(|(p, _)| p.ticket() == ticket) else { return };
+        let (pending, waiter) = self.pending.swap_remove(i);
+        match api::resume(self, pending, answer) {
+            Ok(Reply::Later(p)) => self.pending.push((p, waiter)),
+            Ok(Reply::Done(v)) => self.answer_result(waiter, Ok(v)),
+            Err(e) => self.answer_result(waiter, Err(e)),
+        }
+    }
+
     /// The control servers, bound for this config (and kept from the last loop at a reload):
     /// registered with this loop.
     pub fn set_http(&mut self, mut server: Server) -> io::Result<()> {
@@ -134,24 +187,9 @@ impl EventLoop {
         self.readable_log_path(id, ch)
     }
 
-    /// Answers the replies that the last state changes completed. A reply whose client has
-    /// gone is still completed (an update must still be applied), then answered to no one.
-    pub(super) fn poll_pending(&mut self) {
-        let pending = std::mem::take(&mut self.pending);
-        let mut still = Vec::with_capacity(pending.len());
-        for (mut p, waiter) in pending {
-            match api::poll(self, &mut p) {
-                Some(result) => self.answer_result(waiter, result),
-                None => still.push((p, waiter)),
-            }
-        }
-        // Requests that arrived while polling were pushed to self.pending: keep both.
-        still.append(&mut self.pending);
-        self.pending = still;
-    }
-
     /// Re-reads the config into `stored` and compares it with the running groups:
-    /// (added, changed, removed) group names, each sorted.
+    /// (added, changed, removed) group names in Supervisor's order: added and changed as the
+    /// config has them (by priority, then name), removed as they were activated.
     pub fn reread(&mut self) -> Result<GroupChanges, Vec<String>> {
         let config = (self.reloader)()?;
         let mut added = Vec::new();
@@ -166,16 +204,13 @@ impl EventLoop {
                 }
             }
         }
-        let mut removed: Vec<String> = self
+        let removed: Vec<String> = self
             .sup
             .groups()
             .iter()
             .filter(|g| !config.groups.iter().any(|n| n.name == g.config.name))
             .map(|g| g.config.name.clone())
             .collect();
-        added.sort();
-        changed.sort();
-        removed.sort();
         // An update adds its groups one request at a time: grow the fd table once for all
         // that may come (the processes now and every one of the new config).
         let coming: usize = config.groups.iter().map(|g| g.processes.len()).sum();
@@ -184,57 +219,76 @@ impl EventLoop {
         Ok((added, changed, removed))
     }
 
-    /// Applies a changed group in place once its changed processes are stopped: unchanged ones
-    /// keep running with their logs; changed ones get new logs and are started again if their
-    /// names are in `restart` (they were running before the update).
-    pub fn apply_group_update(&mut self, config: GroupConfig, restart: &[String]) {
-        if matches!(config.kind, crate::config::GroupKind::EventListener { .. }) {
-            // A changed pool starts afresh (its listeners register again as they spawn).
-            self.remove_pool(&config.name);
-            self.add_pool(&config);
-        }
-        let (_, fresh, dropped) = self.sup.replace_group(config);
-        for id in dropped {
-            for ch in [Channel::Stdout, Channel::Stderr] {
-                self.close_pipe(id, ch);
-            }
-            if let Some(io) = self.io.get_mut(id.0) {
-                *io = ProcIo::default();
+    /// A group became active: its fcgi socket, its listener pool and its processes' logs (before
+    /// any of them spawns, which the core asks for after this), then the event.
+    pub(super) fn on_group_added(&mut self, name: &str) {
+        let Some(group) = self.sup.group(name).cloned() else { return };
+        if let crate::config::GroupKind::Fcgi { socket, socket_url, backlog } = &group.config.kind {
+            match super::super::fcgi::create(socket, socket_url, *backlog) {
+                Ok(fd) => {
+                    self.fcgi_sockets.insert(name.to_string(), fd);
+                }
+                // Its processes then fail to spawn with this message (in BACKOFF/FATAL).
+                Err(e) => self.log.log(LogLevel::Error, &e),
             }
         }
-        let now = Instant::now();
-        for id in fresh {
-            let Some(pc) = self.sup.process(id).map(|p| p.config.clone()) else { continue };
-            if self.io.len() <= id.0 {
-                self.io.resize_with(id.0 + 1, ProcIo::default);
-            }
-            let logs = [self.open_log(&pc, Channel::Stdout), self.open_log(&pc, Channel::Stderr)];
-            self.io[id.0] = ProcIo { logs, ..ProcIo::default() };
-            if restart.contains(&pc.name) {
-                self.sup.feed(id, Input::Start, now, SystemTime::now());
-            }
+        if matches!(group.config.kind, crate::config::GroupKind::EventListener { .. }) {
+            self.add_pool(&group.config);
+        }
+        for id in group.members {
+            self.open_logs(id);
         }
         self.reserve_fds_for_processes();
-        self.sup.tick(now, SystemTime::now());
-        self.perform_actions();
+        self.log.log(LogLevel::Debug, &format!("added process group {name}"));
+        self.notify(Event::group_added(name));
     }
 
-    /// Removes a stopped group and closes its logs.
-    pub fn remove_group(&mut self, name: &str) -> Result<(), RemoveError> {
-        let members = self.sup.group(name).map(|g| g.members.clone()).unwrap_or_default();
-        self.sup.remove_group(name)?;
-        self.fcgi_sockets.remove(name);
-        self.remove_pool(name);
-        for id in members {
+    /// A process's logs, opened to check they can be (held open only while output flows).
+    fn open_logs(&mut self, id: ProcId) {
+        let Some(pc) = self.sup.process(id).map(|p| p.config.clone()) else { return };
+        if self.io.len() <= id.0 {
+            self.io.resize_with(id.0 + 1, ProcIo::default);
+        }
+        let logs = [self.open_log(&pc, Channel::Stdout), self.open_log(&pc, Channel::Stderr)];
+        self.io[id.0] = ProcIo { logs, ..ProcIo::default() };
+    }
+
+    /// What was open for processes that are gone: their pipes and logs.
+    fn close_processes(&mut self, ids: &[ProcId]) {
+        for id in ids {
             for ch in [Channel::Stdout, Channel::Stderr] {
-                self.close_pipe(id, ch);
+                self.close_pipe(*id, ch);
             }
             if let Some(io) = self.io.get_mut(id.0) {
                 *io = ProcIo::default();
             }
         }
-        self.perform_actions();
-        Ok(())
+    }
+
+    /// An update replaced processes of a group: the gone ones are closed, the fresh ones get
+    /// their logs (before they spawn, which the core asks for after this); a changed pool
+    /// starts afresh (its listeners register again as they spawn).
+    pub(super) fn on_group_replaced(&mut self, name: &str, fresh: &[ProcId], dropped: &[ProcId]) {
+        if let Some(config) = self.sup.group(name).map(|g| g.config.clone()) {
+            if matches!(config.kind, crate::config::GroupKind::EventListener { .. }) {
+                self.remove_pool(name);
+                self.add_pool(&config);
+            }
+        }
+        self.close_processes(dropped);
+        for id in fresh {
+            self.open_logs(*id);
+        }
+        self.reserve_fds_for_processes();
+    }
+
+    /// A group was removed: its socket, pool, pipes and logs are closed, then the event.
+    pub(super) fn on_group_removed(&mut self, name: &str, members: &[ProcId]) {
+        self.fcgi_sockets.remove(name);
+        self.remove_pool(name);
+        self.close_processes(members);
+        self.log.log(LogLevel::Debug, &format!("removed process group {name}"));
+        self.notify(Event::group_removed(name));
     }
 
     /// Reopens both logs of a process at their paths (they stay closed until output flows).

@@ -7,22 +7,17 @@ use std::time::{Instant, SystemTime};
 
 use super::EventLoop;
 use crate::config::{Channel, GroupConfig, LogLevel};
-use crate::daemon::spawn::CommandError;
 use crate::events::types::Event;
-use crate::rpc::host::{BadCommand, GroupChanges, Host};
-use crate::supervisor::{ProcId, RemoveError, Supervisor};
+use crate::rpc::host::{GroupChanges, Host};
+use crate::supervisor::{Command, Issued, ProcId, Supervisor};
 
 impl Host for EventLoop {
     fn sup(&self) -> &Supervisor {
         &self.sup
     }
 
-    fn sup_mut(&mut self) -> &mut Supervisor {
-        &mut self.sup
-    }
-
-    fn perform_actions(&mut self) {
-        EventLoop::perform_actions(self);
+    fn command(&mut self, command: Command) -> Issued {
+        EventLoop::command(self, command)
     }
 
     fn supervisor_interface(&self) -> bool {
@@ -77,13 +72,6 @@ impl Host for EventLoop {
         EventLoop::readable_log_path(self, id, ch)
     }
 
-    fn check_command(&self, id: ProcId) -> Result<(), BadCommand> {
-        EventLoop::check_command(self, id).map_err(|e| match e {
-            CommandError::NotFound(m) => BadCommand::NotFound(m),
-            CommandError::NotExecutable(m) => BadCommand::NotExecutable(m),
-        })
-    }
-
     fn send_stdin(&mut self, id: ProcId, data: &[u8]) -> io::Result<()> {
         EventLoop::send_stdin(self, id, data)
     }
@@ -98,17 +86,5 @@ impl Host for EventLoop {
 
     fn reload(&mut self, now: Instant, wall: SystemTime) -> Result<(), Vec<String>> {
         EventLoop::reload(self, now, wall)
-    }
-
-    fn add_group(&mut self, group: GroupConfig) {
-        EventLoop::add_group(self, group);
-    }
-
-    fn apply_group_update(&mut self, config: GroupConfig, restart: &[String]) {
-        EventLoop::apply_group_update(self, config, restart);
-    }
-
-    fn remove_group(&mut self, name: &str) -> Result<(), RemoveError> {
-        EventLoop::remove_group(self, name)
     }
 }
