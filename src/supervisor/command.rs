@@ -126,8 +126,15 @@ pub(super) enum Wait {
     Stop { id: ProcId },
     /// A group or all operation.
     Each { waiting: Vec<Item>, results: Vec<Each> },
-    /// An update: applied once `stopping` are stopped.
-    Update { config: Option<Box<GroupConfig>>, stopping: Vec<ProcId>, restart: Vec<String>, report: UpdateReport },
+    /// An update: applied once `stopping` are stopped (`ready` says since when) and the
+    /// actions of their stops have been performed (see `take_actions`).
+    Update {
+        config: Option<Box<GroupConfig>>,
+        stopping: Vec<ProcId>,
+        restart: Vec<String>,
+        report: UpdateReport,
+        ready: Option<(Instant, SystemTime)>,
+    },
 }
 
 /// One process of a group operation that has no result yet (or has one that must wait for
@@ -382,7 +389,7 @@ impl Supervisor {
         for id in &stopping {
             self.step(*id, Input::Stop, now, wall);
         }
-        self.wait(ticket, Wait::Update { config: Some(config), stopping, restart, report }, now, wall)
+        self.wait(ticket, Wait::Update { config: Some(config), stopping, restart, report, ready: None }, now, wall)
     }
 
     /// Keeps `wait` under `ticket`, unless it is complete already.
@@ -491,16 +498,30 @@ impl Supervisor {
                 }
                 waiting.is_empty().then(|| Answer::Each(std::mem::take(results)))
             }
-            Wait::Update { config, stopping, restart, report } => {
-                if stopping.iter().any(|id| self.process(*id).is_some_and(|p| !p.state.is_stopped())) {
-                    return None;
+            Wait::Update { stopping, ready, .. } => {
+                if ready.is_none() && stopping.iter().all(|id| self.process(*id).is_none_or(|p| p.state.is_stopped())) {
+                    *ready = Some((now, wall));
                 }
-                if let Some(config) = config.take() {
-                    self.apply_update(*config, restart, now, wall);
-                }
-                Some(Answer::Updated(std::mem::take(report)))
+                None
             }
         }
+    }
+
+    /// Applies the updates whose processes have stopped, once the actions before have been
+    /// performed (the events of those stops name processes that the update removes), and
+    /// queues their answers. True if one was applied.
+    pub(super) fn apply_ready_updates(&mut self) -> bool {
+        let Some(i) = self.waits.iter().position(|(_, w)| matches!(w, Wait::Update { ready: Some(_), .. })) else {
+            return false;
+        };
+        let (ticket, wait) = self.waits.remove(i);
+        let Wait::Update { config, restart, report, ready: Some((now, wall)), .. } = wait else { return false };
+        if let Some(config) = config {
+            self.apply_update(*config, &restart, now, wall);
+        }
+        self.actions.push_back(Action::Answer(ticket, Answer::Updated(report)));
+        self.settle(now, wall);
+        true
     }
 
     /// Applies an update whose changed processes are stopped: unchanged ones keep running,

@@ -271,7 +271,12 @@ impl Supervisor {
         groups
     }
 
+    /// The next action for the loop to perform. When none is left, work that waited for the
+    /// actions before it to be performed goes ahead (an update whose stops are done).
     pub fn take_actions(&mut self) -> Option<Action> {
+        if self.actions.is_empty() {
+            self.apply_ready_updates();
+        }
         self.actions.pop_front()
     }
 

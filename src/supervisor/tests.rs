@@ -1142,3 +1142,5 @@ fn has_checks_follows_the_groups_added_and_removed() {
     assert!(sup.remove_group("checked").is_ok());
     assert!(!sup.has_checks());
 }
+
+mod commands;

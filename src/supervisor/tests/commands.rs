@@ -1,0 +1,253 @@
+//! The control plane's commands (`command.rs`) against the fake clock and a fake world: what
+//! is answered at once, what waits and when its answer comes, and the rules behind them.
+
+use super::*;
+
+fn manual(name: &str) -> ProcessConfig {
+    let mut p = pconf(name);
+    p.autostart = false;
+    p
+}
+
+fn one(name: &str) -> Target {
+    Target::Group(name.into())
+}
+
+#[test]
+fn a_start_that_waits_is_answered_once_running() {
+    let mut h = Harness::new(vec![group("a", 1, vec![manual("a")])]);
+    let id = h.id("a");
+    let ticket = h.command(Command::Start { target: Target::Process(id), wait: true }).expect_err("waits");
+    assert_eq!(h.state("a"), ProcessState::Starting);
+    assert_eq!(h.answer(ticket), None, "not before startsecs");
+    h.advance(999);
+    assert_eq!(h.answer(ticket), None);
+    h.advance(1);
+    assert_eq!(h.answer(ticket), Some(&Answer::Done));
+}
+
+#[test]
+fn a_start_without_wait_is_answered_once_spawned_and_a_spawn_error_is_its_answer() {
+    let mut h = Harness::new(vec![group("a", 1, vec![manual("a")]), group("b", 1, vec![manual("b")])]);
+    let id = h.id("a");
+    let ticket = h.command(Command::Start { target: Target::Process(id), wait: false }).expect_err("spawn first");
+    assert_eq!(h.answer(ticket), Some(&Answer::Done), "answered in the same round as the spawn");
+    assert_eq!(h.state("a"), ProcessState::Starting);
+    h.spawn_error = Some("no such file".into());
+    let id = h.id("b");
+    let ticket = h.command(Command::Start { target: Target::Process(id), wait: false }).expect_err("spawn first");
+    assert_eq!(h.answer(ticket), Some(&Answer::Refused(Refusal::SpawnError("b".into()))));
+}
+
+#[test]
+fn refusals_come_at_once() {
+    let mut h = Harness::new(vec![group("a", 1, vec![manual("a")]), group("b", 1, vec![manual("b")])]);
+    h.missing = vec!["b".into()];
+    let (a, b) = (h.id("a"), h.id("b"));
+    let answer = h.command(Command::Start { target: Target::Process(b), wait: true });
+    assert_eq!(answer, Ok(Answer::Refused(Refusal::NoFile("no such file: /bin/true".into()))));
+    assert!(h.spawns.is_empty());
+    let answer = h.command(Command::Stop { target: Target::Process(a), wait: true });
+    assert_eq!(answer, Ok(Answer::Refused(Refusal::NotRunning("a".into()))));
+    let _ = h.command(Command::Start { target: Target::Process(a), wait: false });
+    let answer = h.command(Command::Start { target: Target::Process(a), wait: true });
+    assert_eq!(answer, Ok(Answer::Refused(Refusal::AlreadyStarted("a".into()))));
+    let answer = h.command(Command::Signal { target: Target::Process(b), signal: Ok(libc::SIGHUP) });
+    assert_eq!(answer, Ok(Answer::Refused(Refusal::NotRunning("b".into()))));
+    assert!(h.signals.is_empty());
+    let answer = h.command(Command::RemoveGroup("a".into()));
+    assert_eq!(answer, Ok(Answer::Refused(Refusal::StillRunning("a".into()))));
+    let answer = h.command(Command::RemoveGroup("zzz".into()));
+    assert_eq!(answer, Ok(Answer::Refused(Refusal::BadName("zzz".into()))));
+    let answer = h.command(Command::AddGroup(Box::new(group("b", 1, vec![manual("b")]))));
+    assert_eq!(answer, Ok(Answer::Refused(Refusal::AlreadyAdded("b".into()))));
+}
+
+#[test]
+fn a_group_start_answers_in_the_groups_order_and_waits_for_running_only_with_wait() {
+    let names = ["g1", "g2", "g3"];
+    let procs = |h: &mut Harness| {
+        h.missing = vec!["g2".into()];
+    };
+    // Without wait: each result once spawned, in order, the refused one in its place.
+    let mut h = Harness::new(vec![group("g", 1, names.iter().map(|n| manual(n)).collect())]);
+    procs(&mut h);
+    let ticket = h.command(Command::Start { target: one("g"), wait: false }).expect_err("spawns first");
+    let Some(Answer::Each(items)) = h.answer(ticket) else { panic!("answered: {:?}", h.answers) };
+    let got: Vec<(&str, bool)> = items.iter().map(|e| (e.name.as_str(), e.result.is_ok())).collect();
+    assert_eq!(got, vec![("g1", true), ("g2", false), ("g3", true)]);
+    assert_eq!(items[1].result, Err(Refusal::NoFile("no such file: /bin/true".into())));
+    // With wait: the refusal comes first (known at once), the others once RUNNING.
+    let mut h = Harness::new(vec![group("g", 1, names.iter().map(|n| manual(n)).collect())]);
+    procs(&mut h);
+    let ticket = h.command(Command::Start { target: one("g"), wait: true }).expect_err("waits");
+    assert_eq!(h.answer(ticket), None);
+    h.advance(1000);
+    let Some(Answer::Each(items)) = h.answer(ticket) else { panic!("answered: {:?}", h.answers) };
+    let got: Vec<&str> = items.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(got, vec!["g2", "g1", "g3"]);
+}
+
+#[test]
+fn a_stop_with_wait_is_answered_once_stopped() {
+    let mut h = Harness::new(vec![group("a", 1, vec![pconf("a")])]);
+    h.advance(1000);
+    h.advance(1000);
+    let id = h.id("a");
+    let ticket = h.command(Command::Stop { target: Target::Process(id), wait: true }).expect_err("waits");
+    assert_eq!(h.kills, vec![("a".into(), libc::SIGTERM, false)]);
+    assert_eq!(h.answer(ticket), None);
+    h.killed("a", "SIGTERM");
+    assert_eq!(h.answer(ticket), Some(&Answer::Done));
+}
+
+#[test]
+fn starting_a_dependent_starts_its_dependencies_first_and_waits_for_them() {
+    let mut a = dep("a", &[]);
+    a.autostart = false;
+    let mut b = dep("b", &["a"]);
+    b.autostart = false;
+    let mut c = dep("c", &["b"]);
+    c.autostart = false;
+    let mut h = Harness::new(vec![group("a", 1, vec![a]), group("b", 1, vec![b]), group("c", 1, vec![c])]);
+    let id = h.id("c");
+    let ticket = h.command(Command::Start { target: Target::Process(id), wait: true }).expect_err("waits");
+    assert_eq!(h.spawns, vec!["a"], "the chain starts at its root");
+    h.advance(1000);
+    assert_eq!(h.spawns, vec!["a", "b"]);
+    h.advance(1000);
+    assert_eq!(h.spawns, vec!["a", "b", "c"]);
+    assert_eq!(h.answer(ticket), None, "c is not RUNNING yet");
+    h.advance(1000);
+    assert_eq!(h.answer(ticket), Some(&Answer::Done));
+}
+
+#[test]
+fn stopping_a_dependency_stops_what_depends_on_it_first() {
+    let mut h = Harness::new(vec![
+        group("a", 1, vec![dep("a", &[])]),
+        group("b", 1, vec![dep("b", &["a"])]),
+        group("c", 1, vec![dep("c", &["b"])]),
+    ]);
+    for _ in 0..4 {
+        h.advance(1000);
+    }
+    assert_eq!(h.state("c"), ProcessState::Running);
+    let id = h.id("a");
+    let ticket = h.command(Command::Stop { target: Target::Process(id), wait: true }).expect_err("waits");
+    assert_eq!(h.kills.iter().map(|k| k.0.as_str()).collect::<Vec<_>>(), vec!["c"], "the outermost first");
+    h.killed("c", "SIGTERM");
+    h.tick();
+    assert_eq!(h.kills.iter().map(|k| k.0.as_str()).collect::<Vec<_>>(), vec!["c", "b"]);
+    h.killed("b", "SIGTERM");
+    h.tick();
+    assert_eq!(h.answer(ticket), None);
+    h.killed("a", "SIGTERM");
+    assert_eq!(h.answer(ticket), Some(&Answer::Done));
+}
+
+#[test]
+fn an_update_stops_only_the_changed_processes_then_replaces_and_restarts_them() {
+    let mut h = Harness::new(vec![group("g", 1, vec![pconf("same"), pconf("changed"), pconf("gone")])]);
+    h.advance(1000);
+    h.advance(1000);
+    let mut changed = pconf("changed");
+    changed.command = "/bin/false".into();
+    let new = group("g", 1, vec![pconf("same"), changed, pconf("new")]);
+    let ticket = h.command(Command::UpdateGroup(Box::new(new))).expect_err("waits for the stops");
+    let mut killed: Vec<&str> = h.kills.iter().map(|k| k.0.as_str()).collect();
+    killed.sort();
+    assert_eq!(killed, vec!["changed", "gone"]);
+    h.killed("changed", "SIGTERM");
+    assert_eq!(h.answer(ticket), None, "gone still runs");
+    h.killed("gone", "SIGTERM");
+    let report = UpdateReport {
+        added: vec!["new".into()],
+        changed: vec!["changed".into()],
+        removed: vec!["gone".into()],
+        unchanged: vec!["same".into()],
+    };
+    assert_eq!(h.answer(ticket), Some(&Answer::Updated(report)));
+    assert_eq!(h.state("same"), ProcessState::Running, "untouched");
+    assert_eq!(h.proc("changed").config.command, "/bin/false");
+    assert_eq!(h.state("changed"), ProcessState::Starting, "started again: it was running");
+    assert_eq!(h.state("new"), ProcessState::Starting, "autostarts");
+    assert!(h.sup.processes().all(|(_, p)| p.name() != "gone"));
+}
+
+#[test]
+fn signalling_a_group_with_an_unknown_signal_answers_for_each_process() {
+    let mut h = Harness::new(vec![group("g", 1, vec![pconf("a"), pconf("b"), manual("c")])]);
+    h.advance(1000);
+    h.advance(1000);
+    let answer = h.command(Command::Signal { target: one("g"), signal: Err("NOPE".into()) });
+    let Ok(Answer::Each(items)) = answer else { panic!("{answer:?}") };
+    assert_eq!(items.len(), 2, "only the signallable ones");
+    assert!(items.iter().all(|e| e.result == Err(Refusal::BadSignal("NOPE".into()))));
+    assert!(h.signals.is_empty());
+    let answer = h.command(Command::Signal { target: one("g"), signal: Ok(libc::SIGUSR1) });
+    let Ok(Answer::Each(items)) = answer else { panic!("{answer:?}") };
+    assert!(items.iter().all(|e| e.result.is_ok()));
+    assert_eq!(h.signals.iter().map(|s| s.1).collect::<Vec<_>>(), vec![libc::SIGUSR1, libc::SIGUSR1]);
+}
+
+#[test]
+fn a_critical_program_gone_for_good_stops_the_daemon_with_its_status_once() {
+    let mut a = pconf("a");
+    a.critical = true;
+    a.autorestart = AutoRestart::Never;
+    let mut b = pconf("b");
+    b.critical = true;
+    b.autorestart = AutoRestart::Never;
+    let mut h = Harness::new(vec![group("a", 1, vec![a, b])]);
+    h.advance(1000);
+    h.advance(1000);
+    h.exit("a", 3);
+    assert_eq!(h.critical, Some(3));
+    assert!(
+        h.has_log("CRIT critical program a is EXITED and will not be restarted: stopping everything, exit status 3")
+    );
+    assert_eq!(h.sup.mood(), Mood::Shutdown);
+    h.killed("b", "SIGTERM");
+    assert_eq!(h.critical, Some(3), "reported once");
+    assert_eq!(h.log.iter().filter(|l| l.starts_with("CRIT critical")).count(), 1);
+}
+
+#[test]
+fn a_critical_program_that_is_restarted_does_not_stop_the_daemon() {
+    let mut a = pconf("a");
+    a.critical = true;
+    a.autorestart = AutoRestart::Always;
+    let mut h = Harness::new(vec![group("a", 1, vec![a])]);
+    h.advance(1000);
+    h.advance(1000);
+    h.exit("a", 3);
+    assert_eq!(h.critical, None);
+    assert_eq!(h.state("a"), ProcessState::Starting);
+}
+
+#[test]
+fn the_running_event_comes_from_the_core_before_the_first_start() {
+    let mut h = Harness::new(vec![group("a", 1, vec![pconf("a")])]);
+    assert_eq!(h.running_events, 0);
+    let (now, wall) = (h.now, h.wall());
+    h.sup.begin(now, wall);
+    let first = h.sup.take_actions();
+    assert_eq!(first, Some(Action::SupervisorRunning));
+    h.run();
+    assert_eq!(h.spawns, vec!["a"]);
+}
+
+#[test]
+fn adding_and_removing_a_group_are_commands() {
+    let mut h = Harness::new(vec![]);
+    let answer = h.command(Command::AddGroup(Box::new(group("a", 1, vec![pconf("a")]))));
+    assert_eq!(answer, Ok(Answer::Done));
+    assert_eq!(h.spawns, vec!["a"], "it autostarts at once");
+    h.advance(1000);
+    let id = h.id("a");
+    let _ = h.command(Command::Stop { target: Target::Process(id), wait: false });
+    h.killed("a", "SIGTERM");
+    assert_eq!(h.command(Command::RemoveGroup("a".into())), Ok(Answer::Done));
+    assert!(h.sup.group("a").is_none());
+}
