@@ -709,3 +709,34 @@ fn minisv_daemon_answers_supervisorctl_like_supervisord() {
         assert_eq!(outs[1], outs[0], "supervisorctl `{}` after `{}`: minisv differs", args.join(" "), reset.join(" "));
     }
 }
+
+/// reloadConfig lists added and changed groups as the new config orders them (priority, then
+/// name) and removed ones as they were activated, as supervisord does; not by name.
+/// (supervisorctl sorts what it prints, so the order is read from the answer itself.)
+#[test]
+fn reload_config_lists_groups_in_supervisords_order() {
+    let programs = "[program:zeta]\ncommand=sleep 1000\npriority=1\n\
+                    [program:alpha]\ncommand=sleep 1000\npriority=900\n\
+                    [program:mid]\ncommand=sleep 1000\n";
+    let new = "[program:mid]\ncommand=sleep 999\n\
+               [program:b2]\ncommand=sleep 1\npriority=5\n[program:a2]\ncommand=sleep 1\npriority=5\n\
+               [program:c0]\ncommand=sleep 1\npriority=1\n[program:yy]\ncommand=sleep 1\n\
+               [program:aa]\ncommand=sleep 1\npriority=1000\n";
+    let mut answers = Vec::new();
+    for kind in [Kind::Supervisord, Kind::Minisv] {
+        let mut d = Daemon::start_kind("rr", false, programs, kind);
+        let conf = std::fs::read_to_string(&d.conf).expect("read config");
+        std::fs::write(&d.conf, conf.replace(programs, new)).expect("write config");
+        let answer = d.client.call("supervisor.reloadConfig", &[]).expect("reloadConfig");
+        let lists: Vec<Vec<String>> = answer.as_array().expect("[[added, changed, removed]]")[0]
+            .as_array()
+            .expect("three lists")
+            .iter()
+            .map(|l| l.as_array().expect("names").iter().map(|n| n.as_str().expect("name").to_string()).collect())
+            .collect();
+        answers.push(lists);
+    }
+    let expected: Vec<Vec<&str>> = vec![vec!["c0", "a2", "b2", "yy", "aa"], vec!["mid"], vec!["zeta", "alpha"]];
+    assert_eq!(answers[0], expected, "supervisord's order");
+    assert_eq!(answers[1], answers[0], "minisv's order");
+}
