@@ -108,7 +108,7 @@ impl MainLog {
             return;
         }
         let line = format!("{} {} {}\n", timestamp(at), level.tag(), msg);
-        self.write_line(level, msg, line.as_bytes());
+        self.write_line(level, &|| msg.to_string(), line.as_bytes());
     }
 
     /// Child output copied into the main log at debug: `DEBG 'name' stdout output:\n<data>\n`.
@@ -119,11 +119,12 @@ impl MainLog {
         let mut line = format!("{} DEBG '{}' {} output:\n", timestamp(SystemTime::now()), name, channel).into_bytes();
         line.extend_from_slice(data);
         line.push(b'\n');
-        let text = String::from_utf8_lossy(data).into_owned();
-        self.write_line(LogLevel::Debug, &format!("'{name}' {channel} output:\n{text}"), &line);
+        // The text for syslog is made only when the log goes there.
+        let msg = || format!("'{name}' {channel} output:\n{}", String::from_utf8_lossy(data));
+        self.write_line(LogLevel::Debug, &msg, &line);
     }
 
-    fn write_line(&mut self, level: LogLevel, msg: &str, line: &[u8]) {
+    fn write_line(&mut self, level: LogLevel, msg: &dyn Fn() -> String, line: &[u8]) {
         if self.echo_stdout {
             let mut out = io::stdout().lock();
             let _ = out.write_all(line);
@@ -137,7 +138,7 @@ impl MainLog {
                 LogLevel::Info => libc::LOG_INFO,
                 LogLevel::Debug | LogLevel::Trace | LogLevel::Blather => libc::LOG_DEBUG,
             };
-            crate::sys::syslog(prio, msg);
+            crate::sys::syslog(prio, &msg());
         } else if let Some(file) = self.file.as_mut() {
             if file.write(line).is_err() && !self.echo_stdout {
                 // The log is unwritable (disk full ...): say so where someone may see it.
