@@ -1,7 +1,6 @@
-//! The options table against Supervisor 4.3.0: for every key the two share, Supervisor's own
-//! parser is given a config with the key set to minisv's default, and must find the same
-//! config as with the key left out. (That minisv's parser uses the table is a unit test,
-//! `config::defaults_tests`.)
+//! minisv's config reading against Supervisor 4.3.0's: the options table, key by key (that
+//! minisv's parser uses the table is a unit test, `config::defaults_tests`), and Supervisor's
+//! own sample config.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -179,4 +178,29 @@ fn table_matches_supervisor_4_3() {
         wrong.join("\n")
     );
     assert!(compared.len() > 40, "{compared:?}");
+}
+
+#[test]
+fn stock_sample_config_loads_with_commented_keys_staying_comments() {
+    // Supervisor's own sample, generated at test time; its text is not part of this repository.
+    let tool = python_supervisor().join("echo_supervisord_conf");
+    let out = Command::new(&tool).output().unwrap_or_else(|e| panic!("cannot run {}: {e}", tool.display()));
+    assert!(out.status.success(), "{}: {}", tool.display(), String::from_utf8_lossy(&out.stderr));
+    let dir = TempDir::new("sample");
+    let sock = dir.join("sample.sock");
+    let text = String::from_utf8_lossy(&out.stdout).replace("/tmp/supervisor.sock", &sock.display().to_string());
+    assert!(text.contains(";chmod=0700"), "the sample has commented-out keys:\n{text}");
+    let conf = dir.write("supervisord.conf", &text);
+    let config = match minisv::config::load(&conf, &Default::default()) {
+        Ok(c) => c,
+        Err(e) => panic!("Supervisor's sample does not load: {e:#?}"),
+    };
+    assert_eq!(config.unix_http_servers[0].chmod, 0o700);
+    assert_eq!(config.unix_http_servers[0].auth, None);
+    assert!(config.groups.is_empty());
+    assert!(config.rpcinterface_supervisor);
+    let serverurl = format!("unix://{}", sock.display());
+    assert_eq!(config.supervisorctl.as_ref().map(|c| c.serverurl.as_str()), Some(serverurl.as_str()));
+    let warnings: Vec<String> = config.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(warnings, Vec::<String>::new());
 }
