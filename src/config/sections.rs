@@ -197,7 +197,7 @@ pub fn supervisord(ld: &mut Loader, ov: &Overrides) -> SupervisordConfig {
 
 /// `childlogdir`'s default: Python's `tempfile.gettempdir()`, `$TMPDIR` when it names a
 /// directory, else the options table's `/tmp`.
-pub fn default_childlogdir() -> PathBuf {
+fn default_childlogdir() -> PathBuf {
     match std::env::var_os("TMPDIR").map(PathBuf::from).filter(|d| d.is_dir()) {
         Some(dir) => dir,
         None => PathBuf::from(options::default_of(options::SUPERVISORD, "childlogdir")),

@@ -2,8 +2,6 @@
 //! written there, waits on conditions with deadlines (never fixed sleeps), an XML-RPC client
 //! over the daemon's unix socket, and cleanup by pid.
 
-#![allow(dead_code)]
-
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -224,10 +222,6 @@ impl Daemon {
 
     pub fn stderr(&self) -> String {
         read_lossy(&self.dir.join("stderr.txt"))
-    }
-
-    pub fn stdout(&self) -> String {
-        read_lossy(&self.dir.join("stdout.txt"))
     }
 
     /// Waits until the main log contains `needle` (the daemon's log is the ground truth).
