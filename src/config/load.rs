@@ -6,6 +6,7 @@ use std::path::{Component, Path, PathBuf};
 use super::expand::{expand_in, Names};
 use super::ini::{Ini, Value};
 use super::model::{Diagnostic, Span};
+use super::options::{self, Key};
 
 /// Whether a key was found and usable.
 pub enum Got {
@@ -159,6 +160,29 @@ impl Loader {
         }
     }
 
+    /// A converted value; the default of `key` in the options `table` (converted the same way)
+    /// when missing or bad (a bad value is recorded).
+    pub fn conv_def<T>(
+        &mut self,
+        section: &str,
+        key: &str,
+        extra: &Names,
+        table: &[Key],
+        convert: impl Fn(&str) -> Result<T, String>,
+        expected: &str,
+    ) -> T {
+        match self.get(section, key, extra) {
+            Got::Missing | Got::Bad => table_default(table, key, convert),
+            Got::Found(text, span) => match convert(&text) {
+                Ok(v) => v,
+                Err(msg) => {
+                    self.error(Some(span), section, Some(key), format!("{msg}; expected {expected}"));
+                    table_default(table, key, convert)
+                }
+            },
+        }
+    }
+
     /// An optional converted value (`None` when missing or bad).
     pub fn conv_opt<T>(
         &mut self,
@@ -169,6 +193,17 @@ impl Loader {
         expected: &str,
     ) -> Option<T> {
         self.conv(section, key, extra, None, |s| convert(s).map(Some), expected)
+    }
+}
+
+/// The default of `key` in the options `table`, converted as a value in a file would be. A
+/// default that does not convert is a mistake in the table (the test of the defaults converts
+/// every one of them), not in the user's file.
+pub fn table_default<T>(table: &[Key], key: &str, convert: impl Fn(&str) -> Result<T, String>) -> T {
+    let text = options::default_of(table, key);
+    match convert(text) {
+        Ok(v) => v,
+        Err(msg) => panic!("the default of {key} in the options table, {text:?}, does not convert: {msg}"),
     }
 }
 

@@ -195,6 +195,8 @@ fn dedup_exact(list: &mut Vec<Diagnostic>) {
 }
 
 #[cfg(test)]
+mod defaults_tests;
+#[cfg(test)]
 mod tests;
 
 /// Whether two groups are the same for reread/update (1.15): every setting, but not where in

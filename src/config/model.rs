@@ -291,8 +291,20 @@ pub struct Checks {
 }
 
 impl Default for Checks {
+    /// No probes, and the options table's intervals (what a section without probe keys gets).
     fn default() -> Checks {
-        Checks { ready: None, ready_interval: 1, health: None, health_interval: 10, health_retries: 3, timeout: 5 }
+        let secs = |key| match super::options::default_of(super::options::PROGRAM, key).parse::<u64>() {
+            Ok(n) => n,
+            Err(e) => panic!("the default of {key} in the options table is not a number: {e}"),
+        };
+        Checks {
+            ready: None,
+            ready_interval: secs("ready_check_interval"),
+            health: None,
+            health_interval: secs("health_check_interval"),
+            health_retries: secs("health_check_retries") as u32,
+            timeout: secs("check_timeout"),
+        }
     }
 }
 

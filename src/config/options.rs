@@ -57,6 +57,16 @@ pub const SUPERVISORCTL: &[Key] = &[
     key("history_file", "", "readline history file"),
 ];
 
+/// The default of `name` in `table`, as it would be written in the file ("" when there is
+/// none). The parser takes its defaults from here; a name the table lacks is a mistake in the
+/// parser, found by the test of the defaults, which reads every key.
+pub fn default_of(table: &[Key], name: &str) -> &'static str {
+    match table.iter().find(|k| k.name == name) {
+        Some(k) => k.default,
+        None => panic!("the options table has no key {name}"),
+    }
+}
+
 /// Keys of `[program:x]`; `[eventlistener:x]` and `[fcgi-program:x]` add theirs below.
 pub const PROGRAM: &[Key] = &[
     key("command", "", "the program and its arguments (required); no shell is involved"),
@@ -127,6 +137,11 @@ pub const EVENTLISTENER_EXTRA: &[Key] = &[
     key("result_handler", "supervisor.dispatchers:default_handler", "only the default handler is supported"),
 ];
 
+/// The one key with two defaults: an `[eventlistener:x]` section's `priority` is 999 for its
+/// processes (`PROGRAM`) and -1 for its pool (supervisord 4.3 reports process_prio 999 and
+/// group_prio -1). Not in `keys_of`: the section has one `priority` key.
+pub const EVENTLISTENER_POOL: &[Key] = &[key("priority", "-1", "priority of the pool")];
+
 pub const FCGI_EXTRA: &[Key] = &[
     key("socket", "", "unix:///absolute/path or tcp://host:port (required)"),
     key("socket_backlog", "", "listen backlog (default: SOMAXCONN)"),
@@ -144,9 +159,6 @@ pub const RPCINTERFACE: &[Key] = &[key(
     "supervisor.rpcinterface:make_main_rpcinterface",
     "the only factory minisv provides",
 )];
-
-pub const RPC_FACTORY: &str = "supervisor.rpcinterface:make_main_rpcinterface";
-pub const DEFAULT_RESULT_HANDLER: &str = "supervisor.dispatchers:default_handler";
 
 /// Supervisor 2 settings (and main-log settings) that people put in program sections.
 pub const LEGACY_PROGRAM_KEYS: &[(&str, &str)] = &[

@@ -5,7 +5,7 @@ use super::expand::{ExpValue, Names};
 use super::ini::py_strip;
 use super::load::*;
 use super::model::*;
-use super::options;
+use super::options::{self, PROGRAM as P};
 use super::sections::parse_environment;
 use super::types::{self, LogFileName};
 use std::sync::Arc;
@@ -54,7 +54,7 @@ pub fn groups(ld: &mut Loader) -> Vec<GroupConfig> {
             continue;
         };
         let programs = list_of_strings(&text_of(ld.get(section, "programs", &none)).unwrap_or_default());
-        let priority = ld.conv(section, "priority", &none, 999, types::integer, EXPECT_INT);
+        let priority = ld.conv_def(section, "priority", &none, options::GROUP, types::integer, EXPECT_INT);
         let span = ld.section_span(section);
         let programs_span = ld.raw(section, "programs").map(|v| v.span).or(Some(span.clone()));
         let mut processes = Vec::new();
@@ -94,7 +94,7 @@ pub fn groups(ld: &mut Loader) -> Vec<GroupConfig> {
         let Some(name) = checked_name(ld, section) else {
             continue;
         };
-        let priority = ld.conv(section, "priority", &none, 999, types::integer, EXPECT_INT);
+        let priority = ld.conv_def(section, "priority", &none, P, types::integer, EXPECT_INT);
         let processes = processes_from_section(ld, section, &name);
         let span = ld.section_span(section);
         groups.push(GroupConfig { name, priority, kind: GroupKind::Program, processes, span });
@@ -143,8 +143,9 @@ fn event_listener(ld: &mut Loader, section: &str) -> Option<GroupConfig> {
     let none = Names::new();
     let pool = section.split_once(':').map(|x| x.1.to_string()).unwrap_or_default();
     let span = ld.section_span(section);
-    let priority = ld.conv(section, "priority", &none, -1, types::integer, EXPECT_INT);
-    let buffer_size = ld.conv(section, "buffer_size", &none, 10, types::integer, EXPECT_INT);
+    let priority = ld.conv_def(section, "priority", &none, options::EVENTLISTENER_POOL, types::integer, EXPECT_INT);
+    let buffer_size =
+        ld.conv_def(section, "buffer_size", &none, options::EVENTLISTENER_EXTRA, types::integer, EXPECT_INT);
     if buffer_size < 1 {
         let s = ld.raw(section, "buffer_size").map(|v| v.span);
         ld.error(
@@ -154,17 +155,16 @@ fn event_listener(ld: &mut Loader, section: &str) -> Option<GroupConfig> {
             format!("[{section}] section sets invalid buffer_size ({buffer_size}); expected at least 1"),
         );
     }
-    let result_handler = text_of(ld.get(section, "result_handler", &none))
-        .unwrap_or_else(|| options::DEFAULT_RESULT_HANDLER.to_string());
-    if result_handler != options::DEFAULT_RESULT_HANDLER {
+    let supported = options::default_of(options::EVENTLISTENER_EXTRA, "result_handler");
+    let result_handler = text_of(ld.get(section, "result_handler", &none)).unwrap_or_else(|| supported.to_string());
+    if result_handler != supported {
         let s = ld.raw(section, "result_handler").map(|v| v.span);
         ld.error(
             s,
             section,
             Some("result_handler"),
             format!(
-                "{result_handler} cannot be resolved within [{section}]: minisv cannot load Python code; only {} is supported",
-                options::DEFAULT_RESULT_HANDLER
+                "{result_handler} cannot be resolved within [{section}]: minisv cannot load Python code; only {supported} is supported"
             ),
         );
     }
@@ -200,7 +200,7 @@ fn event_listener(ld: &mut Loader, section: &str) -> Option<GroupConfig> {
             );
         }
     }
-    if ld.conv(section, "redirect_stderr", &none, false, types::boolean, EXPECT_BOOL) {
+    if ld.conv_def(section, "redirect_stderr", &none, P, types::boolean, EXPECT_BOOL) {
         let s = ld.raw(section, "redirect_stderr").map(|v| v.span);
         ld.error(
             s,
@@ -227,7 +227,7 @@ fn fcgi_program(ld: &mut Loader, section: &str) -> Option<GroupConfig> {
     let none = Names::new();
     let name = checked_name(ld, section)?;
     let span = ld.section_span(section);
-    let priority = ld.conv(section, "priority", &none, 999, types::integer, EXPECT_INT);
+    let priority = ld.conv_def(section, "priority", &none, P, types::integer, EXPECT_INT);
     let proc_user = ld.conv_opt(section, "user", &none, types::user, EXPECT_USER);
     let backlog = match ld.conv_opt(section, "socket_backlog", &none, types::integer, EXPECT_INT) {
         Some(b) if !(1..=65535).contains(&b) => {
@@ -279,7 +279,11 @@ fn fcgi_program(ld: &mut Loader, section: &str) -> Option<GroupConfig> {
         let owner = owner.or_else(|| {
             proc_user.as_ref().filter(|u| u.uid != crate::sys::users::current_uid()).map(|u| (u.uid, u.gid))
         });
-        FcgiSocket::Unix { path: absolute(std::path::Path::new(path)), owner, mode: Some(mode.unwrap_or(0o700)) }
+        FcgiSocket::Unix {
+            path: absolute(std::path::Path::new(path)),
+            owner,
+            mode: Some(mode.unwrap_or_else(|| table_default(options::FCGI_EXTRA, "socket_mode", types::octal))),
+        }
     } else {
         if owner.is_some() || mode.is_some() {
             ld.error(
@@ -399,11 +403,11 @@ fn channel(
             }
         },
         Got::Bad => LogFileName::None,
-        Got::Missing => LogFileName::Auto,
+        Got::Missing => table_default(P, lf_key, types::logfile_name),
     };
-    let backups = ld.conv(section, keys.backups, names, 10, types::integer, EXPECT_INT);
-    let maxbytes = ld.conv(section, keys.maxbytes, names, 50 << 20, types::byte_size, EXPECT_SIZE);
-    let mut syslog = ld.conv(section, sy_key, names, false, types::boolean, EXPECT_BOOL);
+    let backups = ld.conv_def(section, keys.backups, names, P, types::integer, EXPECT_INT);
+    let maxbytes = ld.conv_def(section, keys.maxbytes, names, P, types::byte_size, EXPECT_SIZE);
+    let mut syslog = ld.conv_def(section, sy_key, names, P, types::boolean, EXPECT_BOOL);
     let span = ld.raw(section, lf_key).map(|v| v.span);
     let maxbytes_span = ld.raw(section, keys.maxbytes).map(|v| v.span);
     let logfile = match logfile {
@@ -455,23 +459,24 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str) -> V
     let n = &names;
     // A listener's processes default to 999 like any program's; only its group defaults to -1
     // (supervisord 4.3 reports process_prio 999, group_prio -1).
-    let priority = ld.conv(section, "priority", n, 999, types::integer, EXPECT_INT);
-    let autostart = ld.conv(section, "autostart", n, true, types::boolean, EXPECT_BOOL);
-    let autorestart =
-        ld.conv(section, "autorestart", n, AutoRestart::Unexpected, types::auto_restart, EXPECT_AUTORESTART);
-    let startsecs = ld.conv(section, "startsecs", n, 1, types::integer, EXPECT_INT);
+    let priority = ld.conv_def(section, "priority", n, P, types::integer, EXPECT_INT);
+    let autostart = ld.conv_def(section, "autostart", n, P, types::boolean, EXPECT_BOOL);
+    let autorestart = ld.conv_def(section, "autorestart", n, P, types::auto_restart, EXPECT_AUTORESTART);
+    let startsecs = ld.conv_def(section, "startsecs", n, P, types::integer, EXPECT_INT);
     // minisv: `infinite` (or -1) never gives up.
-    let startretries = ld.conv(section, "startretries", n, 3, types::retries, EXPECT_RETRIES);
-    let backoff_max = ld.conv(section, "backoff_max", n, 0, types::integer, EXPECT_INT).max(0) as u64;
-    let restart_delay = ld.conv(section, "restart_delay", n, 0, types::integer, EXPECT_INT).max(0) as u64;
-    let fatal_retry = ld.conv(section, "fatal_retry", n, 0, types::integer, EXPECT_INT).max(0) as u64;
-    let backoff_window = ld.conv(section, "backoff_window", n, 0, types::integer, EXPECT_INT).max(0) as u64;
-    let stopsignal = ld.conv(section, "stopsignal", n, libc::SIGTERM, types::signal, EXPECT_SIGNAL);
-    let stopwaitsecs = ld.conv(section, "stopwaitsecs", n, 10, types::integer, EXPECT_INT);
-    let stopasgroup = ld.conv(section, "stopasgroup", n, false, types::boolean, EXPECT_BOOL);
+    let startretries = ld.conv_def(section, "startretries", n, P, types::retries, EXPECT_RETRIES);
+    let backoff_max = ld.conv_def(section, "backoff_max", n, P, types::integer, EXPECT_INT).max(0) as u64;
+    let restart_delay = ld.conv_def(section, "restart_delay", n, P, types::integer, EXPECT_INT).max(0) as u64;
+    let fatal_retry = ld.conv_def(section, "fatal_retry", n, P, types::integer, EXPECT_INT).max(0) as u64;
+    let backoff_window = ld.conv_def(section, "backoff_window", n, P, types::integer, EXPECT_INT).max(0) as u64;
+    let stopsignal = ld.conv_def(section, "stopsignal", n, P, types::signal, EXPECT_SIGNAL);
+    let stopwaitsecs = ld.conv_def(section, "stopwaitsecs", n, P, types::integer, EXPECT_INT);
+    let stopasgroup = ld.conv_def(section, "stopasgroup", n, P, types::boolean, EXPECT_BOOL);
+    // Supervisor's killasgroup defaults to stopasgroup's value (the table's "false" is
+    // stopasgroup's default).
     let killasgroup = ld.conv(section, "killasgroup", n, stopasgroup, types::boolean, EXPECT_BOOL);
-    let critical = ld.conv(section, "critical", n, false, types::boolean, EXPECT_BOOL);
-    let log_timestamps = ld.conv(section, "log_timestamps", n, false, types::boolean, EXPECT_BOOL);
+    let critical = ld.conv_def(section, "critical", n, P, types::boolean, EXPECT_BOOL);
+    let log_timestamps = ld.conv_def(section, "log_timestamps", n, P, types::boolean, EXPECT_BOOL);
     let ready_fd = match ld.raw(section, "ready_fd") {
         None => None,
         Some(_) => {
@@ -485,22 +490,21 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str) -> V
             }
         }
     };
-    let ready_timeout = ld.conv(section, "ready_timeout", n, 60, types::integer, EXPECT_INT);
+    let ready_timeout = ld.conv_def(section, "ready_timeout", n, P, types::integer, EXPECT_INT);
     let checks = {
-        let d = Checks::default();
-        let secs = |ld: &mut Loader, key: &str, default: u64| -> u64 {
-            let v = ld.conv(section, key, n, default as i64, types::integer, EXPECT_SECONDS);
+        let secs = |ld: &mut Loader, key: &str| -> u64 {
+            let v = ld.conv_def(section, key, n, P, types::integer, EXPECT_SECONDS);
             if v < 1 {
                 let s = ld.raw(section, key).map(|v| v.span);
                 ld.error(s, section, Some(key), format!("{v} is too small; expected {EXPECT_SECONDS}"));
-                return default;
+                return table_default(P, key, types::integer) as u64;
             }
             v as u64
         };
-        let ready_interval = secs(ld, "ready_check_interval", d.ready_interval);
-        let health_interval = secs(ld, "health_check_interval", d.health_interval);
-        let timeout = secs(ld, "check_timeout", d.timeout);
-        let health_retries = secs(ld, "health_check_retries", d.health_retries as u64).min(u32::MAX as u64) as u32;
+        let ready_interval = secs(ld, "ready_check_interval");
+        let health_interval = secs(ld, "health_check_interval");
+        let timeout = secs(ld, "check_timeout");
+        let health_retries = secs(ld, "health_check_retries").min(u32::MAX as u64) as u32;
         let ready = ld.conv_opt(section, "ready_check", n, types::probe, EXPECT_PROBE);
         let health = ld.conv_opt(section, "health_check", n, types::probe, EXPECT_PROBE);
         if ready.is_some() && ready_fd.is_some() {
@@ -513,29 +517,30 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str) -> V
         Got::Found(t, _) => super::depends::parse(&t),
         Got::Bad | Got::Missing => Vec::new(),
     };
-    let exitcodes = ld.conv(section, "exitcodes", n, vec![0], types::exitcodes, EXPECT_EXITCODES);
-    let redirect_stderr = ld.conv(section, "redirect_stderr", n, false, types::boolean, EXPECT_BOOL);
-    let numprocs = ld.conv(section, "numprocs", n, 1, types::integer, EXPECT_INT);
-    let numprocs_start = ld.conv(section, "numprocs_start", n, 0, types::integer, EXPECT_INT);
+    let exitcodes = ld.conv_def(section, "exitcodes", n, P, types::exitcodes, EXPECT_EXITCODES);
+    let redirect_stderr = ld.conv_def(section, "redirect_stderr", n, P, types::boolean, EXPECT_BOOL);
+    let numprocs = ld.conv_def(section, "numprocs", n, P, types::integer, EXPECT_INT);
+    let numprocs_start = ld.conv_def(section, "numprocs_start", n, P, types::integer, EXPECT_INT);
     if numprocs > MAX_NUMPROCS {
         let s = ld.raw(section, "numprocs").map(|v| v.span);
         ld.error(s, section, Some("numprocs"), format!("numprocs must be at most {MAX_NUMPROCS} (got {numprocs})"));
         return Vec::new();
     }
     let environment_raw = ld.raw(section, "environment");
-    let stdout_cmax = ld.conv(section, "stdout_capture_maxbytes", n, 0, types::byte_size, EXPECT_SIZE);
-    let stdout_events = ld.conv(section, "stdout_events_enabled", n, false, types::boolean, EXPECT_BOOL);
-    let stderr_cmax = ld.conv(section, "stderr_capture_maxbytes", n, 0, types::byte_size, EXPECT_SIZE);
-    let stderr_events = ld.conv(section, "stderr_events_enabled", n, false, types::boolean, EXPECT_BOOL);
+    let stdout_cmax = ld.conv_def(section, "stdout_capture_maxbytes", n, P, types::byte_size, EXPECT_SIZE);
+    let stdout_events = ld.conv_def(section, "stdout_events_enabled", n, P, types::boolean, EXPECT_BOOL);
+    let stderr_cmax = ld.conv_def(section, "stderr_capture_maxbytes", n, P, types::byte_size, EXPECT_SIZE);
+    let stderr_events = ld.conv_def(section, "stderr_events_enabled", n, P, types::boolean, EXPECT_BOOL);
     let serverurl =
-        text_of(ld.get(section, "serverurl", n)).filter(|s| !s.is_empty() && py_strip(s).to_uppercase() != "AUTO");
+        text_of(ld.get(section, "serverurl", n)).unwrap_or_else(|| options::default_of(P, "serverurl").to_string());
+    let serverurl = Some(serverurl).filter(|s| !s.is_empty() && py_strip(s).to_uppercase() != "AUTO");
     let user = ld.conv_opt(section, "user", n, types::user, EXPECT_USER);
     let umask = ld.conv_opt(section, "umask", n, types::octal, EXPECT_OCTAL);
 
     let name_value = ld.raw(section, "process_name");
     let name_span = name_value.as_ref().map(|v| v.span.clone()).unwrap_or_else(|| span.clone());
     let process_name = match types::process_or_group_name(
-        name_value.as_ref().map(|v| v.text.as_str()).unwrap_or("%(program_name)s"),
+        name_value.as_ref().map(|v| v.text.as_str()).unwrap_or(options::default_of(P, "process_name")),
     ) {
         Ok(p) => p,
         Err(msg) => {

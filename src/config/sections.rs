@@ -92,8 +92,12 @@ fn normalize(p: &str) -> PathBuf {
 pub fn supervisord(ld: &mut Loader, ov: &Overrides) -> SupervisordConfig {
     const S: &str = "supervisord";
     let none = Names::new();
-    // A command-line value beats the config: convert it with the same type, no expansion.
+    // A command-line value beats the config: convert it with the same type, no expansion. Without
+    // a default given, the options table's is taken (converted the same way).
     macro_rules! pick {
+        ($field:ident, $key:expr, $conv:expr, $expected:expr) => {
+            pick!($field, $key, table_default(options::SUPERVISORD, $key, $conv), $conv, $expected)
+        };
         ($field:ident, $key:expr, $default:expr, $conv:expr, $expected:expr) => {
             match &ov.$field {
                 Some(v) => match $conv(v.as_str()) {
@@ -114,13 +118,14 @@ pub fn supervisord(ld: &mut Loader, ov: &Overrides) -> SupervisordConfig {
     }
     let flag = |o: Option<bool>, ld: &mut Loader, key: &str| match o {
         Some(v) => v,
-        None => ld.conv(S, key, &none, false, types::boolean, EXPECT_BOOL),
+        None => ld.conv_def(S, key, &none, options::SUPERVISORD, types::boolean, EXPECT_BOOL),
     };
-    let minfds = pick!(minfds, "minfds", 1024, types::integer, EXPECT_INT);
-    let minprocs = pick!(minprocs, "minprocs", 200, types::integer, EXPECT_INT);
+    let minfds = pick!(minfds, "minfds", types::integer, EXPECT_INT);
+    let minprocs = pick!(minprocs, "minprocs", types::integer, EXPECT_INT);
+    // An empty default in the table: not set.
     let directory = pick!(directory, "directory", None, |s: &str| types::existing_directory(s).map(Some), EXPECT_DIR);
     let user = pick!(user, "user", None, |s: &str| types::user(s).map(Some), EXPECT_USER);
-    let umask = pick!(umask, "umask", 0o22, types::octal, EXPECT_OCTAL);
+    let umask = pick!(umask, "umask", types::octal, EXPECT_OCTAL);
     let main_log = |s: &str| -> Result<MainLog, String> {
         if s == "syslog" {
             Ok(MainLog::Syslog)
@@ -128,27 +133,25 @@ pub fn supervisord(ld: &mut Loader, ov: &Overrides) -> SupervisordConfig {
             types::existing_dirpath(s).map(|_| MainLog::File(normalize(s)))
         }
     };
-    let logfile = pick!(logfile, "logfile", MainLog::File(normalize("supervisord.log")), main_log, EXPECT_PATH);
-    let logfile_maxbytes = pick!(logfile_maxbytes, "logfile_maxbytes", 50 << 20, types::byte_size, EXPECT_SIZE);
-    let logfile_backups = pick!(logfile_backups, "logfile_backups", 10, types::integer, EXPECT_INT);
-    let loglevel = pick!(loglevel, "loglevel", LogLevel::Info, types::log_level, EXPECT_LEVEL);
+    let logfile = pick!(logfile, "logfile", main_log, EXPECT_PATH);
+    let logfile_maxbytes = pick!(logfile_maxbytes, "logfile_maxbytes", types::byte_size, EXPECT_SIZE);
+    let logfile_backups = pick!(logfile_backups, "logfile_backups", types::integer, EXPECT_INT);
+    let loglevel = pick!(loglevel, "loglevel", types::log_level, EXPECT_LEVEL);
     let pid = |s: &str| types::existing_dirpath(s).map(|_| normalize(s));
-    let pidfile = pick!(pidfile, "pidfile", normalize("supervisord.pid"), pid, EXPECT_PATH);
-    let identifier =
-        pick!(identifier, "identifier", "supervisor".to_string(), |s: &str| Ok::<_, String>(s.to_string()), "");
+    let pidfile = pick!(pidfile, "pidfile", pid, EXPECT_PATH);
+    let identifier = pick!(identifier, "identifier", |s: &str| Ok::<_, String>(s.to_string()), "");
     let nodaemon = flag(ov.nodaemon, ld, "nodaemon");
     let silent = flag(ov.silent, ld, "silent");
-    let tmp = std::env::var("TMPDIR").ok().filter(|d| Path::new(d).is_dir()).unwrap_or_else(|| "/tmp".to_string());
     let childlogdir = pick!(
         childlogdir,
         "childlogdir",
-        PathBuf::from(&tmp),
+        default_childlogdir(),
         |s: &str| types::existing_directory(s).map(|p| absolute(&p)),
         EXPECT_DIR
     );
     let nocleanup = flag(ov.nocleanup, ld, "nocleanup");
     let strip_ansi = flag(ov.strip_ansi, ld, "strip_ansi");
-    let restart_limit = ld.conv(S, "restart_limit", &none, 0, types::integer, EXPECT_INT);
+    let restart_limit = ld.conv_def(S, "restart_limit", &none, options::SUPERVISORD, types::integer, EXPECT_INT);
     if restart_limit < 0 {
         let span = ld.raw(S, "restart_limit").map(|v| v.span);
         ld.error(span, S, Some("restart_limit"), format!("{restart_limit} is negative; expected 0 (no limit) or more"));
@@ -189,6 +192,15 @@ pub fn supervisord(ld: &mut Loader, ov: &Overrides) -> SupervisordConfig {
         environment,
         identifier,
         restart_limit,
+    }
+}
+
+/// `childlogdir`'s default: Python's `tempfile.gettempdir()`, `$TMPDIR` when it names a
+/// directory, else the options table's `/tmp`.
+fn default_childlogdir() -> PathBuf {
+    match std::env::var_os("TMPDIR").map(PathBuf::from).filter(|d| d.is_dir()) {
+        Some(dir) => dir,
+        None => PathBuf::from(options::default_of(options::SUPERVISORD, "childlogdir")),
     }
 }
 
@@ -270,11 +282,11 @@ pub fn unix_http_servers(ld: &mut Loader) -> Vec<UnixHttpServerConfig> {
             |s| types::user_group(s).map_err(|_| format!("Invalid sockchown value {s}")),
             EXPECT_USER_GROUP,
         );
-        let chmod = ld.conv(
+        let chmod = ld.conv_def(
             &section,
             "chmod",
             &none,
-            0o700,
+            options::UNIX_HTTP_SERVER,
             |s| types::octal(s).map_err(|_| format!("Invalid chmod value {s}")),
             EXPECT_OCTAL,
         );
@@ -343,11 +355,12 @@ pub fn supervisorctl(ld: &mut Loader) -> Option<CtlConfig> {
         Got::Found(t, _) => Some(t),
         _ => None,
     };
-    let mut serverurl = text(ld.get(S, "serverurl", &none)).unwrap_or_else(|| "http://localhost:9001".to_string());
+    let default = |key| options::default_of(options::SUPERVISORCTL, key).to_string();
+    let mut serverurl = text(ld.get(S, "serverurl", &none)).unwrap_or_else(|| default("serverurl"));
     if let Some(path) = serverurl.strip_prefix("unix://") {
         serverurl = format!("unix://{}", normalize(path).display());
     }
-    let prompt = text(ld.get(S, "prompt", &none)).unwrap_or_else(|| "minisv".to_string());
+    let prompt = text(ld.get(S, "prompt", &none)).unwrap_or_else(|| default("prompt"));
     let username = text(ld.get(S, "username", &none));
     let password = text(ld.get(S, "password", &none));
     let history_file = text(ld.get(S, "history_file", &none)).filter(|h| !h.is_empty()).map(|h| normalize(&h));
@@ -357,6 +370,7 @@ pub fn supervisorctl(ld: &mut Loader) -> Option<CtlConfig> {
 /// `[rpcinterface:x]`: only Supervisor's main interface exists in minisv.
 pub fn rpcinterfaces(ld: &mut Loader) -> bool {
     let mut found = false;
+    let factory_supported = options::default_of(options::RPCINTERFACE, "supervisor.rpcinterface_factory");
     let sections: Vec<String> =
         ld.ini.sections.iter().map(|s| s.name.clone()).filter(|n| n.starts_with("rpcinterface:")).collect();
     for section in sections {
@@ -378,15 +392,14 @@ pub fn rpcinterfaces(ld: &mut Loader) -> bool {
                 None,
                 format!("section [{section}] does not specify a supervisor.rpcinterface_factory"),
             ),
-            Some(v) if v.text.trim() == options::RPC_FACTORY => found = true,
+            Some(v) if v.text.trim() == factory_supported => found = true,
             Some(v) => ld.error(
                 Some(v.span),
                 &section,
                 Some("supervisor.rpcinterface_factory"),
                 format!(
                     "{} cannot be resolved within [{section}]: minisv cannot load Python code; expected {}",
-                    v.text,
-                    options::RPC_FACTORY
+                    v.text, factory_supported
                 ),
             ),
         }

@@ -499,29 +499,6 @@ fn search_checks_minisv_conf_first_in_each_place() {
 }
 
 #[test]
-fn stock_sample_config_loads_with_commented_keys_staying_comments() {
-    // Supervisor's own sample, generated at test time when Supervisor is installed (on PATH or
-    // in $SUPERVISOR_BIN); its text is not part of this repository.
-    let tool = match std::env::var_os("SUPERVISOR_BIN") {
-        Some(dir) => PathBuf::from(dir).join("echo_supervisord_conf"),
-        None => PathBuf::from("echo_supervisord_conf"),
-    };
-    let Ok(output) = std::process::Command::new(tool).output() else {
-        eprintln!("echo_supervisord_conf not available: skipping");
-        return;
-    };
-    let text = String::from_utf8_lossy(&output.stdout).replace("/tmp/supervisor.sock", "/tmp/minisv-sample.sock");
-    let dir = Dir::new(&[("supervisord.conf", &text)]);
-    let config = dir.load().unwrap();
-    assert_eq!(config.unix_http_servers[0].chmod, 0o700);
-    assert_eq!(config.unix_http_servers[0].auth, None);
-    assert!(config.groups.is_empty());
-    assert!(config.rpcinterface_supervisor);
-    assert_eq!(config.supervisorctl.as_ref().map(|c| c.serverurl.as_str()), Some("unix:///tmp/minisv-sample.sock"));
-    assert_eq!(dir.render(&config.warnings), Vec::<String>::new());
-}
-
-#[test]
 fn probe_and_restart_limit_options_parse_and_bad_values_name_the_line() {
     let dir = conf(
         "[program:a]\ncommand=/bin/true\nready_check=localhost:8080\nhealth_check=http://127.0.0.1:8080/healthz\n\

@@ -22,7 +22,7 @@ pub fn http_tcp(port: u16, method: &str, path: &str, body: &[u8]) -> std::io::Re
 fn daemon_env(tag: &str, supervisord: &str, env: &[(&str, &str)]) -> (Daemon, u16, u32) {
     let port = free_port();
     let dir = TempDir::new(tag);
-    let base = base_config(dir.path()).replace("loglevel=debug\n", &format!("loglevel=debug\n{supervisord}"));
+    let base = base_config(dir.path()).replace("[supervisord]\n", &format!("[supervisord]\n{supervisord}"));
     let conf = dir.write(
         "sv.conf",
         &format!(
@@ -342,7 +342,9 @@ fn ten_thousand_idle_connections_cost_little_and_a_call_still_answers_at_once() 
         }
         clients.push(s);
     }
-    wait_for(30.0, "the daemon to accept them all", || (fd_count(d.pid) >= fds0 + N).then_some(()));
+    // fds0 may still count the connection of the harness's readiness check (getState), which
+    // the daemon closes just after answering: one fd of slack.
+    wait_for(30.0, "the daemon to accept them all", || (fd_count(d.pid) + 1 >= fds0 + N).then_some(()));
     let rss1 = rss_kb(d.pid);
     let t = Instant::now();
     let state = d.rpc("supervisor.getState", &[]).expect("getState");

@@ -403,14 +403,11 @@ fn bug_include_pattern_of_many_stars_hangs() {
 // Differential: mutated INI seeds read by our reader and by Python's configparser.
 
 /// Mutations of the `ini` seeds must read the same in Python's configparser and in ours.
-/// Skipped when python3 is missing. `MINISV_FUZZ_SECONDS` does not apply: 1000 cases, one
-/// Python process.
+/// Python is the venv's (the compatibility tests' Python, made on first use). `MINISV_FUZZ_SECONDS`
+/// does not apply: 1000 cases, one Python process.
 #[test]
 fn ini_differential_against_python() {
-    if Command::new("python3").args(["-c", "pass"]).status().map(|s| !s.success()).unwrap_or(true) {
-        eprintln!("python3 not available: skipping the INI differential");
-        return;
-    }
+    let python = crate::pyenv::python_supervisor().join("python");
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("fuzz-ini-diff-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -427,11 +424,11 @@ fn ini_differential_against_python() {
         std::fs::write(&path, &text).expect("write case");
         cases.push((path, text));
     }
-    let output = Command::new("python3")
+    let output = Command::new(&python)
         .args(["-c", minisv::config::ini::differential::PYTHON])
         .args(cases.iter().map(|(p, _)| p))
         .output()
-        .expect("run python3");
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8(output.stdout).expect("python output is UTF-8");
     let expected: Vec<&str> = stdout.split('\0').collect();

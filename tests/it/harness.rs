@@ -2,8 +2,6 @@
 //! written there, waits on conditions with deadlines (never fixed sleeps), an XML-RPC client
 //! over the daemon's unix socket, and cleanup by pid.
 
-#![allow(dead_code)]
-
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -140,7 +138,7 @@ pub fn free_port() -> u16 {
 /// The `[supervisord]` and `[unix_http_server]` sections every test config starts with.
 pub fn base_config(dir: &Path) -> String {
     format!(
-        "[supervisord]\nlogfile={d}/main.log\npidfile={d}/sv.pid\nchildlogdir={d}\nloglevel=debug\n\n\
+        "[supervisord]\nlogfile={d}/main.log\npidfile={d}/sv.pid\nchildlogdir={d}\n\n\
          [unix_http_server]\nfile={d}/sv.sock\n\n[rpcinterface:supervisor]\n\
          supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\n\
          [supervisorctl]\nserverurl=unix://{d}/sv.sock\n\n",
@@ -148,7 +146,20 @@ pub fn base_config(dir: &Path) -> String {
     )
 }
 
+/// `base_config` at loglevel=debug, for tests that read the daemon's debug lines (programs'
+/// output copied to the main log, reaped orphans, probe attempts).
+pub fn debug_config(dir: &Path) -> String {
+    base_config(dir).replace("[supervisord]\n", "[supervisord]\nloglevel=debug\n")
+}
+
 impl Daemon {
+    /// `start` at loglevel=debug (see `debug_config`).
+    pub fn start_debug(tag: &str, programs: &str) -> Daemon {
+        let dir = TempDir::new(tag);
+        let conf = dir.write("sv.conf", &format!("{}{}", debug_config(dir.path()), programs));
+        Daemon::start_with(dir, conf, &[])
+    }
+
     /// Starts `minisv -n` on the base config plus `programs`, waits until it is up.
     pub fn start(tag: &str, programs: &str) -> Daemon {
         Daemon::start_in(TempDir::new(tag), programs, &[])
@@ -184,13 +195,21 @@ impl Daemon {
             .expect("spawn minisv");
         let pid = child.id();
         let mut d = Daemon { dir, conf, child: Some(child), pid };
-        wait_for(10.0, "the daemon to start", || {
-            if let Some(status) = d.try_exit() {
-                panic!("minisv exited early with {status}\nstderr:\n{}\nlog:\n{}", d.stderr(), d.log());
-            }
-            d.log().contains("supervisord started with pid").then_some(())
-        });
+        d.wait_running(10.0);
         d
+    }
+
+    /// Waits until the daemon answers `supervisor.getState` with RUNNING on its socket: the
+    /// state, not a log line, says it is up. Fails at once if it exits on the way.
+    pub fn wait_running(&mut self, secs: f64) {
+        let sock = self.dir.join("sv.sock");
+        wait_for(secs, "the daemon to answer supervisor.getState with RUNNING", || {
+            if let Some(status) = self.try_exit() {
+                panic!("minisv exited early with {status}\nstderr:\n{}\nlog:\n{}", self.stderr(), self.log());
+            }
+            let state = try_rpc(&sock, "supervisor.getState", &[])?.ok()?;
+            (state.str_of("statename") == "RUNNING").then_some(())
+        });
     }
 
     pub fn path(&self, p: &str) -> PathBuf {
@@ -203,10 +222,6 @@ impl Daemon {
 
     pub fn stderr(&self) -> String {
         read_lossy(&self.dir.join("stderr.txt"))
-    }
-
-    pub fn stdout(&self) -> String {
-        read_lossy(&self.dir.join("stdout.txt"))
     }
 
     /// Waits until the main log contains `needle` (the daemon's log is the ground truth).
@@ -345,6 +360,17 @@ impl Drop for Daemon {
             panic!("the daemon left processes behind: {described:?}\nlog:\n{}", self.log());
         }
     }
+}
+
+/// One XML-RPC call, or `None` when the socket cannot be reached or answers with something
+/// other than an XML-RPC response (yet): for waits.
+pub fn try_rpc(sock: &Path, method: &str, params: &[Value]) -> Option<Result<Value, Fault>> {
+    let body = xmlrpc::encode_call(method, params);
+    let (status, _, body) = http_unix(sock, "POST", "/RPC2", body.as_bytes(), None).ok()?;
+    if status != 200 {
+        return None;
+    }
+    xmlrpc::parse_response(&body).ok()
 }
 
 /// One XML-RPC call over HTTP/1.1 on a unix socket.

@@ -5,6 +5,7 @@ mod api;
 mod ctl_python;
 mod ctl_tutorial;
 mod daemon;
+mod defaults;
 mod docs;
 mod events;
 mod faults;

@@ -6,18 +6,21 @@ use std::process::{Child, Command, Stdio};
 
 use crate::harness::*;
 
-fn can_unshare() -> bool {
+/// PID namespaces need root (`#[ignore]`d tests, run by `.ci/run`): run without it, or where
+/// `unshare` is refused, the test fails and says so.
+fn require_unshare() {
     // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipping: PID namespaces need root");
-        return false;
-    }
-    Command::new("unshare").args(["--pid", "--fork", "--mount-proc", "true"]).status().is_ok_and(|s| s.success())
+    assert_eq!(unsafe { libc::geteuid() }, 0, "this test needs root: PID namespaces (unshare --pid)");
+    let out = Command::new("unshare").args(["--pid", "--fork", "--mount-proc", "true"]).output();
+    assert!(
+        out.as_ref().is_ok_and(|o| o.status.success()),
+        "this test needs `unshare --pid --fork --mount-proc` to work: {out:?}"
+    );
 }
 
 /// Starts `unshare ... minisv -n -c conf` and returns it with minisv's pid as seen from here.
 fn start_pid1(dir: &TempDir, programs: &str) -> (Child, u32) {
-    let conf = dir.write("sv.conf", &format!("{}{}", base_config(dir.path()), programs));
+    let conf = dir.write("sv.conf", &format!("{}{}", debug_config(dir.path()), programs));
     let child = Command::new("unshare")
         .args(["--pid", "--fork", "--mount-proc", BIN, "-n", "-c"])
         .arg(&conf)
@@ -49,10 +52,9 @@ fn zombies_of(pid: u32) -> Vec<u32> {
 }
 
 #[test]
+#[ignore = "needs root: PID namespaces (unshare --pid); .ci/run runs it"]
 fn as_pid1_reaps_a_burst_of_double_forked_orphans_and_stops_in_order_on_sigterm() {
-    if !can_unshare() {
-        return;
-    }
+    require_unshare();
     let dir = TempDir::new("pid1");
     let (mut child, minisv) = start_pid1(
         &dir,
@@ -74,10 +76,9 @@ fn as_pid1_reaps_a_burst_of_double_forked_orphans_and_stops_in_order_on_sigterm(
 }
 
 #[test]
+#[ignore = "needs root: PID namespaces (unshare --pid); .ci/run runs it"]
 fn as_pid1_a_critical_programs_status_is_the_containers() {
-    if !can_unshare() {
-        return;
-    }
+    require_unshare();
     let dir = TempDir::new("pid1crit");
     let (mut child, _) = start_pid1(
         &dir,
@@ -96,7 +97,7 @@ fn ctrl_c_in_a_terminal_reaches_minisv_which_stops_programs_in_order() {
         "sv.conf",
         &format!(
             "{}[program:a]\ncommand=sleep 1000\nstartsecs=0\npriority=1\n[program:b]\ncommand=sleep 1000\nstartsecs=0\npriority=2\n",
-            base_config(dir.path())
+            debug_config(dir.path())
         ),
     );
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/ctrl_c.py");

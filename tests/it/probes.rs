@@ -41,7 +41,7 @@ fn ready_check_holds_starting_and_dependents_until_the_server_answers() {
         &format!("ready_check=http://127.0.0.1:{port}/\nready_check_interval=1\nready_timeout=30\nstartsecs=0"),
     );
     let programs = format!("{web}\n[program:app]\ncommand=sleep 1000\nstartsecs=0\ndepends_on=web\n");
-    let conf = dir.write("sv.conf", &format!("{}{}", base_config(dir.path()), programs));
+    let conf = dir.write("sv.conf", &format!("{}{}", debug_config(dir.path()), programs));
     let mut d = Daemon::start_with(dir, conf, &[]);
     // The first attempts fail while the server sleeps before listening.
     d.wait_log("probe of web failed: connect", 10.0);
@@ -71,7 +71,7 @@ fn failing_health_check_restarts_the_program_and_the_status_says_why() {
              health_check_interval=1\nhealth_check_retries=2\ncheck_timeout=2"
         ),
     );
-    let conf = dir.write("sv.conf", &format!("{}{}", base_config(dir.path()), web));
+    let conf = dir.write("sv.conf", &format!("{}{}", debug_config(dir.path()), web));
     let mut d = Daemon::start_with(dir, conf, &[]);
     d.wait_state("web", "RUNNING", 30.0);
     let first = d.spawned_pid("web").expect("web pid");
@@ -110,7 +110,7 @@ fn command_ready_check_and_tcp_health_check() {
          health_check=127.0.0.1:{dead_port}\nhealth_check_interval=1\nhealth_check_retries=1\n",
         ready.display()
     );
-    let conf = dir.write("sv.conf", &format!("{}{}", base_config(dir.path()), programs));
+    let conf = dir.write("sv.conf", &format!("{}{}", debug_config(dir.path()), programs));
     let mut d = Daemon::start_with(dir, conf, &[]);
     wait_for(10.0, "two failed command probes", || {
         (d.count_log("probe of job failed: command exit status 1") >= 2).then_some(())

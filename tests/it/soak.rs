@@ -114,16 +114,6 @@ fn quiet_usage(pid: u32) -> Usage {
     usage(pid)
 }
 
-/// One call that may fail (the daemon may be between two configs).
-fn try_rpc(sock: &Path, method: &str, params: &[Value]) -> Option<Result<Value, xmlrpc::Fault>> {
-    let body = xmlrpc::encode_call(method, params);
-    let (status, _, body) = http_unix(sock, "POST", "/RPC2", body.as_bytes(), None).ok()?;
-    if status != 200 {
-        return None;
-    }
-    xmlrpc::parse_response(&body).ok()
-}
-
 fn name(i: usize) -> String {
     format!("p{i:02}")
 }
