@@ -459,7 +459,7 @@ fn missing_config_file_is_a_usage_error() {
 }
 
 /// A user for privilege tests, created once (tests run as root in CI).
-fn test_user() -> Option<(u32, u32)> {
+pub(crate) fn test_user() -> Option<(u32, u32)> {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipping: user= needs root");
