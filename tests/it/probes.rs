@@ -159,7 +159,10 @@ fn a_command_probe_runs_with_the_programs_environment_umask_and_directory() {
     let work = dir.join("work");
     fs::create_dir_all(&work).expect("mkdir");
     let out = dir.join("probe.out");
-    let report = r#"echo "$PROBE_VAR $SUPERVISOR_PROCESS_NAME $(umask) $(pwd)"; grep -E "^Sig(Blk|Ign)" /proc/$$/status"#;
+    // The signal state of a child of the probe's shell is the one the probe started with (the
+    // shell's own mask changes while it waits for a child).
+    let report =
+        r#"echo "$PROBE_VAR $SUPERVISOR_PROCESS_NAME $(umask) $(pwd)"; grep -E "^Sig(Blk|Ign)" /proc/self/status"#;
     let programs = format!(
         "[program:job]\ncommand=sleep 1000\ndirectory={}\numask=027\nenvironment=PROBE_VAR=\"from-the-program\"\n\
          ready_check={}\nready_check_interval=1\n",
