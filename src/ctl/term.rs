@@ -1,5 +1,6 @@
-//! The few terminal and signal calls `minisv ctl` needs; every libc call of the client lives here
-//! (signal dispositions change through `sys::signals`, which the daemon's spawn path watches).
+//! The few terminal and signal calls `minisv ctl` needs; every libc call of the client lives here,
+//! but for setting its SIGINT handler, which goes through `sys::signals` like every change of a
+//! disposition (the daemon's spawn path watches them; the tests run both in one process).
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
