@@ -1,4 +1,6 @@
-//! The few terminal and signal calls `minisv ctl` needs; every libc call of the client lives here.
+//! The few terminal and signal calls `minisv ctl` needs; every libc call of the client lives here,
+//! but for setting its SIGINT handler, which goes through `sys::signals` like every change of a
+//! disposition (the daemon's spawn path watches them; the tests run both in one process).
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,17 +15,9 @@ extern "C" fn on_sigint(_: libc::c_int) {
 /// Routes SIGINT to a flag instead of killing the process. Installed without SA_RESTART so a
 /// blocking read returns EINTR and the caller can look at the flag.
 pub fn catch_sigint() {
-    // SAFETY: a zeroed sigaction is a valid value; the handler only stores to an atomic, which is
-    // async-signal-safe; the pointers passed are valid for the duration of the call.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_sigint as *const () as libc::sighandler_t;
-        sa.sa_flags = 0;
-        libc::sigemptyset(&mut sa.sa_mask);
-        libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
-    }
-    // For the tests, which run client and daemon code in one process.
-    crate::daemon::spawn::signal_dispositions_changed();
+    // Through sys, which tells the spawn path that a disposition changed (the tests run client
+    // and daemon code in one process).
+    let _ = crate::sys::signals::catch(libc::SIGINT, on_sigint);
 }
 
 /// Whether Ctrl-C was pressed since the last `clear_interrupt`.

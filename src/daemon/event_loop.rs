@@ -156,6 +156,7 @@ pub struct EventLoop {
     /// The fd table's size made sure of so far (see `reserve_fds`).
     fd_table: u64,
     env_base: Rc<spawn::BaseEnv>,
+    spawner: spawn::Spawner,
     /// Children cloned and not yet known to have exec'd (at most `spawn::LANES`), oldest first.
     in_flight: VecDeque<(ProcId, spawn::InFlight)>,
     /// The programs found in the batch of actions being performed.
@@ -197,6 +198,7 @@ impl EventLoop {
         log: MainLog,
         signals: &mut Signals,
         reloader: Box<dyn FnMut() -> Result<Config, Vec<String>>>,
+        spawner: spawn::Spawner,
     ) -> io::Result<EventLoop> {
         let poll = Poll::new()?;
         let fd = signals.get_read().as_raw_fd();
@@ -231,6 +233,7 @@ impl EventLoop {
             fd_limit: sys::fd_limit(),
             fd_table: 0,
             env_base: Rc::new(spawn::BaseEnv::new(std::env::vars_os())),
+            spawner,
             in_flight: VecDeque::new(),
             found_commands: spawn::FoundCommands::default(),
             server_url,
@@ -612,7 +615,13 @@ impl EventLoop {
     /// Starts due probes and ends timed-out ones; true when a verdict was fed.
     fn sync_probes(&mut self) -> bool {
         let mut outcomes = Vec::new();
-        self.probes.sync(&self.sup, self.poll.registry(), Instant::now(), &mut outcomes);
+        let setup = spawn::ChildSetup {
+            spawner: &self.spawner,
+            base: &self.env_base,
+            server_url: self.server_url.as_deref(),
+            environment: &self.config.supervisord.environment,
+        };
+        self.probes.sync(&self.sup, &setup, self.poll.registry(), Instant::now(), &mut outcomes);
         self.apply_probe_outcomes(outcomes)
     }
 
@@ -704,25 +713,7 @@ impl EventLoop {
     /// LOGNAME/SHELL (fix of Supervisor issue #435), `[supervisord] environment`, then the
     /// program's (a later one wins).
     fn child_env(&self, pc: &ProcessConfig, group: &str) -> Vec<(OsString, OsString)> {
-        let mut env: Vec<(OsString, OsString)> = Vec::new();
-        let mut set = |k: &str, v: &str| env.push((k.into(), v.into()));
-        set("SUPERVISOR_ENABLED", "1");
-        let url = pc.serverurl.clone().or_else(|| self.server_url.clone());
-        if let Some(url) = url {
-            set("SUPERVISOR_SERVER_URL", &url);
-        }
-        set("SUPERVISOR_PROCESS_NAME", &pc.name);
-        set("SUPERVISOR_GROUP_NAME", group);
-        if let Some(user) = &pc.user {
-            set("HOME", &user.home);
-            set("USER", &user.name);
-            set("LOGNAME", &user.name);
-            set("SHELL", &user.shell);
-        }
-        for (k, v) in self.config.supervisord.environment.iter().chain(pc.environment.iter()) {
-            set(k, v);
-        }
-        env
+        spawn::program_env(pc, group, self.server_url.as_deref(), &self.config.supervisord.environment)
     }
 
     /// Starts a process's child. Its outcome is fed to the core once it has exec'd (or failed),
@@ -744,7 +735,7 @@ impl EventLoop {
         let pc = p.config.clone();
         let group = p.group.clone();
         let started = self.start_spawn(id, &pc, &group);
-        while let Some(note) = spawn::take_fallback_note() {
+        while let Some(note) = self.spawner.take_fallback_note() {
             self.log.log(LogLevel::Info, note);
         }
         match started {
@@ -787,23 +778,10 @@ impl EventLoop {
                 return Err(format!("process '{}' already running", pc.name));
             }
         }
-        let search = control::search_path(&self.config, pc);
+        let search = spawn::search_path(pc, &self.config.supervisord.environment);
         let (program, argv) = spawn::resolve_command_in(&pc.command, search.as_deref(), &mut self.found_commands)
             .map_err(|e| e.message().to_string())?;
-        let user = match &pc.user {
-            Some(u) => {
-                let euid = sys::geteuid();
-                if euid != 0 && euid != u.uid {
-                    return Err("Can't drop privilege as nonroot user".into());
-                }
-                if euid == 0 {
-                    Some((u.uid, u.gid, u.groups.clone()))
-                } else {
-                    None
-                }
-            }
-            None => None,
-        };
+        let user = spawn::program_user(pc)?;
         let stdin_socket = match self.sup.group(group).map(|g| &g.config.kind) {
             Some(GroupKind::Fcgi { socket_url, .. }) => match self.fcgi_sockets.get(group) {
                 Some(fd) => {
@@ -825,7 +803,7 @@ impl EventLoop {
             stdin_socket,
             ready_fd: pc.ready_fd,
         };
-        spawn::spawn(plan, &pc.name)
+        self.spawner.spawn(plan, &pc.name)
     }
 
     /// Watches the pipes of a child that has exec'd; its pid.

@@ -1,7 +1,9 @@
 //! `ready_check=` and `health_check=` probes, run by the event loop without blocking it.
 //!
 //! A TCP or HTTP probe is a non-blocking socket registered with the loop's poll; a command probe
-//! is a child reaped by the loop's SIGCHLD path. A process without probes costs nothing, and a
+//! is a child started as its program is (same spawn path, user, environment, directory, umask
+//! and clean signal state; stdin, stdout and stderr on /dev/null), reaped by the loop's SIGCHLD
+//! path. A process without probes costs nothing, and a
 //! probe costs a wakeup only when an attempt is due or ends.
 //!
 //! Per process, one slot at a time: a ready slot while it is STARTING with `ready_check` (first
@@ -11,13 +13,13 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use crate::config::model::Probe;
+use super::spawn::ChildSetup;
+use crate::config::model::{Probe, ProcessConfig};
 use crate::supervisor::{ProcId, ProcessState, Supervisor};
 
 /// Probe sockets get tokens from here up (one per process: `PROBE_TOKEN_BASE + id`). It fits a
@@ -81,7 +83,14 @@ impl Probes {
 
     /// Brings the slots in line with the processes' states, ends attempts that timed out and
     /// starts the attempts that are due.
-    pub fn sync(&mut self, sup: &Supervisor, registry: &Registry, now: Instant, out: &mut Vec<Outcome>) {
+    pub fn sync(
+        &mut self,
+        sup: &Supervisor,
+        setup: &ChildSetup,
+        registry: &Registry,
+        now: Instant,
+        out: &mut Vec<Outcome>,
+    ) {
         // The usual case, no checks anywhere: nothing to look at (this runs on every wake-up).
         if self.slots.is_empty() && !sup.has_checks() {
             return;
@@ -138,7 +147,8 @@ impl Probes {
                 continue;
             }
             if slot.attempt.is_none() && slot.next <= now {
-                match start(id, slot, registry, now) {
+                let Some(p) = sup.process(id) else { continue };
+                match start(id, slot, (setup, &p.config, &p.group), registry, now) {
                     Ok(attempt) => slot.attempt = Some(attempt),
                     Err(why) => self.finish(id, Err(why), now, out),
                 }
@@ -208,8 +218,15 @@ impl Probes {
     }
 }
 
-/// Starts one attempt of a slot's probe.
-fn start(id: ProcId, slot: &Slot, registry: &Registry, now: Instant) -> Result<Attempt, String> {
+/// Starts one attempt of a slot's probe; a command runs beside `program` (its setup, config and
+/// group).
+fn start(
+    id: ProcId,
+    slot: &Slot,
+    program: (&ChildSetup, &ProcessConfig, &str),
+    registry: &Registry,
+    now: Instant,
+) -> Result<Attempt, String> {
     let deadline = now + slot.timeout;
     let (addr, request) = match &slot.probe {
         Probe::Tcp(addr) => (*addr, Vec::new()),
@@ -218,30 +235,17 @@ fn start(id: ProcId, slot: &Slot, registry: &Registry, now: Instant) -> Result<A
             format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: minisv\r\nConnection: close\r\n\r\n")
                 .into_bytes(),
         ),
-        Probe::Command(line) => return spawn_command(line).map(|pid| Attempt::Command { pid, deadline }),
+        Probe::Command(line) => {
+            let (setup, pc, group) = program;
+            // Reaped by the loop's SIGCHLD path (waitpid(-1)), never waited on here.
+            return setup.run_beside(pc, group, line).map(|pid| Attempt::Command { pid, deadline });
+        }
     };
     let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect to {addr}: {e}"))?;
     registry
         .register(&mut stream, Token(PROBE_TOKEN_BASE + id.0), Interest::READABLE | Interest::WRITABLE)
         .map_err(|e| format!("cannot watch the probe socket: {e}"))?;
     Ok(Attempt::Socket { stream, request, written: 0, answer: Vec::new(), deadline })
-}
-
-/// Runs a command probe: its own process group, no stdin/stdout/stderr, the daemon's environment.
-fn spawn_command(line: &str) -> Result<u32, String> {
-    use std::os::unix::process::CommandExt;
-    let path = std::env::var("PATH").ok();
-    let (program, argv) = super::spawn::resolve_command(line, path.as_deref()).map_err(|e| e.message().to_string())?;
-    let child = Command::new(program)
-        .args(&argv[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot run {line:?}: {e}"))?;
-    // Reaped by the loop's SIGCHLD path (waitpid(-1)), never waited on here.
-    Ok(child.id())
 }
 
 /// Moves a socket attempt on; `Some` once it has a verdict.

@@ -44,7 +44,9 @@ pub fn run(argv0: &str, args: &DaemonArgs) -> i32 {
 
     // First start only: limits, privileges, signals, daemonizing.
     let mut startup_lines: Vec<(LogLevel, String)> = Vec::new();
-    if let Some(e) = crate::daemon::spawn::reserve_fd_slots() {
+    // Made while the fd numbers are still low (its fd slots), kept across reloads.
+    let (spawner, note) = spawn::Spawner::new();
+    if let Some(e) = note {
         startup_lines.push((LogLevel::Warn, e));
     }
     for (resource, min, name) in [
@@ -204,7 +206,7 @@ pub fn run(argv0: &str, args: &DaemonArgs) -> i32 {
         let reloader = Box::new(move || load(&reload_path, &overrides));
         let rpc_enabled = config.rpcinterface_supervisor;
         let servers = config.unix_http_servers.len() + config.inet_http_servers.len();
-        let mut event_loop = match EventLoop::new(config, log, &mut signals, reloader) {
+        let mut event_loop = match EventLoop::new(config, log, &mut signals, reloader, spawner.clone()) {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("minisv: cannot start the event loop: {e}");
@@ -281,7 +283,7 @@ fn make_signals() -> std::io::Result<Signals> {
     read.set_nonblocking(true)?;
     write.set_nonblocking(true)?;
     let signals = SignalDelivery::with_pipe(read, write, SignalOnly, HANDLED_SIGNALS.iter().copied());
-    spawn::signal_dispositions_changed();
+    sys::signals::dispositions_changed();
     signals
 }
 

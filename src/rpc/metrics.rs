@@ -394,7 +394,8 @@ mod tests {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .expect("VmRSS");
-        let _ = child.kill();
+        // Every kill goes through sys::kill and its pid guard.
+        let _ = crate::sys::kill(pid, libc::SIGKILL, false);
         let _ = child.wait();
         assert!(was_settled, "sleep {pid} did not reach nanosleep within 10 s");
         assert_eq!(usage.rss_bytes, vm_rss_kib * 1024);

@@ -1,5 +1,6 @@
 //! Every libc call of the daemon outside spawning goes through this module (habit 5).
 
+pub mod signals;
 pub mod users;
 
 use std::ffi::CString;
@@ -417,6 +418,18 @@ pub fn open_regular(path: &std::path::Path) -> io::Result<std::fs::File> {
         return Err(io::Error::other(format!("{} is not a regular file", path.display())));
     }
     Ok(file)
+}
+
+/// Writes to a non-blocking fd (a child's stdin) without waiting: how much was taken (0 when
+/// the pipe is full).
+pub fn write_nonblocking(fd: &OwnedFd, data: &[u8]) -> io::Result<usize> {
+    use std::io::Write;
+    let mut f = std::fs::File::from(fd.try_clone()?);
+    match f.write(data) {
+        Ok(n) => Ok(n),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

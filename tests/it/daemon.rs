@@ -460,7 +460,7 @@ fn missing_config_file_is_a_usage_error() {
 
 /// A user for privilege tests, created once. Needs root (`#[ignore]`d tests, run by `.ci/run`):
 /// without it the test fails and says so.
-fn test_user() -> Option<(u32, u32)> {
+pub(crate) fn test_user() -> Option<(u32, u32)> {
     // SAFETY: geteuid cannot fail.
     assert_eq!(unsafe { libc::geteuid() }, 0, "this test needs root: user= and useradd");
     let id = |flag: &str| -> Option<u32> {

@@ -578,7 +578,7 @@ fn hot_functions_order_finds_listed_functions_by_name_without_hash_and_fails_on_
     // traced build (here not the test binary's: every instance of the name is taken then).
     fs::write(
         &list,
-        "# a comment\n_ZN6minisv6daemon5spawn11clone_childE 1\n_ZN6minisv3ctl4mainE 1\n_ZN6minisv12no_such_thingE 7\n",
+        "# a comment\n_ZN6minisv6daemon5spawn5lanes11clone_childE 1\n_ZN6minisv3ctl4mainE 1\n_ZN6minisv12no_such_thingE 7\n",
     )
     .expect("write list");
     let order = |min: &str| {
@@ -589,7 +589,7 @@ fn hot_functions_order_finds_listed_functions_by_name_without_hash_and_fails_on_
     let stdout = String::from_utf8_lossy(&out.stdout);
     let names: Vec<&str> = stdout.lines().collect();
     assert!(names.len() >= 2, "{}", show("hot-functions order", &out));
-    assert!(names[0].starts_with("_ZN6minisv6daemon5spawn11clone_child17h"), "listed order kept: {names:?}");
+    assert!(names[0].starts_with("_ZN6minisv6daemon5spawn5lanes11clone_child17h"), "listed order kept: {names:?}");
     assert!(names.iter().any(|n| n.starts_with("_ZN6minisv3ctl4main17h")), "{names:?}");
     assert!(!stdout.contains("no_such_thing"), "{stdout}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("2 of 3 hot functions found"), "{}", show("order", &out));
@@ -676,7 +676,7 @@ fn hot_functions_trace_lists_what_the_daemon_ran_and_not_the_client() {
     // Startup first; what the workload drives later; never the ctl client.
     let pos = |k: &str| keys.iter().position(|x| *x == k);
     let start = pos("_ZN6minisv6config4loadE").unwrap_or_else(|| panic!("config::load not traced: {stdout:.2000}"));
-    let spawn = pos("_ZN6minisv6daemon5spawn11clone_childE").expect("the spawn path was not traced");
+    let spawn = pos("_ZN6minisv6daemon5spawn5lanes11clone_childE").expect("the spawn path was not traced");
     assert!(start < spawn, "config::load ran before the first spawn");
     assert!(pos("_ZN6minisv3ctl4mainE").is_none(), "ctl::main listed, but the daemon never runs it");
     // A legacy-mangled name ends in `17h` and 16 hex digits before its `E`: never in a key.

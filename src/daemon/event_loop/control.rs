@@ -29,13 +29,6 @@ pub struct Waiter {
     web: Option<WebRequest>,
 }
 
-/// The PATH a program's command is looked up in: its own environment's, the daemon's
-/// `environment=`, then the daemon's own.
-pub(super) fn search_path(config: &Config, pc: &ProcessConfig) -> Option<String> {
-    let from = |list: &[(String, String)]| list.iter().rev().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone());
-    from(&pc.environment).or_else(|| from(&config.supervisord.environment)).or_else(|| std::env::var("PATH").ok())
-}
-
 /// The I/O that the core's commands need, done here.
 struct LoopWorld<'a> {
     config: &'a Config,
@@ -43,7 +36,10 @@ struct LoopWorld<'a> {
 
 impl supervisor::World for LoopWorld<'_> {
     fn can_run(&mut self, pc: &ProcessConfig) -> Result<(), BadCommand> {
-        match spawn::resolve_command(&pc.command, search_path(self.config, pc).as_deref()) {
+        match spawn::resolve_command(
+            &pc.command,
+            spawn::search_path(pc, &self.config.supervisord.environment).as_deref(),
+        ) {
             Ok(_) => Ok(()),
             Err(spawn::CommandError::NotFound(m)) => Err(BadCommand::NotFound(m)),
             Err(spawn::CommandError::NotExecutable(m)) => Err(BadCommand::NotExecutable(m)),

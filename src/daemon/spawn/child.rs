@@ -1,0 +1,210 @@
+//! The child, between clone and exec: the few system calls that turn a clone of the daemon
+//! into the program (its own fd table with fds 0-2 only, default signal dispositions and an
+//! empty mask, its own process group, groups, gid, uid, directory, umask), reading only what
+//! the parent prepared, and reporting a failure as (step, errno) in the memory they share.
+
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
+
+use super::raw::syscall as sc;
+use super::signals::child_default_dispositions;
+use crate::sys;
+
+// Steps reported by the child when it fails before exec.
+pub(super) const STEP_SIGNALS: u8 = 1;
+pub(super) const STEP_GROUPS: u8 = 2;
+pub(super) const STEP_GID: u8 = 3;
+pub(super) const STEP_UID: u8 = 4;
+pub(super) const STEP_CHDIR: u8 = 5;
+pub(super) const STEP_FDS: u8 = 6;
+pub(super) const STEP_PGID: u8 = 7;
+pub(super) const STEP_EXEC: u8 = 8;
+
+/// What the child reads between clone and exec, all prepared by the parent (the child shares
+/// the parent's memory and must not allocate), and where it reports a failure.
+pub(super) struct ChildSpec {
+    pub(super) path: CString,
+    pub(super) argv: Vec<*const libc::c_char>,
+    pub(super) envp: Vec<*const libc::c_char>,
+    /// The fds that become the child's 0, 1 and 2.
+    pub(super) stdio: [RawFd; 3],
+    /// (uid, gid) to switch to, after `groups`.
+    pub(super) user: Option<(libc::uid_t, libc::gid_t)>,
+    pub(super) groups: Vec<libc::gid_t>,
+    pub(super) directory: Option<CString>,
+    pub(super) umask: Option<libc::mode_t>,
+    /// (the write end of the readiness pipe, the fd number the program expects it at).
+    pub(super) ready: Option<(RawFd, RawFd)>,
+    /// Nonzero: the child starts on the daemon's fd table and keeps a copy of the fds below
+    /// this one (`Slots`).
+    pub(super) keep_below: RawFd,
+    /// The child takes its fd table with unshare(CLONE_FILES), as on a kernel without
+    /// close_range (tests only).
+    pub(super) unshare_only: bool,
+    /// The signals (bit `sig - 1`) the child sets back to the default disposition.
+    pub(super) reset_signals: u128,
+    /// Set by a child that fails: the step and the errno.
+    pub(super) failed_step: AtomicU8,
+    pub(super) failed_errno: AtomicI32,
+}
+
+impl ChildSpec {
+    /// The message of a failed start, as Supervisor's child says it (`couldn't chdir to /x:
+    /// ENOENT`); None if the child did not fail. `uid`, `directory` and `arg0` are the plan's.
+    pub(super) fn failure(&self, uid: u32, directory: Option<&str>, arg0: &str) -> Option<String> {
+        let step = self.failed_step.load(Ordering::Acquire);
+        if step == 0 {
+            return None;
+        }
+        let en = sys::errno_str(self.failed_errno.load(Ordering::Acquire));
+        Some(match step {
+            STEP_SIGNALS => format!("couldn't reset signals: {en}"),
+            STEP_GROUPS => format!("Could not set groups of effective user: {en}"),
+            STEP_GID => format!("Could not set group id of effective user: {en}"),
+            STEP_UID => format!("couldn't setuid to {uid}: {en}"),
+            STEP_CHDIR => format!("couldn't chdir to {}: {en}", directory.unwrap_or("")),
+            STEP_FDS => format!("couldn't set up file descriptors: {en}"),
+            STEP_PGID => format!("couldn't set the process group: {en}"),
+            _ => format!("couldn't exec {arg0}: {en}"),
+        })
+    }
+}
+
+/// The child, between clone and exec. It runs on its lane's stack in the daemon's memory,
+/// while the daemon's thread goes on (or waits, with CLONE_VFORK), so it only reads `spec` and
+/// makes system calls with `sc`: no allocation, no lock, no errno, nothing that may panic.
+/// User and groups change through the system calls themselves (libc's wrappers would have
+/// every thread of the daemon change its ids too).
+pub(super) extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `ChildSpec` that is kept alive until we exec or exit.
+    let spec = unsafe { &*(arg as *const ChildSpec) };
+    // SAFETY: system calls on the fds, ids and strings the parent prepared.
+    let Err((step, errno)) = unsafe { child_exec(spec) };
+    spec.failed_errno.store(errno, Ordering::Release);
+    spec.failed_step.store(step, Ordering::Release);
+    // SAFETY: ends the child at once (no exit handler of the daemon runs).
+    let _ = unsafe { sc(libc::SYS_exit_group, [127, 0, 0, 0, 0, 0]) };
+    127
+}
+
+/// The child's steps up to exec; returns only if one fails: (the step, the errno).
+unsafe fn child_exec(spec: &ChildSpec) -> Result<Infallible, (u8, i32)> {
+    let at = |step: u8| move |errno: i32| (step, errno);
+    let a = |x: usize, y: usize, z: usize| [x, y, z, 0, 0, 0];
+    // SAFETY (all below): system calls on the fds, ids and strings the parent prepared.
+    unsafe {
+        // First a fd table of our own (CLONE_FILES: until now it is the daemon's): a copy of
+        // the fds below the slots' end only, or, on a kernel without close_range, of all.
+        if spec.keep_below > 0 {
+            let range = if spec.unshare_only {
+                Err(libc::ENOSYS)
+            } else {
+                let unshare = CLOSE_RANGE_UNSHARE as usize;
+                sc(libc::SYS_close_range, a(spec.keep_below as usize, libc::c_uint::MAX as usize, unshare))
+            };
+            if range.is_err() {
+                sc(libc::SYS_unshare, a(libc::CLONE_FILES as usize, 0, 0)).map_err(at(STEP_FDS))?;
+            }
+        }
+        child_default_dispositions(spec.reset_signals);
+        sc(libc::SYS_setpgid, a(0, 0, 0)).map_err(at(STEP_PGID))?;
+        // Fds 0-2 of the child. A source that is itself one of 0-2 (the daemon was started with
+        // one of them closed, and it has no slots) first moves out of the way, so that no dup
+        // overwrites another's source and none is a no-op that would leave close-on-exec set.
+        let mut src = spec.stdio;
+        for fd in src.iter_mut() {
+            if (0..3).contains(fd) {
+                let moved = sc(libc::SYS_fcntl, a(*fd as usize, libc::F_DUPFD_CLOEXEC as usize, 3));
+                *fd = moved.map_err(at(STEP_FDS))? as RawFd;
+            }
+        }
+        for (target, fd) in (0..).zip(src) {
+            if fd >= 0 {
+                sc(libc::SYS_dup3, a(fd as usize, target, 0)).map_err(at(STEP_FDS))?;
+            }
+        }
+        if let Some((uid, gid)) = spec.user {
+            let groups = a(spec.groups.len(), spec.groups.as_ptr() as usize, 0);
+            sc(SYS_SETGROUPS, groups).map_err(at(STEP_GROUPS))?;
+            sc(SYS_SETGID, a(gid as usize, 0, 0)).map_err(at(STEP_GID))?;
+            sc(SYS_SETUID, a(uid as usize, 0, 0)).map_err(at(STEP_UID))?;
+        }
+        if let Some(dir) = &spec.directory {
+            sc(libc::SYS_chdir, a(dir.as_ptr() as usize, 0, 0)).map_err(at(STEP_CHDIR))?;
+        }
+        if let Some(mask) = spec.umask {
+            let _ = sc(libc::SYS_umask, a(mask as usize, 0, 0));
+        }
+        child_cloexec_from(3);
+        // After the close-on-exec sweep: the readiness fd is the one fd besides 0-2 that the
+        // program keeps.
+        if let Some((fd, n)) = spec.ready {
+            let kept = if fd == n {
+                sc(libc::SYS_fcntl, a(fd as usize, libc::F_SETFD as usize, 0))
+            } else {
+                sc(libc::SYS_dup3, a(fd as usize, n as usize, 0))
+            };
+            kept.map_err(at(STEP_FDS))?;
+        }
+        // The raw system call: libc's sigprocmask keeps its own internal signals (32, 33)
+        // blocked, and that mask would survive exec.
+        let empty: u64 = 0;
+        sc(libc::SYS_rt_sigprocmask, [libc::SIG_SETMASK as usize, &empty as *const u64 as usize, 0, 8, 0, 0])
+            .map_err(at(STEP_SIGNALS))?;
+        let exec = [spec.path.as_ptr() as usize, spec.argv.as_ptr() as usize, spec.envp.as_ptr() as usize, 0, 0, 0];
+        // It returns only on failure.
+        Err((STEP_EXEC, sc(libc::SYS_execve, exec).err().unwrap_or(libc::ENOEXEC)))
+    }
+}
+
+// On 32-bit ARM the plain id system calls take 16-bit ids; these take 32-bit ones.
+#[cfg(target_arch = "arm")]
+const SYS_SETGROUPS: libc::c_long = libc::SYS_setgroups32;
+#[cfg(target_arch = "arm")]
+const SYS_SETGID: libc::c_long = libc::SYS_setgid32;
+#[cfg(target_arch = "arm")]
+const SYS_SETUID: libc::c_long = libc::SYS_setuid32;
+#[cfg(not(target_arch = "arm"))]
+const SYS_SETGROUPS: libc::c_long = libc::SYS_setgroups;
+#[cfg(not(target_arch = "arm"))]
+const SYS_SETGID: libc::c_long = libc::SYS_setgid;
+#[cfg(not(target_arch = "arm"))]
+const SYS_SETUID: libc::c_long = libc::SYS_setuid;
+
+/// Marks every fd from 3 up close-on-exec in the daemon itself, once at startup: fds inherited
+/// from whoever started it must not reach the programs (fix of Q7), and std opens ours with
+/// O_CLOEXEC already.
+pub fn mark_fds_cloexec() {
+    child_cloexec_from(3);
+}
+
+const CLOSE_RANGE_UNSHARE: libc::c_uint = 1 << 1;
+
+/// In the child (and once in the daemon): mark every fd >= `from` close-on-exec (close_range,
+/// or one by one on kernels without it).
+fn child_cloexec_from(from: RawFd) {
+    const CLOSE_RANGE_CLOEXEC: usize = 1 << 2;
+    let max = libc::c_uint::MAX as usize;
+    // SAFETY: close_range with the CLOEXEC flag only changes fd flags; it closes nothing.
+    if unsafe { sc(libc::SYS_close_range, [from as usize, max, CLOSE_RANGE_CLOEXEC, 0, 0, 0]) }.is_ok() {
+        return;
+    }
+    // Older kernels: walk the fds up to the soft limit.
+    // SAFETY: prlimit64 into a valid struct; fcntl on a closed fd just fails.
+    unsafe {
+        let mut lim: libc::rlimit64 = std::mem::zeroed();
+        let nofile = libc::RLIMIT_NOFILE as usize;
+        let got = sc(libc::SYS_prlimit64, [0, nofile, 0, &mut lim as *mut libc::rlimit64 as usize, 0, 0]);
+        let end = if got.is_ok() { lim.rlim_cur.min(1 << 20) as usize } else { 1024 };
+        for fd in from as usize..end {
+            if let Ok(flags) = sc(libc::SYS_fcntl, [fd, libc::F_GETFD as usize, 0, 0, 0, 0]) {
+                if flags & libc::FD_CLOEXEC as usize == 0 {
+                    let _ =
+                        sc(libc::SYS_fcntl, [fd, libc::F_SETFD as usize, flags | libc::FD_CLOEXEC as usize, 0, 0, 0]);
+                }
+            }
+        }
+    }
+}

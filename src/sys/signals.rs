@@ -1,0 +1,46 @@
+//! Changes to this process's signal dispositions, made or announced in one place.
+//!
+//! A child is started sharing the daemon's memory and must not run a handler of ours, and a
+//! signal ignored here would stay ignored in the program it execs: the spawn path sets back to
+//! the default every signal whose disposition is not the default. Reading all 64 dispositions
+//! for every child was a cost worth avoiding, so the spawn path reads them once and again only
+//! after a change, which whoever changes one announces here. The client (`minisv ctl`) and the
+//! daemon both do, and in the tests they run in one process.
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Bumped at every change of a disposition. Process-global on purpose: the dispositions it
+/// stands for are the process's, whoever owns the code that changes them.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// To be called after this process has set a signal's handler, ignored a signal, or set one back
+/// to the default by other means than `catch` (signal-hook's registration, for one).
+pub fn dispositions_changed() {
+    GENERATION.fetch_add(1, Ordering::AcqRel);
+}
+
+/// How many changes were announced so far: dispositions read at one generation hold until it
+/// moves on.
+pub fn generation() -> u64 {
+    GENERATION.load(Ordering::Acquire)
+}
+
+/// Routes `sig` to `handler`, without SA_RESTART (a blocking call returns EINTR, so the caller
+/// can look at what the handler recorded), and announces the change.
+pub fn catch(sig: libc::c_int, handler: extern "C" fn(libc::c_int)) -> io::Result<()> {
+    // SAFETY: a zeroed sigaction is a valid value; the handler is the caller's (it must be
+    // async-signal-safe); the pointers passed are valid for the duration of the calls.
+    let r = unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = handler as *const () as libc::sighandler_t;
+        sa.sa_flags = 0;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(sig, &sa, std::ptr::null_mut())
+    };
+    dispositions_changed();
+    if r == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
