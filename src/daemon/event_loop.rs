@@ -35,6 +35,9 @@ mod control;
 mod events;
 mod host;
 pub mod output;
+mod timers;
+
+use timers::{Clock, Timer, Timers};
 
 pub type Signals = SignalDelivery<UnixStream, SignalOnly>;
 
@@ -181,8 +184,10 @@ pub struct EventLoop {
     pending: Vec<(Pending, control::Waiter)>,
     /// The last ticket given to a command of the control plane.
     tickets: u64,
-    /// A state changed since the loop last looked (a process waiting on it may go now).
-    state_changed: bool,
+    /// The time of this wakeup (read once after the poll).
+    now: Clock,
+    /// The earliest deadline of each source; the poll sleeps until the first.
+    timers: Timers,
     /// The listening socket of each fcgi-program group (fd 0 of its processes).
     fcgi_sockets: HashMap<String, OwnedFd>,
     /// Event listener pools and the TICK clock.
@@ -214,7 +219,8 @@ impl EventLoop {
             http: None,
             pending: Vec::new(),
             tickets: 0,
-            state_changed: false,
+            now: Clock::read(),
+            timers: Timers::default(),
             fcgi_sockets: HashMap::new(),
             pools: Pools::new(&config.supervisord.identifier),
             ticker: Ticker::new(),
@@ -286,7 +292,7 @@ impl EventLoop {
         for spec in namespecs {
             let (group, name) = crate::supervisor::namespec::split(spec);
             let Some(id) = name.and_then(|n| self.sup.find(group, n)) else { continue };
-            self.sup.mark_stopped_by_hand(id, Instant::now());
+            self.sup.mark_stopped_by_hand(id, self.now.mono);
             self.log.log(LogLevel::Info, &format!("{spec} was stopped by hand before the reload: it stays stopped"));
         }
     }
@@ -339,27 +345,18 @@ impl EventLoop {
     /// Runs until everything has stopped after a shutdown or reload request.
     pub fn run(&mut self, signals: &mut Signals) -> io::Result<LoopExit> {
         let mut events = Events::with_capacity(256);
+        self.now = Clock::read();
         // At boot: PROCESS_GROUP_ADDED for each group, SUPERVISOR_STATE_CHANGE_RUNNING, then the
         // first starts (Supervisor's order).
         self.perform_actions();
-        self.ticks(SystemTime::now());
-        self.sup.begin(Instant::now(), SystemTime::now());
+        self.ticks(self.now.wall);
+        self.sup.begin(self.now.mono, self.now.wall);
         self.perform_actions();
         // Reading the config and starting the programs left freed blocks in the heap (0.7 MB
         // with 1000 programs): give their pages back before settling down.
         crate::sys::release_free_memory();
         loop {
-            self.perform_actions();
-            // A state change may free a process that waits on it (depends_on): look again now
-            // rather than at the next wakeup (bounded: each round moves a chain one step).
-            for _ in 0..64 {
-                if !(self.state_changed && self.sup.has_deps()) {
-                    break;
-                }
-                self.state_changed = false;
-                self.sup.tick(Instant::now(), SystemTime::now());
-                self.perform_actions();
-            }
+            self.settle();
             if let Some(exit) = self.exit.take() {
                 self.abandon_pending();
                 return Ok(exit);
@@ -370,59 +367,29 @@ impl EventLoop {
                 continue;
             }
             self.pump_tails();
-            let core_deadline = self.sup.next_deadline();
-            let http_deadline = self.http.as_mut().and_then(Server::next_deadline);
             let timeout = if !self.unfinished.is_empty() || self.http.as_ref().is_some_and(Server::has_work) {
                 Some(Duration::ZERO)
             } else {
-                let core = core_deadline.map(|d| {
-                    // Round up to the next millisecond so a deadline is never missed by a
-                    // sub-millisecond early wakeup (which would spin).
-                    let left = d.saturating_duration_since(Instant::now());
-                    Duration::from_millis(left.as_micros().div_ceil(1000) as u64)
-                });
-                // TICKs cost a wakeup only when some pool subscribes to them.
-                let tick = self.tick_timeout(SystemTime::now());
-                let flood_buf_release = self.flood_buf.as_ref().map(|(_, used)| *used + FLOOD_BUF_KEEP);
-                let retry = [
-                    http_deadline,
-                    self.probes.next_deadline(),
-                    flood_buf_release,
-                    self.held_logs.front().map(|h| h.2),
-                ]
-                .into_iter()
-                .flatten()
-                .min()
-                .map(|t| t.saturating_duration_since(Instant::now()));
-                [core, tick, retry].into_iter().flatten().min()
+                self.file_timers();
+                // From the time now, not the wakeup's: what it did took some of the wait.
+                self.timers.timeout(Instant::now())
             };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
-            self.ticks(SystemTime::now());
-            if self.flood_buf.as_ref().is_some_and(|(_, used)| *used + FLOOD_BUF_KEEP <= Instant::now()) {
-                self.flood_buf = None;
-            }
-            self.close_held_logs(Instant::now());
+            // The one clock read of this wakeup.
+            self.now = Clock::read();
+            self.on_timers();
             let mut got_signals = false;
-            // Whether only programs' output or HTTP bytes woke us: neither changes a process's
-            // state, so the state machine's pass over every process is skipped unless a deadline
-            // is due or a request was served (with 1000 programs that pass was most of the CPU
-            // spent on each line of output, and on each part of a large answer written).
-            let mut only_output = true;
             for event in events.iter() {
-                let token = event.token();
-                if !matches!(token_pipe(token), Some(PipeToken::Output(..))) && !Server::owns(token) {
-                    only_output = false;
-                }
-                match token {
+                match event.token() {
                     SIGNAL_TOKEN => got_signals = true,
                     token if Server::owns(token) => self.on_http_event(event),
                     token if Probes::owns(token) => {
                         let mut outcomes = Vec::new();
-                        self.probes.on_event(token, self.poll.registry(), Instant::now(), &mut outcomes);
+                        self.probes.on_event(token, self.poll.registry(), self.now.mono, &mut outcomes);
                         self.apply_probe_outcomes(outcomes);
                     }
                     token => match token_pipe(token) {
@@ -438,9 +405,7 @@ impl EventLoop {
                     self.read_pipe(id, ch, READ_BUDGET);
                 }
             }
-            if self.serve_http() {
-                only_output = false;
-            }
+            self.serve_http();
             if got_signals {
                 let pending: Vec<i32> = signals.pending().collect();
                 // SIGCHLD first: exits are judged before anything else changes (Q1).
@@ -451,16 +416,55 @@ impl EventLoop {
                     self.on_signal(sig);
                 }
             }
-            let now = Instant::now();
-            if !only_output || self.state_changed || core_deadline.is_some_and(|d| d <= now) {
-                self.sup.tick(now, SystemTime::now());
+            // The processes whose deadline has come, or that an input of this wakeup marked
+            // (none for output alone): a wakeup with nothing due steps no process.
+            self.sup.tick(self.now.mono, self.now.wall);
+        }
+    }
+
+    /// Performs what the core asked for; while that marked processes to look at again (a
+    /// dependency RUNNING, a spawn's outcome), steps them and performs again (bounded: each
+    /// round moves a chain of dependencies one step).
+    fn settle(&mut self) {
+        self.perform_actions();
+        for _ in 0..64 {
+            if !self.sup.has_marked() {
+                break;
             }
+            self.sup.tick(self.now.mono, self.now.wall);
+            self.perform_actions();
+        }
+    }
+
+    /// Files each source's earliest deadline in the timer table.
+    fn file_timers(&mut self) {
+        let now = self.now;
+        self.timers.set(Timer::Core, self.sup.next_deadline());
+        self.timers.set(Timer::Http, self.http.as_mut().and_then(Server::next_deadline));
+        // TICKs cost a wakeup only when some pool subscribes to them.
+        self.timers.set(Timer::Tick, self.tick_timeout(now.wall).map(|d| now.mono + d));
+        self.timers.set(Timer::Probes, self.probes.next_deadline());
+        self.timers.set(Timer::HeldLogs, self.held_logs.front().map(|h| h.2));
+        self.timers.set(Timer::FloodBuf, self.flood_buf.as_ref().map(|(_, used)| *used + FLOOD_BUF_KEEP));
+    }
+
+    /// What the timers due at this wakeup do, outside the core (stepped at the end of the
+    /// wakeup) and the HTTP server (served with the requests) and the probes (synced before
+    /// the next poll).
+    fn on_timers(&mut self) {
+        let now = self.now;
+        // TICK boundaries passed since the last wakeup (checked at each: three divisions).
+        self.ticks(now.wall);
+        if self.timers.due(Timer::FloodBuf, now.mono) {
+            self.flood_buf = None;
+        }
+        if self.timers.due(Timer::HeldLogs, now.mono) {
+            self.close_held_logs(now.mono);
         }
     }
 
     fn on_signal(&mut self, sig: i32) {
-        let now = Instant::now();
-        let wall = SystemTime::now();
+        let Clock { mono: now, wall } = self.now;
         match sig {
             libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => {
                 self.log.log(LogLevel::Warn, &format!("received {} indicating exit request", sys::signal_name(sig)));
@@ -564,18 +568,12 @@ impl EventLoop {
                         }
                         io.stdin_buf.clear();
                     }
-                    let now = Instant::now();
-                    self.sup.feed(
-                        id,
-                        Input::Exited(ExitInfo { exitstatus, message, shell_status }),
-                        now,
-                        SystemTime::now(),
-                    );
+                    let input = Input::Exited(ExitInfo { exitstatus, message, shell_status });
+                    self.sup.feed(id, input, self.now.mono, self.now.wall);
                 }
                 None => {
                     let mut outcomes = Vec::new();
-                    let now = Instant::now();
-                    if self.probes.on_exit(reaped.pid, shell_status == 0, &message, now, &mut outcomes) {
+                    if self.probes.on_exit(reaped.pid, shell_status == 0, &message, self.now.mono, &mut outcomes) {
                         self.apply_probe_outcomes(outcomes);
                     } else {
                         self.log.log(LogLevel::Debug, &format!("reaped unknown pid {} ({})", reaped.pid, message));
@@ -608,7 +606,7 @@ impl EventLoop {
             self.close_ready(id);
         }
         if ready {
-            self.sup.feed(id, Input::Ready, Instant::now(), SystemTime::now());
+            self.sup.feed(id, Input::Ready, self.now.mono, self.now.wall);
         }
     }
 
@@ -621,7 +619,7 @@ impl EventLoop {
             server_url: self.server_url.as_deref(),
             environment: &self.config.supervisord.environment,
         };
-        self.probes.sync(&self.sup, &setup, self.poll.registry(), Instant::now(), &mut outcomes);
+        self.probes.sync(&self.sup, &setup, self.poll.registry(), self.now.mono, &mut outcomes);
         self.apply_probe_outcomes(outcomes)
     }
 
@@ -629,7 +627,7 @@ impl EventLoop {
     fn apply_probe_outcomes(&mut self, outcomes: Vec<Outcome>) -> bool {
         let mut fed = false;
         for outcome in outcomes {
-            let (now, wall) = (Instant::now(), SystemTime::now());
+            let (now, wall) = (self.now.mono, self.now.wall);
             match outcome {
                 Outcome::Ready(id) => {
                     self.sup.feed(id, Input::Ready, now, wall);
@@ -675,13 +673,12 @@ impl EventLoop {
                 Action::Spawn(id) => self.spawn(id),
                 Action::Kill { id, pid, signal, group } => {
                     if let Err(e) = sys::kill(pid, signal, group) {
-                        let now = Instant::now();
-                        self.sup.feed(id, Input::KillFailed { message: e.to_string() }, now, SystemTime::now());
+                        let input = Input::KillFailed { message: e.to_string() };
+                        self.sup.feed(id, input, self.now.mono, self.now.wall);
                     }
                 }
                 Action::Log(level, msg) => self.log.log(level, &msg),
                 Action::StateChanged { id, from, to, expected, pid, tries } => {
-                    self.state_changed = true;
                     self.state_event(id, from, to, expected, pid, tries);
                 }
                 Action::GroupAdded(name) => self.on_group_added(&name),
@@ -693,7 +690,7 @@ impl EventLoop {
                     // The children still on their way to exec get their pids in the core
                     // first, so that the stop reaches them.
                     while self.finish_spawn() {}
-                    self.sup.request_stop(Mood::Shutdown, Instant::now(), SystemTime::now());
+                    self.sup.request_stop(Mood::Shutdown, self.now.mono, self.now.wall);
                 }
                 Action::SupervisorRunning => self.notify(Event::supervisor_running()),
                 Action::SupervisorStopping => self.notify(Event::supervisor_stopping()),
@@ -740,7 +737,7 @@ impl EventLoop {
         }
         match started {
             Ok(child) => self.in_flight.push_back((id, child)),
-            Err(message) => self.sup.feed(id, Input::SpawnFailed { message }, Instant::now(), SystemTime::now()),
+            Err(message) => self.sup.feed(id, Input::SpawnFailed { message }, self.now.mono, self.now.wall),
         }
     }
 
@@ -768,7 +765,7 @@ impl EventLoop {
             Ok(spawned) => Input::Spawned { pid: self.watch_child(id, spawned) },
             Err(message) => Input::SpawnFailed { message },
         };
-        self.sup.feed(id, input, Instant::now(), SystemTime::now());
+        self.sup.feed(id, input, self.now.mono, self.now.wall);
         true
     }
 

@@ -6,6 +6,7 @@
 pub mod command;
 pub mod namespec;
 pub mod process;
+mod schedule;
 pub mod state;
 
 use std::collections::{HashMap, VecDeque};
@@ -107,6 +108,12 @@ pub struct Supervisor {
     waits: Vec<(Ticket, command::Wait)>,
     /// A critical program's end was reported (once: the daemon is stopping for it).
     critical_reported: bool,
+    /// Which processes are due for a `Tick`, and when.
+    schedule: schedule::Schedule,
+    /// How many steps the processes were given (inputs and ticks), for tests and metrics.
+    steps: u64,
+    /// ShutdownComplete was sent (once: the loop ends on it).
+    shutdown_complete: bool,
 }
 
 /// See `Supervisor::match_group`.
@@ -153,7 +160,7 @@ impl Supervisor {
 
     /// When the restart limit lets the next held restart go, if one is held.
     fn restart_limit_deadline(&self) -> Option<Instant> {
-        if self.restart_limit == 0 || !self.slots.iter().flatten().any(|p| p.restart_held) {
+        if self.restart_limit == 0 || !self.schedule.any_held() {
             return None;
         }
         // At most `restart_limit` restarts are kept: a slot frees when the oldest leaves the window.
@@ -294,8 +301,19 @@ impl Supervisor {
         self.any_deps |= config.processes.iter().any(|pc| !pc.depends_on.is_empty());
         self.any_checks |= config.processes.iter().any(|pc| has_checks(pc));
         self.group_index.insert(config.name.clone(), self.groups.len());
+        for id in &members {
+            // Looked at on the next tick (autostart).
+            self.schedule.mark(*id);
+        }
         self.groups.push(Group { config, members });
+        self.reorder();
         true
+    }
+
+    /// The start order changed: the schedule follows it.
+    fn reorder(&mut self) {
+        let order: Vec<ProcId> = self.groups_by_priority().iter().flat_map(|g| g.members.iter().copied()).collect();
+        self.schedule.set_order(order.into_iter());
     }
 
     /// Removes a group whose processes are all stopped.
@@ -310,9 +328,11 @@ impl Supervisor {
         self.group_index = self.groups.iter().enumerate().map(|(i, g)| (g.config.name.clone(), i)).collect();
         for id in &group.members {
             self.slots[id.0] = None;
+            self.schedule.forget(*id);
         }
         self.actions.push_back(Action::GroupRemoved { name: name.to_string(), members: group.members });
         self.update_any_flags();
+        self.reorder();
         Ok(group.config)
     }
 
@@ -366,6 +386,10 @@ impl Supervisor {
         let dropped: Vec<ProcId> = old_members.into_iter().filter(|id| !kept.contains(id)).collect();
         for id in &dropped {
             self.slots[id.0] = None;
+            self.schedule.forget(*id);
+        }
+        for id in &fresh {
+            self.schedule.mark(*id);
         }
         self.actions.push_back(Action::GroupReplaced {
             name: config.name.clone(),
@@ -374,6 +398,7 @@ impl Supervisor {
         });
         self.groups[idx] = Group { config, members };
         self.update_any_flags();
+        self.reorder();
         (kept, fresh, dropped)
     }
 
@@ -409,14 +434,31 @@ impl Supervisor {
             return;
         };
         let mut effects = Vec::new();
+        let ticked = input == Input::Tick;
         proc.handle(input, &ctx, &mut effects);
+        self.steps += 1;
         let pid = proc.pid;
+        let (deadline, held) = (proc.deadline(), proc.restart_held);
+        let changed = effects.iter().any(|e| matches!(e, Effect::Changed { .. }));
+        // A Tick that leaves a deadline already passed would decide the same again: the
+        // process then waits for an input or a change around it, which marks it.
+        let deadline = deadline.filter(|at| !(ticked && *at <= now));
+        self.schedule.file(id, deadline, held);
+        if !ticked || changed {
+            self.schedule.mark(id);
+        }
         if std::mem::take(&mut proc.auto_restarted) && self.restart_limit > 0 {
             self.recent_restarts.push_back(now);
             while self.recent_restarts.front().is_some_and(|t| now >= *t + RESTART_WINDOW)
                 || self.recent_restarts.len() > self.restart_limit as usize
             {
                 self.recent_restarts.pop_front();
+            }
+        }
+        if changed && self.any_deps {
+            // What depends on it, and what it depends on, may go now.
+            for other in self.dependents(id).into_iter().chain(self.dependencies(id)) {
+                self.schedule.mark(other);
             }
         }
         let mut gone_to = None;
@@ -473,18 +515,20 @@ impl Supervisor {
     }
 
     fn tick_all(&mut self, now: Instant, wall: SystemTime) {
-        let order: Vec<ProcId> = self.groups_by_priority().iter().flat_map(|g| g.members.iter().copied()).collect();
-        // With depends_on, a change in one pass (a dependency RUNNING, a dependent stopped) can
-        // let another process go: pass again until nothing changes (bounded: a chain of
-        // dependencies moves one step per pass).
-        for _ in 0..if self.any_deps { 64 } else { 1 } {
-            let before = self.actions.iter().filter(|a| matches!(a, Action::StateChanged { .. })).count();
-            for id in &order {
-                self.step(*id, Input::Tick, now, wall);
-            }
-            let after = self.actions.iter().filter(|a| matches!(a, Action::StateChanged { .. })).count();
-            if after == before {
+        if self.restart_limit_deadline().is_some_and(|at| at <= now) {
+            // A restart held by restart_limit may go now.
+            self.schedule.mark_held();
+        }
+        // The processes that are due or marked, in start order; a change in one pass (a
+        // dependency RUNNING, a dependent stopped) marks those it may let go, for the next pass
+        // (bounded: a chain of dependencies moves one step per pass).
+        for _ in 0..64 {
+            let due = self.schedule.take(now);
+            if due.is_empty() {
                 break;
+            }
+            for id in due {
+                self.step(id, Input::Tick, now, wall);
             }
         }
         if self.mood() != Mood::Running {
@@ -494,7 +538,7 @@ impl Supervisor {
 
     /// The earliest deadline of any process, or None: the loop then sleeps until an event.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let due = self.slots.iter().flatten().filter_map(Process::deadline).min();
+        let due = self.schedule.next();
         match (due, self.restart_limit_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -546,7 +590,8 @@ impl Supervisor {
         if self.stop_groups.as_ref().is_some_and(Vec::is_empty) && self.unstopped().is_empty() {
             self.stop_groups = Some(Vec::new());
             let mood = self.mood();
-            if !self.actions.iter().any(|a| matches!(a, Action::ShutdownComplete(_))) {
+            if !self.shutdown_complete {
+                self.shutdown_complete = true;
                 self.actions.push_back(Action::ShutdownComplete(mood));
             }
         }
@@ -567,6 +612,16 @@ impl Supervisor {
             }
             self.step(id, Input::GiveUp, now, wall);
         }
+    }
+
+    /// Some process was marked to be looked at on the next tick (an input, a change around it).
+    pub fn has_marked(&self) -> bool {
+        self.schedule.any_dirty()
+    }
+
+    /// How many steps processes were given so far (inputs and ticks).
+    pub fn steps(&self) -> u64 {
+        self.steps
     }
 
     /// Some process has `depends_on=`.

@@ -5,7 +5,6 @@
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::time::{Instant, SystemTime};
 
 use mio::unix::SourceFd;
 use mio::Interest;
@@ -58,7 +57,7 @@ impl EventLoop {
         self.tickets += 1;
         let ticket = Ticket(self.tickets);
         let mut world = LoopWorld { config: &self.config };
-        match self.sup.command(ticket, command, Instant::now(), SystemTime::now(), &mut world) {
+        match self.sup.command(ticket, command, self.now.mono, self.now.wall, &mut world) {
             Some(answer) => Issued::Now(answer),
             None => Issued::Later(ticket),
         }
@@ -95,7 +94,7 @@ impl EventLoop {
     /// Readiness of a listener or a connection.
     pub(super) fn on_http_event(&mut self, event: &mio::event::Event) {
         if let Some(server) = &mut self.http {
-            server.on_event(self.poll.registry(), event, Instant::now(), SystemTime::now());
+            server.on_event(self.poll.registry(), event, self.now.mono, self.now.wall);
         }
     }
 
@@ -104,9 +103,9 @@ impl EventLoop {
     /// time, and logs what the limits dropped. True if a request was served.
     pub(super) fn serve_http(&mut self) -> bool {
         let Some(server) = &mut self.http else { return false };
-        let now = Instant::now();
+        let now = self.now.mono;
         server.expire(self.poll.registry(), now);
-        server.resume(self.poll.registry(), now, SystemTime::now());
+        server.resume(self.poll.registry(), now, self.now.wall);
         for (level, line) in server.report(now) {
             self.log.log(level, &line);
         }
@@ -143,13 +142,13 @@ impl EventLoop {
     /// After everything else a wake-up did: tails at the end of their file look for more.
     pub(super) fn pump_tails(&mut self) {
         if let Some(server) = &mut self.http {
-            server.pump_tails(self.poll.registry(), Instant::now(), SystemTime::now());
+            server.pump_tails(self.poll.registry(), self.now.mono, self.now.wall);
         }
     }
 
     fn answer(&mut self, conn: ConnRef, answer: Answer) {
         if let Some(server) = &mut self.http {
-            server.answer(self.poll.registry(), conn, answer, Instant::now(), SystemTime::now());
+            server.answer(self.poll.registry(), conn, answer, self.now.mono, self.now.wall);
         }
     }
 

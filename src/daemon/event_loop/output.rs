@@ -81,7 +81,7 @@ impl EventLoop {
         }
         if self.held_logs.len() < cap {
             log.held = true;
-            self.held_logs.push_back((id, ch, Instant::now() + LOG_HOLD));
+            self.held_logs.push_back((id, ch, self.now.mono + LOG_HOLD));
             return;
         }
         log.release();
@@ -146,7 +146,7 @@ impl EventLoop {
         }
         self.buf = small;
         if let Some(f) = flood {
-            self.flood_buf = Some((f, Instant::now()));
+            self.flood_buf = Some((f, self.now.mono));
         }
     }
 

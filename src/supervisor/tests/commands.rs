@@ -251,3 +251,40 @@ fn adding_and_removing_a_group_are_commands() {
     assert_eq!(h.command(Command::RemoveGroup("a".into())), Ok(Answer::Done));
     assert!(h.sup.group("a").is_none());
 }
+
+#[test]
+fn a_tick_steps_only_the_processes_that_are_due() {
+    let procs = (0..1000).map(|i| pconf(&format!("p{i}"))).collect();
+    let mut h = Harness::new(vec![group("g", 1, procs)]);
+    h.tick();
+    assert_eq!(h.spawns.len(), 1000);
+    h.advance(1000);
+    assert!(h.sup.processes().all(|(_, p)| p.state == ProcessState::Running));
+    assert_eq!(h.sup.next_deadline(), None, "nothing is due: the loop may sleep");
+    let before = h.sup.steps();
+    h.advance(5000);
+    assert_eq!(h.sup.steps(), before, "a wakeup with nothing due steps no process");
+    // One exits: it alone is stepped (its exit, then its restart's ticks).
+    h.exit("p500", 1);
+    assert_eq!(h.state("p500"), ProcessState::Starting);
+    let before = h.sup.steps();
+    h.advance(1000);
+    assert_eq!(h.state("p500"), ProcessState::Running);
+    assert!(h.sup.steps() - before <= 2, "{} steps", h.sup.steps() - before);
+}
+
+#[test]
+fn shutdown_complete_is_sent_once_whatever_ticks_follow() {
+    let mut h = Harness::new(vec![group("a", 1, vec![pconf("a")])]);
+    h.advance(1000);
+    let (now, wall) = (h.now, h.wall());
+    h.sup.request_stop(Mood::Restarting, now, wall);
+    h.run();
+    h.killed("a", "SIGTERM");
+    h.tick();
+    assert_eq!(h.done, Some(Mood::Restarting));
+    h.done = None;
+    h.tick();
+    h.advance(1000);
+    assert_eq!(h.done, None, "the loop ends on the first one; a second would end the next");
+}
