@@ -710,6 +710,34 @@ fn minisv_daemon_answers_supervisorctl_like_supervisord() {
     }
 }
 
+/// `minisv ctl update` against minisv prints what supervisorctl prints against supervisord for
+/// the same change (a removed, two changed of which one ran nothing, an added group), though
+/// minisv restarts only the changed process.
+#[test]
+fn update_against_minisv_prints_supervisorctls_words() {
+    let mut outs = Vec::new();
+    for kind in [Kind::Supervisord, Kind::Minisv] {
+        let mut d = Daemon::start_kind("updw", false, PROGRAMS, kind);
+        let conf = std::fs::read_to_string(&d.conf).expect("read config");
+        let changed = conf
+            .replace("[program:notfound]\ncommand=/nonexistent/cmd\nautostart=false\n", "")
+            .replace("[program:gb]\ncommand=sleep 1000", "[program:gb]\ncommand=sleep 999")
+            .replace("[program:manual]\ncommand=sleep 1000", "[program:manual]\ncommand=sleep 998")
+            + "\n[program:newone]\ncommand=sleep 1000\nstartsecs=0\n";
+        std::fs::write(&d.conf, changed).expect("write config");
+        let o = match kind {
+            Kind::Supervisord => d.python(&["update"]),
+            Kind::Minisv => d.minisv(&["update"]),
+        };
+        d.wait_settled();
+        outs.push(o);
+    }
+    let expected = "notfound: stopped\nnotfound: removed process group\ngrp: stopped\ngrp: updated process group\n\
+                    manual: stopped\nmanual: updated process group\nnewone: added process group\n";
+    assert_eq!(outs[0].stdout, expected, "supervisorctl against supervisord");
+    assert_eq!(outs[1], outs[0], "minisv ctl against minisv");
+}
+
 /// reloadConfig lists added and changed groups as the new config orders them (priority, then
 /// name) and removed ones as they were activated, as supervisord does; not by name.
 /// (supervisorctl sorts what it prints, so the order is read from the answer itself.)
