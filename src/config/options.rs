@@ -180,6 +180,15 @@ pub const LEGACY_PROGRAM_KEYS: &[(&str, &str)] = &[
     ),
 ];
 
+/// Keys that well-known Supervisor plugins read from `[program:x]` sections, with the plugin
+/// that reads them. supervisord ignores them, and so does minisv, without a warning: the
+/// plugin (an event listener) reads the config file itself.
+pub const PLUGIN_PROGRAM_KEYS: &[(&str, &str)] = &[
+    ("dependent_startup", "supervisord-dependent-startup"),
+    ("dependent_startup_wait_for", "supervisord-dependent-startup"),
+    ("dependent_startup_inherit_priority", "supervisord-dependent-startup"),
+];
+
 /// Event type names `events=` accepts (reference 6.1).
 pub const EVENT_TYPES: &[&str] = &[
     "EVENT",
