@@ -134,7 +134,11 @@ pub const PROGRAM: &[Key] = &[
 pub const EVENTLISTENER_EXTRA: &[Key] = &[
     key("events", "", "event types to subscribe to (required)"),
     key("buffer_size", "10", "event queue size"),
-    key("result_handler", "supervisor.dispatchers:default_handler", "only the default handler is supported"),
+    key(
+        "result_handler",
+        "supervisor.dispatchers:default_handler",
+        "built in: this one, supervisor_stdlog:log_handler and supervisor_stdout:event_handler",
+    ),
 ];
 
 /// The one key with two defaults: an `[eventlistener:x]` section's `priority` is 999 for its
