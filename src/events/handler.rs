@@ -224,7 +224,8 @@ mod tests {
     #[test]
     fn stdlog_pads_to_the_longest_name_and_colours_by_turn() {
         let mut st = HandlerState::default();
-        let (v, w) = run(&mut st, ResultHandler::Stdlog, b"processname:web groupname:web pid:1 channel:stdout\nhello\nworld\n");
+        let (v, w) =
+            run(&mut st, ResultHandler::Stdlog, b"processname:web groupname:web pid:1 channel:stdout\nhello\nworld\n");
         assert_eq!(v, Verdict::Processed);
         assert_eq!(
             w,
@@ -235,7 +236,8 @@ mod tests {
         // Third event: the cycle was advanced twice, so the new name gets the third colour.
         let (_, w) = run(&mut st, ResultHandler::Stdlog, b"processname:worker groupname:w pid:2 channel:stdout\n\n");
         assert_eq!(w, [(Stream::Stdout, "\x1b[32mworker | \x1b[37m\x1b[m\n".to_string())]);
-        let (_, w) = run(&mut st, ResultHandler::Stdlog, b"processname:web groupname:web pid:1 channel:stdout\nx\n\ny\n");
+        let (_, w) =
+            run(&mut st, ResultHandler::Stdlog, b"processname:web groupname:web pid:1 channel:stdout\nx\n\ny\n");
         let p = "\x1b[36mweb    | \x1b[37m";
         assert_eq!(w, [(Stream::Stdout, format!("{p}x\x1b[m\n{p}\x1b[m\n{p}y\x1b[m\n"))]);
     }
