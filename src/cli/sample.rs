@@ -118,7 +118,7 @@ serverurl=unix:///tmp/minisv.sock ; the socket of [unix_http_server]
 ;command=/bin/eventlistener    ; the program and its arguments (required)
 ;events=EVENT                  ; event types to subscribe to (required)
 ;buffer_size=10                ; event queue size (default 10)
-;result_handler=supervisor.dispatchers:default_handler ; the only handler minisv has
+;result_handler=supervisor.dispatchers:default_handler ; or supervisor_stdlog:log_handler, supervisor_stdout:event_handler
 ;priority=-1                   ; listeners start first and stop last (default -1)
 ;redirect_stderr=false         ; must stay false for listeners
 

@@ -134,7 +134,11 @@ pub const PROGRAM: &[Key] = &[
 pub const EVENTLISTENER_EXTRA: &[Key] = &[
     key("events", "", "event types to subscribe to (required)"),
     key("buffer_size", "10", "event queue size"),
-    key("result_handler", "supervisor.dispatchers:default_handler", "only the default handler is supported"),
+    key(
+        "result_handler",
+        "supervisor.dispatchers:default_handler",
+        "built in: this one, supervisor_stdlog:log_handler and supervisor_stdout:event_handler",
+    ),
 ];
 
 /// The one key with two defaults: an `[eventlistener:x]` section's `priority` is 999 for its
@@ -178,6 +182,15 @@ pub const LEGACY_PROGRAM_KEYS: &[(&str, &str)] = &[
         "logfile",
         "'logfile' is a Supervisor 2 setting, not a program option; it is ignored: use stdout_logfile= (and stderr_logfile= or redirect_stderr=true)",
     ),
+];
+
+/// Keys that well-known Supervisor plugins read from `[program:x]` sections, with the plugin
+/// that reads them. supervisord ignores them, and so does minisv, without a warning: the
+/// plugin (an event listener) reads the config file itself.
+pub const PLUGIN_PROGRAM_KEYS: &[(&str, &str)] = &[
+    ("dependent_startup", "supervisord-dependent-startup"),
+    ("dependent_startup_wait_for", "supervisord-dependent-startup"),
+    ("dependent_startup_inherit_priority", "supervisord-dependent-startup"),
 ];
 
 /// Event type names `events=` accepts (reference 6.1).

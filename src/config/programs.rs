@@ -8,6 +8,7 @@ use super::model::*;
 use super::options::{self, PROGRAM as P};
 use super::sections::parse_environment;
 use super::types::{self, LogFileName};
+use crate::events::handler::ResultHandler;
 use std::sync::Arc;
 
 /// The most processes one program section may make. Supervisor has no limit, and a mistyped
@@ -155,16 +156,17 @@ fn event_listener(ld: &mut Loader, section: &str) -> Option<GroupConfig> {
             format!("[{section}] section sets invalid buffer_size ({buffer_size}); expected at least 1"),
         );
     }
-    let supported = options::default_of(options::EVENTLISTENER_EXTRA, "result_handler");
-    let result_handler = text_of(ld.get(section, "result_handler", &none)).unwrap_or_else(|| supported.to_string());
-    if result_handler != supported {
+    let default = options::default_of(options::EVENTLISTENER_EXTRA, "result_handler");
+    let result_handler = text_of(ld.get(section, "result_handler", &none)).unwrap_or_else(|| default.to_string());
+    if ResultHandler::from_spec(&result_handler).is_none() {
         let s = ld.raw(section, "result_handler").map(|v| v.span);
         ld.error(
             s,
             section,
             Some("result_handler"),
             format!(
-                "{result_handler} cannot be resolved within [{section}]: minisv cannot load Python code; only {supported} is supported"
+                "{result_handler} cannot be resolved within [{section}]: minisv cannot load Python code; its built-in handlers are {}",
+                ResultHandler::names_text()
             ),
         );
     }

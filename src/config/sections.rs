@@ -438,6 +438,9 @@ pub fn vocabulary_warnings(ld: &mut Loader) {
             if keys.iter().any(|k| k.name == key) {
                 continue;
             }
+            if kind == SectionKind::Program && options::PLUGIN_PROGRAM_KEYS.iter().any(|(k, _)| k == key) {
+                continue;
+            }
             if program_like {
                 if let Some((_, msg)) = options::LEGACY_PROGRAM_KEYS.iter().find(|(k, _)| k == key) {
                     ld.warn(Some(value.span.clone()), &section.name, Some(key), *msg);

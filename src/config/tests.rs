@@ -205,6 +205,18 @@ fn unknown_keys_and_sections_warn_with_did_you_mean() {
     );
 }
 
+/// supervisord-dependent-startup reads these from program sections; supervisord ignores them
+/// silently, and so does minisv (elsewhere they are unknown keys as any other).
+#[test]
+fn dependent_startup_keys_of_programs_are_accepted_without_a_warning() {
+    let dir = conf(
+        "[program:a]\ncommand=/bin/true\ndependent_startup=true\ndependent_startup_inherit_priority=true\n\
+         [program:b]\ncommand=/bin/true\ndependent_startup=true\ndependent_startup_wait_for=a:running\n\
+         [group:g]\nprograms=a\ndependent_startup=true\n",
+    );
+    assert_eq!(dir.warnings(), vec!["supervisord.conf:13: [group:g] dependent_startup: unknown key (ignored)"]);
+}
+
 #[test]
 fn include_globs_relative_to_main_file_sorted_with_infos() {
     let dir = Dir::new(&[
@@ -321,7 +333,7 @@ fn eventlistener_rules() {
         dir.errors(),
         vec![
             &format!("supervisord.conf:8: [eventlistener:bad] events: Unknown event type TICK_7 in [eventlistener:bad] events; did you mean TICK_5? known types: {}", options::EVENT_TYPES.join(", ")),
-            "supervisord.conf:9: [eventlistener:bad] result_handler: mymod:handler cannot be resolved within [eventlistener:bad]: minisv cannot load Python code; only supervisor.dispatchers:default_handler is supported",
+            "supervisord.conf:9: [eventlistener:bad] result_handler: mymod:handler cannot be resolved within [eventlistener:bad]: minisv cannot load Python code; its built-in handlers are supervisor.dispatchers:default_handler, supervisor_stdlog:log_handler and supervisor_stdout:event_handler",
             "supervisord.conf:10: [eventlistener:bad] buffer_size: [eventlistener:bad] section sets invalid buffer_size (0); expected at least 1",
         ]
     );

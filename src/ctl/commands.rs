@@ -898,9 +898,12 @@ fn update(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
     }
     for g in changed.iter().filter(|g| selected(g)) {
         // minisv restarts only the processes whose settings changed; a Supervisor daemon does
-        // not have the method, and the whole group is restarted as supervisorctl does.
+        // not have the method, and the whole group is restarted as supervisorctl does. The
+        // words are supervisorctl's either way ("stopped", whether or not anything ran), so
+        // scripts that read them see the same lines.
         match ctl.client.call("minisv.updateProcessGroup", &[Value::from(g.as_str())]) {
             Ok(_) => {
+                ctl.output(&format!("{g}: stopped"));
                 ctl.output(&format!("{g}: updated process group"));
                 continue;
             }

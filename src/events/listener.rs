@@ -8,6 +8,7 @@
 use crate::config::ini::py_repr;
 use crate::config::LogLevel;
 
+use super::handler::{HandlerState, ResultHandler, Stream, Verdict};
 use super::types::py_bytes_repr;
 
 /// Supervisor's EventListenerStates, with their codes.
@@ -72,6 +73,8 @@ pub enum Output {
     Rejected,
     /// A line for the main log.
     Log(LogLevel, String),
+    /// Bytes a result handler writes to the daemon's own stdout or stderr.
+    Print(Stream, Vec<u8>),
     /// Raw protocol bytes for the listener's stdout log (`stdout_logfile`), chunk by chunk as
     /// read (the loop applies strip_ansi if it is on).
     ChildLog(Vec<u8>),
@@ -90,6 +93,8 @@ pub struct Listener {
     /// The announced length of the result body, once its `RESULT` line is read.
     result_len: Option<usize>,
     result: Vec<u8>,
+    /// What a result body means (`result_handler=`).
+    handler: ResultHandler,
 }
 
 impl Listener {
@@ -100,7 +105,14 @@ impl Listener {
             buf: Vec::new(),
             result_len: None,
             result: Vec::new(),
+            handler: ResultHandler::Default,
         }
+    }
+
+    /// The listener of a pool whose `result_handler=` is `handler`.
+    pub fn with_handler(mut self, handler: ResultHandler) -> Listener {
+        self.handler = handler;
+        self
     }
 
     pub fn name(&self) -> &str {
@@ -111,9 +123,15 @@ impl Listener {
         self.state
     }
 
-    /// Steps the machine. Every (state, input) pair is decided here; an `Output` keeps stepping
-    /// while a decision leaves bytes in the buffer (`READY\n` after a result, say).
+    /// `handle_with` for inputs that decide no result, or for handlers that keep no state.
     pub fn handle(&mut self, input: Input<'_>, out: &mut Vec<Output>) {
+        self.handle_with(input, &mut HandlerState::default(), out);
+    }
+
+    /// Steps the machine. Every (state, input) pair is decided here; an `Output` keeps stepping
+    /// while a decision leaves bytes in the buffer (`READY\n` after a result, say). A complete
+    /// result goes to the result handler, whose daemon-wide state is `handlers`.
+    pub fn handle_with(&mut self, input: Input<'_>, handlers: &mut HandlerState, out: &mut Vec<Output>) {
         use Input as I;
         use ListenerState as S;
         if let I::Output(bytes) = input {
@@ -165,7 +183,7 @@ impl Listener {
                     }
                     false
                 }
-                (S::Busy, I::Output(_)) => self.read_result(out),
+                (S::Busy, I::Output(_)) => self.read_result(handlers, out),
                 (S::Unknown, I::Output(_)) => {
                     // Ignored until the process restarts.
                     self.buf.clear();
@@ -223,7 +241,7 @@ impl Listener {
     }
 
     /// BUSY: read the `RESULT <len>` line, then the body. Returns whether to keep stepping.
-    fn read_result(&mut self, out: &mut Vec<Output>) -> bool {
+    fn read_result(&mut self, handlers: &mut HandlerState, out: &mut Vec<Output>) -> bool {
         match self.result_len {
             None => {
                 let Some(pos) = self.buf.iter().position(|&b| b == b'\n') else {
@@ -260,15 +278,25 @@ impl Listener {
                 }
                 self.result_len = None;
                 let body = std::mem::take(&mut self.result);
-                // The default result handler (the only one minisv supports) accepts exactly `OK`.
-                if body == b"OK" {
-                    out.push(Output::Log(LogLevel::Debug, format!("{}: event was processed", self.name)));
-                    self.change(ListenerState::Acknowledged, out);
-                    out.push(Output::Processed);
-                } else {
-                    out.push(Output::Log(LogLevel::Warn, format!("{}: event was rejected", self.name)));
-                    self.change(ListenerState::Acknowledged, out);
-                    out.push(Output::Rejected);
+                let mut writes = Vec::new();
+                let verdict = handlers.handle(self.handler, &body, &mut writes);
+                out.extend(writes.into_iter().map(|(stream, bytes)| Output::Print(stream, bytes)));
+                match verdict {
+                    Verdict::Processed => {
+                        out.push(Output::Log(LogLevel::Debug, format!("{}: event was processed", self.name)));
+                        self.change(ListenerState::Acknowledged, out);
+                        out.push(Output::Processed);
+                    }
+                    Verdict::Rejected => {
+                        out.push(Output::Log(LogLevel::Warn, format!("{}: event was rejected", self.name)));
+                        self.change(ListenerState::Acknowledged, out);
+                        out.push(Output::Rejected);
+                    }
+                    Verdict::Error => {
+                        out.push(Output::Log(LogLevel::Warn, format!("{}: event caused an error", self.name)));
+                        self.change(ListenerState::Unknown, out);
+                        out.push(Output::Rejected);
+                    }
                 }
                 !self.buf.is_empty()
             }

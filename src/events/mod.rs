@@ -6,6 +6,7 @@
 
 pub mod capture;
 pub mod envelope;
+pub mod handler;
 pub mod listener;
 pub mod pool;
 pub mod tick;

@@ -14,6 +14,7 @@ use std::rc::Rc;
 use crate::config::{GroupConfig, GroupKind, LogLevel};
 
 use super::envelope::{envelope, Serial};
+use super::handler::{HandlerState, ResultHandler, Stream};
 use super::listener::{Input, Listener, ListenerState, Output};
 use super::types::{subscribes, Event, EventType};
 
@@ -25,6 +26,8 @@ pub enum Action {
     Write { pool: String, listener: String, bytes: Vec<u8> },
     /// A line for the main log.
     Log(LogLevel, String),
+    /// Bytes a result handler writes to the daemon's own stdout or stderr.
+    Print(Stream, Vec<u8>),
     /// Raw protocol bytes read from the listener's stdout, for its `stdout_logfile`.
     ChildLog { pool: String, listener: String, bytes: Vec<u8> },
 }
@@ -79,12 +82,22 @@ impl Pool {
     /// The pool of an `[eventlistener:x]` group; `None` for other groups.
     pub fn from_config(group: &GroupConfig) -> Option<Pool> {
         match &group.kind {
-            GroupKind::EventListener { events, buffer_size, .. } => {
+            GroupKind::EventListener { events, buffer_size, result_handler } => {
                 let names: Vec<&str> = group.processes.iter().map(|p| p.name.as_str()).collect();
-                Some(Pool::new(&group.name, events.clone(), *buffer_size, &names))
+                // The loader refuses a handler that is not built in.
+                let handler = ResultHandler::from_spec(result_handler).unwrap_or(ResultHandler::Default);
+                Some(Pool::new(&group.name, events.clone(), *buffer_size, &names).with_handler(handler))
             }
             GroupKind::Program | GroupKind::Fcgi { .. } => None,
         }
+    }
+
+    /// The pool's `result_handler=`, for all its listeners.
+    pub fn with_handler(mut self, handler: ResultHandler) -> Pool {
+        for slot in &mut self.slots {
+            slot.listener = slot.listener.clone().with_handler(handler);
+        }
+        self
     }
 
     pub fn name(&self) -> &str {
@@ -162,9 +175,10 @@ impl Pool {
     }
 
     /// Feeds one input to listener `i` and applies what it says to the pool.
-    fn step(&mut self, i: usize, input: Input<'_>, identifier: &str, out: &mut Vec<Action>) {
+    fn step(&mut self, i: usize, input: Input<'_>, ctx: Ctx<'_>, out: &mut Vec<Action>) {
+        let Ctx { identifier, handlers } = ctx;
         let mut outputs = Vec::new();
-        self.slots[i].listener.handle(input, &mut outputs);
+        self.slots[i].listener.handle_with(input, handlers, &mut outputs);
         for o in outputs {
             match o {
                 Output::Changed { .. } => {}
@@ -175,6 +189,7 @@ impl Pool {
                     }
                 }
                 Output::Log(level, msg) => out.push(Action::Log(level, msg)),
+                Output::Print(stream, bytes) => out.push(Action::Print(stream, bytes)),
                 Output::ChildLog(bytes) => out.push(Action::ChildLog {
                     pool: self.name.clone(),
                     listener: self.slots[i].listener.name().to_string(),
@@ -190,18 +205,31 @@ impl Pool {
     }
 }
 
+/// What `Pools` lends a pool that steps a listener.
+struct Ctx<'a> {
+    identifier: &'a str,
+    handlers: &'a mut HandlerState,
+}
+
 /// Every pool, in the order they were added, plus the global event serial.
 #[derive(Clone, Debug)]
 pub struct Pools {
     identifier: String,
     serial: Serial,
     pools: Vec<Pool>,
+    /// The result handlers' state, daemon-wide as Python module globals are.
+    handlers: HandlerState,
 }
 
 impl Pools {
     /// `identifier` is `[supervisord] identifier`, shown as `server:` in envelopes.
     pub fn new(identifier: &str) -> Pools {
-        Pools { identifier: identifier.to_string(), serial: Serial::new(), pools: Vec::new() }
+        Pools {
+            identifier: identifier.to_string(),
+            serial: Serial::new(),
+            pools: Vec::new(),
+            handlers: HandlerState::default(),
+        }
     }
 
     /// After a reload (the global serial keeps counting, as in Supervisor).
@@ -251,11 +279,11 @@ impl Pools {
         }
     }
 
-    fn with_slot(&mut self, pool: &str, listener: &str, f: impl FnOnce(&mut Pool, usize, &str)) {
-        let identifier = &self.identifier;
+    fn with_slot(&mut self, pool: &str, listener: &str, f: impl FnOnce(&mut Pool, usize, Ctx<'_>)) {
+        let ctx = Ctx { identifier: &self.identifier, handlers: &mut self.handlers };
         if let Some(p) = self.pools.iter_mut().find(|p| p.name == pool) {
             if let Some(i) = p.slot_index(listener) {
-                f(p, i, identifier);
+                f(p, i, ctx);
             }
         }
         // Unknown names are stale reports (the pool was removed meanwhile): ignored.
@@ -275,9 +303,9 @@ impl Pools {
     /// The listener process entered `running` = RUNNING or left it. Call on every state change of
     /// a listener process; entering RUNNING lets it receive the events buffered meanwhile.
     pub fn set_running(&mut self, pool: &str, listener: &str, running: bool, out: &mut Vec<Action>) {
-        self.with_slot(pool, listener, |p, i, id| {
+        self.with_slot(pool, listener, |p, i, ctx| {
             p.slots[i].running = running;
-            p.dispatch(id, out);
+            p.dispatch(ctx.identifier, out);
         });
     }
 
@@ -298,7 +326,7 @@ impl Pools {
     /// Writing an envelope to the listener's stdin failed with EPIPE. The event goes back to the
     /// head and is offered to the next listener; this one gets nothing until it is spawned again.
     pub fn write_failed(&mut self, pool: &str, listener: &str, out: &mut Vec<Action>) {
-        self.with_slot(pool, listener, |p, i, id| {
+        self.with_slot(pool, listener, |p, i, ctx| {
             let slot = &mut p.slots[i];
             slot.stdin_closed = true;
             let Some(q) = slot.in_flight.take() else { return };
@@ -313,7 +341,7 @@ impl Pools {
             let mut ignored = Vec::new();
             slot.listener.handle(Input::WriteFailed, &mut ignored);
             p.accept(q, true, false, out);
-            p.dispatch(id, out);
+            p.dispatch(ctx.identifier, out);
         });
     }
 }

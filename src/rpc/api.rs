@@ -307,9 +307,8 @@ fn get_all_config_info(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(0, 0)?;
     let mut out = Vec::new();
     for g in lp.stored_groups() {
-        let inuse = lp.sup().group(&g.name).is_some();
         for p in &g.processes {
-            out.push((p.name.clone(), super::configinfo::config_info(g, p, inuse)));
+            out.push((p.name.clone(), super::configinfo::config_info(lp, g, p)));
         }
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));

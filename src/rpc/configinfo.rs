@@ -1,14 +1,34 @@
 //! `getAllConfigInfo` structs (reference 4.5): what the stored config says of each process.
 
-use super::xmlrpc::Value;
-use crate::config::{GroupConfig, LogFile, ProcessConfig};
+use std::path::PathBuf;
 
-fn logfile(l: &LogFile) -> Value {
-    match l {
-        LogFile::None => Value::from("none"),
-        LogFile::Auto => Value::from("auto"),
-        LogFile::Path(p) => Value::from(p.display().to_string()),
+use super::host::Host;
+use super::xmlrpc::Value;
+use crate::config::{Channel, GroupConfig, LogFile, ProcessConfig};
+
+/// A log setting as supervisord reports it. An AUTO log of a group in use is the file its
+/// process writes, `<childlogdir>/<name>-<channel>---<identifier>-XXXXXXXX.log`, named when
+/// the group was added and created by the first output or read (`running`). An AUTO log of a
+/// group not in use has no name yet, and is `auto`, as supervisord says.
+fn logfile(l: &LogFile, running: Option<PathBuf>) -> Value {
+    match (l, running) {
+        (LogFile::None, _) => Value::from("none"),
+        (LogFile::Auto, Some(path)) => Value::from(path.display().to_string()),
+        (LogFile::Auto, None) => Value::from("auto"),
+        (LogFile::Path(p), _) => Value::from(p.display().to_string()),
     }
+}
+
+/// The file an AUTO log of `p` is written to: its process's, if it runs with an AUTO log on
+/// that channel too (after a `reread`, the stored config may say something else).
+fn auto_path(lp: &dyn Host, g: &GroupConfig, p: &ProcessConfig, ch: Channel) -> Option<PathBuf> {
+    let id = lp.sup().find(&g.name, &p.name)?;
+    let running = &lp.sup().process(id)?.config;
+    let auto = |pc: &ProcessConfig| match ch {
+        Channel::Stdout => matches!(pc.stdout.logfile, LogFile::Auto),
+        Channel::Stderr => matches!(pc.stderr.logfile, LogFile::Auto),
+    };
+    (auto(p) && auto(running)).then(|| lp.log_path(id, ch)).flatten()
 }
 
 fn int(n: impl TryInto<i64>) -> Value {
@@ -16,7 +36,10 @@ fn int(n: impl TryInto<i64>) -> Value {
 }
 
 /// One struct, keys in Supervisor's order.
-pub fn config_info(g: &GroupConfig, p: &ProcessConfig, inuse: bool) -> Value {
+pub fn config_info(lp: &dyn Host, g: &GroupConfig, p: &ProcessConfig) -> Value {
+    let inuse = lp.sup().group(&g.name).is_some();
+    let stdout_logfile = logfile(&p.stdout.logfile, auto_path(lp, g, p, Channel::Stdout));
+    let stderr_logfile = logfile(&p.stderr.logfile, auto_path(lp, g, p, Channel::Stderr));
     Value::structure([
         ("autostart", Value::Bool(p.autostart)),
         ("directory", p.directory.as_deref().map(Value::from).unwrap_or_else(|| Value::from("none"))),
@@ -34,7 +57,7 @@ pub fn config_info(g: &GroupConfig, p: &ProcessConfig, inuse: bool) -> Value {
         ("startsecs", int(p.startsecs)),
         ("stdout_capture_maxbytes", int(p.stdout.capture_maxbytes)),
         ("stdout_events_enabled", Value::Bool(p.stdout.events_enabled)),
-        ("stdout_logfile", logfile(&p.stdout.logfile)),
+        ("stdout_logfile", stdout_logfile),
         ("stdout_logfile_backups", int(p.stdout.backups)),
         ("stdout_logfile_maxbytes", int(p.stdout.maxbytes)),
         ("stdout_syslog", Value::Bool(p.stdout.syslog)),
@@ -42,10 +65,11 @@ pub fn config_info(g: &GroupConfig, p: &ProcessConfig, inuse: bool) -> Value {
         ("stopwaitsecs", int(p.stopwaitsecs)),
         ("stderr_capture_maxbytes", int(p.stderr.capture_maxbytes)),
         ("stderr_events_enabled", Value::Bool(p.stderr.events_enabled)),
-        ("stderr_logfile", logfile(&p.stderr.logfile)),
+        ("stderr_logfile", stderr_logfile),
         ("stderr_logfile_backups", int(p.stderr.backups)),
         ("stderr_logfile_maxbytes", int(p.stderr.maxbytes)),
         ("stderr_syslog", Value::Bool(p.stderr.syslog)),
-        ("serverurl", p.serverurl.as_deref().map(Value::from).unwrap_or_else(|| Value::from("auto"))),
+        // Unset and AUTO are both None to supervisord, which says `none`.
+        ("serverurl", p.serverurl.as_deref().map(Value::from).unwrap_or_else(|| Value::from("none"))),
     ])
 }

@@ -710,6 +710,88 @@ fn minisv_daemon_answers_supervisorctl_like_supervisord() {
     }
 }
 
+/// `minisv ctl update` against minisv prints what supervisorctl prints against supervisord for
+/// the same change (a removed, two changed of which one ran nothing, an added group), though
+/// minisv restarts only the changed process.
+#[test]
+fn update_against_minisv_prints_supervisorctls_words() {
+    let mut outs = Vec::new();
+    for kind in [Kind::Supervisord, Kind::Minisv] {
+        let mut d = Daemon::start_kind("updw", false, PROGRAMS, kind);
+        let conf = std::fs::read_to_string(&d.conf).expect("read config");
+        let changed = conf
+            .replace("[program:notfound]\ncommand=/nonexistent/cmd\nautostart=false\n", "")
+            .replace("[program:gb]\ncommand=sleep 1000", "[program:gb]\ncommand=sleep 999")
+            .replace("[program:manual]\ncommand=sleep 1000", "[program:manual]\ncommand=sleep 998")
+            + "\n[program:newone]\ncommand=sleep 1000\nstartsecs=0\n";
+        std::fs::write(&d.conf, changed).expect("write config");
+        let o = match kind {
+            Kind::Supervisord => d.python(&["update"]),
+            Kind::Minisv => d.minisv(&["update"]),
+        };
+        d.wait_settled();
+        outs.push(o);
+    }
+    let expected = "notfound: stopped\nnotfound: removed process group\ngrp: stopped\ngrp: updated process group\n\
+                    manual: stopped\nmanual: updated process group\nnewone: added process group\n";
+    assert_eq!(outs[0].stdout, expected, "supervisorctl against supervisord");
+    assert_eq!(outs[1], outs[0], "minisv ctl against minisv");
+}
+
+/// getAllConfigInfo says what supervisord says of AUTO, NONE and path logs and of `serverurl`
+/// (unset and AUTO are `none`): an AUTO log of a running group is the file its process writes,
+/// and minisv still creates that file only when something is written.
+#[test]
+fn config_info_names_auto_logs_as_supervisord_does() {
+    let programs = "[program:auto]\ncommand=sleep 1000\n\
+                    [program:none]\ncommand=sleep 1000\nstdout_logfile=NONE\nstderr_logfile=none\nserverurl=AUTO\n\
+                    [program:path]\ncommand=sleep 1000\nstdout_logfile=%(here)s/out.log\nstderr_logfile=%(here)s/err.log\n\
+                    serverurl=unix://%(here)s/other.sock\n\
+                    [program:redir]\ncommand=sleep 1000\nredirect_stderr=true\n";
+    let mut answers = Vec::new();
+    for kind in [Kind::Supervisord, Kind::Minisv] {
+        let mut d = Daemon::start_kind("cfgi", false, programs, kind);
+        let info = d.client.call("supervisor.getAllConfigInfo", &[]).expect("getAllConfigInfo");
+        let text = format!("{info:?}").replace(&d.dir.display().to_string(), "DIR");
+        // The 8 random characters of mkstemp's name.
+        let mut parts = text.split("---supervisor-");
+        let mut shown = parts.next().unwrap_or_default().to_string();
+        for p in parts {
+            assert_eq!(p.get(8..12), Some(".log"), "an AUTO log name: {text}");
+            shown.push_str("---supervisor-XXXXXXXX");
+            shown.push_str(&p[8..]);
+        }
+        if kind == Kind::Minisv {
+            let autos: Vec<&str> = ["stdout_logfile", "stderr_logfile"]
+                .iter()
+                .map(|k| info.as_array().expect("array")[0].str_of(k))
+                .collect();
+            for path in autos {
+                assert!(!std::path::Path::new(path).exists(), "{path}: created before anything was written");
+            }
+            // A group read by reloadConfig and not added yet has no log name: `auto`.
+            let conf = std::fs::read_to_string(&d.conf).expect("read config");
+            std::fs::write(&d.conf, conf + "[program:fresh]\ncommand=sleep 1000\n").expect("write config");
+            d.client.call("supervisor.reloadConfig", &[]).expect("reloadConfig");
+            let after = d.client.call("supervisor.getAllConfigInfo", &[]).expect("getAllConfigInfo");
+            let fresh = &after.as_array().expect("array")[1];
+            assert_eq!((fresh.str_of("name"), fresh.str_of("stdout_logfile")), ("fresh", "auto"));
+            assert_eq!(fresh.str_of("stderr_logfile"), "auto");
+        }
+        answers.push(shown);
+    }
+    for want in [
+        "\"stdout_logfile\", String(\"DIR/auto-stdout---supervisor-XXXXXXXX.log\")",
+        "\"stderr_logfile\", String(\"DIR/auto-stderr---supervisor-XXXXXXXX.log\")",
+        "\"stdout_logfile\", String(\"DIR/redir-stdout---supervisor-XXXXXXXX.log\")",
+        "\"serverurl\", String(\"none\")",
+        "\"serverurl\", String(\"unix://DIR/other.sock\")",
+    ] {
+        assert!(answers[0].contains(want), "supervisord says {want}: {}", answers[0]);
+    }
+    assert_eq!(answers[1], answers[0], "minisv's getAllConfigInfo differs from supervisord's");
+}
+
 /// reloadConfig lists added and changed groups as the new config orders them (priority, then
 /// name) and removed ones as they were activated, as supervisord does; not by name.
 /// (supervisorctl sorts what it prints, so the order is read from the answer itself.)

@@ -14,6 +14,7 @@ mod harness;
 mod http;
 mod packaging;
 mod pid1;
+mod plugins;
 mod probes;
 mod pyenv;
 mod soak;

@@ -32,6 +32,10 @@ impl Drop for Lock {
     }
 }
 
+/// What the venv holds, as pip is asked for it.
+const PACKAGES: &[&str] =
+    &["supervisor==4.3.0", "superlance==2.0.0", "supervisor-stdlog==0.7.9", "supervisord-dependent-startup==1.4.0"];
+
 fn run(cmd: &mut Command, what: &str) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}"));
     assert!(
@@ -43,8 +47,10 @@ fn run(cmd: &mut Command, what: &str) {
     );
 }
 
-/// The bin dir of a venv holding `supervisord` and `supervisorctl` 4.3.0, and superlance's
-/// event listeners (`crashmail`, `httpok`, ...).
+/// The bin dir of a venv holding `supervisord` and `supervisorctl` 4.3.0, superlance's event
+/// listeners (`crashmail`, `httpok`, ...), and two plugins that real configs use:
+/// supervisor-stdlog (a listener and the result handler `supervisor_stdlog:log_handler`) and
+/// supervisord-dependent-startup (a listener that reads `dependent_startup*` keys).
 pub fn python_supervisor() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -53,14 +59,14 @@ pub fn python_supervisor() -> PathBuf {
         let venv = target.join("pyvenv");
         let bin = venv.join("bin");
         // The marker names everything installed, so a venv from an older list is made again.
-        let done = venv.join(".supervisor-4.3.0-superlance-2.0.0-installed");
+        let done = venv.join(format!(".{}-installed", PACKAGES.join("-")));
         let _lock = Lock::take(&target.join("pyvenv.lock"));
         if !done.exists() {
             let _ = std::fs::remove_dir_all(&venv);
             run(Command::new("python3").args(["-m", "venv"]).arg(&venv), "creating a Python venv (python3 -m venv)");
             run(
-                Command::new(bin.join("pip")).args(["install", "--quiet", "supervisor==4.3.0", "superlance==2.0.0"]),
-                "pip install supervisor==4.3.0 superlance==2.0.0 (the real supervisorctl and event listeners)",
+                Command::new(bin.join("pip")).args(["install", "--quiet"]).args(PACKAGES),
+                &format!("pip install {} (the real supervisorctl, event listeners and plugins)", PACKAGES.join(" ")),
             );
             File::create(&done).unwrap_or_else(|e| panic!("cannot create {}: {e}", done.display()));
         }

@@ -108,7 +108,10 @@ ok([c["name"] for c in configs] == sorted(c["name"] for c in configs), "getAllCo
 c = [c for c in configs if c["name"] == "sleeper"][0]
 ok(c["inuse"] is True and c["autostart"] is True and c["exitcodes"] == [0] and c["stopsignal"] == 15,
    "getAllConfigInfo values")
-ok(c["directory"] == "none" and c["uid"] == "none" and c["serverurl"] == "auto", "getAllConfigInfo none/auto")
+# supervisord 4.3 says none for an unset (AUTO) serverurl, and names the AUTO log file.
+ok(c["directory"] == "none" and c["uid"] == "none" and c["serverurl"] == "none", "getAllConfigInfo none")
+ok("/sleeper-stdout---supervisor-" in c["stdout_logfile"] and c["stdout_logfile"].endswith(".log"),
+   "getAllConfigInfo names the AUTO log")
 
 # --- start / stop ------------------------------------------------------------------------------
 fault(lambda: sv.startProcess("sleeper"), 60, "ALREADY_STARTED: sleeper")

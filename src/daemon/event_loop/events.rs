@@ -158,6 +158,7 @@ impl EventLoop {
         for action in actions {
             match action {
                 PoolAction::Log(level, msg) => self.log.log(level, &msg),
+                PoolAction::Print(stream, bytes) => print_std(stream, &bytes),
                 PoolAction::ChildLog { pool, listener, bytes } => {
                     if let Some(id) = self.sup.find(&pool, &listener) {
                         self.write_child_log(id, Channel::Stdout, &bytes);
@@ -179,4 +180,17 @@ impl EventLoop {
             }
         }
     }
+}
+
+/// A result handler writes to the daemon's own stdout or stderr, as in supervisord (where a
+/// container's runtime collects it). Failures are dropped: there is nowhere to report them.
+fn print_std(stream: crate::events::handler::Stream, bytes: &[u8]) {
+    use std::io::Write;
+    let _ = match stream {
+        crate::events::handler::Stream::Stdout => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(bytes).and_then(|_| out.flush())
+        }
+        crate::events::handler::Stream::Stderr => std::io::stderr().lock().write_all(bytes),
+    };
 }
