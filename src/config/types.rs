@@ -25,7 +25,7 @@ pub fn boolean(s: &str) -> Result<bool, String> {
 
 /// Python's `int(s, base)`: surrounding whitespace, a sign, `_` between digits, and for
 /// base 8 an optional `0o` prefix. `None` when Python would raise.
-fn py_int(s: &str, base: u32) -> Option<i128> {
+pub(crate) fn py_int(s: &str, base: u32) -> Option<i128> {
     let t = py_strip(s);
     let (negative, rest) = match t.as_bytes().first() {
         Some(b'-') => (true, &t[1..]),
