@@ -818,6 +818,20 @@ mod tests {
         assert_eq!(make_namespec("g", "p"), "g:p");
     }
 
+    /// minisv(8) names each method of minisv's own, with its parameters.
+    #[test]
+    fn man_page_names_every_minisv_method() {
+        let page = include_str!("../../man/minisv.8");
+        for m in METHODS.iter().filter(|m| m.name.starts_with("minisv.")) {
+            let params = if m.signature.len() > 1 { "(" } else { "()" };
+            assert!(
+                page.contains(&format!(".B {}{params}", m.name)) || page.contains(&format!(".BI {}{params}", m.name)),
+                "minisv.8 does not describe {}",
+                m.name
+            );
+        }
+    }
+
     #[test]
     fn method_table_is_sorted_and_complete() {
         let names: Vec<&str> = METHODS.iter().map(|m| m.name).collect();
