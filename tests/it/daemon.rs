@@ -282,7 +282,7 @@ fn sigusr2_reopens_logs() {
     fs::rename(d.path("r.log"), d.path("r.log.old")).expect("rename");
     d.signal(libc::SIGUSR2);
     d.wait_log("INFO received SIGUSR2 indicating log reopen request", 5.0);
-    d.wait_log("INFO supervisord logreopen", 5.0);
+    d.wait_log("INFO minisv logreopen", 5.0);
     wait_for(5.0, "output in the new file", || fs::read_to_string(d.path("r.log")).ok().filter(|s| s.contains("tick")));
 }
 
@@ -1062,7 +1062,10 @@ fn output_that_is_not_utf8_in_the_main_log_hides_no_line() {
     d.wait_log("'binary' stdout output:", 10.0);
     let raw = fs::read(d.path("main.log")).expect("main log");
     assert!(String::from_utf8(raw).is_err(), "the program's bytes are in the log as written");
-    assert!(d.log().contains("supervisord started with pid"), "{}", d.log());
+    assert!(d.log().contains("minisv started with pid"), "{}", d.log());
+    // The daemon names itself minisv (issue 20, point 11); Supervisor's words stay for programs.
+    assert!(!d.log().contains("supervisord"), "{}", d.log());
+    assert!(d.log().contains("spawned: 'binary' with pid"), "{}", d.log());
     assert!(d.log().contains("ok \u{fffd}\u{fffd} end"), "{}", d.log());
 }
 
