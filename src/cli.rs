@@ -358,23 +358,31 @@ pub fn config_path(argv0: &str, args: &DaemonArgs) -> Result<PathBuf, Exit> {
     }
 }
 
-/// Loads the config for the daemon: every error as an `Error: ` line on stderr and status 2.
+/// Loads the config for the daemon: every error as an `Error: ` line on stderr and status 2,
+/// then supervisord's pointer to the usage text.
 pub fn load_or_exit(argv0: &str, args: &DaemonArgs) -> Result<Config, Exit> {
+    load_reporting(argv0, args, true)
+}
+
+fn load_reporting(argv0: &str, args: &DaemonArgs, usage_hint: bool) -> Result<Config, Exit> {
     let path = config_path(argv0, args)?;
     config::load(&path, &args.overrides).map_err(|errors| {
         let mut stderr = String::new();
         for e in &errors {
             stderr.push_str(&format!("Error: {e}\n"));
         }
-        stderr.push_str(&format!("For help, use {argv0} -h\n"));
+        if usage_hint {
+            stderr.push_str(&format!("For help, use {argv0} -h\n"));
+        }
         Exit { code: 2, stdout: String::new(), stderr }
     })
 }
 
 /// `minisv check [options]` / `minisv --test`: validates, prints warnings and the process table
-/// (status 0), or every error (status 2). Starts nothing.
+/// (status 0), or every error (status 2). Starts nothing. A config error is about the file, not
+/// the command line, so no pointer to the usage text follows it.
 pub fn check(argv0: &str, args: &DaemonArgs) -> i32 {
-    match load_or_exit(argv0, args) {
+    match load_reporting(argv0, args, false) {
         Ok(config) => {
             print!("{}", check_report(&config));
             0

@@ -317,7 +317,7 @@ fn sighup_reloads_a_valid_config_and_keeps_running_on_a_bad_one() {
     d.signal(libc::SIGHUP);
     d.wait_log("reload refused, the running config is kept", 5.0);
     assert!(
-        d.log().contains("[program:broken] startsecs: invalid literal for int() with base 10: 'five'"),
+        d.log().contains("[program:broken] startsecs: 'five' is not a whole number"),
         "the error names the key and the value\n{}",
         d.log()
     );
@@ -436,15 +436,44 @@ fn bad_config_reports_every_error_with_file_and_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     let line = fs::read_to_string(&conf).expect("conf").lines().position(|l| l == "startsecs=five").expect("line") + 1;
     assert!(
-        err.contains(&format!(
-            "{}:{line}: [program:a] startsecs: invalid literal for int() with base 10: 'five'",
-            conf.display()
-        )),
+        err.contains(&format!("{}:{line}: [program:a] startsecs: 'five' is not a whole number", conf.display())),
         "{err}"
     );
     assert!(err.contains("autorestart"), "both errors at once: {err}");
     assert!(err.lines().last().is_some_and(|l| l.starts_with("For help, use ")), "{err}");
     assert!(!dir.join("sv.pid").exists(), "nothing was started");
+    // `check`: the same errors in plain words, and no pointer to the usage text after an error
+    // in the file (issue 20, point 10).
+    let out = minisv(&["check", "-c", conf.to_str().expect("utf-8")], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let first = err.lines().next().unwrap_or_default();
+    assert_eq!(
+        first,
+        format!(
+            "Error: {}:{line}: [program:a] startsecs: 'five' is not a whole number; expected an integer",
+            conf.display()
+        )
+    );
+    assert_eq!(err.lines().count(), 2, "{err}");
+    assert!(!err.contains("For help") && !err.contains("int()"), "{err}");
+    // A line the INI reader cannot read: one error for it, with its line, no Python repr of `\n`.
+    fs::write(&conf, format!("{}[program:a]\ncommand=sleep 1\nthis is not an option\n", base_config(dir.path())))
+        .expect("conf");
+    let line =
+        fs::read_to_string(&conf).expect("conf").lines().position(|l| l.starts_with("this is")).expect("line") + 1;
+    let out = minisv(&["check", "-c", conf.to_str().expect("utf-8")], dir.path());
+    assert_eq!(
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned()),
+        (
+            Some(2),
+            format!(
+                "Error: {}:{line}: cannot read 'this is not an option'; expected a [section] header, key = value \
+                 (or key: value), a comment, or an indented continuation line\n",
+                conf.display()
+            )
+        )
+    );
 }
 
 #[test]
