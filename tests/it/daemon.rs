@@ -1231,3 +1231,37 @@ fn the_harness_fails_a_test_that_leaves_processes_behind() {
     });
     drop(d);
 }
+
+/// `check` warns, and still succeeds, when a `command=` cannot be found now or is a relative
+/// path (checked from the daemon's directory); numprocs copies warn once (issue 20, point 9).
+#[test]
+fn check_warns_about_commands_not_found_or_relative() {
+    let dir = TempDir::new("chkcmd");
+    let conf = dir.write(
+        "sv.conf",
+        &format!(
+            "{}[program:gone]\ncommand=no-such-program-anywhere --flag\nnumprocs=2\nprocess_name=%(program_name)s_%(process_num)s\n\
+             [program:rel]\ncommand=bin/run.sh\n[program:fine]\ncommand=sleep 1\n",
+            base_config(dir.path())
+        ),
+    );
+    let text = fs::read_to_string(&conf).expect("conf");
+    let line = |start: &str| text.lines().position(|l| l == start).expect("section") + 1;
+    let out = minisv(&["check", "-c", conf.to_str().expect("utf-8")], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let warns: Vec<&str> = stdout.lines().filter(|l| l.starts_with("WARN ") && l.contains(" command: ")).collect();
+    let c = conf.display();
+    assert_eq!(
+        warns,
+        [
+            format!("WARN {c}:{}: [program:gone] command: can't find command 'no-such-program-anywhere' (now; each start looks again)", line("[program:gone]")),
+            format!(
+                "WARN {c}:{}: [program:rel] command: can't find command 'bin/run.sh' (now; each start looks again); \
+                 'bin/run.sh' is a relative path, checked from the directory the daemon runs in, not the config file's: \
+                 give an absolute path",
+                line("[program:rel]")
+            ),
+        ]
+    );
+}
