@@ -358,29 +358,83 @@ pub fn config_path(argv0: &str, args: &DaemonArgs) -> Result<PathBuf, Exit> {
     }
 }
 
-/// Loads the config for the daemon: every error as an `Error: ` line on stderr and status 2.
+/// Loads the config for the daemon: every error as an `Error: ` line on stderr and status 2,
+/// then supervisord's pointer to the usage text.
 pub fn load_or_exit(argv0: &str, args: &DaemonArgs) -> Result<Config, Exit> {
+    load_reporting(argv0, args, true)
+}
+
+fn load_reporting(argv0: &str, args: &DaemonArgs, usage_hint: bool) -> Result<Config, Exit> {
     let path = config_path(argv0, args)?;
     config::load(&path, &args.overrides).map_err(|errors| {
         let mut stderr = String::new();
         for e in &errors {
             stderr.push_str(&format!("Error: {e}\n"));
         }
-        stderr.push_str(&format!("For help, use {argv0} -h\n"));
+        if usage_hint {
+            stderr.push_str(&format!("For help, use {argv0} -h\n"));
+        }
         Exit { code: 2, stdout: String::new(), stderr }
     })
 }
 
 /// `minisv check [options]` / `minisv --test`: validates, prints warnings and the process table
-/// (status 0), or every error (status 2). Starts nothing.
+/// (status 0), or every error (status 2). Starts nothing. A config error is about the file, not
+/// the command line, so no pointer to the usage text follows it.
 pub fn check(argv0: &str, args: &DaemonArgs) -> i32 {
-    match load_or_exit(argv0, args) {
+    match load_reporting(argv0, args, false) {
         Ok(config) => {
             print!("{}", check_report(&config));
             0
         }
         Err(exit) => exit.print(),
     }
+}
+
+/// `check`'s look at each `command=` as things stand now (the daemon looks again at each
+/// start, so these are warnings): a program that cannot be found or run, and a relative path,
+/// which the daemon checks from its own working directory, not from the config file's.
+fn command_warnings(config: &Config) -> Vec<config::Diagnostic> {
+    use crate::daemon::spawn;
+    let mut out = Vec::new();
+    for g in &config.groups {
+        let prefix = match g.kind {
+            GroupKind::Program => "program",
+            GroupKind::EventListener { .. } => "eventlistener",
+            GroupKind::Fcgi { .. } => "fcgi-program",
+        };
+        let mut seen = std::collections::HashSet::new();
+        for p in &g.processes {
+            let section = format!("{prefix}:{}", p.program);
+            let warn = |message: String| config::Diagnostic {
+                span: Some(p.span.clone()),
+                section: Some(section.clone()),
+                key: Some("command".into()),
+                message,
+            };
+            let search = spawn::search_path(p, &config.supervisord.environment);
+            let first =
+                spawn::shlex_split(&p.command).ok().and_then(|argv| argv.into_iter().next()).unwrap_or_default();
+            let relative = (first.contains('/') && !first.starts_with('/')).then(|| {
+                format!(
+                    "{} is a relative path, checked from the directory the daemon runs in, not the config \
+                     file's: give an absolute path",
+                    spawn::py_repr(&first)
+                )
+            });
+            let message = match (spawn::resolve_command(&p.command, search.as_deref()), relative) {
+                (Err(e), None) => format!("{} (now; each start looks again)", e.message()),
+                (Err(e), Some(r)) => format!("{} (now; each start looks again); {r}", e.message()),
+                (Ok(_), Some(r)) => r,
+                (Ok(_), None) => continue,
+            };
+            // numprocs copies of one section share their command's fate: one warning.
+            if seen.insert(message.clone()) {
+                out.push(warn(message));
+            }
+        }
+    }
+    out
 }
 
 fn log_name(log: &LogFile) -> String {
@@ -397,7 +451,7 @@ pub fn check_report(config: &Config) -> String {
     for info in &config.infos {
         out.push_str(&format!("INFO {info}\n"));
     }
-    for w in &config.warnings {
+    for w in config.warnings.iter().chain(&command_warnings(config)) {
         out.push_str(&format!("WARN {w}\n"));
     }
     let s = &config.supervisord;

@@ -32,7 +32,8 @@ impl Section {
     }
 }
 
-/// The two errors Python's parser raises, with Supervisor's texts (see `Display`).
+/// The two errors Python's parser raises (where supervisord prints Python's texts, these are
+/// said in plain words, one per line at fault).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum IniError {
     /// Lines that are neither a section header, an option nor a comment (all of them).
@@ -45,27 +46,25 @@ pub enum IniError {
     NoSectionHeader { file: PathBuf, line: usize, text: String },
 }
 
-impl fmt::Display for IniError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            IniError::Parsing { file, lines } => {
-                write!(f, "Source contains parsing errors: {}", py_repr(&file.to_string_lossy()))?;
-                for (line, text) in lines {
-                    write!(f, "\n\t[line {line:2}]: {}", py_repr(text))?;
-                }
-                Ok(())
-            }
-            IniError::NoSectionHeader { file, line, text } => write!(
-                f,
-                "File contains no section headers.\nfile: {}, line: {line}\n{}",
-                py_repr(&file.to_string_lossy()),
-                py_repr(text)
-            ),
-        }
-    }
-}
+const EXPECTED_LINE: &str =
+    "expected a [section] header, key = value (or key: value), a comment, or an indented continuation line";
 
 impl IniError {
+    /// One (location, message) for each line at fault.
+    pub fn diagnostics(&self) -> Vec<(Span, String)> {
+        let at = |file: &PathBuf, line: usize| Span { file: file.as_path().into(), line };
+        let shown = |text: &str| py_repr(text.trim_end_matches(['\n', '\r']));
+        match self {
+            IniError::Parsing { file, lines } => lines
+                .iter()
+                .map(|(line, text)| (at(file, *line), format!("cannot read {}; {EXPECTED_LINE}", shown(text))))
+                .collect(),
+            IniError::NoSectionHeader { file, line, text } => {
+                vec![(at(file, *line), format!("{} comes before any [section] header", shown(text)))]
+            }
+        }
+    }
+
     /// The first offending line, for the diagnostic's location.
     pub fn span(&self) -> Span {
         match self {
@@ -74,6 +73,19 @@ impl IniError {
             }
             IniError::NoSectionHeader { file, line, .. } => Span { file: file.as_path().into(), line: *line },
         }
+    }
+}
+
+impl fmt::Display for IniError {
+    /// Every line at fault, `line N: message`, one a line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (span, message)) in self.diagnostics().into_iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "line {}: {message}", span.line)?;
+        }
+        Ok(())
     }
 }
 

@@ -45,7 +45,9 @@ pub fn read_file(ini: &mut Ini, path: &Path, errors: &mut Vec<Diagnostic>) -> bo
         }
     };
     if let Err(e) = ini.read(&String::from_utf8_lossy(&bytes), path) {
-        errors.push(Diagnostic { span: Some(e.span()), section: None, key: None, message: e.to_string() });
+        for (span, message) in e.diagnostics() {
+            errors.push(Diagnostic { span: Some(span), section: None, key: None, message });
+        }
     }
     true
 }
@@ -439,6 +441,16 @@ pub fn vocabulary_warnings(ld: &mut Loader) {
                 continue;
             }
             if kind == SectionKind::Program && options::PLUGIN_PROGRAM_KEYS.iter().any(|(k, _)| k == key) {
+                continue;
+            }
+            // `[program:b` without its `]` reads as the key `[program` of the section above
+            // (Python's parser splits at the `:`), and so do the lines after it.
+            if key.starts_with('[') {
+                let msg = format!(
+                    "section header without ']'? This line is read as a key of [{}], and so are the lines after it",
+                    section.name
+                );
+                ld.warn(Some(value.span.clone()), &section.name, Some(key), msg);
                 continue;
             }
             if program_like {

@@ -25,7 +25,7 @@ pub fn boolean(s: &str) -> Result<bool, String> {
 
 /// Python's `int(s, base)`: surrounding whitespace, a sign, `_` between digits, and for
 /// base 8 an optional `0o` prefix. `None` when Python would raise.
-fn py_int(s: &str, base: u32) -> Option<i128> {
+pub(crate) fn py_int(s: &str, base: u32) -> Option<i128> {
     let t = py_strip(s);
     let (negative, rest) = match t.as_bytes().first() {
         Some(b'-') => (true, &t[1..]),
@@ -127,7 +127,7 @@ pub fn retries(s: &str) -> Result<i64, String> {
 }
 
 pub fn integer(s: &str) -> Result<i64, String> {
-    let n = py_int(s, 10).ok_or_else(|| format!("invalid literal for int() with base 10: {}", py_repr(s)))?;
+    let n = py_int(s, 10).ok_or_else(|| format!("{} is not a whole number", py_repr(s)))?;
     i64::try_from(n).map_err(|_| format!("{} is out of range", py_strip(s)))
 }
 
@@ -140,7 +140,7 @@ pub fn byte_size(s: &str) -> Result<u64, String> {
         .find_map(|(suffix, factor)| lower.strip_suffix(suffix).map(|n| (n.to_string(), *factor)))
         .unwrap_or((lower.clone(), 1));
     let n =
-        py_int(&number, 10).ok_or_else(|| format!("invalid literal for int() with base 10: {}", py_repr(&number)))?;
+        py_int(&number, 10).ok_or_else(|| format!("{} is not a whole number of bytes, KB, MB or GB", py_repr(s)))?;
     let total = n.checked_mul(factor as i128).ok_or_else(|| format!("{s} is out of range"))?;
     u64::try_from(total.max(0)).map_err(|_| format!("{s} is out of range"))
 }
@@ -368,7 +368,7 @@ pub fn user_group(s: &str) -> Result<(u32, u32), String> {
 }
 
 fn port_number(s: &str) -> Result<u16, String> {
-    let n = py_int(s, 10).ok_or_else(|| format!("invalid literal for int() with base 10: {}", py_repr(s)))?;
+    let n = py_int(s, 10).ok_or_else(|| format!("{} is not a whole number", py_repr(s)))?;
     if n < 1 {
         Err(format!("{n} is below lower bound (1)"))
     } else if n > 65535 {

@@ -482,7 +482,7 @@ impl EventLoop {
             libc::SIGUSR2 => {
                 self.log.log(LogLevel::Info, "received SIGUSR2 indicating log reopen request");
                 self.reopen_logs();
-                self.log.log(LogLevel::Info, "supervisord logreopen");
+                self.log.log(LogLevel::Info, "minisv logreopen");
             }
             libc::SIGCHLD => self.log.log(LogLevel::Debug, "received SIGCHLD indicating a child quit"),
             other => {

@@ -90,7 +90,7 @@ pub fn run(argv0: &str, args: &DaemonArgs) -> i32 {
                     0,
                     (
                         LogLevel::Critical,
-                        "Supervisor is running as root.  Privileges were not dropped because no user is specified in \
+                        "minisv is running as root.  Privileges were not dropped because no user is specified in \
                          the config file.  If you intend to run as root, you can set user=root in the config file to \
                          avoid this message."
                             .into(),
@@ -225,7 +225,7 @@ pub fn run(argv0: &str, args: &DaemonArgs) -> i32 {
         for (level, line) in http_lines {
             event_loop.log.log(level, &line);
         }
-        event_loop.log.log(LogLevel::Info, &format!("supervisord started with pid {}", sys::getpid()));
+        event_loop.log.log(LogLevel::Info, &format!("minisv started with pid {}", sys::getpid()));
         event_loop.add_configured_groups();
         event_loop.keep_stopped(&std::mem::take(&mut keep_stopped));
         let exit = event_loop.run(&mut signals);
@@ -293,13 +293,13 @@ fn daemonize(config: &Config, log: &mut MainLog) -> std::io::Result<()> {
     match sys::fork()? {
         0 => {}
         _ => {
-            log.log(LogLevel::Blather, "supervisord forked; parent exiting");
+            log.log(LogLevel::Blather, "minisv forked; parent exiting");
             // SAFETY: _exit ends the parent at once without running destructors, which belong to
             // the child now.
             unsafe { libc::_exit(0) };
         }
     }
-    log.log(LogLevel::Info, "daemonizing the supervisord process");
+    log.log(LogLevel::Info, "daemonizing the minisv process");
     if let Some(dir) = &config.supervisord.directory {
         match std::env::set_current_dir(dir) {
             Ok(()) => log.log(

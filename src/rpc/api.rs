@@ -13,6 +13,7 @@ use super::faults::{self, RpcError};
 use super::host::Host;
 use super::info;
 use super::xmlrpc::{self, Value};
+use crate::config::ini::py_repr;
 use crate::config::{Channel, LogLevel};
 use crate::supervisor::{Answer, Command, Each, Issued, Mood, ProcId, Refusal, Target, Ticket};
 
@@ -116,11 +117,58 @@ static METHODS: &[Method] = &[
     m("system.multicall", &["array", "array"], "Process an array of calls, and return an array of results. Each call is a struct with keys methodName and params. Successful results are returned as they are (not wrapped in an array), as Supervisor does.\n\n@param array calls An array of call requests\n@return array result An array of results", multicall),
 ];
 
-/// Positional arguments with Python's rules: a wrong count is INCORRECT_PARAMETERS.
+/// Positional arguments with Python's rules: a wrong count is INCORRECT_PARAMETERS, and each
+/// argument is taken as supervisord's methods take it (`int(offset)`, `if wait:`), checked side by
+/// side with supervisord 4.3. Where supervisord fails with HTTP 500 (`int('five')`, a number as a
+/// process name), the answer here is an INCORRECT_PARAMETERS fault.
 pub struct Args<'a>(&'a [Value]);
 
 fn bad_params() -> RpcError {
     RpcError::new(faults::INCORRECT_PARAMETERS)
+}
+
+/// Python's `str()` of a scalar argument (supervisord formats those into its answers and events).
+fn py_str(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Int(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(if *b { "True" } else { "False" }.to_string()),
+        Value::Double(f) => Some(xmlrpc::python_float_repr(*f)),
+        _ => None,
+    }
+}
+
+/// Python's `int(v)`: an integer, a boolean, a double (truncated) or a string holding an integer
+/// (`' 7 '`, `'+7'`, `'1_000'`).
+fn py_int(v: &Value) -> Result<i64, RpcError> {
+    let refused = |what: String| RpcError::with(faults::INCORRECT_PARAMETERS, what);
+    match v {
+        Value::Int(n) => Ok(*n),
+        Value::Bool(b) => Ok(i64::from(*b)),
+        Value::Double(f) if f.is_finite() && f.abs() < 9.0e18 => Ok(f.trunc() as i64),
+        Value::Double(f) => Err(refused(format!("{} is not a finite integer", xmlrpc::python_float_repr(*f)))),
+        Value::String(s) => match crate::config::types::py_int(s, 10) {
+            Some(n) => i64::try_from(n).map_err(|_| refused(format!("{} is out of range", py_repr(s)))),
+            None => Err(refused(format!("{} is not an integer", py_repr(s)))),
+        },
+        _ => Err(bad_params()),
+    }
+}
+
+/// Python's truth value of an argument, as supervisord's `if wait:` reads it: `0`, `0.0`, `''`,
+/// an empty array or struct and nil are false; anything else, even the string `'false'`, is true.
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Int(n) => *n != 0,
+        Value::Bool(b) => *b,
+        Value::Double(f) => *f != 0.0,
+        Value::String(s) => !s.is_empty(),
+        Value::DateTime(_) => true,
+        Value::Base64(b) => !b.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Struct(m) => !m.is_empty(),
+        Value::Nil => false,
+    }
 }
 
 impl Args<'_> {
@@ -136,18 +184,11 @@ impl Args<'_> {
     }
 
     fn int(&self, i: usize) -> Result<i64, RpcError> {
-        match self.0.get(i) {
-            Some(Value::Int(n)) => Ok(*n),
-            Some(Value::Bool(b)) => Ok(i64::from(*b)),
-            _ => Err(bad_params()),
-        }
+        self.0.get(i).ok_or_else(bad_params).and_then(py_int)
     }
 
-    fn bool_or(&self, i: usize, default: bool) -> Result<bool, RpcError> {
-        match self.0.get(i) {
-            None => Ok(default),
-            Some(v) => v.as_bool().ok_or_else(bad_params),
-        }
+    fn bool_or(&self, i: usize, default: bool) -> bool {
+        self.0.get(i).map_or(default, truthy)
     }
 }
 
@@ -396,49 +437,50 @@ fn group_target(lp: &dyn Host, name: &str) -> Result<Target, RpcError> {
 fn start_process(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(1, 2)?;
     let target = target(lp, a.str(0)?)?;
-    let wait = a.bool_or(1, true)?;
+    let wait = a.bool_or(1, true);
     issue(lp, Command::Start { target, wait })
 }
 
 fn start_process_group(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(1, 2)?;
     let target = group_target(lp, a.str(0)?)?;
-    let wait = a.bool_or(1, true)?;
+    let wait = a.bool_or(1, true);
     issue(lp, Command::Start { target, wait })
 }
 
 fn start_all_processes(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(0, 1)?;
-    let wait = a.bool_or(0, true)?;
+    let wait = a.bool_or(0, true);
     issue(lp, Command::Start { target: Target::All, wait })
 }
 
 fn stop_process(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(1, 2)?;
     let target = target(lp, a.str(0)?)?;
-    let wait = a.bool_or(1, true)?;
+    let wait = a.bool_or(1, true);
     issue(lp, Command::Stop { target, wait })
 }
 
 fn stop_process_group(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(1, 2)?;
     let target = group_target(lp, a.str(0)?)?;
-    let wait = a.bool_or(1, true)?;
+    let wait = a.bool_or(1, true);
     issue(lp, Command::Stop { target, wait })
 }
 
 fn stop_all_processes(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(0, 1)?;
-    let wait = a.bool_or(0, true)?;
+    let wait = a.bool_or(0, true);
     issue(lp, Command::Stop { target: Target::All, wait })
 }
 
 /// A signal given as a name (`HUP`, `sighup`) or a number (string or int); `Err` holds the
 /// text of one that is not known (BAD_SIGNAL).
 fn parse_signal(v: Option<&Value>) -> Result<Result<i32, String>, RpcError> {
+    // supervisord tries `int(value)` first, so a boolean or a double is a number too.
     let text = match v {
-        Some(Value::Int(n)) => n.to_string(),
         Some(Value::String(s)) => s.clone(),
+        Some(v @ (Value::Int(_) | Value::Bool(_) | Value::Double(_))) => py_int(v)?.to_string(),
         _ => return Err(bad_params()),
     };
     Ok(crate::config::types::signal(&text).map_err(|_| text))
@@ -470,8 +512,12 @@ fn signal_all_processes(lp: &mut dyn Host, a: &Args) -> Outcome {
 
 fn send_process_stdin(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(2, 2)?;
+    // supervisord checks the data first and names it in the fault: `INCORRECT_PARAMETERS: 5`.
+    let chars = match &a.0[1] {
+        Value::String(s) => s.clone(),
+        other => return Err(py_str(other).map_or_else(bad_params, |t| RpcError::with(faults::INCORRECT_PARAMETERS, t))),
+    };
     let name = a.str(0)?;
-    let chars = a.str(1)?.to_string();
     let id = resolve_process(lp, name)?;
     let Some(p) = lp.sup().process(id) else { return Err(RpcError::with(faults::BAD_NAME, name)) };
     if p.pid == 0 || p.killing {
@@ -483,8 +529,9 @@ fn send_process_stdin(lp: &mut dyn Host, a: &Args) -> Outcome {
 
 fn send_remote_comm_event(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(2, 2)?;
-    let (kind, data) = (a.str(0)?, a.str(1)?);
-    lp.notify(crate::events::types::Event::remote_communication(kind, data));
+    // supervisord formats both into the event as Python's str() does, numbers included.
+    let (kind, data) = (py_str(&a.0[0]).ok_or_else(bad_params)?, py_str(&a.0[1]).ok_or_else(bad_params)?);
+    lp.notify(crate::events::types::Event::remote_communication(&kind, &data));
     done(true)
 }
 
@@ -500,7 +547,9 @@ fn reload_config(lp: &mut dyn Host, a: &Args) -> Outcome {
 
 fn add_process_group(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(1, 1)?;
-    let name = a.str(0)?;
+    // A name that is a number is no group's name: BAD_NAME, as supervisord says.
+    let name = py_str(&a.0[0]).ok_or_else(bad_params)?;
+    let name = name.as_str();
     let Some(group) = lp.stored_groups().iter().find(|g| g.name == name).cloned() else {
         return Err(RpcError::with(faults::BAD_NAME, name));
     };
@@ -671,15 +720,19 @@ fn list_methods(lp: &mut dyn Host, a: &Args) -> Outcome {
 
 fn method_help(_: &mut dyn Host, a: &Args) -> Outcome {
     a.count(1, 1)?;
-    let name = a.str(0)?;
-    let m = METHODS.iter().find(|m| m.name == name).ok_or_else(|| RpcError::new(faults::SIGNATURE_UNSUPPORTED))?;
+    // Anything that is not a method's name, a number included, is SIGNATURE_UNSUPPORTED there.
+    let name = a.0[0].as_str();
+    let m =
+        METHODS.iter().find(|m| Some(m.name) == name).ok_or_else(|| RpcError::new(faults::SIGNATURE_UNSUPPORTED))?;
     done(m.help)
 }
 
 fn method_signature(_: &mut dyn Host, a: &Args) -> Outcome {
     a.count(1, 1)?;
-    let name = a.str(0)?;
-    let m = METHODS.iter().find(|m| m.name == name).ok_or_else(|| RpcError::new(faults::SIGNATURE_UNSUPPORTED))?;
+    // Anything that is not a method's name, a number included, is SIGNATURE_UNSUPPORTED there.
+    let name = a.0[0].as_str();
+    let m =
+        METHODS.iter().find(|m| Some(m.name) == name).ok_or_else(|| RpcError::new(faults::SIGNATURE_UNSUPPORTED))?;
     done(Value::Array(m.signature.iter().map(|s| Value::from(*s)).collect()))
 }
 
@@ -693,17 +746,30 @@ fn fault_value(e: &RpcError) -> Value {
     Value::structure([("faultCode", Value::Int(e.code as i64)), ("faultString", Value::from(e.fault_string()))])
 }
 
+/// A multicall entry's `params` as supervisord's `func(*params)` spreads them: none when missing,
+/// an array's items, a string's characters, a struct's keys; `None` (INCORRECT_PARAMETERS) for
+/// a value that Python cannot iterate.
+fn multicall_params(v: Option<&Value>) -> Option<Vec<Value>> {
+    match v {
+        None => Some(Vec::new()),
+        Some(Value::Array(a)) => Some(a.clone()),
+        Some(Value::String(s)) => Some(s.chars().map(|c| Value::String(c.to_string())).collect()),
+        Some(Value::Struct(m)) => Some(m.iter().map(|(k, _)| Value::String(k.clone())).collect()),
+        Some(_) => None,
+    }
+}
+
 /// Runs multicall's calls in turn until one must wait for the core (bounded by their count).
 fn run_calls(lp: &mut dyn Host, mut calls: VecDeque<Value>, mut results: Vec<Value>) -> Outcome {
     while let Some(call) = calls.pop_front() {
         let name = call.get("methodName").and_then(Value::as_str);
-        let params = call.get("params").and_then(Value::as_array).unwrap_or(&[]).to_vec();
-        let outcome = match name {
-            None => Err(RpcError::with(faults::INCORRECT_PARAMETERS, "No methodName")),
-            Some("system.multicall") => {
+        let outcome = match (name, multicall_params(call.get("params"))) {
+            (None, _) => Err(RpcError::with(faults::INCORRECT_PARAMETERS, "No methodName")),
+            (_, None) => Err(bad_params()),
+            (Some("system.multicall"), _) => {
                 Err(RpcError::with(faults::INCORRECT_PARAMETERS, "Recursive system.multicall forbidden"))
             }
-            Some(name) => self::call(lp, name, &params),
+            (Some(name), Some(params)) => self::call(lp, name, &params),
         };
         match outcome {
             Ok(Reply::Done(v)) => results.push(v),
@@ -749,6 +815,20 @@ mod tests {
         assert_eq!(split_namespec("x"), ("x", Some("x")));
         assert_eq!(make_namespec("x", "x"), "x");
         assert_eq!(make_namespec("g", "p"), "g:p");
+    }
+
+    /// minisv(8) names each method of minisv's own, with its parameters.
+    #[test]
+    fn man_page_names_every_minisv_method() {
+        let page = include_str!("../../man/minisv.8");
+        for m in METHODS.iter().filter(|m| m.name.starts_with("minisv.")) {
+            let params = if m.signature.len() > 1 { "(" } else { "()" };
+            assert!(
+                page.contains(&format!(".B {}{params}", m.name)) || page.contains(&format!(".BI {}{params}", m.name)),
+                "minisv.8 does not describe {}",
+                m.name
+            );
+        }
     }
 
     #[test]

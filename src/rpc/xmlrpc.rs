@@ -6,8 +6,10 @@
 //! replaced by U+FFFD so the document stays well-formed (quirk Q17).
 //!
 //! The decoder accepts what Supervisor's own decoder accepts (`int`, `i4`, `boolean`, `string`,
-//! `double`, `dateTime.iso8601`, `base64`, `array`, `struct`, untyped text); the response decoder
-//! also takes `nil` and `i8`, which Python servers may send. Nesting is bounded and DTDs are refused.
+//! `double`, `dateTime.iso8601`, `base64`, `array`, `struct`, untyped text) and `i8` and `nil`,
+//! which supervisord takes as untyped values (an `<i8>` arrives there as the string of its digits,
+//! which its methods turn back into a number; here it is the integer it says). Nesting is bounded
+//! and DTDs are refused.
 
 use std::fmt;
 
@@ -546,7 +548,7 @@ impl<'a> Tokens<'a> {
 }
 
 /// Parses the inside of a `<value>` (its start tag already consumed) up to and including `</value>`.
-fn parse_value(tk: &mut Tokens, depth: usize, lenient: bool) -> Result<Value, ParseError> {
+fn parse_value(tk: &mut Tokens, depth: usize) -> Result<Value, ParseError> {
     if depth > MAX_DEPTH {
         return err(tk.pos, "values nested too deeply");
     }
@@ -562,8 +564,7 @@ fn parse_value(tk: &mut Tokens, depth: usize, lenient: bool) -> Result<Value, Pa
         }
     };
     let v = match tag.as_str() {
-        "int" | "i4" => int_value(off, &tk.text_until_end(&tag)?)?,
-        "i8" if lenient => int_value(off, &tk.text_until_end(&tag)?)?,
+        "int" | "i4" | "i8" => int_value(off, &tk.text_until_end(&tag)?)?,
         "boolean" => match tk.text_until_end(&tag)?.trim() {
             "0" => Value::Bool(false),
             "1" => Value::Bool(true),
@@ -582,7 +583,7 @@ fn parse_value(tk: &mut Tokens, depth: usize, lenient: bool) -> Result<Value, Pa
             Some(b) => Value::Base64(b),
             None => return err(off, "bad base64 data"),
         },
-        "nil" if lenient => {
+        "nil" => {
             tk.text_until_end(&tag)?;
             Value::Nil
         }
@@ -591,7 +592,7 @@ fn parse_value(tk: &mut Tokens, depth: usize, lenient: bool) -> Result<Value, Pa
             let mut items = Vec::new();
             loop {
                 match tk.next_significant()? {
-                    (_, Token::Start(n)) if n == "value" => items.push(parse_value(tk, depth + 1, lenient)?),
+                    (_, Token::Start(n)) if n == "value" => items.push(parse_value(tk, depth + 1)?),
                     (_, Token::End(n)) if n == "data" => break,
                     (off, t) => return err(off, format!("unexpected {t:?} inside <data>")),
                 }
@@ -607,7 +608,7 @@ fn parse_value(tk: &mut Tokens, depth: usize, lenient: bool) -> Result<Value, Pa
                         tk.expect_start("name")?;
                         let name = tk.text_until_end("name")?;
                         tk.expect_start("value")?;
-                        let v = parse_value(tk, depth + 1, lenient)?;
+                        let v = parse_value(tk, depth + 1)?;
                         tk.expect_end("member")?;
                         members.push((name, v));
                     }
@@ -636,13 +637,13 @@ fn as_utf8(data: &[u8]) -> Result<&str, ParseError> {
 }
 
 /// `<params><param><value>..</value></param>...</params>` (the `<params>` start already consumed).
-fn parse_params(tk: &mut Tokens, lenient: bool) -> Result<Vec<Value>, ParseError> {
+fn parse_params(tk: &mut Tokens) -> Result<Vec<Value>, ParseError> {
     let mut out = Vec::new();
     loop {
         match tk.next_significant()? {
             (_, Token::Start(n)) if n == "param" => {
                 tk.expect_start("value")?;
-                out.push(parse_value(tk, 0, lenient)?);
+                out.push(parse_value(tk, 0)?);
                 tk.expect_end("param")?;
             }
             (_, Token::End(n)) if n == "params" => return Ok(out),
@@ -672,7 +673,7 @@ pub fn parse_method_call(data: &[u8]) -> Result<(String, Vec<Value>), ParseError
     }
     let params = match tk.next_significant()? {
         (_, Token::Start(n)) if n == "params" => {
-            let p = parse_params(&mut tk, false)?;
+            let p = parse_params(&mut tk)?;
             tk.expect_end("methodCall")?;
             p
         }
@@ -689,7 +690,7 @@ pub fn parse_response(data: &[u8]) -> Result<Result<Value, Fault>, ParseError> {
     tk.expect_start("methodResponse")?;
     let result = match tk.next_significant()? {
         (off, Token::Start(n)) if n == "params" => {
-            let mut params = parse_params(&mut tk, true)?;
+            let mut params = parse_params(&mut tk)?;
             if params.len() != 1 {
                 return err(off, format!("a response carries one value, found {}", params.len()));
             }
@@ -697,7 +698,7 @@ pub fn parse_response(data: &[u8]) -> Result<Result<Value, Fault>, ParseError> {
         }
         (off, Token::Start(n)) if n == "fault" => {
             tk.expect_start("value")?;
-            let v = parse_value(&mut tk, 0, true)?;
+            let v = parse_value(&mut tk, 0)?;
             tk.expect_end("fault")?;
             let code = match v.get("faultCode") {
                 Some(Value::Int(c)) => i32::try_from(*c).unwrap_or(0),
@@ -817,6 +818,8 @@ mod tests {
             <param><value><base64>aGk=</base64></value></param>\
             <param><value><string/></value></param>\
             <param><value><struct><member><name>k</name><value><int>1</int></value></member></struct></value></param>\
+            <param><value><i8>-3000000000</i8></value></param>\
+            <param><value><nil/></value></param>\
             </params></methodCall>";
         let (m, p) = parse_method_call(doc).expect("parses");
         assert_eq!(m, "x.y");
@@ -831,6 +834,8 @@ mod tests {
                 Value::Base64(b"hi".to_vec()),
                 Value::from(""),
                 Value::structure([("k", Value::Int(1))]),
+                Value::Int(-3_000_000_000),
+                Value::Nil,
             ]
         );
         let (m, p) = parse_method_call(b"<methodCall><methodName>a.b</methodName></methodCall>").expect("parses");
@@ -841,8 +846,6 @@ mod tests {
     fn decoder_refuses_what_supervisor_refuses() {
         let bad: &[&[u8]] = &[
             b"<!DOCTYPE x [<!ENTITY a 'b'>]><methodCall><methodName>a</methodName></methodCall>",
-            b"<methodCall><methodName>a</methodName><params><param><value><nil/></value></param></params></methodCall>",
-            b"<methodCall><methodName>a</methodName><params><param><value><i8>1</i8></value></param></params></methodCall>",
             b"<methodCall><methodName>a</methodName><params><param><value><int>99999999999999999999999</int></value></param></params></methodCall>",
             b"<methodCall><methodName>a</methodName><params><param><value><boolean>2</boolean></value></param></params></methodCall>",
             b"<methodCall><methodName>\xff\xfe</methodName></methodCall>",

@@ -822,3 +822,139 @@ fn reload_config_lists_groups_in_supervisords_order() {
     assert_eq!(answers[0], expected, "supervisord's order");
     assert_eq!(answers[1], answers[0], "minisv's order");
 }
+
+/// One XML-RPC call as raw XML (so `<i8>`, `<nil/>` and untyped values go out as written), its
+/// answer as text: the value, `FAULT code text`, or `HTTP status` when there is no XML-RPC answer.
+fn raw_call(d: &Daemon, method: &str, params: &[&str]) -> String {
+    let params: String = params.iter().map(|p| format!("<param><value>{p}</value></param>")).collect();
+    let body = format!(
+        "<?xml version='1.0'?><methodCall><methodName>{method}</methodName><params>{params}</params></methodCall>"
+    );
+    let (status, _, answer) = crate::harness::http_unix(&d.dir.join("sv.sock"), "POST", "/RPC2", body.as_bytes(), None)
+        .unwrap_or_else(|e| panic!("{method}: {e}"));
+    if status != 200 {
+        return format!("HTTP {status}");
+    }
+    match minisv::rpc::xmlrpc::parse_response(&answer) {
+        Ok(Ok(v)) => format!("{v:?}"),
+        Ok(Err(f)) => format!("FAULT {} {}", f.code, f.string),
+        Err(e) => panic!("{method}: unparsable answer {e}: {}", String::from_utf8_lossy(&answer)),
+    }
+}
+
+/// A multicall of one entry whose `params` member is `params` (left out when `None`).
+fn multicall_of(method: &str, params: Option<&str>) -> String {
+    let params = params.map(|p| format!("<member><name>params</name><value>{p}</value></member>")).unwrap_or_default();
+    format!(
+        "<array><data><value><struct><member><name>methodName</name><value><string>{method}</string></value></member>{params}</struct></value></data></array>"
+    )
+}
+
+/// Arguments are taken as supervisord 4.3 takes them (issue 20, point 6): Python's `int()` of an
+/// offset or length (a string of digits, a double, a boolean), `<i8>` and `<nil/>` values,
+/// Python's truth value of `wait` (the string 'false' is true), multicall `params` spread as
+/// `func(*params)` spreads them, and supervisord's fault texts for wrong arguments. Where
+/// supervisord answers HTTP 500 (its `int('five')` escapes), minisv answers a fault in words.
+#[test]
+fn rpc_arguments_are_taken_as_supervisord_takes_them() {
+    let programs = "[program:t]\ncommand=sh -c 'echo hello; exec sleep 1000'\nstartsecs=0\n\
+                    [program:slow]\ncommand=sleep 1000\nstartsecs=1\nautostart=false\n";
+    let s = |t: &str| format!("<string>{t}</string>");
+    let i = |n: i64| format!("<int>{n}</int>");
+    let same: Vec<(&str, Vec<String>, &str)> = vec![
+        ("supervisor.readProcessStdoutLog", vec![s("t"), s("0"), s("6")], r#"String("hello\n")"#),
+        ("supervisor.readProcessStdoutLog", vec![s("t"), s(" +0 "), "<i8>6</i8>".into()], r#"String("hello\n")"#),
+        (
+            "supervisor.readProcessStdoutLog",
+            vec![s("t"), "<double>1.9</double>".into(), "<boolean>1</boolean>".into()],
+            r#"String("e")"#,
+        ),
+        ("supervisor.readProcessStdoutLog", vec!["t".into(), "1_0".into(), "0".into()], r#"String("")"#),
+        (
+            "supervisor.tailProcessStdoutLog",
+            vec![s("t"), s("0"), s("6")],
+            r#"Array([String("hello\n"), Int(6), Bool(false)])"#,
+        ),
+        ("supervisor.readLog", vec![s(" 0"), "<i8>2</i8>".into()], r#"String("20")"#),
+        ("supervisor.readLog", vec!["<nil/>".into(), i(2)], "FAULT 2 INCORRECT_PARAMETERS"),
+        ("supervisor.readLog", vec![i(0)], "FAULT 2 INCORRECT_PARAMETERS"),
+        ("supervisor.sendProcessStdin", vec![s("t"), i(5)], "FAULT 2 INCORRECT_PARAMETERS: 5"),
+        ("supervisor.sendRemoteCommEvent", vec![i(5), i(6)], "Bool(true)"),
+        ("supervisor.addProcessGroup", vec![i(5)], "FAULT 10 BAD_NAME: 5"),
+        ("system.methodHelp", vec![i(5)], "FAULT 4 SIGNATURE_UNSUPPORTED"),
+        ("supervisor.signalProcess", vec![s("t"), "<double>18.0</double>".into()], "Bool(true)"),
+        ("system.multicall", vec![multicall_of("supervisor.getAPIVersion", None)], r#"Array([String("3.0")])"#),
+        (
+            "system.multicall",
+            vec![multicall_of("supervisor.getAPIVersion", Some(&i(5)))],
+            r#"Array([Struct([("faultCode", Int(2)), ("faultString", String("INCORRECT_PARAMETERS"))])])"#,
+        ),
+        (
+            "system.multicall",
+            vec![multicall_of("supervisor.getAPIVersion", Some("<nil/>"))],
+            r#"Array([Struct([("faultCode", Int(2)), ("faultString", String("INCORRECT_PARAMETERS"))])])"#,
+        ),
+        (
+            "system.multicall",
+            vec![multicall_of("system.methodHelp", Some(&s("x")))],
+            r#"Array([Struct([("faultCode", Int(4)), ("faultString", String("SIGNATURE_UNSUPPORTED"))])])"#,
+        ),
+        (
+            "system.multicall",
+            vec![multicall_of(
+                "system.methodSignature",
+                Some("<struct><member><name>supervisor.getAPIVersion</name><value>1</value></member></struct>"),
+            )],
+            r#"Array([Array([String("string")])])"#,
+        ),
+    ];
+    // Where supervisord fails with HTTP 500, minisv's fault.
+    let five = "INCORRECT_PARAMETERS: 'five' is not an integer";
+    let better: Vec<(&str, Vec<String>, String)> = vec![
+        ("supervisor.readProcessStdoutLog", vec![s("t"), s("five"), s("6")], format!("FAULT 2 {five}")),
+        (
+            "supervisor.tailProcessStdoutLog",
+            vec![s("t"), s(""), i(6)],
+            "FAULT 2 INCORRECT_PARAMETERS: '' is not an integer".into(),
+        ),
+        ("supervisor.getProcessInfo", vec![i(5)], "FAULT 2 INCORRECT_PARAMETERS".into()),
+    ];
+    for kind in [Kind::Supervisord, Kind::Minisv] {
+        let who = if kind == Kind::Minisv { "minisv" } else { "supervisord" };
+        let d = Daemon::start_kind("args", false, programs, kind);
+        crate::harness::wait_for(20.0, "t's hello in its log", || {
+            (raw_call(&d, "supervisor.tailProcessStdoutLog", &[&s("t"), &i(0), &i(100)]).contains("Int(6)"))
+                .then_some(())
+        });
+        for (method, params, want) in &same {
+            let params: Vec<&str> = params.iter().map(String::as_str).collect();
+            assert_eq!(raw_call(&d, method, &params), *want, "{who}: {method}({})", params.join(", "));
+        }
+        for (method, params, want) in &better {
+            let params: Vec<&str> = params.iter().map(String::as_str).collect();
+            let want = if kind == Kind::Minisv { want.as_str() } else { "HTTP 500" };
+            assert_eq!(raw_call(&d, method, &params), want, "{who}: {method}({})", params.join(", "));
+        }
+        let five_in_multicall = raw_call(
+            &d,
+            "system.multicall",
+            &[&multicall_of(
+                "supervisor.readLog",
+                Some("<array><data><value>five</value><value>1</value></data></array>"),
+            )],
+        );
+        let want = match kind {
+            Kind::Minisv => format!(r#"Array([Struct([("faultCode", Int(2)), ("faultString", String("{five}"))])])"#),
+            Kind::Supervisord => r#"Array([Struct([("faultCode", Int(30)), ("faultString", String("FAILED: <class 'AttributeError'>:type object 'Faults' has no attribute 'invalid literal for int() with base 10: 'five''"))])])"#.into(),
+        };
+        assert_eq!(five_in_multicall, want, "{who}: readLog('five', 1) in a multicall");
+        // `wait` is Python's truth value: the string 'false' waits for RUNNING (startsecs=1),
+        // an empty string does not.
+        let state = || raw_call(&d, "supervisor.getProcessInfo", &[&s("slow")]);
+        assert_eq!(raw_call(&d, "supervisor.startProcess", &[&s("slow"), &s("false")]), "Bool(true)", "{who}");
+        assert!(state().contains(r#"("statename", String("RUNNING"))"#), "{who}: wait='false' waited: {}", state());
+        assert_eq!(raw_call(&d, "supervisor.stopProcess", &[&s("slow"), &s("yes")]), "Bool(true)", "{who}");
+        assert_eq!(raw_call(&d, "supervisor.startProcess", &[&s("slow"), &s("")]), "Bool(true)", "{who}");
+        assert!(state().contains(r#"("statename", String("STARTING"))"#), "{who}: wait='' did not wait: {}", state());
+    }
+}

@@ -282,7 +282,7 @@ fn sigusr2_reopens_logs() {
     fs::rename(d.path("r.log"), d.path("r.log.old")).expect("rename");
     d.signal(libc::SIGUSR2);
     d.wait_log("INFO received SIGUSR2 indicating log reopen request", 5.0);
-    d.wait_log("INFO supervisord logreopen", 5.0);
+    d.wait_log("INFO minisv logreopen", 5.0);
     wait_for(5.0, "output in the new file", || fs::read_to_string(d.path("r.log")).ok().filter(|s| s.contains("tick")));
 }
 
@@ -317,7 +317,7 @@ fn sighup_reloads_a_valid_config_and_keeps_running_on_a_bad_one() {
     d.signal(libc::SIGHUP);
     d.wait_log("reload refused, the running config is kept", 5.0);
     assert!(
-        d.log().contains("[program:broken] startsecs: invalid literal for int() with base 10: 'five'"),
+        d.log().contains("[program:broken] startsecs: 'five' is not a whole number"),
         "the error names the key and the value\n{}",
         d.log()
     );
@@ -436,15 +436,44 @@ fn bad_config_reports_every_error_with_file_and_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     let line = fs::read_to_string(&conf).expect("conf").lines().position(|l| l == "startsecs=five").expect("line") + 1;
     assert!(
-        err.contains(&format!(
-            "{}:{line}: [program:a] startsecs: invalid literal for int() with base 10: 'five'",
-            conf.display()
-        )),
+        err.contains(&format!("{}:{line}: [program:a] startsecs: 'five' is not a whole number", conf.display())),
         "{err}"
     );
     assert!(err.contains("autorestart"), "both errors at once: {err}");
     assert!(err.lines().last().is_some_and(|l| l.starts_with("For help, use ")), "{err}");
     assert!(!dir.join("sv.pid").exists(), "nothing was started");
+    // `check`: the same errors in plain words, and no pointer to the usage text after an error
+    // in the file (issue 20, point 10).
+    let out = minisv(&["check", "-c", conf.to_str().expect("utf-8")], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let first = err.lines().next().unwrap_or_default();
+    assert_eq!(
+        first,
+        format!(
+            "Error: {}:{line}: [program:a] startsecs: 'five' is not a whole number; expected an integer",
+            conf.display()
+        )
+    );
+    assert_eq!(err.lines().count(), 2, "{err}");
+    assert!(!err.contains("For help") && !err.contains("int()"), "{err}");
+    // A line the INI reader cannot read: one error for it, with its line, no Python repr of `\n`.
+    fs::write(&conf, format!("{}[program:a]\ncommand=sleep 1\nthis is not an option\n", base_config(dir.path())))
+        .expect("conf");
+    let line =
+        fs::read_to_string(&conf).expect("conf").lines().position(|l| l.starts_with("this is")).expect("line") + 1;
+    let out = minisv(&["check", "-c", conf.to_str().expect("utf-8")], dir.path());
+    assert_eq!(
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned()),
+        (
+            Some(2),
+            format!(
+                "Error: {}:{line}: cannot read 'this is not an option'; expected a [section] header, key = value \
+                 (or key: value), a comment, or an indented continuation line\n",
+                conf.display()
+            )
+        )
+    );
 }
 
 #[test]
@@ -1062,7 +1091,10 @@ fn output_that_is_not_utf8_in_the_main_log_hides_no_line() {
     d.wait_log("'binary' stdout output:", 10.0);
     let raw = fs::read(d.path("main.log")).expect("main log");
     assert!(String::from_utf8(raw).is_err(), "the program's bytes are in the log as written");
-    assert!(d.log().contains("supervisord started with pid"), "{}", d.log());
+    assert!(d.log().contains("minisv started with pid"), "{}", d.log());
+    // The daemon names itself minisv (issue 20, point 11); Supervisor's words stay for programs.
+    assert!(!d.log().contains("supervisord"), "{}", d.log());
+    assert!(d.log().contains("spawned: 'binary' with pid"), "{}", d.log());
     assert!(d.log().contains("ok \u{fffd}\u{fffd} end"), "{}", d.log());
 }
 
@@ -1198,4 +1230,38 @@ fn the_harness_fails_a_test_that_leaves_processes_behind() {
         (n >= 2).then_some(())
     });
     drop(d);
+}
+
+/// `check` warns, and still succeeds, when a `command=` cannot be found now or is a relative
+/// path (checked from the daemon's directory); numprocs copies warn once (issue 20, point 9).
+#[test]
+fn check_warns_about_commands_not_found_or_relative() {
+    let dir = TempDir::new("chkcmd");
+    let conf = dir.write(
+        "sv.conf",
+        &format!(
+            "{}[program:gone]\ncommand=no-such-program-anywhere --flag\nnumprocs=2\nprocess_name=%(program_name)s_%(process_num)s\n\
+             [program:rel]\ncommand=bin/run.sh\n[program:fine]\ncommand=sleep 1\n",
+            base_config(dir.path())
+        ),
+    );
+    let text = fs::read_to_string(&conf).expect("conf");
+    let line = |start: &str| text.lines().position(|l| l == start).expect("section") + 1;
+    let out = minisv(&["check", "-c", conf.to_str().expect("utf-8")], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let warns: Vec<&str> = stdout.lines().filter(|l| l.starts_with("WARN ") && l.contains(" command: ")).collect();
+    let c = conf.display();
+    assert_eq!(
+        warns,
+        [
+            format!("WARN {c}:{}: [program:gone] command: can't find command 'no-such-program-anywhere' (now; each start looks again)", line("[program:gone]")),
+            format!(
+                "WARN {c}:{}: [program:rel] command: can't find command 'bin/run.sh' (now; each start looks again); \
+                 'bin/run.sh' is a relative path, checked from the directory the daemon runs in, not the config file's: \
+                 give an absolute path",
+                line("[program:rel]")
+            ),
+        ]
+    );
 }

@@ -258,3 +258,44 @@ fn pages_speak_of_the_project_only() {
         }
     }
 }
+
+/// The README tells a newcomer how to install (issue 20, point 8): `cargo install`, where each
+/// man page goes, and the paths the files in `packaging/` expect, each checked against them;
+/// and the quick start keeps its two set-up commands.
+#[test]
+fn readme_says_how_to_install() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap_or_else(|e| panic!("cannot read {p}: {e}"));
+    let readme = read("README.md");
+    let install = part_md(&readme, "## Install");
+    assert!(install.contains("cargo install --path ."), "{install}");
+    for (page, section) in [("minisv.8", 8), ("minisv-ctl.1", 1), ("minisv.conf.5", 5)] {
+        assert!(install.contains(&format!("man/{page} /usr/local/share/man/man{section}/{page}")), "{page}");
+    }
+    assert!(install.contains("packaging/build-static"));
+    for (file, path) in [
+        ("packaging/minisv.service", "/usr/bin/minisv"),
+        ("packaging/minisv.service", "/etc/minisv.conf"),
+        ("packaging/openwrt/minisv.init", "/usr/bin/minisv"),
+        ("packaging/sysvinit/minisv", "/etc/default/minisv"),
+        ("packaging/Dockerfile", "/etc/minisv.conf"),
+    ] {
+        assert!(read(file).contains(path), "{file} no longer uses {path}: the README says it does");
+        assert!(install.contains(path), "the README's install part does not name {path}");
+    }
+    let quick = part_md(&readme, "## Quick start");
+    let first_block = quick.split("```sh\n").nth(1).and_then(|b| b.split("```").next()).expect("a sh block");
+    let commands: Vec<&str> = first_block.lines().map(|l| l.split('#').next().unwrap_or("").trim()).collect();
+    assert_eq!(commands, ["cargo run --release -- -n -c examples/minisv.conf", "cargo test"]);
+    // What the root tests do to the machine is said.
+    for needle in ["useradd", "tmpfs", "unshare", "qemu-aarch64-static", "rustup target add"] {
+        assert!(quick.contains(needle), "the quick start does not say {needle}");
+    }
+}
+
+/// The text of a Markdown part from its `## ` header to the next one.
+fn part_md(text: &str, header: &str) -> String {
+    let start = text.find(&format!("\n{header}\n")).unwrap_or_else(|| panic!("no part {header}"));
+    let rest = &text[start + header.len() + 2..];
+    rest[..rest.find("\n## ").unwrap_or(rest.len())].to_string()
+}

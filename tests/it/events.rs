@@ -293,3 +293,42 @@ fn superlance_httpok_restarts_a_program_whose_url_fails() {
         wait_for(10.0, "httpok's mail", || fs::read_to_string(d.path("mail.txt")).ok().filter(|m| m.contains("web")));
     assert!(mail.contains("To: ops@example.invalid"), "{mail}");
 }
+
+/// What minisv(8) says of a listener stopped first (its group's priority above every other):
+/// it still receives SUPERVISOR_STATE_CHANGE_STOPPING, offered to every listener before any
+/// process is stopped (supervisord 4.3 stops such a listener without handing it the event),
+/// and, as in supervisord, it gets PROCESS_GROUP_ADDED only for its own group and those added
+/// after it, not for a group of lower priority added before its pool existed.
+#[test]
+fn a_listener_stopped_first_still_gets_stopping_and_no_added_of_earlier_groups() {
+    let dir = TempDir::new("evstop");
+    let listener = script(&dir, "listener.sh", SHELL_LISTENER);
+    let conf = dir.write(
+        "sv.conf",
+        &format!(
+            "{}[program:early]\ncommand=sleep 1000\nstartsecs=0\n\
+             [eventlistener:lis]\ncommand={listener}\nevents=PROCESS_GROUP,SUPERVISOR_STATE_CHANGE\npriority=1000\n\
+             environment=OUT=\"%(here)s/events.txt\"\n\
+             [program:later]\ncommand=sleep 1000\nstartsecs=0\npriority=1001\n",
+            base_config(dir.path())
+        ),
+    );
+    let mut d = Daemon::start_with(dir, conf, &[]);
+    let events_path = d.path("events.txt");
+    wait_for(10.0, "SUPERVISOR_STATE_CHANGE_RUNNING at the listener", || {
+        fs::read_to_string(&events_path).ok()?.contains("eventname:SUPERVISOR_STATE_CHANGE_RUNNING").then_some(())
+    });
+    d.stop();
+    let events: Vec<(String, String)> =
+        recorded(&events_path).into_iter().map(|(h, b)| (header_field(&h, "eventname").to_string(), b)).collect();
+    let events: Vec<(&str, &str)> = events.iter().map(|(h, b)| (h.as_str(), b.as_str())).collect();
+    assert_eq!(
+        events,
+        [
+            ("PROCESS_GROUP_ADDED", "groupname:lis\n"),
+            ("PROCESS_GROUP_ADDED", "groupname:later\n"),
+            ("SUPERVISOR_STATE_CHANGE_RUNNING", ""),
+            ("SUPERVISOR_STATE_CHANGE_STOPPING", ""),
+        ]
+    );
+}

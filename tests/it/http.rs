@@ -286,9 +286,9 @@ fn a_keep_alive_connection_survives_a_reload() {
         String::from_utf8_lossy(&got).into_owned()
     };
     assert!(ask("supervisor.getState").contains("RUNNING"));
-    let started = d.count_log("supervisord started with pid");
+    let started = d.count_log("minisv started with pid");
     d.signal(libc::SIGHUP);
-    wait_for(20.0, "the reload", || (d.count_log("supervisord started with pid") > started).then_some(()));
+    wait_for(20.0, "the reload", || (d.count_log("minisv started with pid") > started).then_some(()));
     assert!(ask("supervisor.getState").contains("statename"), "the connection did not survive the reload");
     assert!(ask("supervisor.getPID").contains(&d.pid.to_string()));
 }

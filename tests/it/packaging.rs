@@ -433,7 +433,7 @@ fn logrotate_snippet_rotates_and_the_daemon_reopens_its_logs() {
     assert!(d.path("main.log.1").exists() && d.path("ticker.log.1").exists(), "{}", show("logrotate -f", &out));
     // SIGUSR2: the daemon reopened both files under their names.
     wait_for(10.0, "the main log reopened", || {
-        Some(crate::harness::read_lossy(&main_log)).filter(|s| s.contains("supervisord logreopen"))
+        Some(crate::harness::read_lossy(&main_log)).filter(|s| s.contains("minisv logreopen"))
     });
     wait_for(10.0, "the program log reopened", || fs::read_to_string(&ticker).ok().filter(|s| s.contains("tick")));
     assert!(fs::read_to_string(d.path("main.log.1")).expect("main.log.1").contains("received SIGUSR2"));

@@ -34,7 +34,7 @@ fn start_pid1(dir: &TempDir, programs: &str) -> (Child, u32) {
         children.split_whitespace().next()?.parse().ok()
     });
     wait_for(10.0, "the daemon to start", || {
-        Some(read_lossy(&dir.join("main.log"))).filter(|l| l.contains("supervisord started with pid 1\n"))
+        Some(read_lossy(&dir.join("main.log"))).filter(|l| l.contains("minisv started with pid 1\n"))
     });
     (child, minisv)
 }

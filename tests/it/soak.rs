@@ -281,7 +281,7 @@ fn clients(
 
 fn wait_started(d: &Daemon, starts: usize) {
     wait_for(90.0, "the daemon to start again after the reload", || {
-        (count_main_logs(d.dir.path(), "supervisord started with pid") >= starts).then_some(())
+        (count_main_logs(d.dir.path(), "minisv started with pid") >= starts).then_some(())
     });
 }
 

@@ -69,7 +69,8 @@ const TWO: &str = "[program:web]\ncommand=sh -c 'echo hello \"<b>\"; exec sleep 
 
 #[test]
 fn status_page_lists_processes_with_escaped_names() {
-    let (d, port) = start("webpage", "", TWO);
+    let programs = format!("{TWO}[program:joined]\ncommand=sleep 1000\nredirect_stderr=true\nautostart=false\n");
+    let (d, port) = start("webpage", "", &programs);
     d.wait_state("web", "RUNNING", 10.0);
     let r = get(port, "/");
     assert_eq!(r.status, 200, "{}", r.head);
@@ -79,6 +80,10 @@ fn status_page_lists_processes_with_escaped_names() {
     assert!(r.body.contains("sh&lt;script&gt;") && !r.body.contains("sh<script>"), "{}", r.body);
     assert!(r.body.contains("aria-label=\"Stop web\""));
     assert!(r.body.contains("aria-label=\"Start sh&lt;script&gt;\""));
+    // A stderr button only where there is a stderr log (issue 20, point 11).
+    assert!(r.body.contains("aria-label=\"Tail stderr of web\""), "{}", r.body);
+    assert!(r.body.contains("aria-label=\"Tail stdout of joined\""), "{}", r.body);
+    assert!(!r.body.contains("aria-label=\"Tail stderr of joined\""), "{}", r.body);
     assert_eq!(get(port, "/index.html").status, 200);
     assert!(get(port, "/?message=%3Cscript%3Ex").body.contains("<div class=\"status_msg\">&lt;script&gt;x</div>"));
     // The tail page (Supervisor's quirk: never fewer than 1024 bytes asked).

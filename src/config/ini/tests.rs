@@ -67,11 +67,13 @@ fn section_names_are_case_sensitive() {
 }
 
 #[test]
-fn garbage_lines_are_all_reported_with_supervisor_text() {
+fn garbage_lines_are_all_reported_in_plain_words() {
     let err = parse("[s]\na=1\ngarbage line\nb=2\nmore\n").unwrap_err();
+    let expected =
+        "expected a [section] header, key = value (or key: value), a comment, or an indented continuation line";
     assert_eq!(
         err.to_string(),
-        "Source contains parsing errors: '/etc/test.conf'\n\t[line  3]: 'garbage line\\n'\n\t[line  5]: 'more\\n'"
+        format!("line 3: cannot read 'garbage line'; {expected}\nline 5: cannot read 'more'; {expected}")
     );
     assert_eq!(err.span().line, 3);
 }
@@ -79,7 +81,7 @@ fn garbage_lines_are_all_reported_with_supervisor_text() {
 #[test]
 fn key_before_any_section_is_an_error() {
     let err = parse("foo=bar\n[s]\n").unwrap_err();
-    assert_eq!(err.to_string(), "File contains no section headers.\nfile: '/etc/test.conf', line: 1\n'foo=bar\\n'");
+    assert_eq!(err.to_string(), "line 1: 'foo=bar' comes before any [section] header");
 }
 
 #[test]

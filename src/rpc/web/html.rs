@@ -214,9 +214,15 @@ fn row(out: &mut String, ctx: &IndexCtx, info: &Value, shade: bool) {
     button(out, "clearlog", "Clear log", "quiet");
     let _ = write!(
         out,
-        "<a class=\"button quiet\" href=\"/tail.html?processname={q_ns}\" aria-label=\"Tail stdout of {e_ns}\">stdout</a>\
-         <a class=\"button quiet\" href=\"/tail.html?processname={q_ns}&amp;channel=stderr\" aria-label=\"Tail stderr of {e_ns}\">stderr</a>"
+        "<a class=\"button quiet\" href=\"/tail.html?processname={q_ns}\" aria-label=\"Tail stdout of {e_ns}\">stdout</a>"
     );
+    // No stderr log (redirect_stderr=true, stderr_logfile=NONE): no button that leads nowhere.
+    if !info.str_of("stderr_logfile").is_empty() {
+        let _ = write!(
+            out,
+            "<a class=\"button quiet\" href=\"/tail.html?processname={q_ns}&amp;channel=stderr\" aria-label=\"Tail stderr of {e_ns}\">stderr</a>"
+        );
+    }
     out.push_str("</form></td></tr>\n");
 }
 
