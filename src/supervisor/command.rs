@@ -122,8 +122,8 @@ pub trait World {
 pub(super) enum Wait {
     /// A start: once spawned (and with `wait`, once RUNNING or failed).
     Start { id: ProcId, wait: bool },
-    /// A stop with `wait`: once in a stopped state.
-    Stop { id: ProcId },
+    /// A stop with `wait`: once in a stopped state (saying every 2 s that it waits).
+    Stop { id: ProcId, report: Report },
     /// A group or all operation.
     Each { waiting: Vec<Item>, results: Vec<Each> },
     /// An update: applied once `stopping` are stopped (`ready` says since when) and the
@@ -149,9 +149,18 @@ pub(super) struct Item {
 #[derive(Debug)]
 enum ItemWait {
     Start { id: ProcId, wait: bool },
-    Stop { id: ProcId },
+    Stop { id: ProcId, report: Report },
     Known(Result<(), Refusal>),
 }
+
+/// Supervisor's `stop_report`: while a stop waits, `waiting for <name> to stop` at once, then
+/// every 2 seconds while the process is STOPPING.
+#[derive(Debug, Default)]
+pub(super) struct Report {
+    next: Option<Instant>,
+}
+
+const STOP_REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How far a waiting start or stop has got.
 enum Progress {
@@ -196,7 +205,7 @@ impl Supervisor {
             }
             Command::Stop { target: Target::Process(id), wait } => match self.stop_one(id, now, wall) {
                 Err(r) => Some(Answer::Refused(r)),
-                Ok(()) if wait => self.wait(ticket, Wait::Stop { id }, now, wall),
+                Ok(()) if wait => self.wait(ticket, Wait::Stop { id, report: Report::default() }, now, wall),
                 Ok(()) => Some(Answer::Done),
             },
             Command::Stop { target, wait } => {
@@ -207,7 +216,7 @@ impl Supervisor {
                     }
                     let wait = match self.stop_one(id, now, wall) {
                         Err(r) => ItemWait::Known(Err(r)),
-                        Ok(()) if wait => ItemWait::Stop { id },
+                        Ok(()) if wait => ItemWait::Stop { id, report: Report::default() },
                         Ok(()) => ItemWait::Known(Ok(())),
                     };
                     items.push(self.item(id, wait));
@@ -429,7 +438,7 @@ impl Supervisor {
         let Some(p) = self.process(id) else {
             return Progress::Known(Err(Refusal::AbnormalTermination(name())));
         };
-        if p.state == ProcessState::Starting && p.pid == 0 {
+        if p.spawning() {
             return Progress::Spawning;
         }
         if p.spawnerr.is_some() {
@@ -442,18 +451,50 @@ impl Supervisor {
             ProcessState::Running => Progress::Known(Ok(())),
             ProcessState::Starting => Progress::Waiting,
             // Waiting for its dependencies (depends_on).
-            ProcessState::Stopped | ProcessState::Exited | ProcessState::Backoff if p.start_requested => {
+            ProcessState::Stopped | ProcessState::Exited | ProcessState::Backoff if p.start_requested() => {
                 Progress::Waiting
             }
             _ => Progress::Known(Err(Refusal::AbnormalTermination(name()))),
         }
     }
 
-    fn stop_progress(&self, id: ProcId) -> Progress {
-        match self.process(id) {
-            Some(p) if !p.state.is_stopped() => Progress::Waiting,
-            _ => Progress::Known(Ok(())),
+    fn stop_progress(&mut self, id: ProcId, report: &mut Report, now: Instant) -> Progress {
+        let Some(p) = self.process(id).filter(|p| !p.state.is_stopped()) else {
+            return Progress::Known(Ok(()));
+        };
+        if p.state == ProcessState::Stopping && report.next.is_none_or(|at| now >= at) {
+            report.next = Some(now + STOP_REPORT_EVERY);
+            let msg = format!("waiting for {} to stop", p.name());
+            self.actions.push_back(Action::Log(crate::config::LogLevel::Info, msg));
         }
+        Progress::Waiting
+    }
+
+    /// When a waiting stop next says it waits (the loop wakes for it).
+    pub(super) fn next_stop_report(&self) -> Option<Instant> {
+        let stopping = |id: &ProcId| self.process(*id).is_some_and(|p| p.state == ProcessState::Stopping);
+        let mut next: Option<Instant> = None;
+        let mut consider = |at: Option<Instant>| {
+            if let Some(at) = at {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        };
+        for (_, wait) in &self.waits {
+            match wait {
+                Wait::Stop { id, report } if stopping(id) => consider(report.next),
+                Wait::Each { waiting, .. } => {
+                    for item in waiting {
+                        if let ItemWait::Stop { id, report } = &item.wait {
+                            if stopping(id) {
+                                consider(report.next);
+                            }
+                        }
+                    }
+                }
+                Wait::Start { .. } | Wait::Stop { .. } | Wait::Update { .. } => {}
+            }
+        }
+        next
     }
 
     /// Moves a wait on; its answer once it is complete.
@@ -464,7 +505,7 @@ impl Supervisor {
                 Progress::Known(Ok(())) => Some(Answer::Done),
                 Progress::Known(Err(r)) => Some(Answer::Refused(r)),
             },
-            Wait::Stop { id } => match self.stop_progress(*id) {
+            Wait::Stop { id, report } => match self.stop_progress(*id, report, now) {
                 Progress::Spawning | Progress::Waiting => None,
                 Progress::Known(_) => Some(Answer::Done),
             },
@@ -475,9 +516,12 @@ impl Supervisor {
                 let mut spawning = false;
                 let mut i = 0;
                 while i < waiting.len() {
-                    let progress = match &waiting[i].wait {
+                    let progress = match &mut waiting[i].wait {
                         ItemWait::Start { id, wait } => self.start_progress(*id, *wait),
-                        ItemWait::Stop { id } => self.stop_progress(*id),
+                        ItemWait::Stop { id, report } => {
+                            let id = *id;
+                            self.stop_progress(id, report, now)
+                        }
                         ItemWait::Known(r) => Progress::Known(r.clone()),
                     };
                     match progress {

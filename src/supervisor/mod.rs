@@ -114,7 +114,12 @@ pub struct Supervisor {
     steps: u64,
     /// ShutdownComplete was sent (once: the loop ends on it).
     shutdown_complete: bool,
+    /// When to say again which processes a shutdown or reload waits for (none: at once).
+    shutdown_report: Option<Instant>,
 }
+
+/// Supervisor's `shutdown_report`: `waiting for a, b to die` every 3 seconds.
+const SHUTDOWN_REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// See `Supervisor::match_group`.
 struct Matching {
@@ -447,7 +452,7 @@ impl Supervisor {
         if !ticked || changed {
             self.schedule.mark(id);
         }
-        if std::mem::take(&mut proc.auto_restarted) && self.restart_limit > 0 {
+        if self.restart_limit > 0 && effects.contains(&Effect::AutoRestarted) {
             self.recent_restarts.push_back(now);
             while self.recent_restarts.front().is_some_and(|t| now >= *t + RESTART_WINDOW)
                 || self.recent_restarts.len() > self.restart_limit as usize
@@ -464,6 +469,7 @@ impl Supervisor {
         let mut gone_to = None;
         for effect in effects {
             self.actions.push_back(match effect {
+                Effect::AutoRestarted => continue,
                 Effect::Spawn => Action::Spawn(id),
                 Effect::Kill { signal, group } => Action::Kill { id, pid, signal, group },
                 Effect::Log(level, msg) => Action::Log(level, msg),
@@ -538,11 +544,11 @@ impl Supervisor {
 
     /// The earliest deadline of any process, or None: the loop then sleeps until an event.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let due = self.schedule.next();
-        match (due, self.restart_limit_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let shutdown_report = self.shutdown_report.filter(|_| self.stop_groups.is_some() && !self.shutdown_complete);
+        [self.schedule.next(), self.restart_limit_deadline(), self.next_stop_report(), shutdown_report]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Starts an ordered shutdown (`Mood::Shutdown`) or reload (`Mood::Restarting`).
@@ -587,6 +593,7 @@ impl Supervisor {
                 groups.pop();
             }
         }
+        self.report_shutdown(now);
         if self.stop_groups.as_ref().is_some_and(Vec::is_empty) && self.unstopped().is_empty() {
             self.stop_groups = Some(Vec::new());
             let mood = self.mood();
@@ -594,6 +601,31 @@ impl Supervisor {
                 self.shutdown_complete = true;
                 self.actions.push_back(Action::ShutdownComplete(mood));
             }
+        }
+    }
+
+    /// `waiting for a, b to die` while a shutdown or reload waits for processes (at once, then
+    /// every 3 seconds), with each one's state at blather level; names in group order.
+    fn report_shutdown(&mut self, now: Instant) {
+        if self.shutdown_report.is_some_and(|at| now < at) {
+            return;
+        }
+        let unstopped: Vec<(String, ProcessState)> = self
+            .groups
+            .iter()
+            .flat_map(|g| g.members.iter())
+            .filter_map(|id| self.process(*id))
+            .filter(|p| !p.state.is_stopped())
+            .map(|p| (p.name().to_string(), p.state))
+            .collect();
+        if unstopped.is_empty() {
+            return;
+        }
+        self.shutdown_report = Some(now + SHUTDOWN_REPORT_EVERY);
+        let names: Vec<&str> = unstopped.iter().map(|(n, _)| n.as_str()).collect();
+        self.actions.push_back(Action::Log(LogLevel::Info, format!("waiting for {} to die", names.join(", "))));
+        for (name, state) in &unstopped {
+            self.actions.push_back(Action::Log(LogLevel::Blather, format!("{name} state: {}", state.name())));
         }
     }
 

@@ -59,6 +59,8 @@ pub enum Effect {
         group: bool,
     },
     Log(LogLevel, String),
+    /// This step restarted the process automatically (counted for `restart_limit`).
+    AutoRestarted,
     /// The state changed (events and waiting RPC replies hang on this).
     Changed {
         from: ProcessState,
@@ -107,14 +109,10 @@ pub struct Process {
     pub system_stop: bool,
     /// The shell-style status of the last exit (for `critical=`).
     pub last_status: Option<i32>,
-    /// The pid that just exited, while its exit is being handled (state events carry it).
-    exited_pid: u32,
     /// When it last entered RUNNING (for `backoff_window`).
     running_since: Option<Instant>,
-    /// A start was asked for while its dependencies were not RUNNING: it starts when they are.
-    pub start_requested: bool,
-    /// A stop was asked for while processes depending on it ran: it stops once they have.
-    pub stop_requested: bool,
+    /// A start or a stop that was asked for and waits for its moment.
+    pub deferred: Option<Deferred>,
     /// How many times it was started again after its first start (for metrics).
     pub restarts: u64,
     /// It did not become ready within `ready_timeout` and was killed for it.
@@ -123,11 +121,19 @@ pub struct Process {
     pub restart_held: bool,
     /// The wait of the pending restart was logged.
     restart_held_logged: bool,
-    /// The last step made an automatic restart (counted by the supervisor for `restart_limit`).
-    pub auto_restarted: bool,
     /// Why it was last restarted by its `health_check` (shown in its status until a start or
     /// stop by hand).
     pub health_failure: Option<String>,
+}
+
+/// A start or stop that waits: the process is in another state until its moment comes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deferred {
+    /// Start once the processes it depends on (depends_on) are RUNNING; or, after a
+    /// health_check failure, once the stop it is in has ended.
+    Start,
+    /// Stop once the processes that depend on it have stopped.
+    Stop,
 }
 
 fn secs(n: i64) -> Duration {
@@ -152,15 +158,12 @@ impl Process {
             administrative_stop: false,
             system_stop: false,
             last_status: None,
-            exited_pid: 0,
             running_since: None,
-            start_requested: false,
-            stop_requested: false,
+            deferred: None,
             restarts: 0,
             ready_failed: false,
             restart_held: false,
             restart_held_logged: false,
-            auto_restarted: false,
             health_failure: None,
         }
     }
@@ -195,7 +198,22 @@ impl Process {
         }
     }
 
+    /// A start asked for that waits for the processes it depends on.
+    pub fn start_requested(&self) -> bool {
+        self.deferred == Some(Deferred::Start)
+    }
+
+    /// STARTING, with its child asked for but not reported yet (no pid).
+    pub fn spawning(&self) -> bool {
+        self.state == ProcessState::Starting && self.pid == 0
+    }
+
     fn change(&mut self, to: ProcessState, expected: Option<bool>, ctx: &Ctx, out: &mut Vec<Effect>) {
+        self.change_as(to, expected, self.pid, ctx, out);
+    }
+
+    /// A change that names `pid` (an exit's changes name the pid that exited).
+    fn change_as(&mut self, to: ProcessState, expected: Option<bool>, pid: u32, ctx: &Ctx, out: &mut Vec<Effect>) {
         let from = self.state;
         if to == ProcessState::Backoff {
             // Linear backoff (2.4): the n-th failure waits n seconds (at most backoff_max).
@@ -206,7 +224,6 @@ impl Process {
             self.running_since = Some(ctx.now);
         }
         self.state = to;
-        let pid = if self.pid != 0 { self.pid } else { self.exited_pid };
         out.push(Effect::Changed { from, to, expected, pid, tries: self.backoff });
     }
 
@@ -229,7 +246,6 @@ impl Process {
     /// Steps the state machine.
     pub fn handle(&mut self, input: Input, ctx: &Ctx, out: &mut Vec<Effect>) {
         self.step(input, ctx, out);
-        self.exited_pid = 0;
     }
 
     /// Every (state, input) pair is decided here.
@@ -242,8 +258,8 @@ impl Process {
                 self.health_failure = None;
                 if ctx.deps_ready {
                     self.spawn(ctx, out);
-                } else if !self.start_requested {
-                    self.start_requested = true;
+                } else if !self.start_requested() {
+                    self.deferred = Some(Deferred::Start);
                     let msg = format!("{} waits for its dependencies (depends_on) to be RUNNING", self.name());
                     self.log(out, LogLevel::Info, msg);
                 }
@@ -285,17 +301,17 @@ impl Process {
 
             // --- Exit ----------------------------------------------------------------------
             (S::Stopping, I::Exited(info)) => {
-                self.finish_common(ctx, &info);
+                let pid = self.finish_common(ctx, &info);
                 self.killing = false;
                 self.delay = None;
                 self.exitstatus = Some(info.exitstatus);
                 let expected = self.config.exitcodes.contains(&info.exitstatus);
-                self.change(S::Stopped, None, ctx, out);
+                self.change_as(S::Stopped, None, pid, ctx, out);
                 let msg = format!("stopped: {} ({})", self.name(), info.message);
                 self.log(out, if expected { LogLevel::Info } else { LogLevel::Warn }, msg);
             }
             (S::Starting, I::Exited(info)) => {
-                self.finish_common(ctx, &info);
+                let pid = self.finish_common(ctx, &info);
                 // Q1 fix: the exit is judged by when it happened, before any promotion.
                 let up = self.laststart.map(|t| ctx.now.saturating_duration_since(t));
                 let too_quickly = match up {
@@ -313,24 +329,24 @@ impl Process {
                     } else {
                         "Exited too quickly (process log may have details)".into()
                     });
-                    self.change(S::Backoff, None, ctx, out);
+                    self.change_as(S::Backoff, None, pid, ctx, out);
                     let msg = format!("exited: {} ({}; not expected)", self.name(), info.message);
                     self.log(out, LogLevel::Warn, msg);
                     self.tick(ctx, out);
                 } else {
                     // It stayed up long enough: it was RUNNING, then exited.
-                    self.change(S::Running, None, ctx, out);
-                    self.exit_from_running(info, ctx, out);
+                    self.change_as(S::Running, None, pid, ctx, out);
+                    self.exit_from_running(info, pid, ctx, out);
                 }
             }
             (S::Running, I::Exited(info)) => {
-                self.finish_common(ctx, &info);
-                self.exit_from_running(info, ctx, out);
+                let pid = self.finish_common(ctx, &info);
+                self.exit_from_running(info, pid, ctx, out);
             }
             // A process whose stop signal failed may still exit later.
             (S::Unknown, I::Exited(info)) => {
-                self.finish_common(ctx, &info);
-                self.exit_from_running(info, ctx, out);
+                let pid = self.finish_common(ctx, &info);
+                self.exit_from_running(info, pid, ctx, out);
             }
             // No child exists in these states; a stale reap changes nothing.
             (S::Stopped | S::Backoff | S::Exited | S::Fatal, I::Exited(_)) => {}
@@ -339,15 +355,17 @@ impl Process {
             (S::Running | S::Starting, I::Stop) => {
                 self.health_failure = None;
                 self.administrative_stop = true;
-                self.start_requested = false;
+                // A start that waited is called off; a stop that waits stays (and is said once).
+                let waiting = self.deferred == Some(Deferred::Stop);
+                self.deferred = None;
                 if !ctx.dependents_stopped {
                     // Dependents stop first (depends_on); this one follows on a later tick.
-                    if !self.stop_requested {
-                        self.stop_requested = true;
+                    self.deferred = Some(Deferred::Stop);
+                    if !waiting {
                         let msg = format!("{} waits for the programs that depend on it to stop", self.name());
                         self.log(out, LogLevel::Info, msg);
                     }
-                } else if self.pid == 0 {
+                } else if self.spawning() {
                     // STARTING while the fork is still pending: nothing to signal.
                     self.change(S::Stopped, None, ctx, out);
                 } else {
@@ -370,8 +388,8 @@ impl Process {
                 }
             }
             // A stop by hand during a health_check restart calls the restart off.
-            (S::Stopping, I::Stop) if self.start_requested => {
-                self.start_requested = false;
+            (S::Stopping, I::Stop) if self.start_requested() => {
+                self.deferred = None;
                 self.administrative_stop = true;
             }
             // Already stopping, or nothing to stop (the RPC layer answers NOT_RUNNING).
@@ -404,8 +422,8 @@ impl Process {
                 self.log(out, LogLevel::Warn, msg);
                 self.health_failure = Some(reason);
                 // Stopped with its stop signal, then started again by the tick in STOPPED.
-                self.start_requested = true;
                 self.stop_now(ctx, out);
+                self.deferred = Some(Deferred::Start);
             }
             // A verdict that arrives after the process left RUNNING is stale.
             (
@@ -447,7 +465,7 @@ impl Process {
                 }
             }
             S::Stopped => {
-                let wanted = (self.laststart.is_none() && self.config.autostart) || self.start_requested;
+                let wanted = (self.laststart.is_none() && self.config.autostart) || self.start_requested();
                 if ctx.may_start && wanted && ctx.deps_ready {
                     self.spawn(ctx, out);
                 }
@@ -463,7 +481,7 @@ impl Process {
                     self.auto_spawn(ctx, out);
                 }
             }
-            S::Starting if self.stop_requested && ctx.dependents_stopped => self.stop_now(ctx, out),
+            S::Starting if self.deferred == Some(Deferred::Stop) && ctx.dependents_stopped => self.stop_now(ctx, out),
             S::Starting => {
                 if self.pid != 0 && self.deadline().is_some_and(|d| ctx.now >= d) {
                     if self.awaits_ready() {
@@ -504,11 +522,11 @@ impl Process {
                     self.log(out, LogLevel::Info, msg);
                     self.delay = None;
                     self.spawn(ctx, out);
-                    self.auto_restarted = true;
+                    out.push(Effect::AutoRestarted);
                 }
             }
             S::Running => {
-                if self.stop_requested && ctx.dependents_stopped {
+                if self.deferred == Some(Deferred::Stop) && ctx.dependents_stopped {
                     self.stop_now(ctx, out);
                 }
             }
@@ -535,8 +553,8 @@ impl Process {
     }
 
     fn stop_now(&mut self, ctx: &Ctx, out: &mut Vec<Effect>) {
-        self.stop_requested = false;
-        if self.pid == 0 {
+        self.deferred = None;
+        if self.spawning() {
             self.change(ProcessState::Stopped, None, ctx, out);
         } else {
             self.kill(self.config.stopsignal, self.config.stopasgroup, ctx, out);
@@ -548,7 +566,7 @@ impl Process {
     fn auto_spawn(&mut self, ctx: &Ctx, out: &mut Vec<Effect>) {
         if ctx.may_restart {
             self.spawn(ctx, out);
-            self.auto_restarted = true;
+            out.push(Effect::AutoRestarted);
         } else {
             self.hold_restart(out);
         }
@@ -570,8 +588,7 @@ impl Process {
         if self.laststart.is_some() {
             self.restarts += 1;
         }
-        self.start_requested = false;
-        self.stop_requested = false;
+        self.deferred = None;
         self.killing = false;
         self.spawnerr = None;
         self.exitstatus = None;
@@ -609,14 +626,14 @@ impl Process {
         out.push(Effect::Kill { signal, group });
     }
 
-    fn finish_common(&mut self, ctx: &Ctx, info: &ExitInfo) {
+    /// What every exit does; the pid that exited.
+    fn finish_common(&mut self, ctx: &Ctx, info: &ExitInfo) -> u32 {
         self.stop_wall = Some(ctx.wall);
-        self.exited_pid = self.pid;
-        self.pid = 0;
         self.last_status = Some(info.shell_status);
+        std::mem::replace(&mut self.pid, 0)
     }
 
-    fn exit_from_running(&mut self, info: ExitInfo, ctx: &Ctx, out: &mut Vec<Effect>) {
+    fn exit_from_running(&mut self, info: ExitInfo, pid: u32, ctx: &Ctx, out: &mut Vec<Effect>) {
         self.delay = None;
         let window = self.config.restart.backoff_window;
         let early = window > 0
@@ -631,12 +648,12 @@ impl Process {
         self.exitstatus = Some(info.exitstatus);
         let expected = self.config.exitcodes.contains(&info.exitstatus);
         if expected {
-            self.change(ProcessState::Exited, Some(true), ctx, out);
+            self.change_as(ProcessState::Exited, Some(true), pid, ctx, out);
             let msg = format!("exited: {} ({}; expected)", self.name(), info.message);
             self.log(out, LogLevel::Info, msg);
         } else {
             self.spawnerr = Some(format!("Bad exit code {}", info.exitstatus));
-            self.change(ProcessState::Exited, Some(false), ctx, out);
+            self.change_as(ProcessState::Exited, Some(false), pid, ctx, out);
             let msg = format!("exited: {} ({}; not expected)", self.name(), info.message);
             self.log(out, LogLevel::Warn, msg);
         }

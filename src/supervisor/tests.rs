@@ -551,12 +551,19 @@ fn every_state_input_pair_keeps_pid_consistent() {
             Input::Tick,
             Input::KillFailed { message: "EPERM".into() },
             Input::Ready,
+            Input::Unhealthy { reason: "probe failed".into() },
         ]
     };
     type Reach = (&'static str, fn(&mut Harness));
     let reach: Vec<Reach> = vec![
         ("stopped", |_| {}),
         ("starting", |h| h.tick()),
+        // STARTING with its child asked for and not reported yet.
+        ("spawning", |h| {
+            let id = h.id("a");
+            let (now, wall) = (h.now, h.wall());
+            h.sup.feed(id, Input::Start, now, wall);
+        }),
         ("running", |h| {
             h.tick();
             h.advance(1500)
@@ -605,6 +612,22 @@ fn every_state_input_pair_keeps_pid_consistent() {
             if !has_child {
                 assert_eq!(p.pid, 0, "from {label} with {input:?}: {} has pid {}", p.state, p.pid);
             }
+            // A deferred stop waits in a state with a child; a deferred start in one without
+            // (or in STOPPING, for a health_check restart).
+            match p.deferred {
+                Some(process::Deferred::Stop) => assert!(
+                    matches!(p.state, ProcessState::Starting | ProcessState::Running),
+                    "from {label} with {input:?}: a deferred stop in {}",
+                    p.state
+                ),
+                Some(process::Deferred::Start) => assert!(
+                    !matches!(p.state, ProcessState::Starting | ProcessState::Running | ProcessState::Unknown),
+                    "from {label} with {input:?}: a deferred start in {}",
+                    p.state
+                ),
+                None => {}
+            }
+            assert!(!p.spawning(), "from {label} with {input:?}: once the loop performed the spawn, it has a pid");
         }
     }
 }
@@ -937,7 +960,7 @@ fn starting_a_dependent_by_hand_waits_for_its_dependency() {
     let mut h = Harness::new(vec![group("a", 1, vec![a]), group("b", 1, vec![b])]);
     h.feed("b", Input::Start);
     assert!(h.spawns.is_empty());
-    assert!(h.proc("b").start_requested);
+    assert!(h.proc("b").start_requested());
     h.feed("a", Input::Start);
     h.advance(1000);
     assert_eq!(h.spawns, vec!["a", "b"], "b follows once a is RUNNING");
@@ -1073,9 +1096,14 @@ fn restart_limit_does_not_hold_manual_starts_or_outlive_a_shutdown() {
     h.tick();
     assert!(!h.proc("b").restart_held);
     assert_eq!(h.state("b"), ProcessState::Exited);
-    // Only the stop of `a` (its stopwaitsecs) remains due.
+    // Only the stop of `a` (its stopwaitsecs) remains due, and saying every 3 s that the
+    // shutdown waits for it.
     assert_eq!(h.state("a"), ProcessState::Stopping);
-    assert_eq!(h.sup.next_deadline(), h.proc("a").deadline());
+    assert!(h.has_log("INFO waiting for a to die"), "{:?}", h.log);
+    assert_eq!(h.sup.next_deadline(), Some(h.now + Duration::from_secs(3)));
+    h.advance(3000);
+    assert_eq!(h.log.iter().filter(|l| *l == "INFO waiting for a to die").count(), 2);
+    assert_eq!(h.sup.next_deadline(), Some(h.now + Duration::from_secs(3)).min(h.proc("a").deadline()));
 }
 
 #[test]

@@ -288,3 +288,42 @@ fn shutdown_complete_is_sent_once_whatever_ticks_follow() {
     h.advance(1000);
     assert_eq!(h.done, None, "the loop ends on the first one; a second would end the next");
 }
+
+#[test]
+fn a_stop_that_waits_says_so_every_two_seconds_as_supervisord() {
+    let mut slow = pconf("slow");
+    slow.stopwaitsecs = 5;
+    let mut h = Harness::new(vec![group("slow", 1, vec![slow])]);
+    h.advance(1000);
+    h.advance(1000);
+    let id = h.id("slow");
+    let ticket = h.command(Command::Stop { target: Target::Process(id), wait: true }).expect_err("waits");
+    let said = |h: &Harness| h.log.iter().filter(|l| *l == "INFO waiting for slow to stop").count();
+    assert_eq!(said(&h), 1, "at once");
+    assert_eq!(h.sup.next_deadline(), Some(h.now + Duration::from_secs(2)), "the loop wakes to say it again");
+    h.advance(1999);
+    assert_eq!(said(&h), 1);
+    h.advance(1);
+    assert_eq!(said(&h), 2);
+    h.advance(2000);
+    assert_eq!(said(&h), 3);
+    h.advance(1000);
+    assert!(h.has_log("WARN killing 'slow' (101) with SIGKILL"), "{:?}", h.log);
+    h.killed("slow", "SIGKILL");
+    assert_eq!(h.answer(ticket), Some(&Answer::Done));
+    assert_eq!(h.sup.next_deadline(), None, "nothing to say once stopped");
+}
+
+#[test]
+fn a_shutdown_says_what_it_waits_for_every_three_seconds() {
+    let mut h = Harness::new(vec![group("fast", 1, vec![pconf("fast")]), group("slow", 1, vec![pconf("slow")])]);
+    h.advance(1000);
+    h.advance(1000);
+    let answer = h.command(Command::Shutdown);
+    assert_eq!(answer, Ok(Answer::Done));
+    assert!(h.has_log("INFO waiting for fast, slow to die"), "{:?}", h.log);
+    assert!(h.has_log("BLAT slow state: STOPPING"), "{:?}", h.log);
+    h.killed("slow", "SIGTERM");
+    h.advance(3000);
+    assert!(h.has_log("INFO waiting for fast to die"), "{:?}", h.log);
+}
