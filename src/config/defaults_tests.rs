@@ -48,7 +48,10 @@ impl Drop for Loaded {
 
 /// Every kind of section, each with only the keys it requires.
 fn load_minimal() -> Loaded {
-    let dir = std::env::temp_dir().join(format!("minisv-defaults-{}", std::process::id()));
+    // One directory per call: the tests run in parallel, and each removes its own.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("minisv-defaults-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let factory = options::default_of(options::RPCINTERFACE, "supervisor.rpcinterface_factory");
     let text = format!(
@@ -138,6 +141,7 @@ fn check(loaded: &Loaded, table: &str, key: &str, default: &'static str) -> Resu
         ("SUPERVISORD", "environment") => unset(s.environment.is_empty()),
         ("SUPERVISORD", "identifier") => eq!(s.identifier, default),
         ("SUPERVISORD", "restart_limit") => eq!(s.restart_limit as i64, types::integer(default)?),
+        ("SUPERVISORD", "exit_on") => eq!(s.exit_on, types::exit_on(default)?),
 
         ("UNIX_HTTP_SERVER", "chmod") => eq!(config.unix_http_servers[0].chmod, types::octal(default)?),
         ("UNIX_HTTP_SERVER", "chown") => unset(config.unix_http_servers[0].chown.is_none()),

@@ -129,6 +129,21 @@ pub struct SupervisordConfig {
     pub identifier: String,
     /// minisv: automatic restarts allowed per second across all programs (0: no limit).
     pub restart_limit: u32,
+    /// minisv: when the daemon exits by itself (`exit_on=`).
+    pub exit_on: ExitOn,
+}
+
+/// minisv's `exit_on=`: whether the daemon ends by itself when programs have ended for good
+/// (for containers that run a batch of jobs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ExitOn {
+    /// Only on a request or a `critical=true` program (Supervisor's behaviour).
+    #[default]
+    Never,
+    /// When every program that ran has ended for good: with the worst exit status.
+    AllExited,
+    /// When any program has ended for good: with its exit status.
+    AnyExited,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

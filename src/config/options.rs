@@ -33,6 +33,7 @@ pub const SUPERVISORD: &[Key] = &[
     key("environment", "", "KEY=\"value\",KEY2=\"value\" added to every child"),
     key("identifier", "supervisor", "name of this instance in the RPC API"),
     key("restart_limit", "0", "minisv: automatic restarts per second across all programs (0: no limit)"),
+    key("exit_on", "never", "minisv: exit when programs end for good: never, all-exited or any-exited"),
 ];
 
 pub const UNIX_HTTP_SERVER: &[Key] = &[

@@ -159,6 +159,8 @@ pub fn supervisord(ld: &mut Loader, ov: &Overrides) -> SupervisordConfig {
         ld.error(span, S, Some("restart_limit"), format!("{restart_limit} is negative; expected 0 (no limit) or more"));
     }
     let restart_limit = restart_limit.clamp(0, u32::MAX as i64) as u32;
+    let exit_on =
+        ld.conv_def(S, "exit_on", &none, options::SUPERVISORD, types::exit_on, "never, all-exited or any-exited");
 
     // Expanded twice, as Supervisor does (the getter, then with host_node_name).
     let mut env_names = Names::new();
@@ -194,6 +196,7 @@ pub fn supervisord(ld: &mut Loader, ov: &Overrides) -> SupervisordConfig {
         environment,
         identifier,
         restart_limit,
+        exit_on,
     }
 }
 

@@ -23,6 +23,17 @@ pub fn boolean(s: &str) -> Result<bool, String> {
     }
 }
 
+/// minisv's `exit_on=`.
+pub fn exit_on(s: &str) -> Result<super::model::ExitOn, String> {
+    use super::model::ExitOn;
+    match s.trim().to_lowercase().as_str() {
+        "never" | "" => Ok(ExitOn::Never),
+        "all-exited" => Ok(ExitOn::AllExited),
+        "any-exited" => Ok(ExitOn::AnyExited),
+        _ => Err(format!("'{s}' is not a known exit_on")),
+    }
+}
+
 /// Python's `int(s, base)`: surrounding whitespace, a sign, `_` between digits, and for
 /// base 8 an optional `0o` prefix. `None` when Python would raise.
 pub(crate) fn py_int(s: &str, base: u32) -> Option<i128> {

@@ -211,6 +211,7 @@ impl EventLoop {
         let server_url = default_server_url(&config);
         let mut sup = Supervisor::new();
         sup.set_restart_limit(config.supervisord.restart_limit);
+        sup.set_exit_on(config.supervisord.exit_on);
         let processes = config.groups.iter().map(|g| g.processes.len()).sum();
         let mut event_loop = EventLoop {
             stored: config.clone(),
@@ -685,7 +686,7 @@ impl EventLoop {
                 Action::GroupRemoved { name, members } => self.on_group_removed(&name, &members),
                 Action::GroupReplaced { name, fresh, dropped } => self.on_group_replaced(&name, &fresh, &dropped),
                 Action::Answer(ticket, answer) => self.on_answer(ticket, answer),
-                Action::Critical { status } => {
+                Action::ExitWith { status } => {
                     self.exit_status = status;
                     // The children still on their way to exec get their pids in the core
                     // first, so that the stop reaches them.

@@ -65,10 +65,11 @@ pub enum Action {
     },
     /// The answer of a command that waited (see `command.rs`).
     Answer(Ticket, Answer),
-    /// A `critical=true` program is gone for good: the daemon is to stop everything and exit
-    /// with this status (the loop first lets the children being started get their pids, so
-    /// that the stop reaches them, then asks for the shutdown).
-    Critical {
+    /// A `critical=true` program is gone for good, or programs ended as `exit_on=` waits for:
+    /// the daemon is to stop everything and exit with this status (the loop first lets the
+    /// children being started get their pids, so that the stop reaches them, then asks for the
+    /// shutdown).
+    ExitWith {
         status: i32,
     },
     /// The daemon is now running (each start or reload) / begins to stop.
@@ -116,6 +117,8 @@ pub struct Supervisor {
     shutdown_complete: bool,
     /// When to say again which processes a shutdown or reload waits for (none: at once).
     shutdown_report: Option<Instant>,
+    /// `exit_on=`: whether programs ending for good end the daemon.
+    exit_on: crate::config::ExitOn,
 }
 
 /// Supervisor's `shutdown_report`: `waiting for a, b to die` every 3 seconds.
@@ -155,6 +158,11 @@ impl Supervisor {
         let may_restart = self.restart_limit == 0
             || self.recent_restarts.iter().filter(|t| now < **t + RESTART_WINDOW).count() < self.restart_limit as usize;
         Ctx { now, wall, may_start: self.mood() == Mood::Running, deps_ready, dependents_stopped, may_restart }
+    }
+
+    /// Sets `exit_on=` (the daemon exits when programs have ended for good).
+    pub fn set_exit_on(&mut self, exit_on: crate::config::ExitOn) {
+        self.exit_on = exit_on;
     }
 
     /// Sets `restart_limit=` (automatic restarts per second across the daemon; 0: no limit).
@@ -466,7 +474,7 @@ impl Supervisor {
                 self.schedule.mark(other);
             }
         }
-        let mut gone_to = None;
+        let (mut gone_to, mut stopped) = (None, false);
         for effect in effects {
             self.actions.push_back(match effect {
                 Effect::AutoRestarted => continue,
@@ -477,6 +485,7 @@ impl Supervisor {
                     if matches!(to, ProcessState::Fatal | ProcessState::Exited) {
                         gone_to = Some(to);
                     }
+                    stopped |= to.is_stopped();
                     Action::StateChanged { id, from, to, expected, pid, tries }
                 }
             });
@@ -484,6 +493,64 @@ impl Supervisor {
         if let Some(to) = gone_to {
             self.check_critical(id, to);
         }
+        if stopped {
+            self.check_exit_on(id);
+        }
+    }
+
+    /// Whether a process has ended for good: EXITED or FATAL with no restart to come.
+    fn ended(p: &Process) -> bool {
+        matches!(p.state, ProcessState::Exited | ProcessState::Fatal) && !p.restart_pending() && !p.restart_held
+    }
+
+    /// The status a process that ended gives the daemon: its exit code (128 + N for a signal
+    /// death), 1 for FATAL without one.
+    fn end_status(p: &Process) -> i32 {
+        match (p.state, p.last_status) {
+            (ProcessState::Exited, Some(s)) => s,
+            (_, Some(s)) if s != 0 => s,
+            _ => 1,
+        }
+    }
+
+    /// `exit_on=any-exited`: a program that ended for good ends the daemon with its status.
+    /// `exit_on=all-exited`: once every program is down and none will start again (ended,
+    /// stopped by hand or never started), the worst status of those that ended.
+    fn check_exit_on(&mut self, id: ProcId) {
+        use crate::config::ExitOn;
+        if self.exit_on == ExitOn::Never || self.mood() != Mood::Running || self.critical_reported {
+            return;
+        }
+        let Some(p) = self.process(id) else { return };
+        let (status, msg) = match self.exit_on {
+            ExitOn::Never => return,
+            ExitOn::AnyExited if !Supervisor::ended(p) => return,
+            ExitOn::AnyExited => {
+                let status = Supervisor::end_status(p);
+                (
+                    status,
+                    format!("{} has ended (exit_on=any-exited): stopping everything, exit status {status}", p.name()),
+                )
+            }
+            ExitOn::AllExited => {
+                let waiting =
+                    |q: &Process| !q.state.is_stopped() || q.restart_pending() || q.restart_held || q.start_requested();
+                if self.processes().any(|(_, q)| waiting(q)) {
+                    return;
+                }
+                let status = self
+                    .processes()
+                    .filter(|(_, q)| matches!(q.state, ProcessState::Exited | ProcessState::Fatal))
+                    .map(|(_, q)| Supervisor::end_status(q))
+                    .max()
+                    .unwrap_or(0);
+                (status, format!("every program has ended (exit_on=all-exited): exit status {status}"))
+            }
+        };
+        self.critical_reported = true;
+        let level = if status == 0 { LogLevel::Info } else { LogLevel::Warn };
+        self.actions.push_back(Action::Log(level, msg));
+        self.actions.push_back(Action::ExitWith { status });
     }
 
     /// `critical=true`: a program that goes FATAL, or exits and will not be restarted, takes the
@@ -510,7 +577,7 @@ impl Supervisor {
         );
         self.critical_reported = true;
         self.actions.push_back(Action::Log(LogLevel::Critical, msg));
-        self.actions.push_back(Action::Critical { status });
+        self.actions.push_back(Action::ExitWith { status });
     }
 
     /// Supervisor's per-iteration `transition()` of every process (in start order), then the

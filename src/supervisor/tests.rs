@@ -160,7 +160,7 @@ impl Harness {
                 }
                 Action::ShutdownComplete(mood) => self.done = Some(mood),
                 Action::Answer(ticket, answer) => self.answers.push((ticket, answer)),
-                Action::Critical { status } => {
+                Action::ExitWith { status } => {
                     // As the loop: the daemon stops everything for it.
                     self.critical = Some(status);
                     let (now, wall) = (self.now, self.wall());

@@ -693,6 +693,31 @@ fn critical_program_exit_status_becomes_the_daemons() {
     assert!(!pid_alive(other), "everything else was stopped");
 }
 
+/// exit_on=all-exited: a batch of jobs ends the daemon once the last one has ended, with the
+/// worst status; a program stopped by hand counts as done.
+#[test]
+fn exit_on_all_exited_ends_the_daemon_after_the_last_job_with_the_worst_status() {
+    let dir = TempDir::new("exiton");
+    let go = dir.join("go");
+    let conf = dir.write(
+        "supervisord.conf",
+        &format!(
+            "{}[program:fails]\ncommand=sh -c 'exit 5'\nautorestart=false\nstartsecs=0\n\
+             [program:ok]\ncommand=sh -c 'while [ ! -e {go} ]; do sleep 0.02; done'\nautorestart=false\nstartsecs=0\n\
+             [program:idle]\ncommand=sleep 1000\nautostart=false\n",
+            base_config(dir.path()).replacen("[supervisord]\n", "[supervisord]\nexit_on=all-exited\n", 1),
+            go = go.display()
+        ),
+    );
+    let mut d = Daemon::start_with(dir, conf, &[]);
+    d.wait_state("fails", "EXITED", 10.0);
+    assert_eq!(d.state("ok"), "RUNNING", "the daemon waits for the last job");
+    std::fs::write(&go, "").expect("let the last job end");
+    let status = d.wait_exit(15.0);
+    assert_eq!(status.code(), Some(5), "the worst status; {}", d.log());
+    assert!(d.log().contains("every program has ended (exit_on=all-exited): exit status 5"), "{}", d.log());
+}
+
 #[test]
 fn critical_program_killed_by_signal_gives_128_plus_n() {
     let mut d =

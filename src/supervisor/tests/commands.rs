@@ -327,3 +327,54 @@ fn a_shutdown_says_what_it_waits_for_every_three_seconds() {
     h.advance(3000);
     assert!(h.has_log("INFO waiting for fast to die"), "{:?}", h.log);
 }
+
+fn job(name: &str) -> ProcessConfig {
+    let mut p = pconf(name);
+    p.autorestart = AutoRestart::Never;
+    p.startsecs = 0;
+    p
+}
+
+#[test]
+fn exit_on_all_exited_ends_the_daemon_when_every_job_has_ended_with_the_worst_status() {
+    let mut h = Harness::new(vec![group("a", 1, vec![job("a")]), group("b", 1, vec![job("b"), job("c")])]);
+    h.sup.set_exit_on(crate::config::ExitOn::AllExited);
+    h.tick();
+    h.exit("a", 0);
+    assert_eq!(h.critical, None, "b and c still run");
+    h.exit("b", 3);
+    assert_eq!(h.critical, None, "c still runs");
+    h.exit("c", 0);
+    assert_eq!(h.critical, Some(3), "the worst status");
+    assert!(h.has_log("WARN every program has ended (exit_on=all-exited): exit status 3"), "{:?}", h.log);
+    assert_eq!(h.sup.mood(), Mood::Shutdown);
+}
+
+#[test]
+fn exit_on_waits_for_restarts_to_come_and_any_exited_takes_the_first_end() {
+    let mut again = job("again");
+    again.autorestart = AutoRestart::Always;
+    let mut h = Harness::new(vec![group("g", 1, vec![job("once"), again])]);
+    h.sup.set_exit_on(crate::config::ExitOn::AllExited);
+    h.tick();
+    h.exit("once", 0);
+    h.exit("again", 0);
+    assert_eq!(h.critical, None, "`again` is restarted: not ended");
+    assert_eq!(h.state("again"), ProcessState::Running);
+
+    let mut h = Harness::new(vec![group("g", 1, vec![job("first"), job("second")])]);
+    h.sup.set_exit_on(crate::config::ExitOn::AnyExited);
+    h.tick();
+    h.killed("second", "SIGKILL");
+    assert_eq!(h.critical, Some(137));
+    assert!(h.has_log("WARN second has ended (exit_on=any-exited): stopping everything, exit status 137"));
+}
+
+#[test]
+fn exit_on_never_is_supervisors_behaviour() {
+    let mut h = Harness::new(vec![group("a", 1, vec![job("a")])]);
+    h.tick();
+    h.exit("a", 1);
+    assert_eq!(h.critical, None);
+    assert_eq!(h.sup.mood(), Mood::Running);
+}
