@@ -41,151 +41,27 @@ pub fn run(argv0: &str, args: &DaemonArgs) -> i32 {
     };
     let argv0 = argv0.to_string();
     crate::daemon::spawn::mark_fds_cloexec();
-
-    // First start only: limits, privileges, signals, daemonizing.
-    let mut startup_lines: Vec<(LogLevel, String)> = Vec::new();
-    // Made while the fd numbers are still low (its fd slots), kept across reloads.
-    let (spawner, note) = spawn::Spawner::new();
-    if let Some(e) = note {
-        startup_lines.push((LogLevel::Warn, e));
-    }
-    for (resource, min, name) in [
-        (libc::RLIMIT_NOFILE, config.supervisord.minfds, "RLIMIT_NOFILE"),
-        (libc::RLIMIT_NPROC, config.supervisord.minprocs, "RLIMIT_NPROC"),
-    ] {
-        match sys::raise_rlimit(resource, min) {
-            Ok(true) => startup_lines.push((LogLevel::Info, format!("Increased {name} limit to {min}"))),
-            Ok(false) => {}
-            Err(e) => {
-                let key = if name == "RLIMIT_NOFILE" { "minfds" } else { "minprocs" };
-                return usage_error(
-                    &argv0,
-                    &format!(
-                        "The minimum number of {} required to run this process is {} as per the \"{key}\" command-line \
-                         argument or config file setting. The current environment will only allow you to open fewer. \
-                         Either raise the limit (ulimit) or lower the \"{key}\" setting ({e}).",
-                        if key == "minfds" { "file descriptors" } else { "available processes" },
-                        min
-                    ),
-                );
-            }
-        }
-    }
-    match &config.supervisord.user {
-        Some(user) => {
-            let euid = sys::geteuid();
-            if euid != 0 && euid != user.uid {
-                return usage_error(&argv0, "Can't drop privilege as nonroot user");
-            }
-            if euid == 0 {
-                if let Err(e) = sys::drop_privileges(user.uid, user.gid, &user.groups) {
-                    return usage_error(&argv0, &format!("Could not switch to user {}: {e}", user.name));
-                }
-                startup_lines.push((LogLevel::Info, format!("Set uid to user {} succeeded", user.uid)));
-            }
-        }
-        None => {
-            if sys::geteuid() == 0 {
-                startup_lines.insert(
-                    0,
-                    (
-                        LogLevel::Critical,
-                        "minisv is running as root.  Privileges were not dropped because no user is specified in \
-                         the config file.  If you intend to run as root, you can set user=root in the config file to \
-                         avoid this message."
-                            .into(),
-                    ),
-                );
-            }
-        }
-    }
-    if sys::getpid() != 1 {
-        // Orphans of our children are re-parented to us and reaped (as PID 1 that is automatic).
-        let _ = sys::set_child_subreaper();
-    }
-    let mut signals = match make_signals() {
+    let Start { mut startup_lines, spawner, mut signals } = match first_start(&argv0, &config) {
         Ok(s) => s,
-        Err(e) => return usage_error(&argv0, &format!("cannot install signal handlers: {e}")),
+        Err(status) => return status,
     };
-
-    if let Some(pid) = running_instance(&config.supervisord.pidfile) {
-        return usage_error(
-            &argv0,
-            &format!(
-                "another minisv is running with pid {pid} (pidfile {}); stop it first, or use another pidfile",
-                config.supervisord.pidfile.display()
-            ),
-        );
-    }
     let mut first = true;
     let mut keep_stopped: Vec<String> = Vec::new();
     // The control servers outlive a reload: listeners that did not change keep their sockets
     // and their connections.
     let mut http_server: Option<Server> = None;
     loop {
-        let mut log = MainLog::early(config.supervisord.loglevel);
-        let echo = config.supervisord.nodaemon && !config.supervisord.silent;
-        let opened = match &config.supervisord.logfile {
-            MainLogSetting::File(p) => {
-                log.open(Some(p), config.supervisord.logfile_maxbytes, config.supervisord.logfile_backups, echo)
-            }
-            MainLogSetting::Syslog => log.open(None, 0, 0, echo),
+        let mut log = match open_main_log(&argv0, &config, first) {
+            Ok(log) => log,
+            Err(status) => return status,
         };
-        if let Err(e) = opened {
-            let shown = match &config.supervisord.logfile {
-                MainLogSetting::File(p) => p.display().to_string(),
-                MainLogSetting::Syslog => "syslog".into(),
-            };
-            if first {
-                return usage_error(&argv0, &format!("cannot open the log file {shown}: {e}"));
-            }
-            // After a reload the daemon goes on: the lines go to stderr, the newest 64 KiB are
-            // kept for the file, and it is tried again at the next reopen (SIGUSR2).
-            log.log(
-                LogLevel::Error,
-                &format!(
-                    "cannot open the log file {shown} after the reload: {e}; logging to stderr until it can be \
-                     opened (tried again on SIGUSR2)"
-                ),
-            );
-        }
         for (level, line) in startup_lines.drain(..) {
             log.log(level, &line);
         }
-        for w in &config.warnings {
-            log.log(LogLevel::Warn, &w.to_string());
-        }
-        for i in &config.infos {
-            log.log(LogLevel::Info, i);
-        }
-        if !config.supervisord.nocleanup {
-            if let Err(e) = logfile::cleanup_auto_logs(&config.supervisord.childlogdir, &config.supervisord.identifier)
-            {
-                log.log(
-                    LogLevel::Warn,
-                    &format!("cannot clean up AUTO logs in {}: {e}", config.supervisord.childlogdir.display()),
-                );
-            }
-        }
-
-        // Sockets are bound before daemonizing (so a bind error is the user's to see).
-        let bound = match http_server.take() {
-            None => {
-                let (settings, warnings) = Settings::from_env();
-                Server::bind(&config, settings).map(|(server, mut lines)| {
-                    lines.extend(warnings.into_iter().map(|w| (LogLevel::Warn, w)));
-                    (server, lines)
-                })
-            }
-            Some(mut server) => server.reconfigure(&config).map(|lines| (server, lines)),
-        };
-        let (server, http_lines) = match bound {
-            Ok(b) => b,
-            Err(msg) if first => return usage_error(&argv0, &msg),
-            Err(msg) => {
-                log.log(LogLevel::Critical, &format!("cannot open the control sockets after a reload: {msg}"));
-                return 2;
-            }
+        log_config_notes(&config, &mut log);
+        let (server, http_lines) = match bind_control(&argv0, &config, http_server.take(), first, &mut log) {
+            Ok(bound) => bound,
+            Err(status) => return status,
         };
 
         if first && !config.supervisord.nodaemon {
@@ -251,7 +127,173 @@ pub fn run(argv0: &str, args: &DaemonArgs) -> i32 {
     }
 }
 
-/// Writes `<pid>\n`, mode 0644, never through a symlink planted in a shared directory.
+/// What the first start sets up once: the spawner, the limits, the privileges, the signals.
+struct Start {
+    /// Lines for the main log, once it is open.
+    startup_lines: Vec<(LogLevel, String)>,
+    spawner: spawn::Spawner,
+    signals: Signals,
+}
+
+/// First start only: limits, privileges, signals; refuses to run beside another instance.
+/// `Err` is the exit status (the error was printed).
+fn first_start(argv0: &str, config: &Config) -> Result<Start, i32> {
+    let mut startup_lines: Vec<(LogLevel, String)> = Vec::new();
+    // Made while the fd numbers are still low (its fd slots), kept across reloads.
+    let (spawner, note) = spawn::Spawner::new();
+    if let Some(e) = note {
+        startup_lines.push((LogLevel::Warn, e));
+    }
+    for (resource, min, name) in [
+        (libc::RLIMIT_NOFILE, config.supervisord.minfds, "RLIMIT_NOFILE"),
+        (libc::RLIMIT_NPROC, config.supervisord.minprocs, "RLIMIT_NPROC"),
+    ] {
+        match sys::raise_rlimit(resource, min) {
+            Ok(true) => startup_lines.push((LogLevel::Info, format!("Increased {name} limit to {min}"))),
+            Ok(false) => {}
+            Err(e) => {
+                let key = if name == "RLIMIT_NOFILE" { "minfds" } else { "minprocs" };
+                return Err(usage_error(
+                    argv0,
+                    &format!(
+                        "The minimum number of {} required to run this process is {} as per the \"{key}\" command-line \
+                         argument or config file setting. The current environment will only allow you to open fewer. \
+                         Either raise the limit (ulimit) or lower the \"{key}\" setting ({e}).",
+                        if key == "minfds" { "file descriptors" } else { "available processes" },
+                        min
+                    ),
+                ));
+            }
+        }
+    }
+    match &config.supervisord.user {
+        Some(user) => {
+            let euid = sys::geteuid();
+            if euid != 0 && euid != user.uid {
+                return Err(usage_error(argv0, "Can't drop privilege as nonroot user"));
+            }
+            if euid == 0 {
+                if let Err(e) = sys::drop_privileges(user.uid, user.gid, &user.groups) {
+                    return Err(usage_error(argv0, &format!("Could not switch to user {}: {e}", user.name)));
+                }
+                startup_lines.push((LogLevel::Info, format!("Set uid to user {} succeeded", user.uid)));
+            }
+        }
+        None => {
+            if sys::geteuid() == 0 {
+                startup_lines.insert(
+                    0,
+                    (
+                        LogLevel::Critical,
+                        "minisv is running as root.  Privileges were not dropped because no user is specified in \
+                         the config file.  If you intend to run as root, you can set user=root in the config file to \
+                         avoid this message."
+                            .into(),
+                    ),
+                );
+            }
+        }
+    }
+    if sys::getpid() != 1 {
+        // Orphans of our children are re-parented to us and reaped (as PID 1 that is automatic).
+        let _ = sys::set_child_subreaper();
+    }
+    let signals = match make_signals() {
+        Ok(s) => s,
+        Err(e) => return Err(usage_error(argv0, &format!("cannot install signal handlers: {e}"))),
+    };
+
+    if let Some(pid) = running_instance(&config.supervisord.pidfile) {
+        return Err(usage_error(
+            argv0,
+            &format!(
+                "another minisv is running with pid {pid} (pidfile {}); stop it first, or use another pidfile",
+                config.supervisord.pidfile.display()
+            ),
+        ));
+    }
+    Ok(Start { startup_lines, spawner, signals })
+}
+
+/// The main log of this (re)start. At the first start a log that cannot be opened is an error
+/// (`Err`: the exit status); after a reload the daemon goes on, logging to stderr.
+fn open_main_log(argv0: &str, config: &Config, first: bool) -> Result<MainLog, i32> {
+    let mut log = MainLog::early(config.supervisord.loglevel);
+    let echo = config.supervisord.nodaemon && !config.supervisord.silent;
+    let opened = match &config.supervisord.logfile {
+        MainLogSetting::File(p) => {
+            log.open(Some(p), config.supervisord.logfile_maxbytes, config.supervisord.logfile_backups, echo)
+        }
+        MainLogSetting::Syslog => log.open(None, 0, 0, echo),
+    };
+    if let Err(e) = opened {
+        let shown = match &config.supervisord.logfile {
+            MainLogSetting::File(p) => p.display().to_string(),
+            MainLogSetting::Syslog => "syslog".into(),
+        };
+        if first {
+            return Err(usage_error(argv0, &format!("cannot open the log file {shown}: {e}")));
+        }
+        // After a reload the daemon goes on: the lines go to stderr, the newest 64 KiB are
+        // kept for the file, and it is tried again at the next reopen (SIGUSR2).
+        log.log(
+            LogLevel::Error,
+            &format!(
+                "cannot open the log file {shown} after the reload: {e}; logging to stderr until it can be \
+                 opened (tried again on SIGUSR2)"
+            ),
+        );
+    }
+    Ok(log)
+}
+
+/// The config's warnings and notes, and the cleanup of old AUTO logs.
+fn log_config_notes(config: &Config, log: &mut MainLog) {
+    for w in &config.warnings {
+        log.log(LogLevel::Warn, &w.to_string());
+    }
+    for i in &config.infos {
+        log.log(LogLevel::Info, i);
+    }
+    if !config.supervisord.nocleanup {
+        if let Err(e) = logfile::cleanup_auto_logs(&config.supervisord.childlogdir, &config.supervisord.identifier) {
+            log.log(
+                LogLevel::Warn,
+                &format!("cannot clean up AUTO logs in {}: {e}", config.supervisord.childlogdir.display()),
+            );
+        }
+    }
+}
+
+/// The control sockets: bound at the first start (before daemonizing, so that a bind error
+/// is the user's to see), reconfigured after a reload. `Err` is the exit status.
+fn bind_control(
+    argv0: &str,
+    config: &Config,
+    kept: Option<Server>,
+    first: bool,
+    log: &mut MainLog,
+) -> Result<(Server, Vec<(LogLevel, String)>), i32> {
+    let bound = match kept {
+        None => {
+            let (settings, warnings) = Settings::from_env();
+            Server::bind(config, settings).map(|(server, mut lines)| {
+                lines.extend(warnings.into_iter().map(|w| (LogLevel::Warn, w)));
+                (server, lines)
+            })
+        }
+        Some(mut server) => server.reconfigure(config).map(|lines| (server, lines)),
+    };
+    match bound {
+        Ok(b) => Ok(b),
+        Err(msg) if first => Err(usage_error(argv0, &msg)),
+        Err(msg) => {
+            log.log(LogLevel::Critical, &format!("cannot open the control sockets after a reload: {msg}"));
+            Err(2)
+        }
+    }
+}
+
 fn write_pidfile(pidfile: &Path) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
