@@ -32,6 +32,29 @@ fn have(cmd: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// A tool an #[ignore]d test needs: installed with apt-get (Debian's `package`) when missing
+/// and running as root, as CI does; the test fails, saying what to install, when it cannot be.
+fn need(cmd: &str, package: &str) {
+    if have(cmd) {
+        return;
+    }
+    // SAFETY: geteuid cannot fail.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "this test needs {cmd}: apt-get install {package} (or run it as root)");
+    // One install at a time (tests run in parallel; dpkg takes a lock), waiting for any other.
+    static APT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = APT.lock().unwrap_or_else(|e| e.into_inner());
+    if have(cmd) {
+        return;
+    }
+    let ok = Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends", "-o", "DPkg::Lock::Timeout=300", package])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok && have(cmd), "this test needs {cmd}, and apt-get install {package} failed");
+}
+
 fn show(what: &str, out: &Output) -> String {
     format!(
         "{what}: {}\n--- stdout\n{}--- stderr\n{}",
@@ -242,11 +265,9 @@ fn systemd_verify(dir: &TempDir, name: &str, unit: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs systemd-analyze (apt-get install systemd, done when root); .ci/run runs it"]
 fn systemd_unit_passes_systemd_analyze_verify() {
-    if !have("systemd-analyze") {
-        eprintln!("skipped: systemd-analyze is not installed");
-        return;
-    }
+    need("systemd-analyze", "systemd");
     let dir = TempDir::new("unit");
     let unit = read("minisv.service");
     assert_eq!(systemd_verify(&dir, "minisv.service", &unit), "");
@@ -401,14 +422,17 @@ fn sysvinit_script_works_without_start_stop_daemon() {
 // ---- logrotate -----------------------------------------------------------------------------
 
 #[test]
-fn logrotate_snippet_rotates_and_the_daemon_reopens_its_logs() {
+fn logrotate_snippet_signals_the_daemon_after_rotating() {
     let snippet = read("logrotate/minisv");
     assert!(snippet.contains("postrotate") && snippet.contains("endscript"), "{snippet}");
     assert!(snippet.contains(r#"kill -USR2 "$(cat /run/minisv.pid)""#), "{snippet}");
-    if !have("logrotate") {
-        eprintln!("skipped: logrotate is not installed");
-        return;
-    }
+}
+
+#[test]
+#[ignore = "needs logrotate (apt-get install logrotate, done when root); .ci/run runs it"]
+fn logrotate_rotates_with_the_snippet_and_the_daemon_reopens_its_logs() {
+    need("logrotate", "logrotate");
+    let snippet = read("logrotate/minisv");
     let d = Daemon::start(
         "logrot",
         "[program:ticker]\ncommand=sh -c 'while :; do echo tick; sleep 0.05; done'\n\
@@ -442,11 +466,9 @@ fn logrotate_snippet_rotates_and_the_daemon_reopens_its_logs() {
 // ---- static builds -------------------------------------------------------------------------
 
 #[test]
+#[ignore = "needs shellcheck (apt-get install shellcheck, done when root); .ci/run runs it"]
 fn shell_scripts_pass_shellcheck() {
-    if !have("shellcheck") {
-        eprintln!("skipped: shellcheck is not installed");
-        return;
-    }
+    need("shellcheck", "shellcheck");
     for (shell, p) in
         [("bash", "build-static"), ("bash", "smoke-test"), ("sh", "sysvinit/minisv"), ("sh", "openwrt/minisv.init")]
     {
