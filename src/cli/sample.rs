@@ -47,6 +47,7 @@ pidfile=/tmp/minisv.pid      ; pid file of the daemon (default $CWD/supervisord.
 ;identifier=supervisor       ; name of this instance in the RPC API (default supervisor)
 ;restart_limit=20            ; minisv: automatic restarts per second, all programs (default 0: no limit)
 ;exit_on=all-exited          ; minisv: exit when every program has ended for good (default never)
+;state_file=/var/lib/minisv/state ; minisv: keep starts and stops by hand across restarts (default none)
 
 ; The RPC interface that ctl and other Supervisor clients use. Keep this section.
 [rpcinterface:supervisor]

@@ -142,6 +142,7 @@ fn check(loaded: &Loaded, table: &str, key: &str, default: &'static str) -> Resu
         ("SUPERVISORD", "identifier") => eq!(s.identifier, default),
         ("SUPERVISORD", "restart_limit") => eq!(s.restart_limit as i64, types::integer(default)?),
         ("SUPERVISORD", "exit_on") => eq!(s.exit_on, types::exit_on(default)?),
+        ("SUPERVISORD", "state_file") => unset(s.state_file.is_none()),
 
         ("UNIX_HTTP_SERVER", "chmod") => eq!(config.unix_http_servers[0].chmod, types::octal(default)?),
         ("UNIX_HTTP_SERVER", "chown") => unset(config.unix_http_servers[0].chown.is_none()),

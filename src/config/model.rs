@@ -131,6 +131,8 @@ pub struct SupervisordConfig {
     pub restart_limit: u32,
     /// minisv: when the daemon exits by itself (`exit_on=`).
     pub exit_on: ExitOn,
+    /// minisv: where programs started or stopped by hand are kept across restarts.
+    pub state_file: Option<PathBuf>,
 }
 
 /// minisv's `exit_on=`: whether the daemon ends by itself when programs have ended for good

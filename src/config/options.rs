@@ -34,6 +34,7 @@ pub const SUPERVISORD: &[Key] = &[
     key("identifier", "supervisor", "name of this instance in the RPC API"),
     key("restart_limit", "0", "minisv: automatic restarts per second across all programs (0: no limit)"),
     key("exit_on", "never", "minisv: exit when programs end for good: never, all-exited or any-exited"),
+    key("state_file", "", "minisv: file that keeps programs started or stopped by hand across restarts"),
 ];
 
 pub const UNIX_HTTP_SERVER: &[Key] = &[

@@ -161,6 +161,13 @@ pub fn supervisord(ld: &mut Loader, ov: &Overrides) -> SupervisordConfig {
     let restart_limit = restart_limit.clamp(0, u32::MAX as i64) as u32;
     let exit_on =
         ld.conv_def(S, "exit_on", &none, options::SUPERVISORD, types::exit_on, "never, all-exited or any-exited");
+    let state_path = |s: &str| -> Result<Option<PathBuf>, String> {
+        if s.is_empty() {
+            return Ok(None);
+        }
+        types::existing_dirpath(s).map(|_| Some(normalize(s)))
+    };
+    let state_file = ld.conv_def(S, "state_file", &none, options::SUPERVISORD, state_path, EXPECT_PATH);
 
     // Expanded twice, as Supervisor does (the getter, then with host_node_name).
     let mut env_names = Names::new();
@@ -197,6 +204,7 @@ pub fn supervisord(ld: &mut Loader, ov: &Overrides) -> SupervisordConfig {
         identifier,
         restart_limit,
         exit_on,
+        state_file,
     }
 }
 

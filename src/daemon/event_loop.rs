@@ -21,6 +21,7 @@ use super::logfile::LogFile;
 use super::mainlog::MainLog;
 use super::probe::{Outcome, Probes};
 use super::spawn::{self, SpawnPlan};
+use super::state_file::StateFile;
 use crate::config::{Channel, Config, GroupKind, LogFile as LogSetting, LogLevel, ProcessConfig};
 use crate::events::capture::Capture;
 use crate::events::pool::Pools;
@@ -188,6 +189,8 @@ pub struct EventLoop {
     now: Clock,
     /// The earliest deadline of each source; the poll sleeps until the first.
     timers: Timers,
+    /// `state_file=`: programs started or stopped by hand, kept across restarts.
+    state_file: Option<StateFile>,
     /// The listening socket of each fcgi-program group (fd 0 of its processes).
     fcgi_sockets: HashMap<String, OwnedFd>,
     /// Event listener pools and the TICK clock.
@@ -222,6 +225,7 @@ impl EventLoop {
             tickets: 0,
             now: Clock::read(),
             timers: Timers::default(),
+            state_file: None,
             fcgi_sockets: HashMap::new(),
             pools: Pools::new(&config.supervisord.identifier),
             ticker: Ticker::new(),
@@ -285,6 +289,39 @@ impl EventLoop {
     pub fn add_configured_groups(&mut self) {
         for g in self.config.groups.clone() {
             self.sup.add_group(g);
+        }
+    }
+
+    /// `state_file=`: reads it (what is wrong with it goes to the main log) and applies it to
+    /// the configured processes: stopped by hand stay stopped, started by hand start (even with
+    /// `autostart=false`). Names no longer configured are kept in the file, and ignored.
+    pub fn apply_state_file(&mut self) {
+        let Some(path) = self.config.supervisord.state_file.clone() else { return };
+        let (file, problems) = StateFile::load(&path);
+        for p in problems {
+            self.log.log(LogLevel::Warn, &p);
+        }
+        for (spec, started) in file.entries() {
+            let (group, name) = crate::supervisor::namespec::split(spec);
+            let Some(id) = name.and_then(|n| self.sup.find(group, n)) else { continue };
+            if started {
+                self.sup.mark_started_by_hand(id);
+            } else {
+                self.sup.mark_stopped_by_hand(id, self.now.mono);
+            }
+            let what = if started { "started" } else { "stopped" };
+            self.log.log(LogLevel::Info, &format!("{spec} was {what} by hand (state file {})", path.display()));
+        }
+        self.state_file = Some(file);
+    }
+
+    /// A start or stop by hand, kept in the state file.
+    fn record_by_hand(&mut self, id: ProcId, started: bool) {
+        let Some(file) = self.state_file.as_mut() else { return };
+        let Some(p) = self.sup.process(id) else { return };
+        let spec = crate::supervisor::namespec::make(&p.group, p.name());
+        if let Err(e) = file.set(&spec, started) {
+            self.log.log(LogLevel::Error, &format!("cannot write the state file: {e}"));
         }
     }
 
@@ -686,6 +723,7 @@ impl EventLoop {
                 Action::GroupRemoved { name, members } => self.on_group_removed(&name, &members),
                 Action::GroupReplaced { name, fresh, dropped } => self.on_group_replaced(&name, &fresh, &dropped),
                 Action::Answer(ticket, answer) => self.on_answer(ticket, answer),
+                Action::ByHand { id, started } => self.record_by_hand(id, started),
                 Action::ExitWith { status } => {
                     self.exit_status = status;
                     // The children still on their way to exec get their pids in the core

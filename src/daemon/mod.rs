@@ -9,5 +9,6 @@ pub mod mainlog;
 pub mod probe;
 pub mod run;
 pub mod spawn;
+pub mod state_file;
 
 pub use run::run;

@@ -103,6 +103,7 @@ pub fn run(argv0: &str, args: &DaemonArgs) -> i32 {
         }
         event_loop.log.log(LogLevel::Info, &format!("minisv started with pid {}", sys::getpid()));
         event_loop.add_configured_groups();
+        event_loop.apply_state_file();
         event_loop.keep_stopped(&std::mem::take(&mut keep_stopped));
         let exit = event_loop.run(&mut signals);
         http_server = event_loop.take_http();

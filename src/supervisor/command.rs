@@ -285,6 +285,18 @@ impl Supervisor {
     /// startProcess for one process, up to the spawn request: its dependencies (depends_on)
     /// that are not running are started first.
     fn start_one(&mut self, id: ProcId, now: Instant, wall: SystemTime, world: &mut dyn World) -> Result<(), Refusal> {
+        self.start_deps_and(id, now, wall, world)?;
+        self.actions.push_back(Action::ByHand { id, started: true });
+        Ok(())
+    }
+
+    fn start_deps_and(
+        &mut self,
+        id: ProcId,
+        now: Instant,
+        wall: SystemTime,
+        world: &mut dyn World,
+    ) -> Result<(), Refusal> {
         let name = self.namespec(id);
         let p = self.process(id).ok_or_else(|| Refusal::BadName(name.clone()))?;
         match world.can_run(&p.config) {
@@ -331,6 +343,7 @@ impl Supervisor {
     /// stopProcess for one process: whatever depends on it (depends_on) stops first.
     fn stop_one(&mut self, id: ProcId, now: Instant, wall: SystemTime) -> Result<(), Refusal> {
         self.stoppable(id)?;
+        self.actions.push_back(Action::ByHand { id, started: false });
         for dependent in self.dependents_first(id) {
             if self.process(dependent).is_some_and(|p| p.state.is_running()) && self.stoppable(dependent).is_ok() {
                 self.step(dependent, Input::Stop, now, wall);

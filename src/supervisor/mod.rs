@@ -65,6 +65,12 @@ pub enum Action {
     },
     /// The answer of a command that waited (see `command.rs`).
     Answer(Ticket, Answer),
+    /// A process was started (`true`) or stopped by hand, by a command: what `state_file=`
+    /// keeps across restarts of the daemon.
+    ByHand {
+        id: ProcId,
+        started: bool,
+    },
     /// A `critical=true` program is gone for good, or programs ended as `exit_on=` waits for:
     /// the daemon is to stop everything and exit with this status (the loop first lets the
     /// children being started get their pids, so that the stop reaches them, then asks for the
@@ -422,6 +428,17 @@ impl Supervisor {
                 p.administrative_stop = true;
                 // As if started and stopped: autostart applies only to never-started processes.
                 p.laststart = Some(now);
+            }
+        }
+    }
+
+    /// Marks a process as started by hand (kept by `state_file=` from a run before): it starts
+    /// even with `autostart=false`, once what it depends on runs.
+    pub fn mark_started_by_hand(&mut self, id: ProcId) {
+        if let Some(p) = self.slots.get_mut(id.0).and_then(Option::as_mut) {
+            if p.state == ProcessState::Stopped {
+                p.deferred = Some(process::Deferred::Start);
+                self.schedule.mark(id);
             }
         }
     }

@@ -80,6 +80,8 @@ struct Harness {
     /// The status a critical program asked the daemon to exit with.
     critical: Option<i32>,
     running_events: usize,
+    /// Starts (true) and stops by hand, in order.
+    by_hand: Vec<(String, bool)>,
     /// Programs whose command the fake world does not find.
     missing: Vec<String>,
     /// The signals the fake world sent, by pid.
@@ -108,6 +110,7 @@ impl Harness {
             answers: vec![],
             critical: None,
             running_events: 0,
+            by_hand: vec![],
             missing: vec![],
             signals: vec![],
             tickets: 0,
@@ -167,6 +170,10 @@ impl Harness {
                     self.sup.request_stop(Mood::Shutdown, now, wall);
                 }
                 Action::SupervisorRunning => self.running_events += 1,
+                Action::ByHand { id, started } => {
+                    let name = self.sup.process(id).expect("p").name().to_string();
+                    self.by_hand.push((name, started));
+                }
                 Action::GroupAdded(_)
                 | Action::GroupRemoved { .. }
                 | Action::GroupReplaced { .. }

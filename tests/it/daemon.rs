@@ -1290,3 +1290,43 @@ fn check_warns_about_commands_not_found_or_relative() {
         ]
     );
 }
+
+/// state_file=: a program stopped by hand stays stopped after the daemon is started again, and
+/// one started by hand starts again although autostart=false; a damaged file is reported and
+/// ignored, never fatal.
+#[test]
+fn the_state_file_keeps_starts_and_stops_by_hand_across_restarts_of_the_daemon() {
+    let dir = TempDir::new("statefile");
+    let state = dir.join("minisv.state");
+    let text = format!(
+        "{}[program:web]\ncommand=sleep 1000\nstartsecs=0\n\
+         [program:batch]\ncommand=sleep 1001\nstartsecs=0\nautostart=false\n",
+        base_config(dir.path()).replacen(
+            "[supervisord]\n",
+            &format!("[supervisord]\nstate_file={}\n", state.display()),
+            1
+        )
+    );
+    let conf = dir.write("supervisord.conf", &text);
+    let mut d = Daemon::start_with(dir, conf.clone(), &[]);
+    d.wait_state("web", "RUNNING", 10.0);
+    assert_eq!(d.state("batch"), "STOPPED");
+    assert!(d.ctl(&["stop", "web"]).status.success());
+    assert!(d.ctl(&["start", "batch"]).status.success());
+    let saved = std::fs::read_to_string(&state).expect("the state file is written at once");
+    assert!(saved.contains("stopped web\n") && saved.contains("started batch\n"), "{saved}");
+    d.stop();
+    // Started again: the same state, whatever autostart says.
+    let dir = d.dir.take_for_restart();
+    let mut d = Daemon::start_with(dir, conf.clone(), &[]);
+    d.wait_state("batch", "RUNNING", 10.0);
+    assert_eq!(d.state("web"), "STOPPED", "stopped by hand before the restart: {}", d.log());
+    d.stop();
+    // A damaged file: said in the log, and the daemon starts as configured.
+    std::fs::write(&state, "stopped web\n\u{0}\u{1}garbage\n").expect("damage the file");
+    let dir = d.dir.take_for_restart();
+    let d = Daemon::start_with(dir, conf, &[]);
+    d.wait_state("batch", "STOPPED", 10.0);
+    assert_eq!(d.state("web"), "STOPPED");
+    assert!(d.log().contains("minisv.state:2: cannot read"), "{}", d.log());
+}

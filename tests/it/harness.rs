@@ -18,6 +18,12 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_minisv");
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
+    /// The directory of a daemon that was stopped, for the next daemon of the test (its config,
+    /// logs and state stay); this one no longer removes it.
+    pub fn take_for_restart(&mut self) -> TempDir {
+        TempDir(std::mem::take(&mut self.0))
+    }
+
     pub fn new(tag: &str) -> TempDir {
         static N: AtomicUsize = AtomicUsize::new(0);
         let n = N.fetch_add(1, Ordering::SeqCst);
@@ -48,6 +54,9 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        if self.0.as_os_str().is_empty() {
+            return; // taken for another daemon (`take_for_restart`)
+        }
         kill_leftovers(&self.0);
         let _ = fs::remove_dir_all(&self.0);
     }

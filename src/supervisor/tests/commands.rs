@@ -378,3 +378,21 @@ fn exit_on_never_is_supervisors_behaviour() {
     assert_eq!(h.critical, None);
     assert_eq!(h.sup.mood(), Mood::Running);
 }
+
+#[test]
+fn starts_and_stops_by_hand_are_reported_for_the_state_file_and_a_start_by_hand_survives() {
+    let mut h = Harness::new(vec![group("a", 1, vec![manual("a")]), group("b", 1, vec![pconf("b")])]);
+    h.advance(1000);
+    let (a, b) = (h.id("a"), h.id("b"));
+    let _ = h.command(Command::Start { target: Target::Process(a), wait: false });
+    let _ = h.command(Command::Stop { target: Target::Process(b), wait: false });
+    assert_eq!(h.by_hand, vec![("a".to_string(), true), ("b".to_string(), false)]);
+    // A daemon started again with that state: `a` (autostart=false) starts, `b` does not.
+    let mut h = Harness::new(vec![group("a", 1, vec![manual("a")]), group("b", 1, vec![pconf("b")])]);
+    let (a, b) = (h.id("a"), h.id("b"));
+    let now = h.now;
+    h.sup.mark_started_by_hand(a);
+    h.sup.mark_stopped_by_hand(b, now);
+    h.tick();
+    assert_eq!(h.spawns, vec!["a"]);
+}
