@@ -273,6 +273,11 @@ pub struct ProcessConfig {
     /// how long it has for that (seconds) before the start counts as failed.
     pub ready_fd: Option<i32>,
     pub ready_timeout: i64,
+    /// minisv: the program speaks systemd's notify protocol (`NOTIFY_SOCKET`): it is ready
+    /// when it sends READY=1 (`ready_notify=`); `watchdog_sec=` > 0 restarts it when its
+    /// WATCHDOG=1 pings stop for that long.
+    pub ready_notify: bool,
+    pub watchdog_sec: u64,
     /// minisv: `ready_check=` and `health_check=` probes.
     pub checks: Checks,
     /// minisv: text (and a space) put before each line of output in the program's logs.

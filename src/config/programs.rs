@@ -493,6 +493,17 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str) -> V
         }
     };
     let ready_timeout = ld.conv_def(section, "ready_timeout", n, P, types::integer, EXPECT_INT);
+    let ready_notify = ld.conv_def(section, "ready_notify", n, P, types::boolean, EXPECT_BOOL);
+    if ready_notify && ready_fd.is_some() {
+        let s = ld.raw(section, "ready_notify").map(|v| v.span);
+        ld.error(s, section, Some("ready_notify"), "ready_notify and ready_fd cannot both be set; choose one");
+    }
+    let watchdog_sec = ld.conv_def(section, "watchdog_sec", n, P, types::integer, EXPECT_INT);
+    if watchdog_sec < 0 {
+        let s = ld.raw(section, "watchdog_sec").map(|v| v.span);
+        ld.error(s, section, Some("watchdog_sec"), format!("{watchdog_sec} is negative; expected 0 (none) or seconds"));
+    }
+    let watchdog_sec = watchdog_sec.max(0) as u64;
     let checks = {
         let secs = |ld: &mut Loader, key: &str| -> u64 {
             let v = ld.conv_def(section, key, n, P, types::integer, EXPECT_SECONDS);
@@ -512,6 +523,10 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str) -> V
         if ready.is_some() && ready_fd.is_some() {
             let s = ld.raw(section, "ready_check").map(|v| v.span);
             ld.error(s, section, Some("ready_check"), "ready_check and ready_fd cannot both be set; choose one");
+        }
+        if ready.is_some() && ready_notify {
+            let s = ld.raw(section, "ready_check").map(|v| v.span);
+            ld.error(s, section, Some("ready_check"), "ready_check and ready_notify cannot both be set; choose one");
         }
         Checks { ready, ready_interval, health, health_interval, health_retries, timeout }
     };
@@ -653,6 +668,8 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str) -> V
             restart: RestartPolicy { backoff_max, restart_delay, fatal_retry, backoff_window },
             depends_on: depends_on.clone(),
             ready_fd,
+            ready_notify,
+            watchdog_sec,
             ready_timeout,
             checks: checks.clone(),
             log_prefix,

@@ -19,6 +19,7 @@ use signal_hook::iterator::exfiltrator::SignalOnly;
 
 use super::logfile::LogFile;
 use super::mainlog::MainLog;
+use super::notify::{self, Notice, NotifySocket};
 use super::probe::{Outcome, Probes};
 use super::spawn::{self, SpawnPlan};
 use super::state_file::StateFile;
@@ -47,6 +48,8 @@ pub const HANDLED_SIGNALS: &[i32] =
     &[libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGUSR2, libc::SIGCHLD];
 
 const SIGNAL_TOKEN: Token = Token(0);
+/// The notify socket (`ready_notify=`, `watchdog_sec=`).
+const NOTIFY_TOKEN: Token = Token(1);
 /// Tokens 2 to 15 are the control servers' listeners, and `1 << 29` up their connections
 /// (`rpc::server`); `1 << 30` up the probes.
 const PIPE_TOKEN_BASE: usize = 16;
@@ -191,6 +194,8 @@ pub struct EventLoop {
     timers: Timers,
     /// `state_file=`: programs started or stopped by hand, kept across restarts.
     state_file: Option<StateFile>,
+    /// The notify socket, opened for the first program that speaks the protocol.
+    notify: Option<NotifySocket>,
     /// The listening socket of each fcgi-program group (fd 0 of its processes).
     fcgi_sockets: HashMap<String, OwnedFd>,
     /// Event listener pools and the TICK clock.
@@ -226,6 +231,7 @@ impl EventLoop {
             now: Clock::read(),
             timers: Timers::default(),
             state_file: None,
+            notify: None,
             fcgi_sockets: HashMap::new(),
             pools: Pools::new(&config.supervisord.identifier),
             ticker: Ticker::new(),
@@ -313,6 +319,49 @@ impl EventLoop {
             self.log.log(LogLevel::Info, &format!("{spec} was {what} by hand (state file {})", path.display()));
         }
         self.state_file = Some(file);
+    }
+
+    /// The notify socket's address for a child's NOTIFY_SOCKET, opening it the first time.
+    fn notify_address(&mut self) -> Result<String, String> {
+        if self.notify.is_none() {
+            let sock = NotifySocket::open().map_err(|e| format!("cannot open the notify socket: {e}"))?;
+            let fd = sock.fd();
+            self.poll
+                .registry()
+                .register(&mut SourceFd(&fd), NOTIFY_TOKEN, Interest::READABLE)
+                .map_err(|e| format!("cannot watch the notify socket: {e}"))?;
+            self.notify = Some(sock);
+        }
+        Ok(self.notify.as_ref().map(|n| n.address().to_string()).unwrap_or_default())
+    }
+
+    /// Messages on the notify socket: each taken from the pid minisv started, as its process's
+    /// READY=1, STATUS=, WATCHDOG=1; MAINPID= is refused.
+    fn on_notify(&mut self) {
+        let Some(sock) = &self.notify else { return };
+        let mut messages = Vec::new();
+        sock.receive(&mut messages);
+        for (pid, text) in messages {
+            let Some(&id) = self.pids.get(&pid) else {
+                self.log.log(LogLevel::Debug, &format!("notify message from pid {pid}, not a program's: ignored"));
+                continue;
+            };
+            for notice in notify::parse(&text) {
+                let (now, wall) = (self.now.mono, self.now.wall);
+                match notice {
+                    Notice::Ready => self.sup.feed(id, Input::Ready, now, wall),
+                    Notice::Watchdog => self.sup.feed(id, Input::Watchdog, now, wall),
+                    Notice::Status(status) => self.sup.set_status_text(id, status),
+                    Notice::MainPid(other) => {
+                        let name = self.sup.process(id).map(|p| p.name().to_string()).unwrap_or_default();
+                        let msg = format!(
+                            "{name} sent MAINPID={other}: ignored (minisv supervises the process it started, pid {pid})"
+                        );
+                        self.log.log(LogLevel::Warn, &msg);
+                    }
+                }
+            }
+        }
     }
 
     /// A start or stop by hand, kept in the state file.
@@ -424,6 +473,7 @@ impl EventLoop {
             for event in events.iter() {
                 match event.token() {
                     SIGNAL_TOKEN => got_signals = true,
+                    NOTIFY_TOKEN => self.on_notify(),
                     token if Server::owns(token) => self.on_http_event(event),
                     token if Probes::owns(token) => {
                         let mut outcomes = Vec::new();
@@ -831,7 +881,17 @@ impl EventLoop {
             program,
             argv,
             base: Rc::clone(&self.env_base),
-            env: self.child_env(pc, group),
+            env: {
+                let mut env = self.child_env(pc, group);
+                if pc.ready_notify || pc.watchdog_sec > 0 {
+                    // Set last: the program's environment= cannot point it elsewhere.
+                    env.push(("NOTIFY_SOCKET".into(), self.notify_address()?.into()));
+                    if pc.watchdog_sec > 0 {
+                        env.push(("WATCHDOG_USEC".into(), (pc.watchdog_sec * 1_000_000).to_string().into()));
+                    }
+                }
+                env
+            },
             directory: pc.directory.clone(),
             umask: pc.umask,
             user,

@@ -6,6 +6,7 @@ pub use event_loop::output;
 pub mod fcgi;
 pub mod logfile;
 pub mod mainlog;
+pub mod notify;
 pub mod probe;
 pub mod run;
 pub mod spawn;

@@ -75,6 +75,15 @@ pub fn description(
     }
 }
 
+/// minisv: what a program said last with STATUS= (notify protocol), while it starts or runs.
+fn with_status_text(description: String, p: &Process) -> String {
+    match (&p.status_text, p.state) {
+        (Some(text), ProcessState::Starting) if description.is_empty() => text.clone(),
+        (Some(text), ProcessState::Starting | ProcessState::Running) => format!("{description}, {text}"),
+        _ => description,
+    }
+}
+
 /// minisv: after a `health_check` restart, the status says why (until a start or stop by hand).
 fn with_health(description: String, p: &Process) -> String {
     match (&p.health_failure, p.state) {
@@ -112,7 +121,10 @@ pub fn process_info(p: &Process, stdout_log: Option<&Path>, stderr_log: Option<&
         ("pid", Value::Int(p.pid as i64)),
         (
             "description",
-            Value::from(with_health(description(p.state, p.pid, start, stop, now, &spawnerr, &p.config.name), p)),
+            Value::from(with_health(
+                with_status_text(description(p.state, p.pid, start, stop, now, &spawnerr, &p.config.name), p),
+                p,
+            )),
         ),
     ])
 }

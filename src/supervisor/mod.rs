@@ -432,6 +432,13 @@ impl Supervisor {
         }
     }
 
+    /// The STATUS= a process sent (notify protocol): shown in its status while it runs.
+    pub fn set_status_text(&mut self, id: ProcId, text: String) {
+        if let Some(p) = self.slots.get_mut(id.0).and_then(Option::as_mut) {
+            p.status_text = (!text.is_empty()).then_some(text);
+        }
+    }
+
     /// Marks a process as started by hand (kept by `state_file=` from a run before): it starts
     /// even with `autostart=false`, once what it depends on runs.
     pub fn mark_started_by_hand(&mut self, id: ProcId) {

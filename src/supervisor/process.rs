@@ -45,6 +45,8 @@ pub enum Input {
     Ready,
     /// Its `health_check` failed `health_check_retries` times in a row (the last reason).
     Unhealthy { reason: String },
+    /// It sent WATCHDOG=1 (systemd's notify protocol, with `watchdog_sec=`).
+    Watchdog,
 }
 
 /// What the loop must do for this process.
@@ -124,6 +126,10 @@ pub struct Process {
     /// Why it was last restarted by its `health_check` (shown in its status until a start or
     /// stop by hand).
     pub health_failure: Option<String>,
+    /// When its watchdog runs out (`watchdog_sec=`, while RUNNING): a WATCHDOG=1 moves it on.
+    pub watchdog_due: Option<Instant>,
+    /// The last STATUS= it sent (notify protocol), shown in its status while it runs.
+    pub status_text: Option<String>,
 }
 
 /// A start or stop that waits: the process is in another state until its moment comes.
@@ -165,6 +171,8 @@ impl Process {
             restart_held: false,
             restart_held_logged: false,
             health_failure: None,
+            watchdog_due: None,
+            status_text: None,
         }
     }
 
@@ -194,7 +202,8 @@ impl Process {
             // EXITED and FATAL have a delay only for a pending restart (restart_delay,
             // backoff_window, fatal_retry).
             ProcessState::Backoff | ProcessState::Stopping | ProcessState::Exited | ProcessState::Fatal => self.delay,
-            ProcessState::Starting | ProcessState::Stopped | ProcessState::Running | ProcessState::Unknown => None,
+            ProcessState::Running => self.watchdog_due,
+            ProcessState::Starting | ProcessState::Stopped | ProcessState::Unknown => None,
         }
     }
 
@@ -409,7 +418,11 @@ impl Process {
             // --- Readiness (ready_fd, ready_check) ---------------------------------------------
             (S::Starting, I::Ready) => {
                 if self.pid != 0 && self.awaits_ready() && !self.ready_failed {
-                    let how = if self.config.ready_fd.is_some() { "ready_fd" } else { "ready_check" };
+                    let how = match () {
+                        _ if self.config.ready_fd.is_some() => "ready_fd",
+                        _ if self.config.ready_notify => "READY=1",
+                        _ => "ready_check",
+                    };
                     self.promote(ctx, out, format!("process is ready ({how})"));
                 }
             }
@@ -417,19 +430,21 @@ impl Process {
             (S::Stopped | S::Running | S::Backoff | S::Stopping | S::Exited | S::Fatal | S::Unknown, I::Ready) => {}
 
             // --- Health (health_check) --------------------------------------------------------
-            (S::Running, I::Unhealthy { reason }) => {
-                let msg = format!("{} is unhealthy ({reason}): restarting it (health_check)", self.name());
-                self.log(out, LogLevel::Warn, msg);
-                self.health_failure = Some(reason);
-                // Stopped with its stop signal, then started again by the tick in STOPPED.
-                self.stop_now(ctx, out);
-                self.deferred = Some(Deferred::Start);
-            }
+            (S::Running, I::Unhealthy { reason }) => self.restart_unhealthy(reason, "health_check", ctx, out),
             // A verdict that arrives after the process left RUNNING is stale.
             (
                 S::Stopped | S::Starting | S::Backoff | S::Stopping | S::Exited | S::Fatal | S::Unknown,
                 I::Unhealthy { .. },
             ) => {}
+
+            // --- Watchdog (notify protocol) ----------------------------------------------------
+            (S::Running, I::Watchdog) => {
+                if self.config.watchdog_sec > 0 {
+                    self.watchdog_due = Some(ctx.now + Duration::from_secs(self.config.watchdog_sec));
+                }
+            }
+            // Pings count from RUNNING on; before, or once it is going, they change nothing.
+            (S::Stopped | S::Starting | S::Backoff | S::Stopping | S::Exited | S::Fatal | S::Unknown, I::Watchdog) => {}
 
             // --- Signal delivery failed -----------------------------------------------------
             (S::Stopping | S::Running | S::Starting, I::KillFailed { message }) => {
@@ -525,6 +540,11 @@ impl Process {
                     out.push(Effect::AutoRestarted);
                 }
             }
+            S::Running if self.watchdog_due.is_some_and(|due| ctx.now >= due) => {
+                self.watchdog_due = None;
+                let reason = format!("no WATCHDOG=1 for {} seconds", self.config.watchdog_sec);
+                self.restart_unhealthy(reason, "watchdog_sec", ctx, out);
+            }
             S::Running => {
                 if self.deferred == Some(Deferred::Stop) && ctx.dependents_stopped {
                     self.stop_now(ctx, out);
@@ -534,9 +554,23 @@ impl Process {
         }
     }
 
+    /// RUNNING but unhealthy (its health_check failed, or its watchdog ran out): stopped with
+    /// its stop signal, then started again by the tick in STOPPED.
+    fn restart_unhealthy(&mut self, reason: String, by: &str, ctx: &Ctx, out: &mut Vec<Effect>) {
+        let msg = format!("{} is unhealthy ({reason}): restarting it ({by})", self.name());
+        self.log(out, LogLevel::Warn, msg);
+        self.health_failure = Some(reason);
+        self.watchdog_due = None;
+        self.stop_now(ctx, out);
+        self.deferred = Some(Deferred::Start);
+    }
+
     /// STARTING → RUNNING: it stayed up for startsecs, or said it is ready.
     fn promote(&mut self, ctx: &Ctx, out: &mut Vec<Effect>, why: String) {
         self.delay = None;
+        if self.config.watchdog_sec > 0 {
+            self.watchdog_due = Some(ctx.now + Duration::from_secs(self.config.watchdog_sec));
+        }
         // With backoff_window, the backoff is reset only once it stayed up that long.
         if self.config.restart.backoff_window == 0 {
             self.backoff = 0;
@@ -549,7 +583,7 @@ impl Process {
     /// A stop that waited for the dependents to stop goes ahead.
     /// It says itself when it is ready (`ready_fd`, `ready_check`) instead of `startsecs`.
     pub fn awaits_ready(&self) -> bool {
-        self.config.ready_fd.is_some() || self.config.checks.ready.is_some()
+        self.config.ready_fd.is_some() || self.config.checks.ready.is_some() || self.config.ready_notify
     }
 
     fn stop_now(&mut self, ctx: &Ctx, out: &mut Vec<Effect>) {
@@ -590,6 +624,8 @@ impl Process {
         }
         self.deferred = None;
         self.killing = false;
+        self.watchdog_due = None;
+        self.status_text = None;
         self.spawnerr = None;
         self.exitstatus = None;
         self.system_stop = false;
@@ -629,6 +665,7 @@ impl Process {
     /// What every exit does; the pid that exited.
     fn finish_common(&mut self, ctx: &Ctx, info: &ExitInfo) -> u32 {
         self.stop_wall = Some(ctx.wall);
+        self.watchdog_due = None;
         self.last_status = Some(info.shell_status);
         std::mem::replace(&mut self.pid, 0)
     }

@@ -45,6 +45,8 @@ fn pconf(name: &str) -> ProcessConfig {
         depends_on: vec![],
         ready_fd: None,
         ready_timeout: 60,
+        ready_notify: false,
+        watchdog_sec: 0,
         checks: Default::default(),
         log_prefix: None,
         log_timestamps: false,
@@ -559,6 +561,7 @@ fn every_state_input_pair_keeps_pid_consistent() {
             Input::KillFailed { message: "EPERM".into() },
             Input::Ready,
             Input::Unhealthy { reason: "probe failed".into() },
+            Input::Watchdog,
         ]
     };
     type Reach = (&'static str, fn(&mut Harness));

@@ -396,3 +396,33 @@ fn starts_and_stops_by_hand_are_reported_for_the_state_file_and_a_start_by_hand_
     h.tick();
     assert_eq!(h.spawns, vec!["a"]);
 }
+
+#[test]
+fn ready_notify_waits_for_ready_and_the_watchdog_restarts_a_silent_program() {
+    let mut p = pconf("svc");
+    p.ready_notify = true;
+    p.watchdog_sec = 3;
+    let mut h = Harness::new(vec![group("svc", 1, vec![p])]);
+    h.tick();
+    h.advance(5000);
+    assert_eq!(h.state("svc"), ProcessState::Starting, "startsecs does not count: READY=1 does");
+    h.feed("svc", Input::Ready);
+    assert_eq!(h.state("svc"), ProcessState::Running);
+    assert!(h.has_log("INFO success: svc entered RUNNING state, process is ready (READY=1)"), "{:?}", h.log);
+    assert_eq!(h.sup.next_deadline(), Some(h.now + Duration::from_secs(3)), "the watchdog's deadline");
+    h.advance(2000);
+    h.feed("svc", Input::Watchdog);
+    h.advance(2000);
+    assert_eq!(h.state("svc"), ProcessState::Running, "a ping moved the deadline on");
+    h.advance(1000);
+    assert_eq!(h.state("svc"), ProcessState::Stopping, "3 s without a ping");
+    assert!(
+        h.has_log("WARN svc is unhealthy (no WATCHDOG=1 for 3 seconds): restarting it (watchdog_sec)"),
+        "{:?}",
+        h.log
+    );
+    h.killed("svc", "SIGTERM");
+    h.tick();
+    assert_eq!(h.state("svc"), ProcessState::Starting, "started again");
+    assert_eq!(h.proc("svc").health_failure.as_deref(), Some("no WATCHDOG=1 for 3 seconds"));
+}
