@@ -107,6 +107,7 @@ serverurl=unix:///tmp/minisv.sock ; the socket of [unix_http_server]
 ;ready_timeout=60              ; minisv: seconds it has to become ready with ready_fd (default 60)
 ;ready_notify=true             ; minisv: RUNNING when it sends READY=1 to NOTIFY_SOCKET (default false)
 ;watchdog_sec=30               ; minisv: restart it when its WATCHDOG=1 pings stop this long (default 0: none)
+;memory_limit=512MB           ; minisv: restart it when its process tree uses more memory (default 0: none)
 ;ready_check=127.0.0.1:8080    ; minisv: RUNNING once this probe passes: host:port, http://127.0.0.1:8080/ or a command (default none)
 ;ready_check_interval=1        ; minisv: seconds between ready_check attempts (default 1)
 ;health_check=http://127.0.0.1:8080/healthz ; minisv: restart the program when this probe keeps failing (default none)

@@ -197,6 +197,7 @@ fn check(loaded: &Loaded, table: &str, key: &str, default: &'static str) -> Resu
         ("PROGRAM", "ready_timeout") => eq!(p.ready_timeout, types::integer(default)?),
         ("PROGRAM", "ready_notify") => eq!(p.ready_notify, types::boolean(default)?),
         ("PROGRAM", "watchdog_sec") => eq!(p.watchdog_sec as i64, types::integer(default)?),
+        ("PROGRAM", "memory_limit") => eq!(p.memory_limit as i64, types::byte_size(default)?),
         ("PROGRAM", "ready_check") => unset(p.checks.ready.is_none()),
         ("PROGRAM", "ready_check_interval") => eq!(p.checks.ready_interval as i64, types::integer(default)?),
         ("PROGRAM", "health_check") => unset(p.checks.health.is_none()),

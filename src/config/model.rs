@@ -278,6 +278,8 @@ pub struct ProcessConfig {
     /// WATCHDOG=1 pings stop for that long.
     pub ready_notify: bool,
     pub watchdog_sec: u64,
+    /// minisv: restart the program when its process tree's RSS exceeds this (bytes; 0: none).
+    pub memory_limit: u64,
     /// minisv: `ready_check=` and `health_check=` probes.
     pub checks: Checks,
     /// minisv: text (and a space) put before each line of output in the program's logs.

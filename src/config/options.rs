@@ -116,6 +116,7 @@ pub const PROGRAM: &[Key] = &[
     key("ready_timeout", "60", "minisv: seconds the program has to become ready (with ready_fd, ready_check or ready_notify)"),
     key("ready_notify", "false", "minisv: ready when the program sends READY=1 to NOTIFY_SOCKET (systemd's sd_notify)"),
     key("watchdog_sec", "0", "minisv: restart the program when its WATCHDOG=1 pings stop for this long (0: no watchdog)"),
+    key("memory_limit", "0", "minisv: restart the program when its process tree uses more memory (RSS) than this (0: none)"),
     key("ready_check", "", "minisv: a probe (host:port, http://127.0.0.1:port/path or a command) that says the program is ready"),
     key("ready_check_interval", "1", "minisv: seconds between ready_check attempts"),
     key("health_check", "", "minisv: a probe (same forms as ready_check) run while RUNNING; failing it restarts the program"),

@@ -48,6 +48,8 @@ pub const HANDLED_SIGNALS: &[i32] =
     &[libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGUSR2, libc::SIGCHLD];
 
 const SIGNAL_TOKEN: Token = Token(0);
+/// How often the memory of programs with `memory_limit=` is read (while one runs).
+const MEMORY_CHECK: Duration = Duration::from_secs(5);
 /// The notify socket (`ready_notify=`, `watchdog_sec=`).
 const NOTIFY_TOKEN: Token = Token(1);
 /// Tokens 2 to 15 are the control servers' listeners, and `1 << 29` up their connections
@@ -196,6 +198,8 @@ pub struct EventLoop {
     state_file: Option<StateFile>,
     /// The notify socket, opened for the first program that speaks the protocol.
     notify: Option<NotifySocket>,
+    /// When to look next at the memory of programs with `memory_limit=` (while one runs).
+    memory_check: Option<Instant>,
     /// The listening socket of each fcgi-program group (fd 0 of its processes).
     fcgi_sockets: HashMap<String, OwnedFd>,
     /// Event listener pools and the TICK clock.
@@ -232,6 +236,7 @@ impl EventLoop {
             timers: Timers::default(),
             state_file: None,
             notify: None,
+            memory_check: None,
             fcgi_sockets: HashMap::new(),
             pools: Pools::new(&config.supervisord.identifier),
             ticker: Ticker::new(),
@@ -319,6 +324,26 @@ impl EventLoop {
             self.log.log(LogLevel::Info, &format!("{spec} was {what} by hand (state file {})", path.display()));
         }
         self.state_file = Some(file);
+    }
+
+    /// `memory_limit=`: the RSS of each running limited program's process tree, read from
+    /// /proc every MEMORY_CHECK; one over its limit is restarted (stop signal, then started
+    /// again, as a failed health check). The look is scheduled only while such a program runs.
+    fn check_memory(&mut self) {
+        let limited: Vec<(ProcId, u32, u64)> = self
+            .sup
+            .processes()
+            .filter(|(_, p)| p.config.memory_limit > 0 && p.state == crate::supervisor::ProcessState::Running)
+            .map(|(id, p)| (id, p.pid, p.config.memory_limit))
+            .collect();
+        self.memory_check = (!limited.is_empty()).then(|| self.now.mono + MEMORY_CHECK);
+        for (id, pid, limit) in limited {
+            let Some(usage) = crate::rpc::metrics::tree_usage(pid) else { continue };
+            if usage.rss_bytes > limit {
+                let reason = format!("its memory ({} bytes) is over memory_limit ({limit} bytes)", usage.rss_bytes);
+                self.sup.feed(id, Input::Unhealthy { reason, by: "memory_limit" }, self.now.mono, self.now.wall);
+            }
+        }
     }
 
     /// The notify socket's address for a child's NOTIFY_SOCKET, opening it the first time.
@@ -534,6 +559,7 @@ impl EventLoop {
         self.timers.set(Timer::Probes, self.probes.next_deadline());
         self.timers.set(Timer::HeldLogs, self.held_logs.front().map(|h| h.2));
         self.timers.set(Timer::FloodBuf, self.flood_buf.as_ref().map(|(_, used)| *used + FLOOD_BUF_KEEP));
+        self.timers.set(Timer::Memory, self.memory_check);
     }
 
     /// What the timers due at this wakeup do, outside the core (stepped at the end of the
@@ -548,6 +574,9 @@ impl EventLoop {
         }
         if self.timers.due(Timer::HeldLogs, now.mono) {
             self.close_held_logs(now.mono);
+        }
+        if self.timers.due(Timer::Memory, now.mono) {
+            self.check_memory();
         }
     }
 
@@ -722,7 +751,7 @@ impl EventLoop {
                     fed = true;
                 }
                 Outcome::Unhealthy(id, reason) => {
-                    self.sup.feed(id, Input::Unhealthy { reason }, now, wall);
+                    self.sup.feed(id, Input::Unhealthy { reason, by: "health_check" }, now, wall);
                     fed = true;
                 }
                 Outcome::Failed(id, why) => {
@@ -767,6 +796,12 @@ impl EventLoop {
                 }
                 Action::Log(level, msg) => self.log.log(level, &msg),
                 Action::StateChanged { id, from, to, expected, pid, tries } => {
+                    if to == crate::supervisor::ProcessState::Running
+                        && self.memory_check.is_none()
+                        && self.sup.process(id).is_some_and(|p| p.config.memory_limit > 0)
+                    {
+                        self.memory_check = Some(self.now.mono + MEMORY_CHECK);
+                    }
                     self.state_event(id, from, to, expected, pid, tries);
                 }
                 Action::GroupAdded(name) => self.on_group_added(&name),

@@ -43,8 +43,9 @@ pub enum Input {
     KillFailed { message: String },
     /// The program wrote its readiness line on `ready_fd`, or its `ready_check` passed.
     Ready,
-    /// Its `health_check` failed `health_check_retries` times in a row (the last reason).
-    Unhealthy { reason: String },
+    /// Its `health_check` failed `health_check_retries` times in a row, or it is over its
+    /// `memory_limit`: `reason` says what, `by` which setting (for the log line).
+    Unhealthy { reason: String, by: &'static str },
     /// It sent WATCHDOG=1 (systemd's notify protocol, with `watchdog_sec=`).
     Watchdog,
 }
@@ -430,7 +431,7 @@ impl Process {
             (S::Stopped | S::Running | S::Backoff | S::Stopping | S::Exited | S::Fatal | S::Unknown, I::Ready) => {}
 
             // --- Health (health_check) --------------------------------------------------------
-            (S::Running, I::Unhealthy { reason }) => self.restart_unhealthy(reason, "health_check", ctx, out),
+            (S::Running, I::Unhealthy { reason, by }) => self.restart_unhealthy(reason, by, ctx, out),
             // A verdict that arrives after the process left RUNNING is stale.
             (
                 S::Stopped | S::Starting | S::Backoff | S::Stopping | S::Exited | S::Fatal | S::Unknown,

@@ -47,6 +47,7 @@ fn pconf(name: &str) -> ProcessConfig {
         ready_timeout: 60,
         ready_notify: false,
         watchdog_sec: 0,
+        memory_limit: 0,
         checks: Default::default(),
         log_prefix: None,
         log_timestamps: false,
@@ -560,7 +561,7 @@ fn every_state_input_pair_keeps_pid_consistent() {
             Input::Tick,
             Input::KillFailed { message: "EPERM".into() },
             Input::Ready,
-            Input::Unhealthy { reason: "probe failed".into() },
+            Input::Unhealthy { reason: "probe failed".into(), by: "health_check" },
             Input::Watchdog,
         ]
     };
@@ -1136,7 +1137,7 @@ fn unhealthy_running_process_is_stopped_and_started_again() {
     h.tick();
     h.advance(1000);
     assert_eq!(h.state("a"), ProcessState::Running);
-    h.feed("a", Input::Unhealthy { reason: "HTTP status 500".into() });
+    h.feed("a", Input::Unhealthy { reason: "HTTP status 500".into(), by: "health_check" });
     assert!(h.has_log("WARN a is unhealthy (HTTP status 500): restarting it (health_check)"), "{:?}", h.log);
     assert_eq!(h.state("a"), ProcessState::Stopping);
     assert_eq!(h.kills.last(), Some(&("a".to_string(), libc::SIGTERM, false)));
@@ -1146,7 +1147,7 @@ fn unhealthy_running_process_is_stopped_and_started_again() {
     assert_eq!(h.spawns, ["a", "a"]);
     assert_eq!(h.proc("a").health_failure.as_deref(), Some("HTTP status 500"));
     // A verdict for a process no longer RUNNING is stale.
-    h.feed("a", Input::Unhealthy { reason: "late".into() });
+    h.feed("a", Input::Unhealthy { reason: "late".into(), by: "health_check" });
     assert_eq!(h.state("a"), ProcessState::Starting);
     // A stop by hand clears the reason.
     h.advance(1000);
@@ -1159,7 +1160,7 @@ fn stop_by_hand_during_a_health_restart_keeps_it_stopped() {
     let mut h = Harness::new(vec![group("a", 999, vec![pconf("a")])]);
     h.tick();
     h.advance(1000);
-    h.feed("a", Input::Unhealthy { reason: "connect: refused".into() });
+    h.feed("a", Input::Unhealthy { reason: "connect: refused".into(), by: "health_check" });
     assert_eq!(h.state("a"), ProcessState::Stopping);
     h.feed("a", Input::Stop);
     h.killed("a", "SIGTERM");

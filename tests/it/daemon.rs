@@ -1330,3 +1330,31 @@ fn the_state_file_keeps_starts_and_stops_by_hand_across_restarts_of_the_daemon()
     assert_eq!(d.state("web"), "STOPPED");
     assert!(d.log().contains("minisv.state:2: cannot read"), "{}", d.log());
 }
+
+/// memory_limit=: a program whose process tree grows over its limit is restarted (its RSS is
+/// read every 5 s while it runs), and the log says which mechanism is in force.
+#[test]
+fn a_program_over_its_memory_limit_is_restarted() {
+    let d = Daemon::start(
+        "memlimit",
+        "[program:hog]\ncommand=python3 -c 'import time; b = bytearray(80 << 20); b[::4096] = b\"x\" * len(b[::4096]); time.sleep(1000)'\n\
+         memory_limit=40MB\nstartsecs=0\n\
+         [program:small]\ncommand=sleep 1000\nmemory_limit=40MB\nstartsecs=0\n",
+    );
+    let first = d.wait_state("hog", "RUNNING", 10.0).int_of("pid");
+    let small = d.wait_state("small", "RUNNING", 10.0).int_of("pid");
+    assert!(
+        d.log().contains(
+            "hog: memory_limit (41943040 bytes) is enforced by reading the RSS of its process tree every 5 s"
+        ),
+        "{}",
+        d.log()
+    );
+    d.wait_log("hog is unhealthy (its memory (", 20.0);
+    assert!(d.log().contains("is over memory_limit (41943040 bytes)): restarting it (memory_limit)"), "{}", d.log());
+    wait_for(15.0, "hog started again", || {
+        let info = d.info("hog");
+        (info.str_of("statename") == "RUNNING" && info.int_of("pid") != first).then_some(())
+    });
+    assert_eq!(d.info("small").int_of("pid"), small, "a program under its limit is left alone");
+}

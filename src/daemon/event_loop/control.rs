@@ -233,6 +233,13 @@ impl EventLoop {
         for id in group.members {
             self.open_logs(id);
         }
+        for pc in group.config.processes.iter().filter(|pc| pc.memory_limit > 0) {
+            let msg = format!(
+                "{}: memory_limit ({} bytes) is enforced by reading the RSS of its process tree every 5 s (no cgroup)",
+                pc.name, pc.memory_limit
+            );
+            self.log.log(LogLevel::Info, &msg);
+        }
         self.reserve_fds_for_processes();
         self.log.log(LogLevel::Debug, &format!("added process group {name}"));
         self.notify(Event::group_added(name));

@@ -36,9 +36,11 @@ pub enum Timer {
     HeldLogs,
     /// The buffer for floods of output, to unmap.
     FloodBuf,
+    /// The next look at the memory of programs with `memory_limit=` (only while one runs).
+    Memory,
 }
 
-const SOURCES: usize = 6;
+const SOURCES: usize = 7;
 
 #[derive(Debug, Default)]
 pub struct Timers {
