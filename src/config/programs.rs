@@ -504,7 +504,7 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str) -> V
         ld.error(s, section, Some("watchdog_sec"), format!("{watchdog_sec} is negative; expected 0 (none) or seconds"));
     }
     let watchdog_sec = watchdog_sec.max(0) as u64;
-    let memory_limit = ld.conv_def(section, "memory_limit", n, P, types::byte_size, EXPECT_SIZE).max(0) as u64;
+    let memory_limit = ld.conv_def(section, "memory_limit", n, P, types::byte_size, EXPECT_SIZE);
     let checks = {
         let secs = |ld: &mut Loader, key: &str| -> u64 {
             let v = ld.conv_def(section, key, n, P, types::integer, EXPECT_SECONDS);
