@@ -77,6 +77,20 @@ fn load_minimal() -> Loaded {
     Loaded { config, dir }
 }
 
+/// The schedule of a program that sets only `schedule=`.
+fn scheduled() -> crate::config::Schedule {
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("minisv-defaults-sched-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("supervisord.conf");
+    std::fs::write(&path, "[supervisord]\n[program:s]\ncommand=/bin/true\nschedule=@hourly\n").expect("write config");
+    let config = load(&path, &Overrides::default());
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = config.unwrap_or_else(|e| panic!("does not load: {e:#?}"));
+    config.groups[0].processes[0].schedule.clone().expect("a schedule")
+}
+
 fn group<'a>(config: &'a Config, name: &str) -> &'a GroupConfig {
     config.groups.iter().find(|g| g.name == name).unwrap_or_else(|| panic!("no group {name}"))
 }
@@ -198,6 +212,16 @@ fn check(loaded: &Loaded, table: &str, key: &str, default: &'static str) -> Resu
         ("PROGRAM", "ready_notify") => eq!(p.ready_notify, types::boolean(default)?),
         ("PROGRAM", "watchdog_sec") => eq!(p.watchdog_sec as i64, types::integer(default)?),
         ("PROGRAM", "memory_limit") => eq!(p.memory_limit as i64, types::byte_size(default)?),
+        ("PROGRAM", "schedule") => unset(p.schedule.is_none()),
+        // Read only with schedule=: a program with just that.
+        ("PROGRAM", k @ ("schedule_overlap" | "schedule_timezone" | "run_on_start")) => {
+            let s = scheduled();
+            match k {
+                "schedule_overlap" => eq!(s.queue, default == "queue"),
+                "schedule_timezone" => eq!(s.utc, default == "utc"),
+                _ => eq!(s.run_on_start, types::boolean(default)?),
+            }
+        }
         ("PROGRAM", "ready_check") => unset(p.checks.ready.is_none()),
         ("PROGRAM", "ready_check_interval") => eq!(p.checks.ready_interval as i64, types::integer(default)?),
         ("PROGRAM", "health_check") => unset(p.checks.health.is_none()),

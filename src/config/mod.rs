@@ -3,6 +3,7 @@
 //! `load` reads the main file and its `[include]`s, expands `%(name)s`, converts every value,
 //! and returns either a `Config` or every error found, each with file:line.
 
+pub mod cron;
 pub mod depends;
 pub mod expand;
 pub mod include;

@@ -235,6 +235,19 @@ pub struct ChannelConfig {
     pub syslog: bool,
 }
 
+/// minisv's `schedule=` with its companions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Schedule {
+    pub cron: super::cron::Cron,
+    /// `schedule_overlap=queue`: a run due while the last one still runs starts once it has
+    /// ended; `skip` (the default) leaves it out.
+    pub queue: bool,
+    /// `schedule_timezone=utc` (the default is the daemon's local time).
+    pub utc: bool,
+    /// `run_on_start=true`: also runs when the daemon starts (or the group is added).
+    pub run_on_start: bool,
+}
+
 /// One process, after numprocs expansion.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcessConfig {
@@ -280,6 +293,8 @@ pub struct ProcessConfig {
     pub watchdog_sec: u64,
     /// minisv: restart the program when its process tree's RSS exceeds this (bytes; 0: none).
     pub memory_limit: u64,
+    /// minisv: `schedule=`: started at the times of a cron expression.
+    pub schedule: Option<Schedule>,
     /// minisv: `ready_check=` and `health_check=` probes.
     pub checks: Checks,
     /// minisv: text (and a space) put before each line of output in the program's logs.

@@ -505,6 +505,27 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str) -> V
     }
     let watchdog_sec = watchdog_sec.max(0) as u64;
     let memory_limit = ld.conv_def(section, "memory_limit", n, P, types::byte_size, EXPECT_SIZE);
+    let schedule = match ld.conv_opt(section, "schedule", n, super::cron::Cron::parse, "a cron expression") {
+        None => None,
+        Some(cron) => {
+            let overlap = |s: &str| match s.trim().to_ascii_lowercase().as_str() {
+                "skip" => Ok(false),
+                "queue" => Ok(true),
+                _ => Err(format!("'{s}' is not skip or queue")),
+            };
+            let zone = |s: &str| match s.trim().to_ascii_lowercase().as_str() {
+                "local" => Ok(false),
+                "utc" => Ok(true),
+                _ => Err(format!("'{s}' is not local or utc")),
+            };
+            Some(super::model::Schedule {
+                cron,
+                queue: ld.conv_def(section, "schedule_overlap", n, P, overlap, "skip or queue"),
+                utc: ld.conv_def(section, "schedule_timezone", n, P, zone, "local or utc"),
+                run_on_start: ld.conv_def(section, "run_on_start", n, P, types::boolean, EXPECT_BOOL),
+            })
+        }
+    };
     let checks = {
         let secs = |ld: &mut Loader, key: &str| -> u64 {
             let v = ld.conv_def(section, key, n, P, types::integer, EXPECT_SECONDS);
@@ -672,6 +693,7 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str) -> V
             ready_notify,
             watchdog_sec,
             memory_limit,
+            schedule: schedule.clone(),
             ready_timeout,
             checks: checks.clone(),
             log_prefix,

@@ -75,6 +75,21 @@ pub fn description(
     }
 }
 
+/// minisv: when a scheduled program runs next (`schedule=`), after its status.
+fn with_next_run(description: String, p: &Process) -> String {
+    match p.next_run {
+        Some((wall, _)) if p.config.schedule.is_some() => {
+            let next = short_local_time(epoch(Some(wall)));
+            if description.is_empty() {
+                format!("next run {next}")
+            } else {
+                format!("{description}; next run {next}")
+            }
+        }
+        _ => description,
+    }
+}
+
 /// minisv: what a program said last with STATUS= (notify protocol), while it starts or runs.
 fn with_status_text(description: String, p: &Process) -> String {
     match (&p.status_text, p.state) {
@@ -121,8 +136,11 @@ pub fn process_info(p: &Process, stdout_log: Option<&Path>, stderr_log: Option<&
         ("pid", Value::Int(p.pid as i64)),
         (
             "description",
-            Value::from(with_health(
-                with_status_text(description(p.state, p.pid, start, stop, now, &spawnerr, &p.config.name), p),
+            Value::from(with_next_run(
+                with_health(
+                    with_status_text(description(p.state, p.pid, start, stop, now, &spawnerr, &p.config.name), p),
+                    p,
+                ),
                 p,
             )),
         ),

@@ -131,6 +131,8 @@ pub struct Process {
     pub watchdog_due: Option<Instant>,
     /// The last STATUS= it sent (notify protocol), shown in its status while it runs.
     pub status_text: Option<String>,
+    /// `schedule=`: when it is next due, on the wall clock and as the deadline.
+    pub next_run: Option<(SystemTime, Instant)>,
 }
 
 /// A start or stop that waits: the process is in another state until its moment comes.
@@ -174,6 +176,7 @@ impl Process {
             health_failure: None,
             watchdog_due: None,
             status_text: None,
+            next_run: None,
         }
     }
 
@@ -183,6 +186,17 @@ impl Process {
 
     /// The next moment at which `Tick` may change something, if any.
     pub fn deadline(&self) -> Option<Instant> {
+        let own = self.state_deadline();
+        match self.next_run {
+            Some((_, at)) => Some(own.map_or(at, |d| d.min(at))),
+            // A schedule not planned yet is planned at its first tick (a new process is marked).
+            None => own,
+        }
+    }
+
+    /// The deadline of its state (startsecs, backoff, stopwaitsecs, a restart delay, the
+    /// watchdog).
+    fn state_deadline(&self) -> Option<Instant> {
         match self.state {
             ProcessState::Starting if self.pid != 0 && self.awaits_ready() => {
                 // With ready_fd the program says when it is ready; this is its deadline.
@@ -464,6 +478,7 @@ impl Process {
         use ProcessState as S;
         // Held again below if the restart is still due and still limited.
         self.restart_held = false;
+        self.schedule_tick(ctx, out);
         match self.state {
             S::Exited => {
                 if !ctx.may_start {
@@ -481,7 +496,12 @@ impl Process {
                 }
             }
             S::Stopped => {
-                let wanted = (self.laststart.is_none() && self.config.autostart) || self.start_requested();
+                // A scheduled program starts at its times, and at start only with run_on_start.
+                let at_start = match &self.config.schedule {
+                    Some(s) => s.run_on_start,
+                    None => self.config.autostart,
+                };
+                let wanted = (self.laststart.is_none() && at_start) || self.start_requested();
                 if ctx.may_start && wanted && ctx.deps_ready {
                     self.spawn(ctx, out);
                 }
@@ -550,6 +570,69 @@ impl Process {
                 if self.deferred == Some(Deferred::Stop) && ctx.dependents_stopped {
                     self.stop_now(ctx, out);
                 }
+            }
+            S::Unknown => {}
+        }
+    }
+
+    /// The next time `schedule=` is due after `after` (none past ~5 years).
+    fn plan_next_run(&mut self, after: SystemTime, ctx: &Ctx) {
+        use crate::config::cron::{Local, Utc};
+        let Some(s) = &self.config.schedule else { return };
+        let after = after.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let next = if s.utc { s.cron.next_after(after, &Utc) } else { s.cron.next_after(after, &Local) };
+        self.next_run = next.map(|t| {
+            let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(t.max(0) as u64);
+            (wall, ctx.now + wall.duration_since(ctx.wall).unwrap_or_default())
+        });
+    }
+
+    /// `schedule=`: a run that is due starts (or, while the last one still runs, is skipped or
+    /// queued, as `schedule_overlap` says); a queued run starts once the last has ended.
+    fn schedule_tick(&mut self, ctx: &Ctx, out: &mut Vec<Effect>) {
+        use ProcessState as S;
+        let Some(queue) = self.config.schedule.as_ref().map(|s| s.queue) else { return };
+        if self.start_requested() && matches!(self.state, S::Exited | S::Fatal) && ctx.may_start && ctx.deps_ready {
+            self.delay = None;
+            self.spawn(ctx, out);
+            return;
+        }
+        let Some((wall, at)) = self.next_run else {
+            self.plan_next_run(ctx.wall, ctx);
+            return;
+        };
+        if ctx.now < at {
+            return;
+        }
+        if ctx.wall < wall {
+            // The wall clock went back: the same run, later.
+            self.plan_next_run(ctx.wall - Duration::from_secs(1), ctx);
+            return;
+        }
+        // Runs missed while the machine slept are not made up: the next is after now.
+        self.plan_next_run(ctx.wall, ctx);
+        if !ctx.may_start {
+            return;
+        }
+        match self.state {
+            S::Stopped | S::Exited | S::Fatal if ctx.deps_ready => {
+                let msg = format!("{} is due (schedule)", self.name());
+                self.log(out, LogLevel::Info, msg);
+                self.delay = None;
+                self.spawn(ctx, out);
+            }
+            S::Stopped | S::Exited | S::Fatal => self.deferred = Some(Deferred::Start),
+            S::Starting | S::Running | S::Backoff | S::Stopping if queue => {
+                let msg = format!(
+                    "{} is due while its last run goes on: it runs again after it (schedule_overlap=queue)",
+                    self.name()
+                );
+                self.log(out, LogLevel::Info, msg);
+                self.deferred = Some(Deferred::Start);
+            }
+            S::Starting | S::Running | S::Backoff | S::Stopping => {
+                let msg = format!("{} is due while its last run goes on: skipped (schedule_overlap=skip)", self.name());
+                self.log(out, LogLevel::Info, msg);
             }
             S::Unknown => {}
         }

@@ -48,6 +48,7 @@ fn pconf(name: &str) -> ProcessConfig {
         ready_notify: false,
         watchdog_sec: 0,
         memory_limit: 0,
+        schedule: None,
         checks: Default::default(),
         log_prefix: None,
         log_timestamps: false,

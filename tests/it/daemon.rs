@@ -1358,3 +1358,37 @@ fn a_program_over_its_memory_limit_is_restarted() {
     });
     assert_eq!(d.info("small").int_of("pid"), small, "a program under its limit is left alone");
 }
+
+/// schedule=: a program started at the times of a cron expression (here every second, with
+/// Quartz's seconds field), under full supervision; its status says when it runs next.
+#[test]
+fn a_scheduled_program_runs_at_its_times() {
+    let d = Daemon::start(
+        "schedule",
+        "[program:tick]\ncommand=sh -c 'echo run >> %(here)s/runs'\nschedule=* * * * * *\n\
+         schedule_timezone=utc\nautorestart=false\nstartsecs=0\n",
+    );
+    let runs = d.path("runs");
+    wait_for(10.0, "three runs", || {
+        (std::fs::read_to_string(&runs).unwrap_or_default().lines().count() >= 3).then_some(())
+    });
+    assert!(d.log().contains("tick is due (schedule)"), "{}", d.log());
+    let info = d.info("tick");
+    assert!(info.str_of("description").contains("next run "), "{info:?}");
+}
+
+#[test]
+fn a_bad_schedule_is_a_config_error_with_its_line() {
+    let dir = TempDir::new("badsched");
+    let conf = dir.write(
+        "supervisord.conf",
+        &format!("{}[program:a]\ncommand=true\nschedule=61 * * * *\n", base_config(dir.path())),
+    );
+    let out = minisv(&["check", "-c", &conf.display().to_string()], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("supervisord.conf:17: [program:a] schedule: '61' is out of range for the minute (0-59)"),
+        "{text}"
+    );
+}

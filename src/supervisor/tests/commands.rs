@@ -426,3 +426,77 @@ fn ready_notify_waits_for_ready_and_the_watchdog_restarts_a_silent_program() {
     assert_eq!(h.state("svc"), ProcessState::Starting, "started again");
     assert_eq!(h.proc("svc").health_failure.as_deref(), Some("no WATCHDOG=1 for 3 seconds"));
 }
+
+fn scheduled(name: &str, expr: &str, queue: bool) -> ProcessConfig {
+    let mut p = job(name);
+    p.startsecs = 1;
+    p.schedule = Some(crate::config::Schedule {
+        cron: crate::config::cron::Cron::parse(expr).expect("cron"),
+        queue,
+        utc: true,
+        run_on_start: false,
+    });
+    p
+}
+
+#[test]
+fn a_scheduled_program_runs_at_its_times_and_wakes_the_loop_only_then() {
+    // Every 2 seconds (Quartz's seconds field); the harness's wall clock starts on a whole second.
+    let mut h = Harness::new(vec![group("job", 1, vec![scheduled("job", "*/2 * * * * *", false)])]);
+    h.tick();
+    assert!(h.spawns.is_empty(), "not at start without run_on_start");
+    let due = h.sup.next_deadline().expect("the next run is the loop's deadline");
+    assert!(due > h.now && due <= h.now + Duration::from_secs(2), "{:?}", due - h.now);
+    let steps = h.sup.steps();
+    h.now = due - Duration::from_millis(1);
+    h.tick();
+    assert_eq!(h.sup.steps(), steps, "nothing before it is due");
+    h.now = due;
+    h.tick();
+    assert_eq!(h.spawns, vec!["job"]);
+    assert!(h.has_log("INFO job is due (schedule)"), "{:?}", h.log);
+    h.advance(1000);
+    h.exit("job", 0);
+    assert_eq!(h.state("job"), ProcessState::Exited);
+    h.advance(999);
+    assert_eq!(h.spawns.len(), 1);
+    h.advance(1);
+    assert_eq!(h.spawns, vec!["job", "job"], "the next run, 2 s after the first");
+}
+
+#[test]
+fn a_run_due_while_the_last_goes_on_is_skipped_or_queued() {
+    for (queue, runs_after) in [(false, 1), (true, 2)] {
+        let mut h = Harness::new(vec![group("job", 1, vec![scheduled("job", "*/2 * * * * *", queue)])]);
+        h.tick();
+        let due = h.sup.next_deadline().expect("due");
+        h.now = due;
+        h.tick();
+        assert_eq!(h.spawns.len(), 1);
+        h.advance(2000);
+        assert_eq!(h.spawns.len(), 1, "still running at the next time");
+        let said =
+            if queue { "it runs again after it (schedule_overlap=queue)" } else { "skipped (schedule_overlap=skip)" };
+        assert!(h.has_log(&format!("INFO job is due while its last run goes on: {said}")), "{:?}", h.log);
+        h.exit("job", 0);
+        h.tick();
+        assert_eq!(h.spawns.len(), runs_after, "queue={queue}");
+    }
+}
+
+#[test]
+fn a_thousand_schedules_cost_a_wakeup_only_when_one_is_due() {
+    let procs = (0..1000).map(|i| scheduled(&format!("j{i}"), "0 3 * * *", false)).collect();
+    let mut h = Harness::new(vec![group("g", 1, procs)]);
+    h.tick();
+    let due = h.sup.next_deadline().expect("the first 3:00");
+    assert!(due > h.now + Duration::from_secs(60), "hours away");
+    let steps = h.sup.steps();
+    for _ in 0..10 {
+        h.advance(60_000);
+    }
+    assert_eq!(h.sup.steps(), steps, "no process is stepped before 3:00");
+    h.now = due;
+    h.tick();
+    assert_eq!(h.spawns.len(), 1000);
+}
