@@ -9,6 +9,7 @@ mod defaults;
 mod docs;
 mod events;
 mod faults;
+mod fleet;
 mod fuzz_smoke;
 mod harness;
 mod http;
