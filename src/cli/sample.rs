@@ -44,6 +44,8 @@ pidfile=/tmp/minisv.pid      ; pid file of the daemon (default $CWD/supervisord.
 ;directory=/tmp              ; chdir here when daemonizing (default: stay)
 ;strip_ansi=false            ; strip ANSI escapes from child output (default false)
 ;environment=KEY="value"     ; KEY="value",KEY2="value" added to every child (default none)
+;environment_file=/etc/all.env ; minisv: dotenv files read at every spawn, under environment= (default none)
+;credentials_directory=/run/minisv/credentials ; minisv: where credentials= are copied (default as shown, as root)
 ;identifier=supervisor       ; name of this instance in the RPC API (default supervisor)
 ;restart_limit=20            ; minisv: automatic restarts per second, all programs (default 0: no limit)
 
@@ -98,6 +100,8 @@ serverurl=unix:///tmp/minisv.sock ; the socket of [unix_http_server]
 ;stderr_events_enabled=false   ; emit PROCESS_LOG_STDERR events (default false)
 ;stderr_syslog=false           ; also send to syslog (default false)
 ;environment=A="1",B="2"       ; environment of the process (default none)
+;environment_file=/etc/app.env ; minisv: dotenv files read at every spawn; environment= wins (default none)
+;credentials=key:/etc/app/key  ; minisv: files copied to $CREDENTIALS_DIRECTORY at every spawn (default none)
 ;serverurl=AUTO                ; SUPERVISOR_SERVER_URL for the process (default AUTO)
 ;critical=false               ; minisv: exit with its status when it fails for good (default false)
 ;depends_on=db,cache           ; minisv: start after these are RUNNING, stop before them (default none)

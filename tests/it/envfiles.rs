@@ -124,3 +124,37 @@ fn credentials_are_copied_into_a_private_directory_for_each_run() {
         format!("credentials: cannot read {}: no such file or directory", d.path("token.src").display())
     );
 }
+
+/// As root with `user=`: the copy belongs to the program's user, who can read it, while the
+/// source stays readable by root only.
+#[test]
+#[ignore = "needs root: user= and useradd; .ci/run runs it"]
+fn credentials_belong_to_the_programs_user() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let (uid, gid) = crate::daemon::test_user().expect("the test user's uid and gid");
+    let dir = TempDir::new("creds-user");
+    let src = dir.write("key.src", "k-2718281828\n");
+    fs::set_permissions(&src, fs::Permissions::from_mode(0o600)).expect("chmod the source");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod the temp dir");
+    let out = dir.path().join("out");
+    fs::create_dir(&out).expect("out dir");
+    std::os::unix::fs::chown(&out, Some(uid), Some(gid)).expect("chown out");
+    let conf = config(
+        &dir,
+        "credentials_directory=%(here)s/creds\n",
+        "[program:app]\nuser=minisvtest\ncredentials=key:%(here)s/key.src\n\
+         command=sh -c 'cat \"$CREDENTIALS_DIRECTORY/key\" > %(here)s/out/key; cat %(here)s/key.src > %(here)s/out/src 2>&1; \
+         exec sleep 1000'\nstartsecs=0\n",
+    );
+    let d = Daemon::start_with(dir, conf, &[]);
+    assert_eq!(wait_for(10.0, "the program's read", || fs::read_to_string(d.path("out/key")).ok()), "k-2718281828\n");
+    let cred_dir = d.path("creds/app:app");
+    for p in [cred_dir.clone(), cred_dir.join("key")] {
+        let meta = fs::metadata(&p).expect("stat");
+        assert_eq!((meta.uid(), meta.gid()), (uid, gid), "{} belongs to the program's user", p.display());
+    }
+    let src_read = wait_for(10.0, "the program's try at the source", || {
+        fs::read_to_string(d.path("out/src")).ok().filter(|s| !s.is_empty())
+    });
+    assert!(src_read.contains("Permission denied"), "the source stays root's: {src_read}");
+}
