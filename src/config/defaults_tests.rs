@@ -153,6 +153,8 @@ fn check(loaded: &Loaded, table: &str, key: &str, default: &'static str) -> Resu
         ("SUPERVISORD", "directory") => unset(s.directory.is_none()),
         ("SUPERVISORD", "strip_ansi") => eq!(s.strip_ansi, types::boolean(default)?),
         ("SUPERVISORD", "environment") => unset(s.environment.is_empty()),
+        ("SUPERVISORD", "environment_file") => unset(s.environment_files.is_empty()),
+        ("SUPERVISORD", "credentials_directory") => unset(s.credentials_directory.is_none()),
         ("SUPERVISORD", "identifier") => eq!(s.identifier, default),
         ("SUPERVISORD", "restart_limit") => eq!(s.restart_limit as i64, types::integer(default)?),
         ("SUPERVISORD", "exit_on") => eq!(s.exit_on, types::exit_on(default)?),
@@ -201,6 +203,8 @@ fn check(loaded: &Loaded, table: &str, key: &str, default: &'static str) -> Resu
         ("PROGRAM", k) if k.starts_with("stdout_") => channel(&p.stdout, &k["stdout_".len()..]),
         ("PROGRAM", k) if k.starts_with("stderr_") => channel(&p.stderr, &k["stderr_".len()..]),
         ("PROGRAM", "environment") => unset(p.environment.is_empty()),
+        ("PROGRAM", "environment_file") => unset(p.environment_files.is_empty()),
+        ("PROGRAM", "credentials") => unset(p.credentials.is_empty()),
         ("PROGRAM", "serverurl") => {
             // AUTO (or nothing): computed from the first HTTP server at spawn time.
             let auto = default.is_empty() || default.eq_ignore_ascii_case("auto");

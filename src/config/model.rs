@@ -126,6 +126,10 @@ pub struct SupervisordConfig {
     pub strip_ansi: bool,
     /// `environment=` pairs in the order written.
     pub environment: Vec<(String, String)>,
+    /// minisv: `environment_file=` paths, read at every spawn, under `environment`.
+    pub environment_files: Vec<PathBuf>,
+    /// minisv: where each process's `credentials=` are copied (None: `credentials::default_root`).
+    pub credentials_directory: Option<PathBuf>,
     pub identifier: String,
     /// minisv: automatic restarts allowed per second across all programs (0: no limit).
     pub restart_limit: u32,
@@ -274,6 +278,12 @@ pub struct ProcessConfig {
     /// The program's own `environment=` pairs, in order (the `[supervisord]` ones are applied
     /// under them at spawn time).
     pub environment: Vec<(String, String)>,
+    /// minisv: `environment_file=` paths, read at every spawn, under `environment`. Their values
+    /// are never kept in the config (nor shown by getAllConfigInfo).
+    pub environment_files: Vec<PathBuf>,
+    /// minisv: `credentials=NAME:PATH` pairs, copied at every spawn into the process's own
+    /// directory (`CREDENTIALS_DIRECTORY`).
+    pub credentials: Vec<(String, PathBuf)>,
     /// `None` means AUTO: computed from the first HTTP server (2.8).
     pub serverurl: Option<String>,
     /// minisv: the daemon exits with this program's status when it fails for good.

@@ -31,6 +31,12 @@ pub const SUPERVISORD: &[Key] = &[
     key("directory", "", "chdir here when daemonizing"),
     key("strip_ansi", "false", "strip ANSI escapes from child output"),
     key("environment", "", "KEY=\"value\",KEY2=\"value\" added to every child"),
+    key("environment_file", "", "minisv: dotenv files (comma-separated) read at every spawn of every child"),
+    key(
+        "credentials_directory",
+        "",
+        "minisv: where programs' credentials= are copied (default: /run/minisv/credentials as root)",
+    ),
     key("identifier", "supervisor", "name of this instance in the RPC API"),
     key("restart_limit", "0", "minisv: automatic restarts per second across all programs (0: no limit)"),
     key("exit_on", "never", "minisv: exit when programs end for good: never, all-exited or any-exited"),
@@ -106,6 +112,12 @@ pub const PROGRAM: &[Key] = &[
     key("stderr_events_enabled", "false", "emit PROCESS_LOG_STDERR events"),
     key("stderr_syslog", "false", "also send stderr to syslog"),
     key("environment", "", "KEY=\"value\",KEY2=\"value\" for this process"),
+    key("environment_file", "", "minisv: dotenv files (comma-separated) read at every spawn, under environment="),
+    key(
+        "credentials",
+        "",
+        "minisv: NAME:PATH,... files copied at every spawn into $CREDENTIALS_DIRECTORY, readable by the program's user only",
+    ),
     key("serverurl", "AUTO", "SUPERVISOR_SERVER_URL given to the process"),
     key(
         "depends_on",

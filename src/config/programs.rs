@@ -622,6 +622,10 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str) -> V
             names.insert(format!("ENV_{k}"), ExpValue::Str(v.clone()));
         }
         let directory = text_of(ld.get(section, "directory", &names));
+        let got = ld.get(section, "environment_file", &names);
+        let environment_files = super::sections::environment_files(ld, section, got);
+        let got = ld.get(section, "credentials", &names);
+        let credentials = super::sections::credential_files(ld, section, got);
         let stdout = channel(ld, section, &STDOUT_KEYS, &names, stdout_cmax, stdout_events);
         let mut stderr = channel(ld, section, &STDERR_KEYS, &names, stderr_cmax, stderr_events);
         if redirect_stderr {
@@ -685,6 +689,8 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str) -> V
             stdout,
             stderr,
             environment,
+            environment_files,
+            credentials,
             serverurl: serverurl.clone(),
             critical,
             restart: RestartPolicy { backoff_max, restart_delay, fatal_retry, backoff_window },

@@ -183,6 +183,12 @@ pub fn supervisord(ld: &mut Loader, ov: &Overrides) -> SupervisordConfig {
         _ => Vec::new(),
     };
     ld.env.add_env(environment.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let got = ld.get(S, "environment_file", &none);
+    let environment_files = environment_files(ld, S, got);
+    let credentials_directory = match ld.get(S, "credentials_directory", &none) {
+        Got::Found(text, _) if !text.trim().is_empty() => Some(normalize(text.trim())),
+        _ => None,
+    };
 
     SupervisordConfig {
         logfile,
@@ -201,6 +207,8 @@ pub fn supervisord(ld: &mut Loader, ov: &Overrides) -> SupervisordConfig {
         directory,
         strip_ansi,
         environment,
+        environment_files,
+        credentials_directory,
         identifier,
         restart_limit,
         exit_on,
@@ -476,4 +484,53 @@ pub fn vocabulary_warnings(ld: &mut Loader) {
             ld.warn(Some(value.span.clone()), &section.name, Some(key), format!("unknown key (ignored){hint}"));
         }
     }
+}
+
+/// minisv: `environment_file=` (already expanded): comma-separated paths, `~` and relative paths
+/// resolved as other paths are. The files are read at spawn time, not now: a missing one fails
+/// the spawn, not the config.
+pub fn environment_files(ld: &mut Loader, section: &str, got: Got) -> Vec<PathBuf> {
+    let Got::Found(text, span) = got else { return Vec::new() };
+    let mut files = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        if part.is_empty() {
+            ld.error(Some(span.clone()), section, Some("environment_file"), "an empty path; expected PATH[,PATH...]");
+            continue;
+        }
+        files.push(normalize(part));
+    }
+    files
+}
+
+/// minisv: `credentials=NAME:PATH[,NAME:PATH...]` (already expanded). A name becomes a file
+/// name in the process's credentials directory.
+pub fn credential_files(ld: &mut Loader, section: &str, got: Got) -> Vec<(String, PathBuf)> {
+    let Got::Found(text, span) = got else { return Vec::new() };
+    let mut out: Vec<(String, PathBuf)> = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, path) = part.split_once(':').map(|(n, p)| (n.trim(), p.trim())).unwrap_or((part, ""));
+        let good_name = !name.is_empty()
+            && name != "."
+            && name != ".."
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        let msg = if !good_name {
+            Some(format!("{name:?} is not a credential name (letters, digits, '_', '-' and '.')"))
+        } else if path.is_empty() {
+            Some(format!("{name}: no path"))
+        } else if out.iter().any(|(n, _)| n == name) {
+            Some(format!("{name} is given twice"))
+        } else {
+            None
+        };
+        match msg {
+            Some(m) => ld.error(
+                Some(span.clone()),
+                section,
+                Some("credentials"),
+                format!("{m}; expected NAME:PATH[,NAME:PATH...]"),
+            ),
+            None => out.push((name.to_string(), normalize(path))),
+        }
+    }
+    out
 }

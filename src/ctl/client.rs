@@ -35,14 +35,6 @@ impl CallError {
         }
     }
 
-    /// The errno of a failed connect, if that is what happened.
-    pub fn connect_errno(&self) -> Option<i32> {
-        match self {
-            CallError::Connect { err, .. } => err.raw_os_error(),
-            _ => None,
-        }
-    }
-
     pub fn is_unauthorized(&self) -> bool {
         matches!(self, CallError::Http { code: 401, .. })
     }
@@ -75,10 +67,13 @@ impl fmt::Display for CallError {
             }
             CallError::Connect { url, err } => {
                 write!(f, "cannot connect to {url}: {}", describe_io(err))?;
-                if matches!(err.raw_os_error(), Some(libc::ENOENT | libc::ECONNREFUSED)) {
-                    write!(f, " (is minisv running?)")?;
+                match err.raw_os_error() {
+                    Some(libc::EACCES | libc::EPERM) => {
+                        write!(f, " (do the socket's chmod= and chown= let this user in?)")
+                    }
+                    Some(libc::ENOENT | libc::ECONNREFUSED | libc::ENOTSOCK) => write!(f, " (is minisv running?)"),
+                    _ => Ok(()),
                 }
-                Ok(())
             }
             CallError::Io { url, err } => {
                 write!(f, "connection to {url} failed: {}", describe_io(err))

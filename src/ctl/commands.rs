@@ -962,16 +962,10 @@ fn shutdown(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
         Ok(_) => ctl.output("Shut down"),
         // Quirk Q14, kept: already shutting down leaves the exit status at 0.
         Err(e) if e.fault_code() == Some(faults::SHUTDOWN_STATE) => ctl.output("ERROR: already shutting down"),
+        Err(e) if ctl.report_unreachable(&e) => {}
         Err(e) => {
             ctl.exitstatus = exit::GENERIC;
-            let url = ctl.settings.serverurl.clone();
-            match e.connect_errno() {
-                Some(libc::ECONNREFUSED) => {
-                    ctl.output(&format!("ERROR: {url} refused connection (already shut down?)"))
-                }
-                Some(libc::ENOENT) => ctl.output(&format!("ERROR: {url} no such file (already shut down?)")),
-                _ => return Err(e),
-            }
+            return Err(e);
         }
     }
     Ok(())

@@ -97,22 +97,20 @@ impl Ctl {
                 self.exitstatus = exit::UNIMPLEMENTED_FEATURE;
                 Ok(false)
             }
-            Err(e) => match e.connect_errno() {
-                Some(libc::ECONNREFUSED) => {
-                    let msg = format!("{} refused connection", self.settings.serverurl);
-                    self.output(&msg);
-                    self.exitstatus = exit::INSUFFICIENT_PRIVILEGES;
-                    Ok(false)
-                }
-                Some(libc::ENOENT) => {
-                    let msg = format!("{} no such file", self.settings.serverurl);
-                    self.output(&msg);
-                    self.exitstatus = exit::NOT_RUNNING;
-                    Ok(false)
-                }
-                _ => Err(e),
-            },
+            Err(e) if self.report_unreachable(&e) => Ok(false),
+            Err(e) => Err(e),
         }
+    }
+
+    /// When no daemon answers (the connect itself failed), prints the one line every command
+    /// prints, sets the exit status every command but `status` exits with, and says `true`.
+    pub fn report_unreachable(&mut self, err: &CallError) -> bool {
+        let CallError::Connect { err: io, .. } = err else {
+            return false;
+        };
+        self.exitstatus = exit_when_unreachable(io.raw_os_error());
+        self.output(&format!("minisv ctl: {err}"));
+        true
     }
 
     /// Runs one command line, as `Controller.onecmd`: unknown syntax, the 401 retry, and one clear
@@ -137,6 +135,9 @@ impl Ctl {
                 }
                 // One line only (quirk Q9: supervisorctl repeats the command and adds an error: line).
                 self.exitstatus = exit::GENERIC;
+                return;
+            }
+            if self.report_unreachable(&err) {
                 return;
             }
             self.output(&format!("minisv ctl: {err}"));
@@ -180,6 +181,18 @@ pub fn exitstatus_after_fault(current: i32, code: i32, ignored: Option<i32>) -> 
         exit::NOT_RUNNING
     } else {
         exit::GENERIC
+    }
+}
+
+/// The exit status of any command but `status` (which says 4, "unknown", as supervisorctl does)
+/// when no daemon answers: 7, LSB's "program is not running", whatever the command and however the
+/// connect failed, except 4, LSB's "insufficient privilege", when the socket's permissions refused
+/// us (a daemon may well be running). supervisorctl says 7 or 4 only for the commands that check
+/// the server first, and 4 for a refused connection; minisv-ctl(1) has the table.
+pub fn exit_when_unreachable(errno: Option<i32>) -> i32 {
+    match errno {
+        Some(libc::EACCES | libc::EPERM) => exit::INSUFFICIENT_PRIVILEGES,
+        _ => exit::NOT_RUNNING,
     }
 }
 
@@ -245,5 +258,14 @@ mod tests {
         assert_eq!(exitstatus_after_fault(1, NOT_RUNNING, None), 7);
         assert_eq!(exitstatus_after_fault(7, SUCCESS, None), 7);
         assert_eq!(exitstatus_after_fault(0, NOT_RUNNING, Some(NOT_RUNNING)), 0);
+    }
+
+    #[test]
+    fn no_daemon_is_not_running_unless_permissions_refused_us() {
+        assert_eq!(exit_when_unreachable(Some(libc::ENOENT)), exit::NOT_RUNNING);
+        assert_eq!(exit_when_unreachable(Some(libc::ECONNREFUSED)), exit::NOT_RUNNING);
+        assert_eq!(exit_when_unreachable(None), exit::NOT_RUNNING);
+        assert_eq!(exit_when_unreachable(Some(libc::EACCES)), exit::INSUFFICIENT_PRIVILEGES);
+        assert_eq!(exit_when_unreachable(Some(libc::EPERM)), exit::INSUFFICIENT_PRIVILEGES);
     }
 }

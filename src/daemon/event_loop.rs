@@ -678,6 +678,9 @@ impl EventLoop {
                     }
                     self.listener_exited(id);
                     self.close_ready(id);
+                    if let Some(p) = self.sup.process(id) {
+                        spawn::remove_credentials(&self.config.supervisord, &p.group, &p.config);
+                    }
                     if let Some(io) = self.io.get_mut(id.0) {
                         // Registered only while input waits to be written (control.rs).
                         if let Some(fd) = io.stdin.take().filter(|_| !io.stdin_buf.is_empty()) {
@@ -734,7 +737,7 @@ impl EventLoop {
             spawner: &self.spawner,
             base: &self.env_base,
             server_url: self.server_url.as_deref(),
-            environment: &self.config.supervisord.environment,
+            daemon: &self.config.supervisord,
         };
         self.probes.sync(&self.sup, &setup, self.poll.registry(), self.now.mono, &mut outcomes);
         self.apply_probe_outcomes(outcomes)
@@ -831,10 +834,10 @@ impl EventLoop {
     }
 
     /// What a child's environment sets on top of ours (2.3): SUPERVISOR_*, the user's HOME/USER/
-    /// LOGNAME/SHELL (fix of Supervisor issue #435), `[supervisord] environment`, then the
-    /// program's (a later one wins).
-    fn child_env(&self, pc: &ProcessConfig, group: &str) -> Vec<(OsString, OsString)> {
-        spawn::program_env(pc, group, self.server_url.as_deref(), &self.config.supervisord.environment)
+    /// LOGNAME/SHELL (fix of Supervisor issue #435), `[supervisord]` environment files and
+    /// `environment`, then the program's (a later one wins); Err: a file that cannot be used.
+    fn child_env(&self, pc: &ProcessConfig, group: &str) -> Result<Vec<(OsString, OsString)>, String> {
+        spawn::spawn_env(pc, group, self.server_url.as_deref(), &self.config.supervisord)
     }
 
     /// Starts a process's child. Its outcome is fed to the core once it has exec'd (or failed),
@@ -887,7 +890,12 @@ impl EventLoop {
                 return true;
             }
             Ok(spawned) => Input::Spawned { pid: self.watch_child(id, spawned) },
-            Err(message) => Input::SpawnFailed { message },
+            Err(message) => {
+                if let Some(p) = self.sup.process(id) {
+                    spawn::remove_credentials(&self.config.supervisord, &p.group, &p.config);
+                }
+                Input::SpawnFailed { message }
+            }
         };
         self.sup.feed(id, input, self.now.mono, self.now.wall);
         true
@@ -917,7 +925,7 @@ impl EventLoop {
             argv,
             base: Rc::clone(&self.env_base),
             env: {
-                let mut env = self.child_env(pc, group);
+                let mut env = self.child_env(pc, group)?;
                 if pc.ready_notify || pc.watchdog_sec > 0 {
                     // Set last: the program's environment= cannot point it elsewhere.
                     env.push(("NOTIFY_SOCKET".into(), self.notify_address()?.into()));

@@ -39,6 +39,8 @@ fn pconf(name: &str) -> ProcessConfig {
         stdout: channel(),
         stderr: channel(),
         environment: vec![],
+        environment_files: vec![],
+        credentials: vec![],
         serverurl: None,
         critical: false,
         restart: crate::config::RestartPolicy::default(),

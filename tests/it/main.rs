@@ -7,6 +7,7 @@ mod ctl_tutorial;
 mod daemon;
 mod defaults;
 mod docs;
+mod envfiles;
 mod events;
 mod faults;
 mod fleet;

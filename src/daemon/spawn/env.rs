@@ -1,11 +1,13 @@
 //! A child's environment (reference 2.3): the daemon's own, made into C strings once, with what
 //! a program sets on top (SUPERVISOR_*, its user's HOME/USER/LOGNAME/SHELL, `[supervisord]
-//! environment`, its own `environment`). The same for the program and for its command probes.
+//! environment_file` and `environment`, its own `environment_file` and `environment`,
+//! `CREDENTIALS_DIRECTORY`). The same for the program and for its command probes.
 
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::OsStrExt;
 
-use crate::config::model::ProcessConfig;
+use super::{credentials, dotenv};
+use crate::config::model::{ProcessConfig, SupervisordConfig};
 
 /// The daemon's environment as `KEY=VALUE` C strings, made once: every child's environment
 /// starts from it, and only what a program sets on top is made per spawn (building the whole
@@ -66,15 +68,19 @@ pub(super) fn compose_env(
 }
 
 /// What a child of program `pc` of `group` gets set on top of the daemon's environment (2.3):
-/// SUPERVISOR_*, the user's HOME/USER/LOGNAME/SHELL (fix of Supervisor issue #435),
-/// `[supervisord] environment` (`daemon_env`), then the program's (a later one wins).
+/// SUPERVISOR_*, the user's HOME/USER/LOGNAME/SHELL (fix of Supervisor issue #435), then, a
+/// later one winning: `[supervisord] environment_file`, `[supervisord] environment`, the
+/// program's `environment_file`, the program's `environment`. The environment files are read
+/// now, at every spawn; Err names the file and line that cannot be used (never a value), and
+/// the spawn fails with it. With `credentials=`, CREDENTIALS_DIRECTORY names the process's
+/// directory (made by `spawn_env`).
 /// `server_url`: SUPERVISOR_SERVER_URL for a program without its own `serverurl=` (2.8).
 pub fn program_env(
     pc: &ProcessConfig,
     group: &str,
     server_url: Option<&str>,
-    daemon_env: &[(String, String)],
-) -> Vec<(OsString, OsString)> {
+    daemon: &SupervisordConfig,
+) -> Result<Vec<(OsString, OsString)>, String> {
     let mut env: Vec<(OsString, OsString)> = Vec::new();
     let mut set = |k: &str, v: &str| env.push((k.into(), v.into()));
     set("SUPERVISOR_ENABLED", "1");
@@ -89,10 +95,46 @@ pub fn program_env(
         set("LOGNAME", &user.name);
         set("SHELL", &user.shell);
     }
-    for (k, v) in daemon_env.iter().chain(pc.environment.iter()) {
+    let read = |files: &[std::path::PathBuf]| -> Result<Vec<(String, String)>, String> {
+        let mut pairs = Vec::new();
+        for f in files {
+            pairs.extend(dotenv::read(f).map_err(|e| format!("environment_file {e}"))?);
+        }
+        Ok(pairs)
+    };
+    for (k, v) in read(&daemon.environment_files)?.iter().chain(daemon.environment.iter()) {
         set(k, v);
     }
-    env
+    for (k, v) in read(&pc.environment_files)?.iter().chain(pc.environment.iter()) {
+        set(k, v);
+    }
+    if !pc.credentials.is_empty() {
+        let dir = credentials::process_dir(&credentials_root(daemon), group, &pc.name);
+        env.push(("CREDENTIALS_DIRECTORY".into(), dir.into_os_string()));
+    }
+    Ok(env)
+}
+
+/// The environment of a program's process (not of its probes): `program_env`, after copying
+/// its credentials into their directory for this run.
+pub fn spawn_env(
+    pc: &ProcessConfig,
+    group: &str,
+    server_url: Option<&str>,
+    daemon: &SupervisordConfig,
+) -> Result<Vec<(OsString, OsString)>, String> {
+    let env = program_env(pc, group, server_url, daemon)?;
+    credentials::prepare(&credentials_root(daemon), group, pc)?;
+    Ok(env)
+}
+
+/// Removes the credentials directory of a process that has exited (or failed to start).
+pub fn remove_credentials(daemon: &SupervisordConfig, group: &str, pc: &ProcessConfig) {
+    credentials::remove(&credentials_root(daemon), group, pc);
+}
+
+fn credentials_root(daemon: &SupervisordConfig) -> std::path::PathBuf {
+    daemon.credentials_directory.clone().unwrap_or_else(credentials::default_root)
 }
 
 /// The PATH a command of program `pc` is looked up in: the program's, or `[supervisord]

@@ -18,6 +18,8 @@
 //! One job per file:
 //! - `command`: finding the program a command line names;
 //! - `env`: the child's environment;
+//! - `dotenv`: environment files (`environment_file=`);
+//! - `credentials`: the files of `credentials=`, copied for each run;
 //! - `plan`: what a child is started with, and what every child of a program shares;
 //! - `start`: one start, from plan to exec (`Spawner::spawn`, `finish`);
 //! - `lanes`: the clone, on a lane's stack (`Spawner`);
@@ -28,6 +30,8 @@
 
 mod child;
 mod command;
+mod credentials;
+pub mod dotenv;
 mod env;
 mod lanes;
 mod plan;
@@ -38,7 +42,7 @@ mod start;
 
 pub use child::mark_fds_cloexec;
 pub use command::{py_repr, resolve_command, resolve_command_in, shlex_split, CommandError, FoundCommands};
-pub use env::{program_env, search_path, BaseEnv};
+pub use env::{program_env, remove_credentials, search_path, spawn_env, BaseEnv};
 pub use lanes::{Spawner, LANES};
 pub use plan::{program_user, ChildSetup, SpawnPlan, Spawned};
 pub use start::{finish, kill_and_reap, InFlight};

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use super::command::resolve_command;
 use super::env::{program_env, search_path, BaseEnv};
 use super::lanes::Spawner;
-use crate::config::model::ProcessConfig;
+use crate::config::model::{ProcessConfig, SupervisordConfig};
 use crate::sys;
 
 /// Everything the child needs, prepared in the parent.
@@ -59,8 +59,8 @@ pub struct ChildSetup<'a> {
     pub base: &'a Rc<BaseEnv>,
     /// SUPERVISOR_SERVER_URL for programs without their own `serverurl=` (2.8).
     pub server_url: Option<&'a str>,
-    /// `[supervisord] environment`.
-    pub environment: &'a [(String, String)],
+    /// `[supervisord]`: its environment and environment files.
+    pub daemon: &'a SupervisordConfig,
 }
 
 impl ChildSetup<'_> {
@@ -68,13 +68,13 @@ impl ChildSetup<'_> {
     /// with its environment, directory and umask, in a process group of its own, with stdin,
     /// stdout and stderr on /dev/null. Returns its pid once it has exec'd; the caller reaps it.
     pub fn run_beside(&self, pc: &ProcessConfig, group: &str, command: &str) -> Result<u32, String> {
-        let (program, argv) = resolve_command(command, search_path(pc, self.environment).as_deref())
+        let (program, argv) = resolve_command(command, search_path(pc, &self.daemon.environment).as_deref())
             .map_err(|e| e.message().to_string())?;
         let plan = SpawnPlan {
             program,
             argv,
             base: Rc::clone(self.base),
-            env: program_env(pc, group, self.server_url, self.environment),
+            env: program_env(pc, group, self.server_url, self.daemon)?,
             directory: pc.directory.clone(),
             umask: pc.umask,
             user: program_user(pc)?,
