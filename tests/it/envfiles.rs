@@ -84,7 +84,10 @@ fn a_bad_environment_file_fails_the_start_with_file_and_line() {
     fs::write(d.path("app.env"), "A=fixed\n").expect("fix app.env");
     d.rpc("supervisor.startProcess", &[Value::from("app")]).expect("start app");
     d.wait_state("app", "RUNNING", 10.0);
-    assert_eq!(wait_for(10.0, "the report", || fs::read_to_string(d.path("seen")).ok()), "fixed\n");
+    assert_eq!(
+        wait_for(10.0, "the report", || fs::read_to_string(d.path("seen")).ok().filter(|s| s.ends_with('\n'))),
+        "fixed\n"
+    );
 }
 
 #[test]
@@ -99,7 +102,9 @@ fn credentials_are_copied_into_a_private_directory_for_each_run() {
          echo \"$CREDENTIALS_DIRECTORY\" > %(here)s/dir; exec sleep 1000'\nstartsecs=0\n",
     );
     let d = Daemon::start_with(dir, conf, &[]);
-    assert_eq!(wait_for(10.0, "the program's copy", || fs::read_to_string(d.path("tok")).ok()), "tok-3141592\n");
+    // The shell creates the file before writing it: wait for the whole line.
+    let read = |p: &str| fs::read_to_string(d.path(p)).ok().filter(|s| s.ends_with('\n'));
+    assert_eq!(wait_for(10.0, "the program's copy", || read("tok")), "tok-3141592\n");
     let cred_dir =
         wait_for(10.0, "the directory's path", || fs::read_to_string(d.path("dir")).ok().filter(|s| s.ends_with('\n')));
     let cred_dir = std::path::PathBuf::from(cred_dir.trim_end());
@@ -109,7 +114,7 @@ fn credentials_are_copied_into_a_private_directory_for_each_run() {
     assert_eq!(mode(&cred_dir), 0o700);
     assert_eq!(mode(&cred_dir.join("token")), 0o400);
     assert_eq!(mode(&d.path("creds")), 0o711);
-    let env = wait_for(10.0, "the program's environment", || fs::read_to_string(d.path("env")).ok());
+    let env = wait_for(10.0, "the program's environment", || read("dir").and(fs::read_to_string(d.path("env")).ok()));
     assert!(!env.contains("tok-3141592"), "the secret is not in the environment");
     // Removed when the program exits.
     d.rpc("supervisor.stopProcess", &[Value::from("app")]).expect("stop app");
@@ -147,7 +152,9 @@ fn credentials_belong_to_the_programs_user() {
          exec sleep 1000'\nstartsecs=0\n",
     );
     let d = Daemon::start_with(dir, conf, &[]);
-    assert_eq!(wait_for(10.0, "the program's read", || fs::read_to_string(d.path("out/key")).ok()), "k-2718281828\n");
+    // The shell creates the file before writing it: wait for the whole line.
+    let read = |p: &str| fs::read_to_string(d.path(p)).ok().filter(|s| s.ends_with('\n'));
+    assert_eq!(wait_for(10.0, "the program's read", || read("out/key")), "k-2718281828\n");
     let cred_dir = d.path("creds/app:app");
     for p in [cred_dir.clone(), cred_dir.join("key")] {
         let meta = fs::metadata(&p).expect("stat");

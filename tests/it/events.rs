@@ -302,12 +302,15 @@ fn superlance_httpok_restarts_a_program_whose_url_fails() {
 #[test]
 fn a_listener_stopped_first_still_gets_stopping_and_no_added_of_earlier_groups() {
     let dir = TempDir::new("evstop");
-    let listener = script(&dir, "listener.sh", SHELL_LISTENER);
+    // The listener outlives its stop signal (killed after stopwaitsecs): on a loaded machine it
+    // may still be answering RUNNING when the shutdown begins, and STOPPING is then handed to
+    // it once it says READY again, which must come before it is gone.
+    let listener = script(&dir, "listener.sh", &SHELL_LISTENER.replacen("while :; do", "trap '' TERM\nwhile :; do", 1));
     let conf = dir.write(
         "sv.conf",
         &format!(
             "{}[program:early]\ncommand=sleep 1000\nstartsecs=0\n\
-             [eventlistener:lis]\ncommand={listener}\nevents=PROCESS_GROUP,SUPERVISOR_STATE_CHANGE\npriority=1000\n\
+             [eventlistener:lis]\ncommand={listener}\nevents=PROCESS_GROUP,SUPERVISOR_STATE_CHANGE\npriority=1000\nstopwaitsecs=2\n\
              environment=OUT=\"%(here)s/events.txt\"\n\
              [program:later]\ncommand=sleep 1000\nstartsecs=0\npriority=1001\n",
             base_config(dir.path())
