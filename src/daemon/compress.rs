@@ -1,13 +1,11 @@
 //! Compressing rotated logs (`*_logfile_compress=true`) without blocking the event loop: a
-//! rotation renames `x.log` to `x.log.1` at once and queues it here; the loop starts `gzip -n -f
-//! x.log.1` (found on the daemon's PATH) through the daemon's own spawn path, as a quiet child
-//! (stdin, stdout and stderr on /dev/null) known to the loop's reaper, which hands its exit back
-//! here. gzip writes `x.log.1.gz` and removes `x.log.1` itself, so a daemon that stops meanwhile
-//! leaves a complete file either way.
-//!
-//! One gzip runs at a time (the daemon's programs keep the other cores). A log whose previous
-//! backup is still being compressed is not rotated again until gzip is done (`busy`): its file
-//! grows past maxbytes meanwhile, and is rotated at the first write after.
+//! rotation renames `x.log` at once to a name of its own (`x.log.rotated-N`) and queues it
+//! here; the loop starts `gzip -n -f x.log.rotated-N` (found on the daemon's PATH) through the
+//! daemon's own spawn path, as a quiet child (stdin, stdout and stderr on /dev/null) known to
+//! the loop's reaper, which hands its exit back here. gzip writes `x.log.rotated-N.gz` and
+//! removes its input itself; then the backups `x.log.i.gz` move up one and it becomes
+//! `x.log.1.gz`. The jobs run one at a time, in the order of the rotations, so a burst of
+//! rotations lands in order (the daemon's programs keep the other cores meanwhile).
 //!
 //! The queue is a value of the daemon's (single) thread rather than a field of the loop: the log
 //! files that rotate are owned in many places (the main log, each process's channels, the
@@ -25,8 +23,10 @@ use crate::config::LogLevel;
 /// A rotated backup to compress.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Job {
-    /// The log file (`x.log`); the backup is `x.log.1`.
+    /// The log file (`x.log`).
     pub log: PathBuf,
+    /// Where the rotation put its content (`x.log.rotated-N`).
+    pub source: PathBuf,
     pub backups: u32,
     /// `maxbytes x backups`: what the backups may take together (0: no bound).
     pub budget: u64,
@@ -34,7 +34,7 @@ pub struct Job {
 
 impl Job {
     fn source(&self) -> PathBuf {
-        numbered(&self.log, 1, false)
+        self.source.clone()
     }
 }
 
@@ -47,6 +47,8 @@ struct State {
     running: Option<(u32, Job)>,
     /// Lines for the main log (the loop writes them: this module has no log of its own).
     notes: Vec<(LogLevel, String)>,
+    /// The number of the next rotated file.
+    serial: u64,
 }
 
 thread_local! {
@@ -80,18 +82,21 @@ pub fn available() -> bool {
     })
 }
 
-/// Queues the backup `x.log.1` of `job.log` for compression.
-pub fn enqueue(job: Job) {
-    STATE.with(|s| s.borrow_mut().queue.push_back(job));
+/// A name for the content of `log` just rotated, unique in this daemon: `x.log.rotated-N`.
+pub fn staging_name(log: &Path) -> PathBuf {
+    let n = STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        s.serial += 1;
+        s.serial
+    });
+    let mut name = log.as_os_str().to_owned();
+    name.push(format!(".rotated-{n}"));
+    PathBuf::from(name)
 }
 
-/// Whether the first backup of `log` is queued or being compressed (then `log` must not be
-/// rotated: that would rename the file under gzip).
-pub fn busy(log: &Path) -> bool {
-    STATE.with(|s| {
-        let s = s.borrow();
-        s.running.as_ref().is_some_and(|(_, j)| j.log == log) || s.queue.iter().any(|j| j.log == log)
-    })
+/// Queues a rotated file for compression.
+pub fn enqueue(job: Job) {
+    STATE.with(|s| s.borrow_mut().queue.push_back(job));
 }
 
 /// Whether the loop has something to do here (checked at each wakeup: one borrow).
@@ -142,19 +147,61 @@ pub fn reaped(pid: u32, ok: bool, how: &str) -> Option<(LogLevel, String)> {
         }
     })?;
     let source = job.source();
-    if !ok {
-        // gzip keeps its input when it fails: the backup stays, uncompressed.
-        return Some((
-            LogLevel::Error,
-            format!("gzip {} failed ({how}): the backup is kept uncompressed", source.display()),
-        ));
+    let mut gz = source.as_os_str().to_owned();
+    gz.push(".gz");
+    let gz = PathBuf::from(gz);
+    // gzip keeps its input when it fails: that goes in as a plain backup.
+    let (done, note) = if ok {
+        (gz, (LogLevel::Debug, format!("compressed {} ({how})", source.display())))
+    } else {
+        let _ = fs::remove_file(&gz);
+        let msg = format!("gzip {} failed ({how}): the backup is kept uncompressed", source.display());
+        (source.clone(), (LogLevel::Error, msg))
+    };
+    if let Err(e) = shift_in(&job.log, job.backups, &done, ok) {
+        return Some((LogLevel::Error, format!("cannot rotate {} into {}: {e}", done.display(), job.log.display())));
     }
     let removed = trim_to_budget(&job);
-    let mut msg = format!("compressed {} ({how})", source.display());
+    let (level, mut msg) = note;
     if removed > 0 {
         msg.push_str(&format!("; removed the {removed} oldest backups to stay under maxbytes x backups"));
     }
-    Some((LogLevel::Debug, msg))
+    Some((level, msg))
+}
+
+/// The backups of a compressing log, which may be compressed or not (gzip missing for a
+/// while, a failed gzip, the option just turned on): slot `i`, in either form, moves to slot
+/// `i+1` (the last is dropped), then `newest` becomes `x.log.1.gz` (or `x.log.1`).
+pub fn shift_in(log: &Path, backups: u32, newest: &Path, gz: bool) -> std::io::Result<()> {
+    for i in (1..backups).rev() {
+        if [false, true].iter().any(|&g| numbered(log, i, g).exists()) {
+            for g in [false, true] {
+                remove_if_exists(&numbered(log, i + 1, g))?;
+            }
+        }
+        for g in [false, true] {
+            rename_if_exists(&numbered(log, i, g), &numbered(log, i + 1, g))?;
+        }
+    }
+    for g in [false, true] {
+        remove_if_exists(&numbered(log, 1, g))?;
+    }
+    rename_if_exists(newest, &numbered(log, 1, gz))
+}
+
+// An external cleaner may remove files under us: ENOENT is not an error here.
+fn remove_if_exists(path: &Path) -> std::io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn rename_if_exists(from: &Path, to: &Path) -> std::io::Result<()> {
+    match fs::rename(from, to) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Removes the oldest backups while all of them together take more than `maxbytes x backups`

@@ -313,27 +313,24 @@ impl LogFile {
     }
 
     /// `f.(n-1)` → `f.n` ... `f` → `f.1`, then a new empty `f`; with no backups, truncate.
-    /// With compression, `f.1` is queued for gzip (`f.1.gz`) and the backups shifted are the
-    /// `.gz` ones; while the previous `f.1` is still being compressed, `f` is not rotated
-    /// (it is at the first write after).
+    /// With compression, `f` is renamed to a name of its own and queued for gzip, which puts
+    /// it in as `f.1.gz` once compressed (see `compress`).
     pub fn rotate(&mut self) -> io::Result<()> {
         if self.rotation.compress && self.backups > 0 {
-            if compress::busy(&self.path) {
-                return Ok(());
-            }
+            self.file = None;
             if compress::available() {
-                self.file = None;
-                self.shift_both_forms()?;
+                let staging = compress::staging_name(&self.path);
+                rename_if_exists(&self.path, &staging)?;
                 compress::enqueue(compress::Job {
+                    source: staging,
                     log: self.path.clone(),
                     backups: self.backups,
                     budget: self.maxbytes.saturating_mul(u64::from(self.backups)),
                 });
-                return self.start_empty();
+            } else {
+                // No gzip (said once in the log): plain backups, among any compressed ones.
+                compress::shift_in(&self.path, self.backups, &self.path, false)?;
             }
-            // No gzip (said once in the log): plain backups, among any compressed ones.
-            self.file = None;
-            self.shift_both_forms()?;
             return self.start_empty();
         }
         self.file = None;
@@ -351,29 +348,6 @@ impl LogFile {
             rename_if_exists(&self.path, &first)?;
         }
         self.start_empty()
-    }
-
-    /// The backups of a compressing log, which may be compressed or not (gzip missing for a
-    /// while, a failed gzip, the option just turned on): slot `i`, in either form, moves to
-    /// slot `i+1`, then `f` becomes `f.1`.
-    fn shift_both_forms(&mut self) -> io::Result<()> {
-        for i in (1..self.backups).rev() {
-            for gz in [false, true] {
-                let from = compress::numbered(&self.path, i, gz);
-                if from.exists() {
-                    for to_gz in [false, true] {
-                        remove_if_exists(&compress::numbered(&self.path, i + 1, to_gz))?;
-                    }
-                }
-            }
-            for gz in [false, true] {
-                rename_if_exists(&compress::numbered(&self.path, i, gz), &compress::numbered(&self.path, i + 1, gz))?;
-            }
-        }
-        for gz in [false, true] {
-            remove_if_exists(&compress::numbered(&self.path, 1, gz))?;
-        }
-        rename_if_exists(&self.path, &numbered(&self.path, 1))
     }
 
     /// A new empty file at the log's path.
@@ -661,22 +635,23 @@ mod tests {
     }
 
     #[test]
-    fn a_log_is_not_rotated_while_its_last_backup_is_compressed() {
-        let d = tmpdir("gz-busy");
+    fn rotations_while_gzip_runs_land_in_order() {
+        let d = tmpdir("gz-burst");
         let path = d.join("x.log");
         let (a, b, c) = ("a".repeat(100) + "\n", "b".repeat(100) + "\n", "c".repeat(100) + "\n");
         let mut log = LogFile::open(&path, 100, 3).expect("open");
         log.set_rotation(Rotation { every: RotateEvery::Size, compress: true });
-        log.write(a.as_bytes()).expect("write");
-        assert!(numbered(&path, 1).exists(), "renamed at once, queued for gzip");
-        log.write(b.as_bytes()).expect("write");
-        log.write(c.as_bytes()).expect("write");
-        assert_eq!(fs::read_to_string(&path).expect("read"), format!("{b}{c}"), "grows while gzip runs");
+        // Three rotations before any gzip has run.
+        for text in [&a, &b, &c] {
+            log.write(text.as_bytes()).expect("write");
+        }
+        assert_eq!(fs::read(&path).expect("read"), b"", "rotated at once each time");
         compress::run_queued_blocking();
-        log.write(b"+\n").expect("write");
-        compress::run_queued_blocking();
-        assert_eq!(gunzip(&compress::numbered(&path, 2, true)), a.as_bytes());
-        assert_eq!(gunzip(&compress::numbered(&path, 1, true)), format!("{b}{c}+\n").as_bytes());
+        assert_eq!(gunzip(&compress::numbered(&path, 3, true)), a.as_bytes());
+        assert_eq!(gunzip(&compress::numbered(&path, 2, true)), b.as_bytes());
+        assert_eq!(gunzip(&compress::numbered(&path, 1, true)), c.as_bytes());
+        let left: Vec<_> = fs::read_dir(&d).expect("dir").flatten().map(|e| e.file_name()).collect();
+        assert_eq!(left.len(), 4, "x.log and three backups: {left:?}");
         let _ = fs::remove_dir_all(&d);
     }
 
