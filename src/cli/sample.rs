@@ -50,6 +50,9 @@ pidfile=/tmp/minisv.pid      ; pid file of the daemon (default $CWD/supervisord.
 ;restart_limit=20            ; minisv: automatic restarts per second, all programs (default 0: no limit)
 ;exit_on=all-exited          ; minisv: exit when every program has ended for good (default never)
 ;state_file=/var/lib/minisv/state ; minisv: keep starts and stops by hand across restarts (default none)
+;logfile_rotate=daily         ; minisv: also rotate hourly or daily (default size: at maxbytes only)
+;logfile_compress=true       ; minisv: gzip rotated main logs (default false)
+;log_format=json             ; minisv: text or json on the daemon's stdout (default text)
 
 ; The RPC interface that ctl and other Supervisor clients use. Keep this section.
 [rpcinterface:supervisor]
@@ -95,12 +98,16 @@ serverurl=unix:///tmp/minisv.sock ; the socket of [unix_http_server]
 ;stdout_capture_maxbytes=0     ; capture mode buffer; 0 = off (default 0)
 ;stdout_events_enabled=false   ; emit PROCESS_LOG_STDOUT events (default false)
 ;stdout_syslog=false           ; also send to syslog (default false)
+;stdout_logfile_rotate=daily   ; minisv: also rotate hourly or daily (default size)
+;stdout_logfile_compress=true  ; minisv: gzip rotated logs, x.log.1.gz ... (default false)
 ;stderr_logfile=AUTO           ; a path, AUTO or NONE (default AUTO, in childlogdir)
 ;stderr_logfile_maxbytes=50MB  ; rotate at this size; 0 = never (default 50MB)
 ;stderr_logfile_backups=10     ; rotated logs to keep (default 10)
 ;stderr_capture_maxbytes=0     ; capture mode buffer; 0 = off (default 0)
 ;stderr_events_enabled=false   ; emit PROCESS_LOG_STDERR events (default false)
 ;stderr_syslog=false           ; also send to syslog (default false)
+;stderr_logfile_rotate=daily   ; minisv: also rotate hourly or daily (default size)
+;stderr_logfile_compress=true  ; minisv: gzip rotated logs, x.log.1.gz ... (default false)
 ;environment=A="1",B="2"       ; environment of the process (default none)
 ;environment_file=/etc/app.env ; minisv: dotenv files read at every spawn; environment= wins (default none)
 ;credentials=key:/etc/app/key  ; minisv: files copied to $CREDENTIALS_DIRECTORY at every spawn (default none)

@@ -126,6 +126,8 @@ fn check(loaded: &Loaded, table: &str, key: &str, default: &'static str) -> Resu
             "capture_maxbytes" => eq!(c.capture_maxbytes, types::byte_size(default)?),
             "events_enabled" => eq!(c.events_enabled, types::boolean(default)?),
             "syslog" => eq!(c.syslog, types::boolean(default)?),
+            "logfile_rotate" => eq!(c.rotation.every, types::rotate_every(default)?),
+            "logfile_compress" => eq!(c.rotation.compress, types::boolean(default)?),
             _ => Err(format!("no check for {k}")),
         }
     };
@@ -159,6 +161,9 @@ fn check(loaded: &Loaded, table: &str, key: &str, default: &'static str) -> Resu
         ("SUPERVISORD", "restart_limit") => eq!(s.restart_limit as i64, types::integer(default)?),
         ("SUPERVISORD", "exit_on") => eq!(s.exit_on, types::exit_on(default)?),
         ("SUPERVISORD", "state_file") => unset(s.state_file.is_none()),
+        ("SUPERVISORD", "logfile_rotate") => eq!(s.logfile_rotation.every, types::rotate_every(default)?),
+        ("SUPERVISORD", "logfile_compress") => eq!(s.logfile_rotation.compress, types::boolean(default)?),
+        ("SUPERVISORD", "log_format") => eq!(s.log_format, types::log_format(default)?),
 
         ("UNIX_HTTP_SERVER", "chmod") => eq!(config.unix_http_servers[0].chmod, types::octal(default)?),
         ("UNIX_HTTP_SERVER", "chown") => unset(config.unix_http_servers[0].chown.is_none()),

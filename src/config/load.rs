@@ -224,5 +224,7 @@ pub const EXPECT_USER_GROUP: &str = "user or user:group naming an existing user 
 pub const EXPECT_DIR: &str = "an existing directory";
 pub const EXPECT_LOGFILE: &str = "a file path in an existing directory, AUTO, NONE or syslog";
 pub const EXPECT_PATH: &str = "a file path in an existing directory";
+pub const EXPECT_ROTATE: &str = "size, hourly or daily";
+pub const EXPECT_LOG_FORMAT: &str = "text or json";
 pub const EXPECT_ENV: &str = "KEY=\"value\" pairs separated by commas";
 pub const EXPECT_PORT: &str = "host:port, *:port, :port or a port number between 1 and 65535";

@@ -137,6 +137,38 @@ pub struct SupervisordConfig {
     pub exit_on: ExitOn,
     /// minisv: where programs started or stopped by hand are kept across restarts.
     pub state_file: Option<PathBuf>,
+    /// minisv: `logfile_rotate=` and `logfile_compress=` of the main log.
+    pub logfile_rotation: Rotation,
+    /// minisv: `log_format=`, the shape of what the daemon writes to its stdout.
+    pub log_format: LogFormat,
+}
+
+/// minisv: how a log file is rotated besides at `maxbytes` (`*_logfile_rotate=`), and whether
+/// its backups are compressed (`*_logfile_compress=`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rotation {
+    pub every: RotateEvery,
+    pub compress: bool,
+}
+
+/// minisv's `*_logfile_rotate=`: a period of local time that starts a new file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RotateEvery {
+    /// At `maxbytes` only (Supervisor's behaviour).
+    #[default]
+    Size,
+    Hourly,
+    Daily,
+}
+
+/// minisv's `log_format=`: plain text (Supervisor's) or one JSON object per line for what
+/// the daemon writes to its own stdout (its log lines in the foreground, and the output of
+/// programs logged to /dev/stdout or /dev/stderr).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// minisv's `exit_on=`: whether the daemon ends by itself when programs have ended for good
@@ -237,6 +269,8 @@ pub struct ChannelConfig {
     pub capture_maxbytes: u64,
     pub events_enabled: bool,
     pub syslog: bool,
+    /// minisv: `*_logfile_rotate=` and `*_logfile_compress=`.
+    pub rotation: Rotation,
 }
 
 /// minisv's `schedule=` with its companions.

@@ -41,6 +41,10 @@ pub const SUPERVISORD: &[Key] = &[
     key("restart_limit", "0", "minisv: automatic restarts per second across all programs (0: no limit)"),
     key("exit_on", "never", "minisv: exit when programs end for good: never, all-exited or any-exited"),
     key("state_file", "", "minisv: file that keeps programs started or stopped by hand across restarts"),
+    // Logs for small disks (issue 22, point 4).
+    key("logfile_rotate", "size", "minisv: also rotate the main log hourly or daily (size: at maxbytes only)"),
+    key("logfile_compress", "false", "minisv: compress rotated main logs with gzip"),
+    key("log_format", "text", "minisv: text or json, for what the daemon writes to its stdout"),
 ];
 
 pub const UNIX_HTTP_SERVER: &[Key] = &[
@@ -111,6 +115,11 @@ pub const PROGRAM: &[Key] = &[
     key("stderr_capture_maxbytes", "0", "capture mode buffer (0 = off)"),
     key("stderr_events_enabled", "false", "emit PROCESS_LOG_STDERR events"),
     key("stderr_syslog", "false", "also send stderr to syslog"),
+    // Logs for small disks (issue 22, point 4).
+    key("stdout_logfile_rotate", "size", "minisv: also rotate the stdout log hourly or daily"),
+    key("stdout_logfile_compress", "false", "minisv: compress rotated stdout logs with gzip"),
+    key("stderr_logfile_rotate", "size", "minisv: also rotate the stderr log hourly or daily"),
+    key("stderr_logfile_compress", "false", "minisv: compress rotated stderr logs with gzip"),
     key("environment", "", "KEY=\"value\",KEY2=\"value\" for this process"),
     key("environment_file", "", "minisv: dotenv files (comma-separated) read at every spawn, under environment="),
     key(

@@ -370,6 +370,8 @@ struct ChannelKeys {
     syslog: &'static str,
     backups: &'static str,
     maxbytes: &'static str,
+    rotate: &'static str,
+    compress: &'static str,
 }
 
 const STDOUT_KEYS: ChannelKeys = ChannelKeys {
@@ -377,6 +379,8 @@ const STDOUT_KEYS: ChannelKeys = ChannelKeys {
     syslog: "stdout_syslog",
     backups: "stdout_logfile_backups",
     maxbytes: "stdout_logfile_maxbytes",
+    rotate: "stdout_logfile_rotate",
+    compress: "stdout_logfile_compress",
 };
 
 const STDERR_KEYS: ChannelKeys = ChannelKeys {
@@ -384,6 +388,8 @@ const STDERR_KEYS: ChannelKeys = ChannelKeys {
     syslog: "stderr_syslog",
     backups: "stderr_logfile_backups",
     maxbytes: "stderr_logfile_maxbytes",
+    rotate: "stderr_logfile_rotate",
+    compress: "stderr_logfile_compress",
 };
 
 fn channel(
@@ -410,6 +416,10 @@ fn channel(
     let backups = ld.conv_def(section, keys.backups, names, P, types::integer, EXPECT_INT);
     let maxbytes = ld.conv_def(section, keys.maxbytes, names, P, types::byte_size, EXPECT_SIZE);
     let mut syslog = ld.conv_def(section, sy_key, names, P, types::boolean, EXPECT_BOOL);
+    let rotation = Rotation {
+        every: ld.conv_def(section, keys.rotate, names, P, types::rotate_every, EXPECT_ROTATE),
+        compress: ld.conv_def(section, keys.compress, names, P, types::boolean, EXPECT_BOOL),
+    };
     let span = ld.raw(section, lf_key).map(|v| v.span);
     let maxbytes_span = ld.raw(section, keys.maxbytes).map(|v| v.span);
     let logfile = match logfile {
@@ -445,6 +455,7 @@ fn channel(
         capture_maxbytes: cmax,
         events_enabled: events,
         syslog,
+        rotation,
     }
 }
 

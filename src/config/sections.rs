@@ -168,6 +168,11 @@ pub fn supervisord(ld: &mut Loader, ov: &Overrides) -> SupervisordConfig {
         types::existing_dirpath(s).map(|_| Some(normalize(s)))
     };
     let state_file = ld.conv_def(S, "state_file", &none, options::SUPERVISORD, state_path, EXPECT_PATH);
+    let logfile_rotation = Rotation {
+        every: ld.conv_def(S, "logfile_rotate", &none, options::SUPERVISORD, types::rotate_every, EXPECT_ROTATE),
+        compress: ld.conv_def(S, "logfile_compress", &none, options::SUPERVISORD, types::boolean, EXPECT_BOOL),
+    };
+    let log_format = ld.conv_def(S, "log_format", &none, options::SUPERVISORD, types::log_format, EXPECT_LOG_FORMAT);
 
     // Expanded twice, as Supervisor does (the getter, then with host_node_name).
     let mut env_names = Names::new();
@@ -213,6 +218,8 @@ pub fn supervisord(ld: &mut Loader, ov: &Overrides) -> SupervisordConfig {
         restart_limit,
         exit_on,
         state_file,
+        logfile_rotation,
+        log_format,
     }
 }
 

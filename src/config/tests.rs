@@ -453,7 +453,8 @@ fn program_defaults_match_supervisor() {
             backups: 10,
             capture_maxbytes: 0,
             events_enabled: false,
-            syslog: false
+            syslog: false,
+            rotation: Default::default()
         }
     );
     assert_eq!(a.serverurl, None);

@@ -560,3 +560,24 @@ pub fn py_split(s: &str) -> Vec<&str> {
 
 #[cfg(test)]
 mod tests;
+
+/// minisv's `*_logfile_rotate=`.
+pub fn rotate_every(s: &str) -> Result<super::model::RotateEvery, String> {
+    use super::model::RotateEvery;
+    match s.trim().to_lowercase().as_str() {
+        "size" | "" => Ok(RotateEvery::Size),
+        "hourly" => Ok(RotateEvery::Hourly),
+        "daily" => Ok(RotateEvery::Daily),
+        _ => Err(format!("'{s}' is not a rotation period")),
+    }
+}
+
+/// minisv's `log_format=`.
+pub fn log_format(s: &str) -> Result<super::model::LogFormat, String> {
+    use super::model::LogFormat;
+    match s.trim().to_lowercase().as_str() {
+        "text" | "" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(format!("'{s}' is not a log format")),
+    }
+}

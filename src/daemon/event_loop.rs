@@ -17,6 +17,7 @@ use mio::{Events, Interest, Poll, Token};
 use signal_hook::iterator::backend::SignalDelivery;
 use signal_hook::iterator::exfiltrator::SignalOnly;
 
+use super::compress;
 use super::logfile::LogFile;
 use super::mainlog::MainLog;
 use super::notify::{self, Notice, NotifySocket};
@@ -428,6 +429,10 @@ impl EventLoop {
         };
         match opened {
             Ok(mut log) => {
+                log.set_rotation(settings.rotation);
+                if self.config.supervisord.log_format == crate::config::LogFormat::Json {
+                    log.frame_json(&pc.name, ch.name());
+                }
                 // Opened to check it can be; held open only while output flows.
                 log.release();
                 Some(log)
@@ -479,6 +484,11 @@ impl EventLoop {
                 continue;
             }
             self.pump_tails();
+            if compress::pending() {
+                for (level, note) in compress::start_next(&self.spawner, &self.env_base) {
+                    self.log.log(level, &note);
+                }
+            }
             let timeout = if !self.unfinished.is_empty() || self.http.as_ref().is_some_and(Server::has_work) {
                 Some(Duration::ZERO)
             } else {
@@ -695,6 +705,8 @@ impl EventLoop {
                     let mut outcomes = Vec::new();
                     if self.probes.on_exit(reaped.pid, shell_status == 0, &message, self.now.mono, &mut outcomes) {
                         self.apply_probe_outcomes(outcomes);
+                    } else if let Some((level, note)) = compress::reaped(reaped.pid, shell_status == 0, &message) {
+                        self.log.log(level, &note);
                     } else {
                         self.log.log(LogLevel::Debug, &format!("reaped unknown pid {} ({})", reaped.pid, message));
                     }

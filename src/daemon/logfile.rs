@@ -1,11 +1,20 @@
 //! Log files: append, rotate exactly as Supervisor's RotatingFileHandler (reference 3.3), reopen
 //! (SIGUSR2) and clear. Character devices, FIFOs and sockets (`/dev/stdout` in a container) are
 //! written but never rotated (fix of Q11).
+//!
+//! minisv adds (issue 22): rotation at the start of each hour or day of local time, checked
+//! at each write (a log is rotated when it is written to: an idle program's log is rotated at
+//! its next write, and an idle daemon makes no wakeup for it); gzip-compressed backups
+//! (`compress`); and JSON lines for program output forwarded to the daemon's stdout.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::compress;
+use crate::config::{RotateEvery, Rotation};
 
 #[derive(Debug)]
 pub struct LogFile {
@@ -24,7 +33,25 @@ pub struct LogFile {
     /// An AUTO log not created yet: (prefix, suffix) of its name. The first open creates it
     /// new (mode 0600), under another random name if that one was taken meanwhile.
     deferred: Option<(String, String)>,
+    rotation: Rotation,
+    /// With a rotation period: when the current file's period ends (seconds since the epoch),
+    /// from the time of its last write; `None` while it is empty.
+    period_end: Option<i64>,
+    /// `log_format=json` on the daemon's stdout: each line of output as a JSON object.
+    json: Option<Box<JsonLines>>,
 }
+
+/// Program output turned into one JSON object per line.
+#[derive(Debug)]
+struct JsonLines {
+    program: String,
+    channel: &'static str,
+    /// The end of the output so far that is not a whole line yet.
+    partial: Vec<u8>,
+}
+
+/// A partial line longer than this is written as a line of its own.
+const JSON_PARTIAL_MAX: usize = 16 * 1024;
 
 impl LogFile {
     /// Opens `path` for appending (created 0666 less the umask, as Python's `open(path, 'a')`).
@@ -35,7 +62,36 @@ impl LogFile {
     }
 
     fn new(path: PathBuf, maxbytes: u64, backups: u32, deferred: Option<(String, String)>) -> LogFile {
-        LogFile { path, maxbytes, backups, file: None, held: false, size: 0, rotatable: true, dropped: 0, deferred }
+        LogFile {
+            path,
+            maxbytes,
+            backups,
+            file: None,
+            held: false,
+            size: 0,
+            rotatable: true,
+            dropped: 0,
+            deferred,
+            rotation: Rotation::default(),
+            period_end: None,
+            json: None,
+        }
+    }
+
+    /// `*_logfile_rotate=` and `*_logfile_compress=`.
+    pub fn set_rotation(&mut self, rotation: Rotation) {
+        self.rotation = rotation;
+    }
+
+    /// Writes each line as `{"time", "program", "channel", "line"}` when this log is the
+    /// daemon's own stdout or stderr (`/dev/stdout`, `/dev/fd/1`, `/proc/self/fd/1` ...);
+    /// any other log is left as it is. Returns whether it applies.
+    pub fn frame_json(&mut self, program: &str, channel: &'static str) -> bool {
+        if !is_daemon_stdio(&self.path) {
+            return false;
+        }
+        self.json = Some(Box::new(JsonLines { program: program.to_string(), channel, partial: Vec::new() }));
+        true
     }
 
     /// An AUTO log: a file with a unique name in `dir` (`prefix`, 8 random characters,
@@ -94,6 +150,7 @@ impl LogFile {
     /// open only while output flows (and at most LOG_HOLD at a time, see the event loop): an
     /// idle program costs its pipes and nothing more.
     pub fn release(&mut self) {
+        self.flush_json();
         self.file = None;
         self.held = false;
     }
@@ -126,6 +183,12 @@ impl LogFile {
         let meta = file.metadata()?;
         self.rotatable = meta.file_type().is_file();
         self.size = if self.rotatable { meta.len() } else { 0 };
+        // The period of what the file holds, from its last write: a file written before the
+        // daemon started (or before the last hour) is rotated at the first write.
+        self.period_end = match period_secs(self.rotation.every) {
+            Some(period) if self.size > 0 => meta.modified().ok().map(|t| period_end(epoch_secs(t), period)),
+            _ => None,
+        };
         self.file = Some(file);
         Ok(())
     }
@@ -146,9 +209,56 @@ impl LogFile {
         self.reopen()
     }
 
-    /// Writes all of `data`, then rotates if the file reached maxbytes. On an error the bytes
-    /// not written are counted in `dropped` and the error is returned (the caller reports it).
+    /// `write_at` now (for logs without a rotation period the time is not read).
     pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        let now = match self.rotation.every {
+            RotateEvery::Size if self.json.is_none() => UNIX_EPOCH,
+            _ => SystemTime::now(),
+        };
+        self.write_at(data, now)
+    }
+
+    /// Writes all of `data` at time `now`, then rotates if the file reached maxbytes. A file
+    /// whose rotation period ended before `now` is rotated first. On an error the bytes not
+    /// written are counted in `dropped` and the error is returned (the caller reports it).
+    pub fn write_at(&mut self, data: &[u8], now: SystemTime) -> io::Result<()> {
+        if self.file.is_none() {
+            if let Err(e) = self.open_now() {
+                self.dropped += data.len() as u64;
+                return Err(e);
+            }
+        }
+        if let Some(period) = period_secs(self.rotation.every).filter(|_| self.rotatable) {
+            let secs = epoch_secs(now);
+            match self.period_end {
+                Some(end) if secs >= end && self.size > 0 => {
+                    self.rotate()?;
+                    if self.size == 0 {
+                        self.period_end = None;
+                    }
+                }
+                _ => {}
+            }
+            if self.period_end.is_none() {
+                self.period_end = Some(period_end(secs, period));
+            }
+        }
+        if let Some(json) = self.json.as_mut() {
+            let framed = json.frame(data, now, false);
+            return self.write_raw(&framed);
+        }
+        self.write_raw(data)
+    }
+
+    /// Writes a partial line held for JSON framing as a line of its own (when the log is
+    /// released: the program has been quiet for a while, or its output ended).
+    fn flush_json(&mut self) {
+        let Some(json) = self.json.as_mut().filter(|j| !j.partial.is_empty()) else { return };
+        let framed = json.frame(b"", SystemTime::now(), true);
+        let _ = self.write_raw(&framed);
+    }
+
+    fn write_raw(&mut self, data: &[u8]) -> io::Result<()> {
         if self.file.is_none() {
             if let Err(e) = self.open_now() {
                 self.dropped += data.len() as u64;
@@ -203,7 +313,26 @@ impl LogFile {
     }
 
     /// `f.(n-1)` → `f.n` ... `f` → `f.1`, then a new empty `f`; with no backups, truncate.
+    /// With compression, `f` is renamed to a name of its own and queued for gzip, which puts
+    /// it in as `f.1.gz` once compressed (see `compress`).
     pub fn rotate(&mut self) -> io::Result<()> {
+        if self.rotation.compress && self.backups > 0 {
+            self.file = None;
+            if compress::available() {
+                let staging = compress::staging_name(&self.path);
+                rename_if_exists(&self.path, &staging)?;
+                compress::enqueue(compress::Job {
+                    source: staging,
+                    log: self.path.clone(),
+                    backups: self.backups,
+                    budget: self.maxbytes.saturating_mul(u64::from(self.backups)),
+                });
+            } else {
+                // No gzip (said once in the log): plain backups, among any compressed ones.
+                compress::shift_in(&self.path, self.backups, &self.path, false)?;
+            }
+            return self.start_empty();
+        }
         self.file = None;
         if self.backups > 0 {
             for i in (1..self.backups).rev() {
@@ -218,6 +347,11 @@ impl LogFile {
             remove_if_exists(&first)?;
             rename_if_exists(&self.path, &first)?;
         }
+        self.start_empty()
+    }
+
+    /// A new empty file at the log's path.
+    fn start_empty(&mut self) -> io::Result<()> {
         let file = OpenOptions::new()
             .write(true)
             .create(true)
@@ -229,6 +363,92 @@ impl LogFile {
         self.file = Some(file);
         Ok(())
     }
+}
+
+/// The length in seconds of a rotation period.
+fn period_secs(every: RotateEvery) -> Option<i64> {
+    match every {
+        RotateEvery::Size => None,
+        RotateEvery::Hourly => Some(3600),
+        RotateEvery::Daily => Some(86_400),
+    }
+}
+
+fn epoch_secs(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64) - 1,
+    }
+}
+
+/// The end of the period of local time (an hour or a day) that `secs` is in. Where the UTC
+/// offset changes at that end (daylight saving time), the offset of the end is used: a day
+/// ends at local midnight, whether it had 23, 24 or 25 hours.
+fn period_end(secs: i64, period: i64) -> i64 {
+    let offset = |t: i64| crate::sys::localtime(t).tm_gmtoff;
+    let local_end = |off: i64| ((secs + off).div_euclid(period) + 1) * period;
+    let before = offset(secs);
+    let end = local_end(before) - before;
+    let after = offset(end);
+    if after == before {
+        return end;
+    }
+    // The offset changed within the period: the end in the new offset, if that is still
+    // after `secs` (else the old one, which is).
+    let other = local_end(before) - after;
+    if other > secs {
+        other
+    } else {
+        end
+    }
+}
+
+/// Whether a log path names the daemon's own stdout or stderr.
+pub fn is_daemon_stdio(path: &Path) -> bool {
+    matches!(
+        path.to_str(),
+        Some("/dev/stdout" | "/dev/stderr" | "/dev/fd/1" | "/dev/fd/2" | "/proc/self/fd/1" | "/proc/self/fd/2")
+    )
+}
+
+impl JsonLines {
+    /// The whole lines of `partial + data` as JSON objects, one per line (`flush`: the rest
+    /// too). Invalid UTF-8 becomes U+FFFD: JSON text is Unicode.
+    fn frame(&mut self, data: &[u8], now: SystemTime, flush: bool) -> Vec<u8> {
+        self.partial.extend_from_slice(data);
+        let mut out = String::new();
+        let time = rfc3339_utc(now);
+        let mut start = 0;
+        while let Some(nl) = self.partial[start..].iter().position(|&b| b == b'\n') {
+            self.line(&mut out, &time, start, start + nl);
+            start += nl + 1;
+        }
+        let rest = self.partial.len() - start;
+        if (flush && rest > 0) || rest > JSON_PARTIAL_MAX {
+            self.line(&mut out, &time, start, self.partial.len());
+            start = self.partial.len();
+        }
+        self.partial.drain(..start);
+        out.into_bytes()
+    }
+
+    fn line(&self, out: &mut String, time: &str, from: usize, to: usize) {
+        use crate::rpc::json::escape;
+        out.push_str("{\"time\":\"");
+        out.push_str(time);
+        out.push_str("\",\"program\":");
+        escape(&self.program, out);
+        out.push_str(",\"channel\":\"");
+        out.push_str(self.channel);
+        out.push_str("\",\"line\":");
+        escape(&String::from_utf8_lossy(&self.partial[from..to]), out);
+        out.push_str("}\n");
+    }
+}
+
+/// `2026-11-23T22:16:40.801Z`: RFC 3339 in UTC, as log shippers parse it.
+pub fn rfc3339_utc(t: SystemTime) -> String {
+    crate::rpc::httpdate::rfc3339_utc(t)
 }
 
 /// `O_NOFOLLOW` when `path` is in a directory that others may write to (such as /tmp), where
@@ -351,6 +571,153 @@ mod tests {
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).expect("tmpdir");
         d
+    }
+
+    fn gz_ok(path: &Path) -> bool {
+        std::process::Command::new("gzip").arg("-t").arg(path).status().is_ok_and(|s| s.success())
+    }
+
+    fn gunzip(path: &Path) -> Vec<u8> {
+        std::process::Command::new("gzip").arg("-dc").arg(path).output().expect("gzip -dc").stdout
+    }
+
+    #[test]
+    fn compressed_rotation_keeps_gz_backups_under_maxbytes_times_backups() {
+        let d = tmpdir("gz");
+        let path = d.join("x.log");
+        let mut log = LogFile::open(&path, 1000, 3).expect("open");
+        log.set_rotation(Rotation { every: RotateEvery::Size, compress: true });
+        // Incompressible bytes (a xorshift sequence): the compressed backups are about as big
+        // as the plain ones, so the budget of 3 x 1000 bytes must be enforced by removal.
+        let mut seed = 0x1234_5678_9abc_def0_u64;
+        let mut all = Vec::new();
+        for _ in 0..40 {
+            let chunk: Vec<u8> = (0..97)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed as u8
+                })
+                .collect();
+            all.extend_from_slice(&chunk);
+            log.write(&chunk).expect("write");
+            compress::run_queued_blocking();
+        }
+        assert!(compress::numbered(&path, 1, true).exists(), "x.log.1.gz");
+        let mut total = 0;
+        let mut tail = Vec::new();
+        for n in (1..=3).rev() {
+            assert!(!numbered(&path, n).exists(), "no plain backup {n}");
+            let gz = compress::numbered(&path, n, true);
+            if gz.exists() {
+                assert!(gz_ok(&gz), "gzip -t {}", gz.display());
+                total += fs::metadata(&gz).expect("meta").len();
+                tail.extend(gunzip(&gz));
+            }
+        }
+        assert!(total <= 3000, "{total} bytes of backups");
+        assert!(!compress::numbered(&path, 4, true).exists());
+        tail.extend(fs::read(&path).expect("current"));
+        assert!(all.ends_with(&tail), "the backups and the file are the end of what was written, in order");
+        // Text compresses: all three backups are kept.
+        let text = d.join("t.log");
+        let mut log = LogFile::open(&text, 1000, 3).expect("open");
+        log.set_rotation(Rotation { every: RotateEvery::Size, compress: true });
+        for i in 0..300 {
+            log.write(format!("line {i:05} of some text\n").as_bytes()).expect("write");
+            compress::run_queued_blocking();
+        }
+        for n in 1..=3 {
+            assert!(gz_ok(&compress::numbered(&text, n, true)), "{n}");
+        }
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn rotations_while_gzip_runs_land_in_order() {
+        let d = tmpdir("gz-burst");
+        let path = d.join("x.log");
+        let (a, b, c) = ("a".repeat(100) + "\n", "b".repeat(100) + "\n", "c".repeat(100) + "\n");
+        let mut log = LogFile::open(&path, 100, 3).expect("open");
+        log.set_rotation(Rotation { every: RotateEvery::Size, compress: true });
+        // Three rotations before any gzip has run.
+        for text in [&a, &b, &c] {
+            log.write(text.as_bytes()).expect("write");
+        }
+        assert_eq!(fs::read(&path).expect("read"), b"", "rotated at once each time");
+        compress::run_queued_blocking();
+        assert_eq!(gunzip(&compress::numbered(&path, 3, true)), a.as_bytes());
+        assert_eq!(gunzip(&compress::numbered(&path, 2, true)), b.as_bytes());
+        assert_eq!(gunzip(&compress::numbered(&path, 1, true)), c.as_bytes());
+        let left: Vec<_> = fs::read_dir(&d).expect("dir").flatten().map(|e| e.file_name()).collect();
+        assert_eq!(left.len(), 4, "x.log and three backups: {left:?}");
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    /// The start of the hour after `t`, as the log module computes it.
+    fn next_hour(t: SystemTime) -> SystemTime {
+        UNIX_EPOCH + std::time::Duration::from_secs(period_end(epoch_secs(t), 3600) as u64)
+    }
+
+    #[test]
+    fn hourly_rotation_starts_a_file_at_the_first_write_of_a_new_hour() {
+        use std::time::Duration;
+        let d = tmpdir("hourly");
+        let path = d.join("x.log");
+        let mut log = LogFile::open(&path, 0, 5).expect("open");
+        log.set_rotation(Rotation { every: RotateEvery::Hourly, compress: false });
+        // A fake clock: ten seconds into some hour.
+        let t0 = next_hour(SystemTime::now() + Duration::from_secs(86_400 * 30)) + Duration::from_secs(10);
+        log.write_at(b"a\n", t0).expect("write");
+        log.write_at(b"b\n", t0 + Duration::from_secs(3000)).expect("same hour");
+        assert!(!numbered(&path, 1).exists());
+        // Idle for three hours: nothing happens until the next write, which starts a new file.
+        log.release();
+        let later = t0 + Duration::from_secs(3 * 3600);
+        log.write_at(b"c\n", later).expect("write");
+        assert_eq!(fs::read(numbered(&path, 1)).expect("backup"), b"a\nb\n");
+        assert_eq!(fs::read(&path).expect("current"), b"c\n");
+        log.write_at(b"d\n", next_hour(later)).expect("write at the hour");
+        assert_eq!(fs::read(numbered(&path, 2)).expect("backup"), b"a\nb\n");
+        assert_eq!(fs::read(numbered(&path, 1)).expect("backup"), b"c\n");
+        assert_eq!(fs::read(&path).expect("current"), b"d\n");
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn daily_rotation_judges_a_file_from_before_by_its_modification_time() {
+        use std::time::Duration;
+        let d = tmpdir("daily");
+        let path = d.join("x.log");
+        fs::write(&path, b"yesterday\n").expect("write");
+        // Written two days ago.
+        let old = SystemTime::now() - Duration::from_secs(2 * 86_400);
+        fs::File::options().write(true).open(&path).expect("open").set_modified(old).expect("mtime");
+        let mut log = LogFile::open(&path, 0, 2).expect("open");
+        log.set_rotation(Rotation { every: RotateEvery::Daily, compress: false });
+        log.reopen().expect("reopen");
+        log.write_at(b"today\n", SystemTime::now()).expect("write");
+        assert_eq!(fs::read(numbered(&path, 1)).expect("backup"), b"yesterday\n");
+        assert_eq!(fs::read(&path).expect("current"), b"today\n");
+        // A day is local: it ends at a local midnight, 23 to 25 hours after the one before.
+        let now = epoch_secs(SystemTime::now());
+        let end = period_end(now, 86_400);
+        let next = period_end(end, 86_400);
+        assert!(end > now && (23 * 3600..=25 * 3600).contains(&(next - end)), "{now} {end} {next}");
+        assert_eq!(crate::sys::localtime(end).tm_hour, 0);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn json_lines_are_whole_lines_escaped() {
+        let mut j = JsonLines { program: "w\"eb".into(), channel: "stdout", partial: Vec::new() };
+        let at = UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123);
+        assert_eq!(j.frame(b"a\tb\x01\"\\ \xff\nhalf", at, false), b"{\"time\":\"2023-11-14T22:13:20.123Z\",\"program\":\"w\\\"eb\",\"channel\":\"stdout\",\"line\":\"a\\tb\\u0001\\\"\\\\ \xef\xbf\xbd\"}\n");
+        assert_eq!(j.frame(b" line", at, false), b"");
+        let out = String::from_utf8(j.frame(b"", at, true)).expect("utf-8");
+        assert!(out.ends_with("\"line\":\"half line\"}\n"), "{out}");
+        assert!(j.partial.is_empty());
     }
 
     #[test]

@@ -5,8 +5,8 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::logfile::LogFile;
-use crate::config::LogLevel;
+use super::logfile::{rfc3339_utc, LogFile};
+use crate::config::{LogLevel, Rotation};
 
 pub struct MainLog {
     pub level: LogLevel,
@@ -21,6 +21,11 @@ pub struct MainLog {
     /// The file the log should go to while it cannot be opened; opening is tried again at
     /// each reopen (SIGUSR2, `reopenLogs`).
     wanted: Option<(PathBuf, u64, u32)>,
+    /// `logfile_rotate=` and `logfile_compress=`.
+    rotation: Rotation,
+    /// `log_format=json`: the lines copied to stdout (and the file, when it is the daemon's
+    /// stdout or stderr) are `{"time", "level", "message"}` objects.
+    json: bool,
 }
 
 /// The most held for a log file that cannot be opened yet.
@@ -45,7 +50,30 @@ pub fn timestamp(at: SystemTime) -> String {
 impl MainLog {
     /// A log that only echoes to stderr, for the time before the config is read.
     pub fn early(level: LogLevel) -> MainLog {
-        MainLog { level, file: None, syslog: false, echo_stdout: false, pending: Vec::new(), dropped: 0, wanted: None }
+        MainLog {
+            level,
+            file: None,
+            syslog: false,
+            echo_stdout: false,
+            pending: Vec::new(),
+            dropped: 0,
+            wanted: None,
+            rotation: Rotation::default(),
+            json: false,
+        }
+    }
+
+    /// minisv's `logfile_rotate=`, `logfile_compress=` and `log_format=json`: before `open`.
+    pub fn set_format(&mut self, rotation: Rotation, json: bool) {
+        self.rotation = rotation;
+        self.json = json;
+    }
+
+    /// Opens a log file with this log's rotation.
+    fn open_file(&self, path: &std::path::Path, maxbytes: u64, backups: u32) -> io::Result<LogFile> {
+        let mut file = LogFile::open(path, maxbytes, backups)?;
+        file.set_rotation(self.rotation);
+        Ok(file)
     }
 
     /// Opens the configured target. `path = None` means syslog.
@@ -59,7 +87,7 @@ impl MainLog {
             Some(path) => {
                 self.syslog = false;
                 self.file = None;
-                let file = match LogFile::open(path, maxbytes, backups) {
+                let file = match self.open_file(path, maxbytes, backups) {
                     Ok(f) => f,
                     Err(e) => {
                         self.wanted = Some((path.clone(), maxbytes, backups));
@@ -108,7 +136,7 @@ impl MainLog {
             return;
         }
         let line = format!("{} {} {}\n", timestamp(at), level.tag(), msg);
-        self.write_line(level, &|| msg.to_string(), line.as_bytes());
+        self.write_line(level, &|| msg.to_string(), line.as_bytes(), at);
     }
 
     /// Child output copied into the main log at debug: `DEBG 'name' stdout output:\n<data>\n`.
@@ -116,20 +144,27 @@ impl MainLog {
         if !self.enabled(LogLevel::Debug) {
             return;
         }
-        let mut line = format!("{} DEBG '{}' {} output:\n", timestamp(SystemTime::now()), name, channel).into_bytes();
+        let at = SystemTime::now();
+        let mut line = format!("{} DEBG '{}' {} output:\n", timestamp(at), name, channel).into_bytes();
         line.extend_from_slice(data);
         line.push(b'\n');
         // The text for syslog is made only when the log goes there.
         let msg = || format!("'{name}' {channel} output:\n{}", String::from_utf8_lossy(data));
-        self.write_line(LogLevel::Debug, &msg, &line);
+        self.write_line(LogLevel::Debug, &msg, &line, at);
     }
 
-    fn write_line(&mut self, level: LogLevel, msg: &dyn Fn() -> String, line: &[u8]) {
+    fn write_line(&mut self, level: LogLevel, msg: &dyn Fn() -> String, line: &[u8], at: SystemTime) {
+        let json = self.json.then(|| json_line(level, &msg(), at));
         if self.echo_stdout {
             let mut out = io::stdout().lock();
-            let _ = out.write_all(line);
+            let _ = out.write_all(json.as_deref().unwrap_or(line));
             let _ = out.flush();
         }
+        // A log file that is the daemon's stdout or stderr gets the JSON form too.
+        let line = match &json {
+            Some(j) if self.file.as_ref().is_some_and(|f| is_stdio(f.path())) => j.as_slice(),
+            _ => line,
+        };
         if self.syslog {
             let prio = match level {
                 LogLevel::Critical => libc::LOG_CRIT,
@@ -168,7 +203,7 @@ impl MainLog {
     /// Errors name the file.
     pub fn reopen(&mut self) -> io::Result<()> {
         if let Some((path, maxbytes, backups)) = self.wanted.clone() {
-            let file = LogFile::open(&path, maxbytes, backups).map_err(|e| named(&path, e))?;
+            let file = self.open_file(&path, maxbytes, backups).map_err(|e| named(&path, e))?;
             self.wanted = None;
             self.start_file(file);
             return Ok(());
@@ -197,6 +232,27 @@ impl MainLog {
     pub fn close(&mut self) {
         self.file = None;
     }
+}
+
+/// `{"time":"...","level":"info","message":"..."}` and a newline.
+fn json_line(level: LogLevel, msg: &str, at: SystemTime) -> Vec<u8> {
+    let name = match level {
+        LogLevel::Critical => "critical",
+        LogLevel::Error => "error",
+        LogLevel::Warn => "warn",
+        LogLevel::Info => "info",
+        LogLevel::Debug => "debug",
+        LogLevel::Trace => "trace",
+        LogLevel::Blather => "blather",
+    };
+    let mut out = format!("{{\"time\":\"{}\",\"level\":\"{name}\",\"message\":", rfc3339_utc(at));
+    crate::rpc::json::escape(msg, &mut out);
+    out.push_str("}\n");
+    out.into_bytes()
+}
+
+fn is_stdio(path: &std::path::Path) -> bool {
+    super::logfile::is_daemon_stdio(path)
 }
 
 /// `e` with the file's path in front.

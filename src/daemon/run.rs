@@ -221,6 +221,8 @@ fn first_start(argv0: &str, config: &Config) -> Result<Start, i32> {
 fn open_main_log(argv0: &str, config: &Config, first: bool) -> Result<MainLog, i32> {
     let mut log = MainLog::early(config.supervisord.loglevel);
     let echo = config.supervisord.nodaemon && !config.supervisord.silent;
+    let json = config.supervisord.log_format == crate::config::LogFormat::Json;
+    log.set_format(config.supervisord.logfile_rotation, json);
     let opened = match &config.supervisord.logfile {
         MainLogSetting::File(p) => {
             log.open(Some(p), config.supervisord.logfile_maxbytes, config.supervisord.logfile_backups, echo)

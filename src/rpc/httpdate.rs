@@ -24,6 +24,15 @@ pub fn http_date(t: SystemTime) -> String {
     )
 }
 
+/// `2026-11-27T16:28:10.123Z` (RFC 3339 in UTC, milliseconds), for JSON log lines.
+pub fn rfc3339_utc(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (y, m, day) = civil_from_days(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400);
+    format!("{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, d.subsec_millis())
+}
+
 /// Howard Hinnant's days → (year, month, day) in the proleptic Gregorian calendar.
 fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;

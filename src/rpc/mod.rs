@@ -6,7 +6,7 @@ pub mod configinfo;
 pub mod conn;
 pub mod faults;
 pub mod host;
-mod httpdate;
+pub(crate) mod httpdate;
 pub mod info;
 pub mod json;
 mod listen;

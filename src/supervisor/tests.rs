@@ -14,6 +14,7 @@ fn channel() -> ChannelConfig {
         capture_maxbytes: 0,
         events_enabled: false,
         syslog: false,
+        rotation: Default::default(),
     }
 }
 

@@ -187,7 +187,8 @@ impl Daemon {
 
     /// `start_with` with variables added to the daemon's environment.
     pub fn start_env(dir: TempDir, conf: PathBuf, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
-        let out = fs::File::create(dir.join("stdout.txt")).expect("stdout file");
+        // Appending: programs logging to /dev/stdout open the file again, with an offset of their own.
+        let out = fs::File::options().create(true).append(true).open(dir.join("stdout.txt")).expect("stdout file");
         let err = fs::File::create(dir.join("stderr.txt")).expect("stderr file");
         let child = Command::new(BIN)
             .envs(env.iter().copied())

@@ -260,6 +260,7 @@ impl EventLoop {
         };
         let prefix = line_prefix(&p.config);
         let mut failure = None;
+        let now = self.now.wall;
         if let Some(io) = self.io.get_mut(id.0) {
             let framed;
             let to_log: &[u8] = match &prefix {
@@ -270,7 +271,7 @@ impl EventLoop {
                 None => data,
             };
             if let Some(log) = io.logs[ch as usize].as_mut() {
-                match log.write(to_log) {
+                match log.write_at(to_log, now) {
                     Ok(()) => {
                         if io.log_failing[ch as usize] {
                             io.log_failing[ch as usize] = false;
