@@ -1123,9 +1123,9 @@ fn output_that_is_not_utf8_in_the_main_log_hides_no_line() {
     assert!(d.log().contains("ok \u{fffd}\u{fffd} end"), "{}", d.log());
 }
 
-/// When only programs' output woke the daemon, it skips the state machine's pass over every
-/// process, but never past a deadline: with a program talking every 5 ms (and no RPC, which
-/// would wake the daemon for other reasons), startsecs and a backoff delay still run out.
+/// A wakeup for programs' output alone steps no process, but deadlines still run out: with a
+/// program talking every 5 ms (and no RPC after the starts, which would wake the daemon for
+/// other reasons), startsecs and a backoff delay run out on time.
 #[test]
 fn deadlines_run_out_while_output_keeps_the_daemon_busy() {
     let dir = TempDir::new("busy");
@@ -1138,10 +1138,17 @@ fn deadlines_run_out_while_output_keeps_the_daemon_busy() {
         dir,
         "[program:chatty]\ncommand=python3 %(here)s/chatty.py\nstartsecs=0\npriority=1\n\
          stdout_logfile=%(here)s/chatty.log\nstopsignal=KILL\n\
-         [program:slow]\ncommand=sleep 1000\nstartsecs=1\n\
-         [program:failing]\ncommand=sh -c 'exit 3'\nstartsecs=1\nstartretries=1\n",
+         [program:slow]\ncommand=sleep 1000\nstartsecs=1\nautostart=false\n\
+         [program:failing]\ncommand=sh -c 'exit 3'\nstartsecs=1\nstartretries=1\nautostart=false\n",
         &["-e", "info"],
     );
+    let lines = || read_lossy(&d.path("chatty.log")).lines().count();
+    // The deadlines start once chatty talks (however long python takes to start).
+    wait_for(20.0, "chatty to talk", || (lines() >= 20).then_some(()));
+    let before = lines();
+    for name in ["slow", "failing"] {
+        d.rpc("supervisor.startProcess", &[Value::from(name), Value::Bool(false)]).expect("start");
+    }
     let log = d.path("main.log");
     wait_for(20.0, "slow to be RUNNING after startsecs", || {
         read_lossy(&log).contains("success: slow entered RUNNING state").then_some(())
@@ -1151,8 +1158,8 @@ fn deadlines_run_out_while_output_keeps_the_daemon_busy() {
         (text.matches("spawned: 'failing'").count() == 2 && text.contains("gave up: failing entered FATAL state"))
             .then_some(())
     });
-    let lines = read_lossy(&d.path("chatty.log")).lines().count();
-    assert!(lines > 100, "chatty talked all along ({lines} lines)");
+    let talked = lines() - before;
+    assert!(talked > 20, "chatty talked all along ({talked} lines while the deadlines ran)");
     assert_eq!(d.state("chatty"), "RUNNING");
 }
 
