@@ -460,6 +460,97 @@ fn channel(
 }
 
 /// One program-like section → its processes, sorted by (priority, name).
+/// How a program says it is ready, and its probes (minisv's keys).
+struct Readiness {
+    ready_fd: Option<i32>,
+    ready_timeout: i64,
+    ready_notify: bool,
+    watchdog_sec: u64,
+    checks: Checks,
+}
+
+/// `ready_fd`, `ready_timeout`, `ready_notify`, `watchdog_sec` and the probes, with the
+/// combinations that cannot go together.
+fn readiness(ld: &mut Loader, section: &str, n: &Names) -> Readiness {
+    let ready_fd = match ld.raw(section, "ready_fd") {
+        None => None,
+        Some(_) => {
+            let fd = ld.conv(section, "ready_fd", n, -1, types::integer, EXPECT_READY_FD);
+            if (3..=1024).contains(&fd) {
+                Some(fd as i32)
+            } else {
+                let s = ld.raw(section, "ready_fd").map(|v| v.span);
+                ld.error(s, section, Some("ready_fd"), format!("{fd} is not a usable fd; expected {EXPECT_READY_FD}"));
+                None
+            }
+        }
+    };
+    let ready_timeout = ld.conv_def(section, "ready_timeout", n, P, types::integer, EXPECT_INT);
+    let ready_notify = ld.conv_def(section, "ready_notify", n, P, types::boolean, EXPECT_BOOL);
+    if ready_notify && ready_fd.is_some() {
+        let s = ld.raw(section, "ready_notify").map(|v| v.span);
+        ld.error(s, section, Some("ready_notify"), "ready_notify and ready_fd cannot both be set; choose one");
+    }
+    let watchdog_sec = ld.conv_def(section, "watchdog_sec", n, P, types::integer, EXPECT_INT);
+    if watchdog_sec < 0 {
+        let s = ld.raw(section, "watchdog_sec").map(|v| v.span);
+        ld.error(s, section, Some("watchdog_sec"), format!("{watchdog_sec} is negative; expected 0 (none) or seconds"));
+    }
+    let watchdog_sec = watchdog_sec.max(0) as u64;
+    let checks = {
+        let secs = |ld: &mut Loader, key: &str| -> u64 {
+            let v = ld.conv_def(section, key, n, P, types::integer, EXPECT_SECONDS);
+            if v < 1 {
+                let s = ld.raw(section, key).map(|v| v.span);
+                ld.error(s, section, Some(key), format!("{v} is too small; expected {EXPECT_SECONDS}"));
+                return table_default(P, key, types::integer) as u64;
+            }
+            v as u64
+        };
+        let ready_interval = secs(ld, "ready_check_interval");
+        let health_interval = secs(ld, "health_check_interval");
+        let timeout = secs(ld, "check_timeout");
+        let health_retries = secs(ld, "health_check_retries").min(u32::MAX as u64) as u32;
+        let ready = ld.conv_opt(section, "ready_check", n, types::probe, EXPECT_PROBE);
+        let health = ld.conv_opt(section, "health_check", n, types::probe, EXPECT_PROBE);
+        if ready.is_some() && ready_fd.is_some() {
+            let s = ld.raw(section, "ready_check").map(|v| v.span);
+            ld.error(s, section, Some("ready_check"), "ready_check and ready_fd cannot both be set; choose one");
+        }
+        if ready.is_some() && ready_notify {
+            let s = ld.raw(section, "ready_check").map(|v| v.span);
+            ld.error(s, section, Some("ready_check"), "ready_check and ready_notify cannot both be set; choose one");
+        }
+        Checks { ready, ready_interval, health, health_interval, health_retries, timeout }
+    };
+    Readiness { ready_fd, ready_timeout, ready_notify, watchdog_sec, checks }
+}
+
+/// `schedule=` with `schedule_overlap`, `schedule_timezone` and `run_on_start`.
+fn schedule(ld: &mut Loader, section: &str, n: &Names) -> Option<super::model::Schedule> {
+    match ld.conv_opt(section, "schedule", n, super::cron::Cron::parse, "a cron expression") {
+        None => None,
+        Some(cron) => {
+            let overlap = |s: &str| match s.trim().to_ascii_lowercase().as_str() {
+                "skip" => Ok(false),
+                "queue" => Ok(true),
+                _ => Err(format!("'{s}' is not skip or queue")),
+            };
+            let zone = |s: &str| match s.trim().to_ascii_lowercase().as_str() {
+                "local" => Ok(false),
+                "utc" => Ok(true),
+                _ => Err(format!("'{s}' is not local or utc")),
+            };
+            Some(super::model::Schedule {
+                cron,
+                queue: ld.conv_def(section, "schedule_overlap", n, P, overlap, "skip or queue"),
+                utc: ld.conv_def(section, "schedule_timezone", n, P, zone, "local or utc"),
+                run_on_start: ld.conv_def(section, "run_on_start", n, P, types::boolean, EXPECT_BOOL),
+            })
+        }
+    }
+}
+
 fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str) -> Vec<Arc<ProcessConfig>> {
     let Some(program_name) = checked_name(ld, section) else {
         return Vec::new();
@@ -490,79 +581,9 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str) -> V
     let killasgroup = ld.conv(section, "killasgroup", n, stopasgroup, types::boolean, EXPECT_BOOL);
     let critical = ld.conv_def(section, "critical", n, P, types::boolean, EXPECT_BOOL);
     let log_timestamps = ld.conv_def(section, "log_timestamps", n, P, types::boolean, EXPECT_BOOL);
-    let ready_fd = match ld.raw(section, "ready_fd") {
-        None => None,
-        Some(_) => {
-            let fd = ld.conv(section, "ready_fd", n, -1, types::integer, EXPECT_READY_FD);
-            if (3..=1024).contains(&fd) {
-                Some(fd as i32)
-            } else {
-                let s = ld.raw(section, "ready_fd").map(|v| v.span);
-                ld.error(s, section, Some("ready_fd"), format!("{fd} is not a usable fd; expected {EXPECT_READY_FD}"));
-                None
-            }
-        }
-    };
-    let ready_timeout = ld.conv_def(section, "ready_timeout", n, P, types::integer, EXPECT_INT);
-    let ready_notify = ld.conv_def(section, "ready_notify", n, P, types::boolean, EXPECT_BOOL);
-    if ready_notify && ready_fd.is_some() {
-        let s = ld.raw(section, "ready_notify").map(|v| v.span);
-        ld.error(s, section, Some("ready_notify"), "ready_notify and ready_fd cannot both be set; choose one");
-    }
-    let watchdog_sec = ld.conv_def(section, "watchdog_sec", n, P, types::integer, EXPECT_INT);
-    if watchdog_sec < 0 {
-        let s = ld.raw(section, "watchdog_sec").map(|v| v.span);
-        ld.error(s, section, Some("watchdog_sec"), format!("{watchdog_sec} is negative; expected 0 (none) or seconds"));
-    }
-    let watchdog_sec = watchdog_sec.max(0) as u64;
+    let Readiness { ready_fd, ready_timeout, ready_notify, watchdog_sec, checks } = readiness(ld, section, n);
     let memory_limit = ld.conv_def(section, "memory_limit", n, P, types::byte_size, EXPECT_SIZE);
-    let schedule = match ld.conv_opt(section, "schedule", n, super::cron::Cron::parse, "a cron expression") {
-        None => None,
-        Some(cron) => {
-            let overlap = |s: &str| match s.trim().to_ascii_lowercase().as_str() {
-                "skip" => Ok(false),
-                "queue" => Ok(true),
-                _ => Err(format!("'{s}' is not skip or queue")),
-            };
-            let zone = |s: &str| match s.trim().to_ascii_lowercase().as_str() {
-                "local" => Ok(false),
-                "utc" => Ok(true),
-                _ => Err(format!("'{s}' is not local or utc")),
-            };
-            Some(super::model::Schedule {
-                cron,
-                queue: ld.conv_def(section, "schedule_overlap", n, P, overlap, "skip or queue"),
-                utc: ld.conv_def(section, "schedule_timezone", n, P, zone, "local or utc"),
-                run_on_start: ld.conv_def(section, "run_on_start", n, P, types::boolean, EXPECT_BOOL),
-            })
-        }
-    };
-    let checks = {
-        let secs = |ld: &mut Loader, key: &str| -> u64 {
-            let v = ld.conv_def(section, key, n, P, types::integer, EXPECT_SECONDS);
-            if v < 1 {
-                let s = ld.raw(section, key).map(|v| v.span);
-                ld.error(s, section, Some(key), format!("{v} is too small; expected {EXPECT_SECONDS}"));
-                return table_default(P, key, types::integer) as u64;
-            }
-            v as u64
-        };
-        let ready_interval = secs(ld, "ready_check_interval");
-        let health_interval = secs(ld, "health_check_interval");
-        let timeout = secs(ld, "check_timeout");
-        let health_retries = secs(ld, "health_check_retries").min(u32::MAX as u64) as u32;
-        let ready = ld.conv_opt(section, "ready_check", n, types::probe, EXPECT_PROBE);
-        let health = ld.conv_opt(section, "health_check", n, types::probe, EXPECT_PROBE);
-        if ready.is_some() && ready_fd.is_some() {
-            let s = ld.raw(section, "ready_check").map(|v| v.span);
-            ld.error(s, section, Some("ready_check"), "ready_check and ready_fd cannot both be set; choose one");
-        }
-        if ready.is_some() && ready_notify {
-            let s = ld.raw(section, "ready_check").map(|v| v.span);
-            ld.error(s, section, Some("ready_check"), "ready_check and ready_notify cannot both be set; choose one");
-        }
-        Checks { ready, ready_interval, health, health_interval, health_retries, timeout }
-    };
+    let schedule = schedule(ld, section, n);
     let depends_on = match ld.get(section, "depends_on", n) {
         Got::Found(t, _) => super::depends::parse(&t),
         Got::Bad | Got::Missing => Vec::new(),
