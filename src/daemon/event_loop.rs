@@ -21,7 +21,7 @@ use super::logfile::LogFile;
 use super::mainlog::MainLog;
 use super::probe::{Outcome, Probes};
 use super::spawn::{self, SpawnPlan};
-use crate::config::{Channel, Config, GroupKind, LogFile as LogSetting, LogLevel, ProcessConfig};
+use crate::config::{Channel, Config, LogFile as LogSetting, LogLevel, ProcessConfig};
 use crate::events::capture::Capture;
 use crate::events::pool::Pools;
 use crate::events::tick::Ticker;
@@ -35,6 +35,7 @@ mod control;
 mod events;
 mod host;
 pub mod output;
+mod sockets;
 mod timers;
 
 use timers::{Clock, Timer, Timers};
@@ -188,8 +189,9 @@ pub struct EventLoop {
     now: Clock,
     /// The earliest deadline of each source; the poll sleeps until the first.
     timers: Timers,
-    /// The listening socket of each fcgi-program group (fd 0 of its processes).
-    fcgi_sockets: HashMap<String, OwnedFd>,
+    /// The listening socket of each fcgi-program group (fd 0 of its processes), with its URL,
+    /// while a process of the group runs (`sockets`).
+    fcgi_sockets: HashMap<String, (String, OwnedFd)>,
     /// Event listener pools and the TICK clock.
     pools: Pools,
     ticker: Ticker,
@@ -680,6 +682,7 @@ impl EventLoop {
                 Action::Log(level, msg) => self.log.log(level, &msg),
                 Action::StateChanged { id, from, to, expected, pid, tries } => {
                     self.state_event(id, from, to, expected, pid, tries);
+                    self.release_idle_fcgi_socket(id);
                 }
                 Action::GroupAdded(name) => self.on_group_added(&name),
                 Action::GroupRemoved { name, members } => self.on_group_removed(&name, &members),
@@ -779,15 +782,7 @@ impl EventLoop {
         let (program, argv) = spawn::resolve_command_in(&pc.command, search.as_deref(), &mut self.found_commands)
             .map_err(|e| e.message().to_string())?;
         let user = spawn::program_user(pc)?;
-        let stdin_socket = match self.sup.group(group).map(|g| &g.config.kind) {
-            Some(GroupKind::Fcgi { socket_url, .. }) => match self.fcgi_sockets.get(group) {
-                Some(fd) => {
-                    Some(fd.try_clone().map_err(|e| format!("Could not use FastCGI socket {socket_url}: {e}"))?)
-                }
-                None => return Err(format!("FastCGI socket {socket_url} could not be created (see the log)")),
-            },
-            _ => None,
-        };
+        let stdin_socket = self.fcgi_socket_for(group)?;
         let plan = SpawnPlan {
             program,
             argv,

@@ -1,5 +1,5 @@
-//! `[fcgi-program:x]` sockets (reference 1.11): created by the daemon when the group is added,
-//! shared by all its processes as their fd 0, closed when the group is removed.
+//! `[fcgi-program:x]` sockets (reference 1.11): created by the daemon, shared by all the
+//! processes of the group as their fd 0 (when it is opened and closed: `event_loop::sockets`).
 
 use std::fs;
 use std::io;
