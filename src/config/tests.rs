@@ -100,8 +100,8 @@ redirect_stderr=true
         dir.render(&config.warnings),
         vec![
             "supervisord.conf:11: [program:api] loglevel: 'loglevel' is not a program option (it is the [supervisord] main log level); it is ignored: child output is logged as is",
-            "supervisord.conf:12: [program:api] log_stderr: 'log_stderr' is a Supervisor 2 setting, not a program option; it is ignored: stderr is logged to stderr_logfile= (or to the stdout log with redirect_stderr=true)",
-            "supervisord.conf:6: [program:api] command: '>springboot.log' is passed to the program as an argument: commands do not run through a shell. To log output use stdout_logfile= (and redirect_stderr=true for stderr), or run it with sh -c '...'",
+            "supervisord.conf:14: [program:api] log_stderr: 'log_stderr' is a Supervisor 2 setting, not a program option; it is ignored: stderr is logged to stderr_logfile= (or to the stdout log with redirect_stderr=true)",
+            "supervisord.conf:8: [program:api] command: '>springboot.log' is passed to the program as an argument: commands do not run through a shell. To log output use stdout_logfile= (and redirect_stderr=true for stderr), or run it with sh -c '...'",
         ]
     );
 }
@@ -131,7 +131,7 @@ fn numprocs_requires_process_num_in_name() {
     let dir = conf("[program:w]\ncommand=/bin/true\nnumprocs=2\n");
     assert_eq!(
         dir.errors(),
-        vec!["supervisord.conf:3: [program:w] process_name: %(process_num) must be present within process_name when numprocs > 1 (numprocs=2, process_name=%(program_name)s); for example process_name=%(program_name)s_%(process_num)02d"]
+        vec!["supervisord.conf:5: [program:w] process_name: %(process_num) must be present within process_name when numprocs > 1 (numprocs=2, process_name=%(program_name)s); for example process_name=%(program_name)s_%(process_num)02d"]
     );
 }
 
@@ -140,7 +140,7 @@ fn numprocs_is_bounded() {
     let dir = conf("[program:w]\ncommand=/bin/true\nprocess_name=%(process_num)d\nnumprocs=32147483648\n");
     assert_eq!(
         dir.errors(),
-        vec!["supervisord.conf:6: [program:w] numprocs: numprocs must be at most 10000 (got 32147483648)"]
+        vec!["supervisord.conf:8: [program:w] numprocs: numprocs must be at most 10000 (got 32147483648)"]
     );
     let dir = conf("[program:w]\ncommand=/bin/true\nprocess_name=%(process_num)d\nnumprocs=10000\n");
     let config = dir.load().expect("10000 is allowed");
@@ -188,7 +188,7 @@ fn missing_command_names_the_section() {
     let dir = conf("[program:a]\nautostart=false\n");
     assert_eq!(
         dir.errors(),
-        vec!["supervisord.conf:3: [program:a] program section program:a does not specify a command"]
+        vec!["supervisord.conf:5: [program:a] program section program:a does not specify a command"]
     );
 }
 
@@ -199,7 +199,7 @@ fn unknown_keys_and_sections_warn_with_did_you_mean() {
         dir.warnings(),
         vec![
             "supervisord.conf:5: [program:a] autorestar: unknown key (ignored); did you mean 'autorestart'?",
-            "supervisord.conf:6: [program:a] frobnicate: unknown key (ignored)",
+            "supervisord.conf:8: [program:a] frobnicate: unknown key (ignored)",
             "supervisord.conf:7: [programs:b] unknown section (ignored); did you mean [program:b]?",
         ]
     );
@@ -471,7 +471,7 @@ fn auto_log_without_rollover_and_syslog_logfile_warn() {
         dir.render(&config.warnings),
         vec![
             "supervisord.conf:5: [program:r] stdout_logfile_maxbytes: For [program:r], AUTO logging used for stdout_logfile without rollover, set maxbytes > 0 to avoid filling up filesystem unintentionally",
-            "supervisord.conf:6: [program:r] stderr_logfile: For [program:r], stderr_logfile=syslog but this is deprecated and will be removed.  Use stderr_syslog=true to enable syslog instead.",
+            "supervisord.conf:8: [program:r] stderr_logfile: For [program:r], stderr_logfile=syslog but this is deprecated and will be removed.  Use stderr_syslog=true to enable syslog instead.",
         ]
     );
 }
@@ -615,4 +615,44 @@ fn listener_processes_default_to_priority_999_and_their_pool_to_minus_one() {
     let group = |name: &str| config.groups.iter().find(|g| g.name == name).expect("group");
     assert_eq!((group("l").priority, group("l").processes[0].priority), (-1, 999));
     assert_eq!((group("m").priority, group("m").processes[0].priority), (5, 5));
+}
+
+#[test]
+fn listen_addresses_with_names_and_defaults() {
+    let dir = conf("[program:web]\ncommand=/bin/w\nlisten=http:tcp://127.0.0.1:8080, unix:///run/%(program_name)s.sock\n  tcp://[::1]:81\n");
+    let config = dir.load().unwrap();
+    let pc = &config.groups[0].processes[0];
+    let got: Vec<(String, String)> = pc.listen.iter().map(|l| (l.name.clone(), l.addr.to_string())).collect();
+    assert_eq!(
+        got,
+        [
+            ("http".to_string(), "tcp://127.0.0.1:8080".to_string()),
+            ("web".to_string(), "unix:///run/web.sock".to_string()),
+            ("web".to_string(), "tcp://[::1]:81".to_string()),
+        ]
+    );
+}
+
+#[test]
+fn bad_listen_addresses_are_errors_with_file_and_line() {
+    let dir = conf(
+        "[program:a]\ncommand=/bin/a\nlisten=tcp://127.0.0.1:0\n[program:b]\ncommand=/bin/b\nlisten=unix://rel.sock\n\
+         [program:c]\ncommand=/bin/c\nlisten=http://x:1\n[program:d]\ncommand=/bin/d\nlisten=tcp://nohost:80\n\
+         [program:e]\ncommand=/bin/e\nlisten=a b:tcp://127.0.0.1:1\n[program:f]\ncommand=/bin/f\nready_fd=4\n\
+         listen=tcp://127.0.0.1:1,tcp://127.0.0.1:2\n[program:g]\ncommand=/bin/g\nlisten=tcp://127.0.0.1:1 tcp://127.0.0.1:1\n",
+    );
+    let expected = "expected tcp://IP:PORT (PORT 1 to 65535, [IPv6] in brackets, or localhost) or unix:///absolute/path (under 108 bytes), optionally after NAME:";
+    assert_eq!(
+        dir.errors(),
+        vec![
+            format!("supervisord.conf:5: [program:a] listen: bad address tcp://127.0.0.1:0; {expected}"),
+            format!("supervisord.conf:8: [program:b] listen: bad address unix://rel.sock; {expected}"),
+            format!("supervisord.conf:11: [program:c] listen: bad address http://x:1; {expected}"),
+            format!("supervisord.conf:14: [program:d] listen: bad address tcp://nohost:80; {expected}"),
+            format!("supervisord.conf:17: [program:e] listen: bad address a; {expected}"),
+            "supervisord.conf:21: [program:f] listen: ready_fd=4 is one of the fds the listen sockets take (3 to 4)"
+                .into(),
+            "supervisord.conf:24: [program:g] listen: tcp://127.0.0.1:1 is listed twice".into(),
+        ]
+    );
 }

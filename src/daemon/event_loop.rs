@@ -192,6 +192,8 @@ pub struct EventLoop {
     /// The listening socket of each fcgi-program group (fd 0 of its processes), with its URL,
     /// while a process of the group runs (`sockets`).
     fcgi_sockets: HashMap<String, (String, OwnedFd)>,
+    /// minisv's `listen=` sockets, held while their group is active (`sockets`).
+    listen_sockets: HashMap<sockets::ListenKey, sockets::HeldListen>,
     /// Event listener pools and the TICK clock.
     pools: Pools,
     ticker: Ticker,
@@ -224,6 +226,7 @@ impl EventLoop {
             now: Clock::read(),
             timers: Timers::default(),
             fcgi_sockets: HashMap::new(),
+            listen_sockets: HashMap::new(),
             pools: Pools::new(&config.supervisord.identifier),
             ticker: Ticker::new(),
             probes: Probes::new(),
@@ -794,6 +797,7 @@ impl EventLoop {
             redirect_stderr: pc.redirect_stderr,
             stdin_socket,
             ready_fd: pc.ready_fd,
+            listen: self.listen_fds_for(group, pc)?,
         };
         self.spawner.spawn(plan, &pc.name)
     }

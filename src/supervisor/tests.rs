@@ -46,6 +46,7 @@ fn pconf(name: &str) -> ProcessConfig {
         ready_fd: None,
         ready_timeout: 60,
         checks: Default::default(),
+        listen: Vec::new(),
         log_prefix: None,
         log_timestamps: false,
         span: Span { file: Path::new("t.conf").into(), line: 1 },

@@ -12,6 +12,7 @@ mod faults;
 mod fuzz_smoke;
 mod harness;
 mod http;
+mod listen;
 mod packaging;
 mod pid1;
 mod plugins;

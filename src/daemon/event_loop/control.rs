@@ -220,6 +220,7 @@ impl EventLoop {
         let Some(group) = self.sup.group(name).cloned() else { return };
         // A bad socket is reported now; its processes then fail to spawn with the message.
         self.check_fcgi_socket(name);
+        self.bind_listen_sockets(name);
         if matches!(group.config.kind, crate::config::GroupKind::EventListener { .. }) {
             self.add_pool(&group.config);
         }
@@ -263,6 +264,7 @@ impl EventLoop {
                 self.add_pool(&config);
             }
         }
+        self.bind_listen_sockets(name);
         self.close_processes(dropped);
         for id in fresh {
             self.open_logs(*id);
@@ -270,9 +272,10 @@ impl EventLoop {
         self.reserve_fds_for_processes();
     }
 
-    /// A group was removed: its socket, pool, pipes and logs are closed, then the event.
+    /// A group was removed: its sockets, pool, pipes and logs are closed, then the event.
     pub(super) fn on_group_removed(&mut self, name: &str, members: &[ProcId]) {
         self.close_fcgi_socket(name);
+        self.close_listen_sockets(name);
         self.remove_pool(name);
         self.close_processes(members);
         self.log.log(LogLevel::Debug, &format!("removed process group {name}"));

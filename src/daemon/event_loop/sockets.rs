@@ -6,8 +6,17 @@
 use std::os::fd::OwnedFd;
 
 use super::EventLoop;
-use crate::config::{GroupKind, LogLevel};
+use crate::config::{GroupKind, Listen, LogLevel, ProcessConfig};
 use crate::supervisor::ProcId;
+
+/// The `listen=` sockets of one program of a group, in the order of its addresses.
+pub(super) struct HeldListen {
+    addrs: Vec<Listen>,
+    fds: Vec<OwnedFd>,
+}
+
+/// Where the `listen=` sockets of a program of a group are held: (group, program).
+pub(super) type ListenKey = (String, String);
 
 impl EventLoop {
     /// A group was added: its fcgi socket is created to find a bad one now, and closed again
@@ -83,5 +92,73 @@ impl EventLoop {
             drop(fd);
             self.log.log(LogLevel::Info, &format!("Closing socket {url}"));
         }
+    }
+}
+
+impl EventLoop {
+    /// A group was added or updated: the `listen=` sockets of each of its programs are bound,
+    /// those already held for the same addresses kept (an update that does not change them
+    /// leaves clients queued), and those of programs that no longer listen closed.
+    pub(super) fn bind_listen_sockets(&mut self, group: &str) {
+        let Some(configs) = self.sup.group(group).map(|g| g.config.processes.clone()) else { return };
+        let wanted: Vec<&ProcessConfig> = configs.iter().map(|pc| &**pc).filter(|pc| !pc.listen.is_empty()).collect();
+        self.listen_sockets.retain(|(g, program), held| {
+            g != group || wanted.iter().any(|pc| pc.program == *program && pc.listen == held.addrs)
+        });
+        for pc in wanted {
+            let key = (group.to_string(), pc.program.clone());
+            if !self.listen_sockets.contains_key(&key) {
+                // A failure is logged; the program's spawns then try again and fail with it.
+                let _ = self.bind_listen(key, pc);
+            }
+        }
+    }
+
+    /// A group was removed: its `listen=` sockets are closed (a unix socket's file stays, as
+    /// an fcgi socket's does; the next bind replaces it).
+    pub(super) fn close_listen_sockets(&mut self, group: &str) {
+        self.listen_sockets.retain(|(g, _), _| g != group);
+    }
+
+    /// The `listen=` sockets for a spawn of `pc` in `group`, with their names (bound now if
+    /// an earlier bind failed). The error is the spawn's error.
+    pub(super) fn listen_fds_for(&mut self, group: &str, pc: &ProcessConfig) -> Result<Vec<(String, OwnedFd)>, String> {
+        if pc.listen.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key = (group.to_string(), pc.program.clone());
+        if self.listen_sockets.get(&key).is_none_or(|held| held.addrs != pc.listen) {
+            self.bind_listen(key.clone(), pc)?;
+        }
+        let held = self.listen_sockets.get(&key).ok_or_else(|| format!("{}: no listen sockets", pc.name))?;
+        held.addrs
+            .iter()
+            .zip(&held.fds)
+            .map(|(l, fd)| {
+                let fd =
+                    fd.try_clone().map_err(|e| format!("cannot pass the socket {} to {}: {e}", l.addr, pc.name))?;
+                Ok((l.name.clone(), fd))
+            })
+            .collect()
+    }
+
+    fn bind_listen(&mut self, key: ListenKey, pc: &ProcessConfig) -> Result<(), String> {
+        // A unix socket's file belongs to the program's user, who may have to hand it on.
+        let owner = pc.user.as_ref().filter(|_| crate::sys::geteuid() == 0).map(|u| (u.uid, u.gid));
+        let mut fds = Vec::with_capacity(pc.listen.len());
+        for l in &pc.listen {
+            match crate::daemon::fcgi::bind_listen(&l.addr, owner) {
+                Ok(fd) => fds.push(fd),
+                Err(e) => {
+                    let e = format!("{}: {e} ({})", pc.name, pc.span);
+                    self.log.log(LogLevel::Error, &e);
+                    return Err(e);
+                }
+            }
+        }
+        let addrs: Vec<String> = pc.listen.iter().map(|l| l.addr.to_string()).collect();
+        self.log.log(LogLevel::Info, &format!("{}: listening on {}", pc.program, addrs.join(", ")));
+        self.listen_sockets.insert(key, HeldListen { addrs: pc.listen.clone(), fds });
+        Ok(())
     }
 }
