@@ -146,3 +146,27 @@ fn clients_queue_instead_of_being_refused_while_the_program_restarts_50_times() 
     let (refused, _) = restart_under_load(&d, "own", own, 10);
     assert!(refused > 0, "a program with its own socket was never refused: the loop proves nothing");
 }
+
+#[test]
+#[ignore = "needs root: user= and a port below 1024"]
+fn a_privileged_port_is_bound_before_user_takes_effect() {
+    use std::os::unix::fs::MetadataExt;
+    // A free port below 1024 (bound, then released for the daemon).
+    let port =
+        (600..1000).find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok()).expect("a free port below 1024");
+    let dir = TempDir::new("listen-root");
+    let sock = dir.join("l.sock");
+    let programs = format!(
+        "[program:p]\ncommand=sleep 1000\nstartsecs=0\nuser=nobody\nlisten=tcp://127.0.0.1:{port} unix://{}\n",
+        sock.display()
+    );
+    let d = Daemon::start_in(dir, &programs, &[]);
+    let pid = d.wait_state("p", "RUNNING", 10.0).int_of("pid") as u32;
+    let nobody = crate::harness::proc_status(pid, "Uid").expect("the program's uids");
+    assert!(nobody.split_whitespace().all(|u| u != "0"), "the program runs as nobody: {nobody}");
+    let inode = tcp_listener_inode(port).expect("the daemon listens on the port");
+    assert_eq!(fd_target(pid, 3), Some(format!("socket:[{inode}]")));
+    TcpStream::connect(("127.0.0.1", port)).expect("a connection is queued");
+    let uid: u32 = nobody.split_whitespace().next().and_then(|u| u.parse().ok()).expect("a uid");
+    assert_eq!(std::fs::metadata(&sock).expect("the unix socket's file").uid(), uid, "it belongs to the user");
+}
