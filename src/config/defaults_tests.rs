@@ -189,6 +189,7 @@ fn check(loaded: &Loaded, table: &str, key: &str, default: &'static str) -> Resu
         }
         ("PROGRAM", "depends_on") => unset(p.depends_on.is_empty()),
         ("PROGRAM", "ready_fd") => unset(p.ready_fd.is_none()),
+        ("PROGRAM", "listen") => unset(p.listen.is_empty()),
         ("PROGRAM", "ready_timeout") => eq!(p.ready_timeout, types::integer(default)?),
         ("PROGRAM", "ready_check") => unset(p.checks.ready.is_none()),
         ("PROGRAM", "ready_check_interval") => eq!(p.checks.ready_interval as i64, types::integer(default)?),

@@ -100,8 +100,8 @@ redirect_stderr=true
         dir.render(&config.warnings),
         vec![
             "supervisord.conf:11: [program:api] loglevel: 'loglevel' is not a program option (it is the [supervisord] main log level); it is ignored: child output is logged as is",
-            "supervisord.conf:14: [program:api] log_stderr: 'log_stderr' is a Supervisor 2 setting, not a program option; it is ignored: stderr is logged to stderr_logfile= (or to the stdout log with redirect_stderr=true)",
-            "supervisord.conf:8: [program:api] command: '>springboot.log' is passed to the program as an argument: commands do not run through a shell. To log output use stdout_logfile= (and redirect_stderr=true for stderr), or run it with sh -c '...'",
+            "supervisord.conf:12: [program:api] log_stderr: 'log_stderr' is a Supervisor 2 setting, not a program option; it is ignored: stderr is logged to stderr_logfile= (or to the stdout log with redirect_stderr=true)",
+            "supervisord.conf:6: [program:api] command: '>springboot.log' is passed to the program as an argument: commands do not run through a shell. To log output use stdout_logfile= (and redirect_stderr=true for stderr), or run it with sh -c '...'",
         ]
     );
 }
@@ -131,7 +131,7 @@ fn numprocs_requires_process_num_in_name() {
     let dir = conf("[program:w]\ncommand=/bin/true\nnumprocs=2\n");
     assert_eq!(
         dir.errors(),
-        vec!["supervisord.conf:5: [program:w] process_name: %(process_num) must be present within process_name when numprocs > 1 (numprocs=2, process_name=%(program_name)s); for example process_name=%(program_name)s_%(process_num)02d"]
+        vec!["supervisord.conf:3: [program:w] process_name: %(process_num) must be present within process_name when numprocs > 1 (numprocs=2, process_name=%(program_name)s); for example process_name=%(program_name)s_%(process_num)02d"]
     );
 }
 
@@ -140,7 +140,7 @@ fn numprocs_is_bounded() {
     let dir = conf("[program:w]\ncommand=/bin/true\nprocess_name=%(process_num)d\nnumprocs=32147483648\n");
     assert_eq!(
         dir.errors(),
-        vec!["supervisord.conf:8: [program:w] numprocs: numprocs must be at most 10000 (got 32147483648)"]
+        vec!["supervisord.conf:6: [program:w] numprocs: numprocs must be at most 10000 (got 32147483648)"]
     );
     let dir = conf("[program:w]\ncommand=/bin/true\nprocess_name=%(process_num)d\nnumprocs=10000\n");
     let config = dir.load().expect("10000 is allowed");
@@ -188,7 +188,7 @@ fn missing_command_names_the_section() {
     let dir = conf("[program:a]\nautostart=false\n");
     assert_eq!(
         dir.errors(),
-        vec!["supervisord.conf:5: [program:a] program section program:a does not specify a command"]
+        vec!["supervisord.conf:3: [program:a] program section program:a does not specify a command"]
     );
 }
 
@@ -199,7 +199,7 @@ fn unknown_keys_and_sections_warn_with_did_you_mean() {
         dir.warnings(),
         vec![
             "supervisord.conf:5: [program:a] autorestar: unknown key (ignored); did you mean 'autorestart'?",
-            "supervisord.conf:8: [program:a] frobnicate: unknown key (ignored)",
+            "supervisord.conf:6: [program:a] frobnicate: unknown key (ignored)",
             "supervisord.conf:7: [programs:b] unknown section (ignored); did you mean [program:b]?",
         ]
     );
@@ -471,7 +471,7 @@ fn auto_log_without_rollover_and_syslog_logfile_warn() {
         dir.render(&config.warnings),
         vec![
             "supervisord.conf:5: [program:r] stdout_logfile_maxbytes: For [program:r], AUTO logging used for stdout_logfile without rollover, set maxbytes > 0 to avoid filling up filesystem unintentionally",
-            "supervisord.conf:8: [program:r] stderr_logfile: For [program:r], stderr_logfile=syslog but this is deprecated and will be removed.  Use stderr_syslog=true to enable syslog instead.",
+            "supervisord.conf:6: [program:r] stderr_logfile: For [program:r], stderr_logfile=syslog but this is deprecated and will be removed.  Use stderr_syslog=true to enable syslog instead.",
         ]
     );
 }
