@@ -129,6 +129,7 @@ serverurl=unix:///tmp/minisv.sock ; the socket of [unix_http_server]
 ;health_check_interval=10      ; minisv: seconds between health checks (default 10)
 ;health_check_retries=3        ; minisv: failed health checks in a row before a restart (default 3)
 ;check_timeout=5               ; minisv: seconds before one probe attempt fails (default 5)
+;listen=tcp://127.0.0.1:8080   ; minisv: sockets held across restarts, passed as fds 3+ with LISTEN_FDS (default none)
 ;log_prefix=[%(process_name)s] ; minisv: text before each line of output in the logs (default none)
 ;log_timestamps=false         ; minisv: a timestamp before each line in the logs (default false)
 

@@ -217,6 +217,7 @@ fn check(loaded: &Loaded, table: &str, key: &str, default: &'static str) -> Resu
         }
         ("PROGRAM", "depends_on") => unset(p.depends_on.is_empty()),
         ("PROGRAM", "ready_fd") => unset(p.ready_fd.is_none()),
+        ("PROGRAM", "listen") => unset(p.listen.is_empty()),
         ("PROGRAM", "ready_timeout") => eq!(p.ready_timeout, types::integer(default)?),
         ("PROGRAM", "ready_notify") => eq!(p.ready_notify, types::boolean(default)?),
         ("PROGRAM", "watchdog_sec") => eq!(p.watchdog_sec as i64, types::integer(default)?),

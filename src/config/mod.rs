@@ -16,6 +16,7 @@ mod sections;
 pub mod types;
 
 pub use model::*;
+pub use programs::MAX_LISTEN;
 pub use types::{signal_name, signal_number};
 
 use std::path::{Path, PathBuf};

@@ -341,6 +341,9 @@ pub struct ProcessConfig {
     pub schedule: Option<Schedule>,
     /// minisv: `ready_check=` and `health_check=` probes.
     pub checks: Checks,
+    /// minisv: sockets the daemon binds and holds for the program across its restarts,
+    /// passed as fds 3 and up with systemd's `LISTEN_FDS` convention.
+    pub listen: Vec<Listen>,
     /// minisv: text (and a space) put before each line of output in the program's logs.
     pub log_prefix: Option<String>,
     /// minisv: a timestamp before each line of output in the program's logs.
@@ -403,6 +406,28 @@ pub struct RestartPolicy {
     /// An exit within this long after reaching RUNNING counts as a failure: the backoff grows
     /// instead of being reset, so a program that crashes just after startsecs is slowed down.
     pub backoff_window: u64,
+}
+
+/// minisv: one `listen=` address, with the name given in `LISTEN_FDNAMES`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listen {
+    pub name: String,
+    pub addr: ListenAddr,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenAddr {
+    Tcp(std::net::SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => write!(f, "tcp://{a}"),
+            ListenAddr::Unix(p) => write!(f, "unix://{}", p.display()),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -147,6 +147,11 @@ pub const PROGRAM: &[Key] = &[
     key("health_check", "", "minisv: a probe (same forms as ready_check) run while RUNNING; failing it restarts the program"),
     key("health_check_interval", "10", "minisv: seconds between health checks"),
     key("health_check_retries", "3", "minisv: failed health checks in a row before a restart"),
+    key(
+        "listen",
+        "",
+        "minisv: sockets held open across restarts and passed as fds 3 and up (LISTEN_FDS): [NAME:]tcp://IP:PORT or [NAME:]unix:///path, comma separated",
+    ),
     key("check_timeout", "5", "minisv: seconds before one ready_check or health_check attempt fails"),
     key(
         "log_prefix",

@@ -313,6 +313,77 @@ fn fcgi_program(ld: &mut Loader, section: &str) -> Option<GroupConfig> {
     Some(GroupConfig { name, priority, kind: GroupKind::Fcgi { socket, socket_url: url, backlog }, processes, span })
 }
 
+/// The most `listen=` addresses of one program.
+pub const MAX_LISTEN: usize = 16;
+
+/// minisv's `listen=`: `[name:]tcp://ip:port` or `[name:]unix:///absolute/path`, separated by
+/// commas or spaces. A name defaults to the program's (systemd's defaults to the socket
+/// unit's); it must not clash with `ready_fd`, which would be one of the fds they take.
+fn listen_addresses(
+    ld: &mut Loader,
+    section: &str,
+    names: &Names,
+    program: &str,
+    ready_fd: Option<i32>,
+) -> Vec<Listen> {
+    let (text, span) = match ld.get(section, "listen", names) {
+        Got::Found(t, s) => (t, s),
+        Got::Bad | Got::Missing => return Vec::new(),
+    };
+    let mut out = Vec::new();
+    for item in text.split(|c: char| c == ',' || c.is_whitespace()).filter(|i| !i.is_empty()) {
+        let (name, url) = match item.split_once("://") {
+            Some((head, _)) if head.contains(':') => {
+                let (name, url) = item.split_once(':').unwrap_or(("", item));
+                (name.to_string(), url)
+            }
+            _ => (program.to_string(), item),
+        };
+        let bad_name = name.is_empty()
+            || name.len() > 255
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-@".contains(c));
+        let addr = if let Some(path) = url.strip_prefix("unix://") {
+            (path.starts_with('/') && path.len() < 108).then(|| ListenAddr::Unix(std::path::PathBuf::from(path)))
+        } else if let Some(hp) = url.strip_prefix("tcp://") {
+            let hp = hp.strip_prefix("localhost:").map(|p| format!("127.0.0.1:{p}")).unwrap_or(hp.to_string());
+            hp.parse::<std::net::SocketAddr>().ok().filter(|a| a.port() != 0).map(ListenAddr::Tcp)
+        } else {
+            None
+        };
+        match addr {
+            _ if bad_name => ld.error(
+                Some(span.clone()),
+                section,
+                Some("listen"),
+                format!("bad name {name:?} in {item}; expected letters, digits, '_', '.', '-' or '@'"),
+            ),
+            None => ld.error(
+                Some(span.clone()),
+                section,
+                Some("listen"),
+                format!(
+                    "bad address {item}; expected tcp://IP:PORT (PORT 1 to 65535, [IPv6] in brackets, or localhost) \
+                     or unix:///absolute/path (under 108 bytes), optionally after NAME:"
+                ),
+            ),
+            Some(addr) if out.iter().any(|l: &Listen| l.addr == addr) => {
+                ld.error(Some(span.clone()), section, Some("listen"), format!("{item} is listed twice"))
+            }
+            Some(addr) => out.push(Listen { name, addr }),
+        }
+    }
+    if out.len() > MAX_LISTEN {
+        let msg = format!("{} addresses; at most {MAX_LISTEN} are allowed", out.len());
+        ld.error(Some(span.clone()), section, Some("listen"), msg);
+        out.truncate(MAX_LISTEN);
+    }
+    if let Some(fd) = ready_fd.filter(|fd| (3..3 + out.len() as i32).contains(fd)) {
+        let msg = format!("ready_fd={fd} is one of the fds the listen sockets take (3 to {})", 2 + out.len());
+        ld.error(Some(span), section, Some("listen"), msg);
+    }
+    out
+}
+
 /// `tcp://([^\s:]+):(\d+)$` with a port in 1..=65535.
 fn parse_tcp(url: &str) -> Option<(String, u16)> {
     let rest = url.strip_prefix("tcp://")?;
@@ -584,6 +655,7 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str) -> V
     let Readiness { ready_fd, ready_timeout, ready_notify, watchdog_sec, checks } = readiness(ld, section, n);
     let memory_limit = ld.conv_def(section, "memory_limit", n, P, types::byte_size, EXPECT_SIZE);
     let schedule = schedule(ld, section, n);
+    let listen = listen_addresses(ld, section, n, &program_name, ready_fd);
     let depends_on = match ld.get(section, "depends_on", n) {
         Got::Found(t, _) => super::depends::parse(&t),
         Got::Bad | Got::Missing => Vec::new(),
@@ -734,6 +806,7 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str) -> V
             schedule: schedule.clone(),
             ready_timeout,
             checks: checks.clone(),
+            listen: listen.clone(),
             log_prefix,
             log_timestamps,
             span: span.clone(),

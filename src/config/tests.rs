@@ -617,3 +617,43 @@ fn listener_processes_default_to_priority_999_and_their_pool_to_minus_one() {
     assert_eq!((group("l").priority, group("l").processes[0].priority), (-1, 999));
     assert_eq!((group("m").priority, group("m").processes[0].priority), (5, 5));
 }
+
+#[test]
+fn listen_addresses_with_names_and_defaults() {
+    let dir = conf("[program:web]\ncommand=/bin/w\nlisten=http:tcp://127.0.0.1:8080, unix:///run/%(program_name)s.sock\n  tcp://[::1]:81\n");
+    let config = dir.load().unwrap();
+    let pc = &config.groups[0].processes[0];
+    let got: Vec<(String, String)> = pc.listen.iter().map(|l| (l.name.clone(), l.addr.to_string())).collect();
+    assert_eq!(
+        got,
+        [
+            ("http".to_string(), "tcp://127.0.0.1:8080".to_string()),
+            ("web".to_string(), "unix:///run/web.sock".to_string()),
+            ("web".to_string(), "tcp://[::1]:81".to_string()),
+        ]
+    );
+}
+
+#[test]
+fn bad_listen_addresses_are_errors_with_file_and_line() {
+    let dir = conf(
+        "[program:a]\ncommand=/bin/a\nlisten=tcp://127.0.0.1:0\n[program:b]\ncommand=/bin/b\nlisten=unix://rel.sock\n\
+         [program:c]\ncommand=/bin/c\nlisten=http://x:1\n[program:d]\ncommand=/bin/d\nlisten=tcp://nohost:80\n\
+         [program:e]\ncommand=/bin/e\nlisten=a b:tcp://127.0.0.1:1\n[program:f]\ncommand=/bin/f\nready_fd=4\n\
+         listen=tcp://127.0.0.1:1,tcp://127.0.0.1:2\n[program:g]\ncommand=/bin/g\nlisten=tcp://127.0.0.1:1 tcp://127.0.0.1:1\n",
+    );
+    let expected = "expected tcp://IP:PORT (PORT 1 to 65535, [IPv6] in brackets, or localhost) or unix:///absolute/path (under 108 bytes), optionally after NAME:";
+    assert_eq!(
+        dir.errors(),
+        vec![
+            format!("supervisord.conf:5: [program:a] listen: bad address tcp://127.0.0.1:0; {expected}"),
+            format!("supervisord.conf:8: [program:b] listen: bad address unix://rel.sock; {expected}"),
+            format!("supervisord.conf:11: [program:c] listen: bad address http://x:1; {expected}"),
+            format!("supervisord.conf:14: [program:d] listen: bad address tcp://nohost:80; {expected}"),
+            format!("supervisord.conf:17: [program:e] listen: bad address a; {expected}"),
+            "supervisord.conf:21: [program:f] listen: ready_fd=4 is one of the fds the listen sockets take (3 to 4)"
+                .into(),
+            "supervisord.conf:24: [program:g] listen: tcp://127.0.0.1:1 is listed twice".into(),
+        ]
+    );
+}

@@ -127,6 +127,7 @@ pub fn start_next(spawner: &Spawner, base: &Rc<BaseEnv>) -> Vec<(LogLevel, Strin
                 redirect_stderr: true,
                 stdin_socket: None,
                 ready_fd: None,
+                listen: Vec::new(),
             };
             match spawner.spawn_quiet(plan, "gzip") {
                 Ok(pid) => s.running = Some((pid, job)),

@@ -24,7 +24,7 @@ use super::notify::{self, Notice, NotifySocket};
 use super::probe::{Outcome, Probes};
 use super::spawn::{self, SpawnPlan};
 use super::state_file::StateFile;
-use crate::config::{Channel, Config, GroupKind, LogFile as LogSetting, LogLevel, ProcessConfig};
+use crate::config::{Channel, Config, LogFile as LogSetting, LogLevel, ProcessConfig};
 use crate::events::capture::Capture;
 use crate::events::pool::Pools;
 use crate::events::tick::Ticker;
@@ -38,6 +38,7 @@ mod control;
 mod events;
 mod host;
 pub mod output;
+mod sockets;
 mod timers;
 
 use timers::{Clock, Timer, Timers};
@@ -201,8 +202,11 @@ pub struct EventLoop {
     notify: Option<NotifySocket>,
     /// When to look next at the memory of programs with `memory_limit=` (while one runs).
     memory_check: Option<Instant>,
-    /// The listening socket of each fcgi-program group (fd 0 of its processes).
-    fcgi_sockets: HashMap<String, OwnedFd>,
+    /// The listening socket of each fcgi-program group (fd 0 of its processes), with its URL,
+    /// while a process of the group runs (`sockets`).
+    fcgi_sockets: HashMap<String, (String, OwnedFd)>,
+    /// minisv's `listen=` sockets, held while their group is active (`sockets`).
+    listen_sockets: HashMap<sockets::ListenKey, sockets::HeldListen>,
     /// Event listener pools and the TICK clock.
     pools: Pools,
     ticker: Ticker,
@@ -239,6 +243,7 @@ impl EventLoop {
             notify: None,
             memory_check: None,
             fcgi_sockets: HashMap::new(),
+            listen_sockets: HashMap::new(),
             pools: Pools::new(&config.supervisord.identifier),
             ticker: Ticker::new(),
             probes: Probes::new(),
@@ -818,6 +823,7 @@ impl EventLoop {
                         self.memory_check = Some(self.now.mono + MEMORY_CHECK);
                     }
                     self.state_event(id, from, to, expected, pid, tries);
+                    self.release_idle_fcgi_socket(id);
                 }
                 Action::GroupAdded(name) => self.on_group_added(&name),
                 Action::GroupRemoved { name, members } => self.on_group_removed(&name, &members),
@@ -923,15 +929,7 @@ impl EventLoop {
         let (program, argv) = spawn::resolve_command_in(&pc.command, search.as_deref(), &mut self.found_commands)
             .map_err(|e| e.message().to_string())?;
         let user = spawn::program_user(pc)?;
-        let stdin_socket = match self.sup.group(group).map(|g| &g.config.kind) {
-            Some(GroupKind::Fcgi { socket_url, .. }) => match self.fcgi_sockets.get(group) {
-                Some(fd) => {
-                    Some(fd.try_clone().map_err(|e| format!("Could not use FastCGI socket {socket_url}: {e}"))?)
-                }
-                None => return Err(format!("FastCGI socket {socket_url} could not be created (see the log)")),
-            },
-            _ => None,
-        };
+        let stdin_socket = self.fcgi_socket_for(group)?;
         let plan = SpawnPlan {
             program,
             argv,
@@ -953,6 +951,7 @@ impl EventLoop {
             redirect_stderr: pc.redirect_stderr,
             stdin_socket,
             ready_fd: pc.ready_fd,
+            listen: self.listen_fds_for(group, pc)?,
         };
         self.spawner.spawn(plan, &pc.name)
     }

@@ -53,6 +53,7 @@ fn pconf(name: &str) -> ProcessConfig {
         memory_limit: 0,
         schedule: None,
         checks: Default::default(),
+        listen: Vec::new(),
         log_prefix: None,
         log_timestamps: false,
         span: Span { file: Path::new("t.conf").into(), line: 1 },

@@ -1053,3 +1053,67 @@ fn rpc_arguments_are_taken_as_supervisord_takes_them() {
         assert!(state().contains(r#"("statename", String("STARTING"))"#), "{who}: wait='' did not wait: {}", state());
     }
 }
+
+/// What a client gets from an fcgi socket: "accepted", "refused", or the error.
+fn fcgi_connect(addr: &FcgiAddr) -> String {
+    let outcome = match addr {
+        FcgiAddr::Tcp(port) => {
+            let sa = std::net::SocketAddr::from(([127, 0, 0, 1], *port));
+            std::net::TcpStream::connect_timeout(&sa, Duration::from_secs(2)).map(drop)
+        }
+        FcgiAddr::Unix(path) => std::os::unix::net::UnixStream::connect(path).map(drop),
+    };
+    match outcome {
+        Ok(()) => "accepted".into(),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => "refused".into(),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+enum FcgiAddr {
+    Tcp(u16),
+    Unix(PathBuf),
+}
+
+/// Issue 20, point 7: an fcgi-program's socket is open only while a process of its group is
+/// there. Supervisord closes it when the last process exits (a client is refused at once
+/// instead of waiting for nobody), opens it again at the next start, and leaves a unix
+/// socket's file in place; a group with nothing started has it closed. Both daemons, tcp and
+/// unix.
+#[test]
+fn fcgi_socket_is_closed_while_no_process_of_its_group_runs() {
+    let (t_port, m_port) = (free_port(), free_port());
+    for kind in [Kind::Supervisord, Kind::Minisv] {
+        let who = if kind == Kind::Minisv { "minisv" } else { "supervisord" };
+        let dir = std::env::temp_dir().join(format!("minisv-ctl-fcgi-{}", std::process::id()));
+        let u_path = dir.join("u.sock");
+        let programs = format!(
+            "[fcgi-program:t]\ncommand=sleep 1000\nsocket=tcp://127.0.0.1:{t_port}\nnumprocs=2\n\
+             process_name=%(program_name)s_%(process_num)s\nstartsecs=0\n\n\
+             [fcgi-program:u]\ncommand=sleep 1000\nsocket=unix://{}\nstartsecs=0\n\n\
+             [fcgi-program:m]\ncommand=sleep 1000\nsocket=tcp://127.0.0.1:{m_port}\nautostart=false\nstartsecs=0\n",
+            u_path.display()
+        );
+        let mut d = Daemon::start_kind("fcgi", false, &programs, kind);
+        let (t, u, m) = (FcgiAddr::Tcp(t_port), FcgiAddr::Unix(u_path.clone()), FcgiAddr::Tcp(m_port));
+        let all = |_: &Daemon| [fcgi_connect(&t), fcgi_connect(&u), fcgi_connect(&m)];
+        assert_eq!(all(&d), ["accepted", "accepted", "refused"], "{who}: at start (m not started)");
+        d.python(&["stop", "t:t_0"]);
+        assert_eq!(all(&d), ["accepted", "accepted", "refused"], "{who}: t_1 still runs");
+        d.python(&["stop", "t:t_1", "u"]);
+        assert_eq!(all(&d), ["refused", "refused", "refused"], "{who}: after every process stopped");
+        assert!(u_path.exists(), "{who}: the unix socket's file stays");
+        d.python(&["start", "t:t_1", "u", "m"]);
+        d.wait_settled();
+        assert_eq!(all(&d), ["accepted", "accepted", "accepted"], "{who}: started again");
+        d.python(&["stop", "m"]);
+        assert_eq!(all(&d), ["accepted", "accepted", "refused"], "{who}: m stopped");
+        let log = std::fs::read_to_string(d.dir.join("supervisord.log")).unwrap_or_default();
+        for line in [
+            format!("INFO Creating socket tcp://127.0.0.1:{m_port}"),
+            format!("INFO Closing socket tcp://127.0.0.1:{m_port}"),
+        ] {
+            assert!(log.contains(&line), "{who}: the log says {line:?}:\n{log}");
+        }
+    }
+}

@@ -14,6 +14,7 @@ mod fleet;
 mod fuzz_smoke;
 mod harness;
 mod http;
+mod listen;
 mod logs;
 mod notify;
 mod packaging;

@@ -218,15 +218,9 @@ impl EventLoop {
     /// any of them spawns, which the core asks for after this), then the event.
     pub(super) fn on_group_added(&mut self, name: &str) {
         let Some(group) = self.sup.group(name).cloned() else { return };
-        if let crate::config::GroupKind::Fcgi { socket, socket_url, backlog } = &group.config.kind {
-            match super::super::fcgi::create(socket, socket_url, *backlog) {
-                Ok(fd) => {
-                    self.fcgi_sockets.insert(name.to_string(), fd);
-                }
-                // Its processes then fail to spawn with this message (in BACKOFF/FATAL).
-                Err(e) => self.log.log(LogLevel::Error, &e),
-            }
-        }
+        // A bad socket is reported now; its processes then fail to spawn with the message.
+        self.check_fcgi_socket(name);
+        self.bind_listen_sockets(name);
         if matches!(group.config.kind, crate::config::GroupKind::EventListener { .. }) {
             self.add_pool(&group.config);
         }
@@ -277,6 +271,7 @@ impl EventLoop {
                 self.add_pool(&config);
             }
         }
+        self.bind_listen_sockets(name);
         self.close_processes(dropped);
         for id in fresh {
             self.open_logs(*id);
@@ -284,9 +279,10 @@ impl EventLoop {
         self.reserve_fds_for_processes();
     }
 
-    /// A group was removed: its socket, pool, pipes and logs are closed, then the event.
+    /// A group was removed: its sockets, pool, pipes and logs are closed, then the event.
     pub(super) fn on_group_removed(&mut self, name: &str, members: &[ProcId]) {
-        self.fcgi_sockets.remove(name);
+        self.close_fcgi_socket(name);
+        self.close_listen_sockets(name);
         self.remove_pool(name);
         self.close_processes(members);
         self.log.log(LogLevel::Debug, &format!("removed process group {name}"));

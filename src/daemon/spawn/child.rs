@@ -22,6 +22,10 @@ pub(super) const STEP_FDS: u8 = 6;
 pub(super) const STEP_PGID: u8 = 7;
 pub(super) const STEP_EXEC: u8 = 8;
 
+/// `LISTEN_PID=` and room for any pid and a NUL.
+pub(super) const PID_PREFIX: &[u8] = b"LISTEN_PID=";
+pub(super) const PID_SLOT: usize = 32;
+
 /// What the child reads between clone and exec, all prepared by the parent (the child shares
 /// the parent's memory and must not allocate), and where it reports a failure.
 pub(super) struct ChildSpec {
@@ -37,6 +41,11 @@ pub(super) struct ChildSpec {
     pub(super) umask: Option<libc::mode_t>,
     /// (the write end of the readiness pipe, the fd number the program expects it at).
     pub(super) ready: Option<(RawFd, RawFd)>,
+    /// The `listen=` sockets, which become the child's fds 3 and up (at most `MAX_LISTEN`).
+    pub(super) listen: Vec<RawFd>,
+    /// Non-null: a `PID_SLOT`-byte buffer holding `PID_PREFIX`, where the child writes its pid
+    /// and a NUL after the prefix (the environment entry LISTEN_PID points to it).
+    pub(super) listen_pid: *mut u8,
     /// Nonzero: the child starts on the daemon's fd table and keeps a copy of the fds below
     /// this one (`Slots`).
     pub(super) keep_below: RawFd,
@@ -110,6 +119,23 @@ unsafe fn child_exec(spec: &ChildSpec) -> Result<Infallible, (u8, i32)> {
         }
         child_default_dispositions(spec.reset_signals);
         sc(libc::SYS_setpgid, a(0, 0, 0)).map_err(at(STEP_PGID))?;
+        // The listen sockets' fds (and the readiness pipe's) move above the fds 0 to 2+n that
+        // the stdio and the sockets are put at, so that no dup overwrites a source.
+        let n = spec.listen.len().min(crate::config::MAX_LISTEN);
+        let top = 3 + n as RawFd;
+        let mut listen = [-1 as RawFd; crate::config::MAX_LISTEN];
+        let mut ready = spec.ready;
+        for (i, fd) in spec.listen.iter().take(n).enumerate() {
+            listen[i] = *fd;
+        }
+        if n > 0 {
+            for fd in listen[..n].iter_mut().chain(ready.as_mut().map(|r| &mut r.0)) {
+                if *fd < top {
+                    let moved = sc(libc::SYS_fcntl, a(*fd as usize, libc::F_DUPFD_CLOEXEC as usize, top as usize));
+                    *fd = moved.map_err(at(STEP_FDS))? as RawFd;
+                }
+            }
+        }
         // Fds 0-2 of the child. A source that is itself one of 0-2 (the daemon was started with
         // one of them closed, and it has no slots) first moves out of the way, so that no dup
         // overwrites another's source and none is a no-op that would leave close-on-exec set.
@@ -138,9 +164,16 @@ unsafe fn child_exec(spec: &ChildSpec) -> Result<Infallible, (u8, i32)> {
             let _ = sc(libc::SYS_umask, a(mask as usize, 0, 0));
         }
         child_cloexec_from(3);
-        // After the close-on-exec sweep: the readiness fd is the one fd besides 0-2 that the
-        // program keeps.
-        if let Some((fd, n)) = spec.ready {
+        // After the close-on-exec sweep: the listen sockets at 3 and up, and the readiness fd,
+        // are the fds besides 0-2 that the program keeps.
+        for (target, fd) in (3..).zip(&listen[..n]) {
+            sc(libc::SYS_dup3, a(*fd as usize, target, 0)).map_err(at(STEP_FDS))?;
+        }
+        if !spec.listen_pid.is_null() {
+            let pid = sc(libc::SYS_getpid, a(0, 0, 0)).unwrap_or(0);
+            write_pid(spec.listen_pid, pid);
+        }
+        if let Some((fd, n)) = ready {
             let kept = if fd == n {
                 sc(libc::SYS_fcntl, a(fd as usize, libc::F_SETFD as usize, 0))
             } else {
@@ -157,6 +190,31 @@ unsafe fn child_exec(spec: &ChildSpec) -> Result<Infallible, (u8, i32)> {
         // It returns only on failure.
         Err((STEP_EXEC, sc(libc::SYS_execve, exec).err().unwrap_or(libc::ENOEXEC)))
     }
+}
+
+/// Writes `pid` in decimal and a NUL after `PID_PREFIX` in the `PID_SLOT`-byte buffer `slot`
+/// (no allocation: this runs in the child).
+///
+/// # Safety
+/// `slot` points to `PID_SLOT` writable bytes that nothing else uses meanwhile.
+unsafe fn write_pid(slot: *mut u8, pid: usize) {
+    let mut digits = [0u8; 20];
+    let (mut len, mut rest) = (0, pid);
+    loop {
+        digits[len] = b'0' + (rest % 10) as u8;
+        len += 1;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let start = PID_PREFIX.len();
+    for i in 0..len.min(PID_SLOT - start - 1) {
+        // SAFETY: within the slot (start + len + 1 <= PID_SLOT).
+        unsafe { *slot.add(start + i) = digits[len - 1 - i] };
+    }
+    // SAFETY: as above.
+    unsafe { *slot.add(start + len.min(PID_SLOT - start - 1)) = 0 };
 }
 
 // On 32-bit ARM the plain id system calls take 16-bit ids; these take 32-bit ones.

@@ -199,7 +199,11 @@ impl Lanes {
         let lane = self.busy.iter().position(|b| !b.get());
         let top = self.stack_top(lane.unwrap_or(LANES))?;
         let forced = self.forced();
-        let slots = lane.and_then(|lane| Some((lane, self.slots.as_ref()?))).filter(|_| !forced.without_slots);
+        // A child with listen sockets copies the whole fd table: they are the daemon's, above
+        // the slots.
+        let slots = lane
+            .and_then(|lane| Some((lane, self.slots.as_ref()?)))
+            .filter(|_| !forced.without_slots && spec.listen.is_empty());
         let mut shared_table = false;
         if let Some((lane, slots)) = slots {
             let placed = (|| -> io::Result<()> {

@@ -29,6 +29,9 @@ pub struct SpawnPlan {
     pub stdin_socket: Option<OwnedFd>,
     /// `ready_fd=N`: a pipe whose write end is the child's fd N.
     pub ready_fd: Option<i32>,
+    /// minisv's `listen=` sockets with their names: the child's fds 3 and up, announced with
+    /// systemd's LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID.
+    pub listen: Vec<(String, OwnedFd)>,
 }
 
 /// The parent's ends of a spawned child's pipes (all non-blocking).
@@ -81,6 +84,7 @@ impl ChildSetup<'_> {
             redirect_stderr: true,
             stdin_socket: None,
             ready_fd: None,
+            listen: Vec::new(),
         };
         self.spawner.spawn_quiet(plan, &pc.name)
     }

@@ -29,6 +29,7 @@ pub struct InFlight {
     spec: Box<ChildSpec>,
     /// What `spec`'s pointers point into.
     _argv: Vec<CString>,
+    _listen_pid: Option<PidSlot>,
     _env_extra: Vec<CString>,
     _env_base: Rc<BaseEnv>,
     /// The parent's ends of the pipes (None for a child with its stdio on /dev/null).
@@ -99,8 +100,29 @@ impl Spawner {
 
     fn start(&self, mut plan: SpawnPlan, name: &str, stdio: Stdio) -> Result<InFlight, String> {
         let arg0 = plan.argv.first().cloned().unwrap_or_default();
+        if plan.listen.len() > crate::config::MAX_LISTEN {
+            return Err(format!("couldn't exec {arg0}: more than {} listen sockets", crate::config::MAX_LISTEN));
+        }
+        // systemd's socket passing (sd_listen_fds(3)); set last, so that these win over the
+        // program's `environment=`. LISTEN_PID is written by the child, which alone knows its
+        // pid, into a slot made here.
+        if !plan.listen.is_empty() {
+            let names: Vec<&str> = plan.listen.iter().map(|(n, _)| n.as_str()).collect();
+            let names = names.join(":");
+            plan.env.push(("LISTEN_FDS".into(), plan.listen.len().to_string().into()));
+            plan.env.push(("LISTEN_FDNAMES".into(), names.into()));
+            plan.env.push(("LISTEN_PID".into(), "".into()));
+        }
         // Everything the child uses is prepared here: nothing is allocated after the clone.
-        let CStrings { path, argv, env_extra, envp, directory } = CStrings::new(&plan, &arg0)?;
+        let CStrings { path, argv, env_extra, mut envp, directory } = CStrings::new(&plan, &arg0)?;
+        let listen_pid = (!plan.listen.is_empty()).then(PidSlot::new);
+        if let Some(slot) = &listen_pid {
+            // The placeholder's entry now points to the slot.
+            let placeholder = env_extra.iter().find(|kv| kv.as_bytes() == b"LISTEN_PID=").map(|kv| kv.as_ptr());
+            for p in envp.iter_mut().filter(|p| Some(**p) == placeholder) {
+                *p = slot.ptr() as *const libc::c_char;
+            }
+        }
         let (child_ends, spawned) = match stdio {
             Stdio::Pipes => pipes(&mut plan, name)?,
             Stdio::Null => (null_ends(name)?, None),
@@ -116,6 +138,8 @@ impl Spawner {
             directory,
             umask: plan.umask.map(|m| m as libc::mode_t),
             ready: child_ends.ready.as_ref().zip(plan.ready_fd).map(|(w, n)| (w.as_raw_fd(), n)),
+            listen: plan.listen.iter().map(|(_, fd)| fd.as_raw_fd()).collect(),
+            listen_pid: listen_pid.as_ref().map_or(std::ptr::null_mut(), PidSlot::ptr),
             keep_below: 0,
             unshare_only: forced.without_close_range,
             reset_signals: 0,
@@ -134,6 +158,7 @@ impl Spawner {
             lanes: Rc::clone(&self.lanes),
             spec,
             _argv: argv,
+            _listen_pid: listen_pid,
             _env_extra: env_extra,
             _env_base: plan.base,
             spawned: spawned.map(|s| Spawned { pid: pid as u32, ..s }),
@@ -141,6 +166,30 @@ impl Spawner {
             directory: plan.directory,
             uid: plan.user.as_ref().map_or(0, |u| u.0),
         })
+    }
+}
+
+/// The memory of `LISTEN_PID=<pid>`, which the child fills in (it shares the daemon's memory)
+/// before exec: owned by the start in flight until the child no longer runs.
+struct PidSlot(*mut [u8; super::child::PID_SLOT]);
+
+impl PidSlot {
+    fn new() -> PidSlot {
+        let mut buf = [0u8; super::child::PID_SLOT];
+        buf[..super::child::PID_PREFIX.len()].copy_from_slice(super::child::PID_PREFIX);
+        PidSlot(Box::into_raw(Box::new(buf)))
+    }
+
+    fn ptr(&self) -> *mut u8 {
+        self.0.cast()
+    }
+}
+
+impl Drop for PidSlot {
+    fn drop(&mut self) {
+        // SAFETY: made by Box::into_raw in `new`, freed once, after the child's last use (the
+        // start in flight drops it after its lane was released).
+        drop(unsafe { Box::from_raw(self.0) });
     }
 }
 

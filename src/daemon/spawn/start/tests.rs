@@ -41,6 +41,7 @@ fn sh_plan(base: &Rc<BaseEnv>, script: &str, redirect_stderr: bool, ready_fd: Op
         redirect_stderr,
         stdin_socket: None,
         ready_fd,
+        listen: Vec::new(),
     }
 }
 
