@@ -10,13 +10,14 @@
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
+use crate::packaging::{run, show};
+use crate::pyenv::Lock;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -35,43 +36,9 @@ fn target_dir() -> PathBuf {
     tmp.parent().map(Path::to_path_buf).unwrap_or_else(|| root().join("target"))
 }
 
-fn show(what: &str, out: &Output) -> String {
-    format!(
-        "{what}: {}\n--- stdout\n{}--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"))
-}
-
 fn assert_success(what: &str, out: &Output) -> String {
     assert!(out.status.success(), "{}", show(what, out));
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Holds an exclusive `flock` on a file until dropped: installs are shared by parallel tests
-/// and test binaries.
-struct Lock(File);
-
-impl Lock {
-    fn take(path: &Path) -> Lock {
-        let f = File::create(path).unwrap_or_else(|e| panic!("cannot create lock file {}: {e}", path.display()));
-        // SAFETY: flock on a descriptor we own; blocks until the lock is ours.
-        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-        assert_eq!(r, 0, "flock {} failed: {}", path.display(), std::io::Error::last_os_error());
-        Lock(f)
-    }
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        // SAFETY: unlocking a descriptor we own.
-        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
-    }
 }
 
 /// What the venv holds, as pip is asked for it. ansible 12 is the last series that runs on

@@ -55,7 +55,7 @@ fn need(cmd: &str, package: &str) {
     assert!(ok && have(cmd), "this test needs {cmd}, and apt-get install {package} failed");
 }
 
-fn show(what: &str, out: &Output) -> String {
+pub(crate) fn show(what: &str, out: &Output) -> String {
     format!(
         "{what}: {}\n--- stdout\n{}--- stderr\n{}",
         out.status,
@@ -64,7 +64,7 @@ fn show(what: &str, out: &Output) -> String {
     )
 }
 
-fn run(cmd: &mut Command) -> Output {
+pub(crate) fn run(cmd: &mut Command) -> Output {
     cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"))
 }
 

@@ -13,10 +13,10 @@ fn target_dir() -> PathBuf {
 }
 
 /// Holds an exclusive `flock` on a file until dropped.
-struct Lock(File);
+pub(crate) struct Lock(File);
 
 impl Lock {
-    fn take(path: &Path) -> Lock {
+    pub(crate) fn take(path: &Path) -> Lock {
         let f = File::create(path).unwrap_or_else(|e| panic!("cannot create lock file {}: {e}", path.display()));
         // SAFETY: flock on a descriptor we own; blocks until the lock is ours.
         let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
