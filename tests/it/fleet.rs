@@ -16,20 +16,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
-use crate::packaging::{run, show};
+use crate::packaging::{packaging, read, root, run, show};
 use crate::pyenv::Lock;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn packaging(p: &str) -> PathBuf {
-    root().join("packaging").join(p)
-}
-
-fn read(p: &str) -> String {
-    fs::read_to_string(packaging(p)).unwrap_or_else(|e| panic!("read packaging/{p}: {e}"))
-}
 
 fn target_dir() -> PathBuf {
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));

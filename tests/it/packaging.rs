@@ -10,15 +10,15 @@ use std::process::{Command, Output, Stdio};
 
 use crate::harness::{kill, pid_alive, wait_for, Daemon, TempDir, BIN};
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn packaging(p: &str) -> PathBuf {
+pub(crate) fn packaging(p: &str) -> PathBuf {
     root().join("packaging").join(p)
 }
 
-fn read(p: &str) -> String {
+pub(crate) fn read(p: &str) -> String {
     fs::read_to_string(packaging(p)).unwrap_or_else(|e| panic!("read packaging/{p}: {e}"))
 }
 

@@ -105,30 +105,23 @@ fn a_child_takes_only_its_own_fds_through_the_slots_which_are_idle_again_after()
     assert_eq!(unsafe { libc::waitpid(child.pid as libc::pid_t, &mut status, 0) }, child.pid as libc::pid_t);
 
     // On a kernel without close_range the child copies the whole shared table with
-    // unshare(CLONE_FILES); exec still leaves it only its own fds, and the slots are idle.
-    sp.force(Forced { without_close_range: true, ..Forced::default() });
-    let plan = sh_plan(&base, "ls /proc/$$/fd; readlink /proc/$$/fd/3", true, Some(3));
-    let child = finish_idle(sp.spawn(plan, "unshare").expect("cloned"));
-    sp.force(Forced::default());
-    let out = read_to_eof(&child.stdout);
-    let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[..4], ["0", "1", "2", "3"], "{out}");
-    assert!(lines[4].starts_with("pipe:["), "{out}");
-    // SAFETY: waitpid on our own child.
-    assert_eq!(unsafe { libc::waitpid(child.pid as libc::pid_t, &mut status, 0) }, child.pid as libc::pid_t);
-
-    // Without slots (none could be reserved), the child copies the whole table and still
-    // keeps only its own fds.
-    sp.force(Forced { without_slots: true, ..Forced::default() });
-    let plan = sh_plan(&base, "ls /proc/$$/fd; readlink /proc/$$/fd/3", true, Some(3));
-    let child = finish_idle(sp.spawn(plan, "noslots").expect("cloned"));
-    sp.force(Forced::default());
-    let out = read_to_eof(&child.stdout);
-    let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[..4], ["0", "1", "2", "3"], "{out}");
-    assert!(lines[4].starts_with("pipe:["), "{out}");
-    // SAFETY: waitpid on our own child.
-    assert_eq!(unsafe { libc::waitpid(child.pid as libc::pid_t, &mut status, 0) }, child.pid as libc::pid_t);
+    // unshare(CLONE_FILES); without slots (none could be reserved) it copies the whole table
+    // too. Either way exec leaves it only its own fds, and the slots are idle.
+    for (forced, name) in [
+        (Forced { without_close_range: true, ..Forced::default() }, "unshare"),
+        (Forced { without_slots: true, ..Forced::default() }, "noslots"),
+    ] {
+        sp.force(forced);
+        let plan = sh_plan(&base, "ls /proc/$$/fd; readlink /proc/$$/fd/3", true, Some(3));
+        let child = finish_idle(sp.spawn(plan, name).expect("cloned"));
+        sp.force(Forced::default());
+        let out = read_to_eof(&child.stdout);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[..4], ["0", "1", "2", "3"], "{name}: {out}");
+        assert!(lines[4].starts_with("pipe:["), "{name}: {out}");
+        // SAFETY: waitpid on our own child.
+        assert_eq!(unsafe { libc::waitpid(child.pid as libc::pid_t, &mut status, 0) }, child.pid as libc::pid_t);
+    }
     drop(ours);
 }
 
