@@ -223,6 +223,9 @@ fn check(loaded: &Loaded, table: &str, key: &str, default: &'static str) -> Resu
         ("PROGRAM", "watchdog_sec") => eq!(p.watchdog_sec as i64, types::integer(default)?),
         ("PROGRAM", "memory_limit") => eq!(p.memory_limit as i64, types::byte_size(default)?),
         ("PROGRAM", "schedule") => unset(p.schedule.is_none()),
+        ("PROGRAM", k) if k.starts_with("rlimit_") => unset(p.limits.rlimits.is_empty()),
+        ("PROGRAM", "nice") => unset(p.limits.nice.is_none()),
+        ("PROGRAM", "oom_score_adj") => unset(p.limits.oom_score_adj.is_none()),
         // Read only with schedule=: a program with just that.
         ("PROGRAM", k @ ("schedule_overlap" | "schedule_timezone" | "run_on_start")) => {
             let s = scheduled();

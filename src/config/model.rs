@@ -273,6 +273,26 @@ pub struct ChannelConfig {
     pub rotation: Rotation,
 }
 
+/// minisv's `rlimit_*=`, `nice=` and `oom_score_adj=`: set in the child before it execs (and
+/// before `user=` takes effect, so that root may raise a hard limit).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// (RLIMIT_* resource, soft, hard); `u64::MAX` is infinity.
+    pub rlimits: Vec<(i32, u64, u64)>,
+    pub nice: Option<i32>,
+    pub oom_score_adj: Option<i32>,
+}
+
+/// The `rlimit_*` keys, with their resource and whether the value is a size (KB, MB, GB).
+pub const RLIMIT_KEYS: &[(&str, i32, bool)] = &[
+    ("rlimit_nofile", libc::RLIMIT_NOFILE as i32, false),
+    ("rlimit_nproc", libc::RLIMIT_NPROC as i32, false),
+    ("rlimit_core", libc::RLIMIT_CORE as i32, true),
+    ("rlimit_as", libc::RLIMIT_AS as i32, true),
+    ("rlimit_cpu", libc::RLIMIT_CPU as i32, false),
+    ("rlimit_fsize", libc::RLIMIT_FSIZE as i32, true),
+];
+
 /// minisv's `schedule=` with its companions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Schedule {
@@ -339,6 +359,8 @@ pub struct ProcessConfig {
     pub memory_limit: u64,
     /// minisv: `schedule=`: started at the times of a cron expression.
     pub schedule: Option<Schedule>,
+    /// minisv: resource limits, nice value and OOM score set in the child before exec.
+    pub limits: Limits,
     /// minisv: `ready_check=` and `health_check=` probes.
     pub checks: Checks,
     /// minisv: sockets the daemon binds and holds for the program across its restarts,

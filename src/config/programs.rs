@@ -597,6 +597,47 @@ fn readiness(ld: &mut Loader, section: &str, n: &Names) -> Readiness {
     Readiness { ready_fd, ready_timeout, ready_notify, watchdog_sec, checks }
 }
 
+/// `rlimit_*`, `nice` and `oom_score_adj`.
+fn limits(ld: &mut Loader, section: &str, n: &Names) -> super::model::Limits {
+    let mut limits = super::model::Limits::default();
+    for &(key, resource, size) in super::model::RLIMIT_KEYS {
+        let one = |s: &str| -> Result<u64, String> {
+            match s.trim() {
+                "infinity" | "unlimited" => Ok(u64::MAX),
+                t if size => types::byte_size(t),
+                t => t.parse::<u64>().map_err(|_| format!("'{t}' is not a number")),
+            }
+        };
+        let pair = |s: &str| -> Result<(u64, u64), String> {
+            match s.split_once(':') {
+                Some((soft, hard)) => {
+                    let (soft, hard) = (one(soft)?, one(hard)?);
+                    if soft > hard {
+                        return Err(format!("the soft limit {soft} is above the hard limit {hard}"));
+                    }
+                    Ok((soft, hard))
+                }
+                None => one(s).map(|v| (v, v)),
+            }
+        };
+        let expect =
+            if size { "a size, soft:hard sizes, or infinity" } else { "a number, soft:hard numbers, or infinity" };
+        if let Some((soft, hard)) = ld.conv_opt(section, key, n, pair, expect) {
+            limits.rlimits.push((resource, soft, hard));
+        }
+    }
+    let ranged = |lo: i64, hi: i64| {
+        move |s: &str| match types::integer(s) {
+            Ok(v) if (lo..=hi).contains(&v) => Ok(v as i32),
+            Ok(v) => Err(format!("{v} is out of range")),
+            Err(e) => Err(e),
+        }
+    };
+    limits.nice = ld.conv_opt(section, "nice", n, ranged(-20, 19), "a nice value from -20 to 19");
+    limits.oom_score_adj = ld.conv_opt(section, "oom_score_adj", n, ranged(-1000, 1000), "-1000 to 1000");
+    limits
+}
+
 /// `schedule=` with `schedule_overlap`, `schedule_timezone` and `run_on_start`.
 fn schedule(ld: &mut Loader, section: &str, n: &Names) -> Option<super::model::Schedule> {
     match ld.conv_opt(section, "schedule", n, super::cron::Cron::parse, "a cron expression") {
@@ -655,6 +696,7 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str) -> V
     let Readiness { ready_fd, ready_timeout, ready_notify, watchdog_sec, checks } = readiness(ld, section, n);
     let memory_limit = ld.conv_def(section, "memory_limit", n, P, types::byte_size, EXPECT_SIZE);
     let schedule = schedule(ld, section, n);
+    let limits = limits(ld, section, n);
     let listen = listen_addresses(ld, section, n, &program_name, ready_fd);
     let depends_on = match ld.get(section, "depends_on", n) {
         Got::Found(t, _) => super::depends::parse(&t),
@@ -804,6 +846,7 @@ fn processes_from_section(ld: &mut Loader, section: &str, group_name: &str) -> V
             watchdog_sec,
             memory_limit,
             schedule: schedule.clone(),
+            limits: limits.clone(),
             ready_timeout,
             checks: checks.clone(),
             listen: listen.clone(),

@@ -128,6 +128,7 @@ pub fn start_next(spawner: &Spawner, base: &Rc<BaseEnv>) -> Vec<(LogLevel, Strin
                 stdin_socket: None,
                 ready_fd: None,
                 listen: Vec::new(),
+                limits: Default::default(),
             };
             match spawner.spawn_quiet(plan, "gzip") {
                 Ok(pid) => s.running = Some((pid, job)),

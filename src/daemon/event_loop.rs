@@ -952,6 +952,7 @@ impl EventLoop {
             stdin_socket,
             ready_fd: pc.ready_fd,
             listen: self.listen_fds_for(group, pc)?,
+            limits: pc.limits.clone(),
         };
         self.spawner.spawn(plan, &pc.name)
     }

@@ -52,6 +52,7 @@ fn pconf(name: &str) -> ProcessConfig {
         watchdog_sec: 0,
         memory_limit: 0,
         schedule: None,
+        limits: Default::default(),
         checks: Default::default(),
         listen: Vec::new(),
         log_prefix: None,

@@ -1399,3 +1399,47 @@ fn a_bad_schedule_is_a_config_error_with_its_line() {
         "{text}"
     );
 }
+
+/// rlimit_*=, nice= and oom_score_adj= are what the program finds when it starts (values a
+/// user may set without root: lower limits, a higher nice value and OOM score); a limit the
+/// system refuses fails the start with the step named.
+#[test]
+fn resource_limits_nice_and_oom_score_are_set_before_exec() {
+    let d = Daemon::start(
+        "limits",
+        "[program:lim]\ncommand=sh -c 'cat /proc/self/limits > %(here)s/limits; \
+         cut -d\" \" -f19 /proc/self/stat > %(here)s/nice; cat /proc/self/oom_score_adj > %(here)s/oom; \
+         exec sleep 1000'\nstartsecs=0\n\
+         rlimit_nofile=512:1024\nrlimit_core=0\nrlimit_fsize=1MB:infinity\nnice=7\noom_score_adj=600\n\
+         [program:bad]\ncommand=sleep 1000\nstartsecs=0\nstartretries=0\nrlimit_nofile=2000000000\n",
+    );
+    d.wait_state("lim", "RUNNING", 10.0);
+    let read = |p: &str| wait_for(10.0, p, || std::fs::read_to_string(d.path(p)).ok().filter(|s| s.ends_with('\n')));
+    let limits = read("limits");
+    let row = |name: &str| -> Vec<String> {
+        let line = limits.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in {limits}"));
+        line[name.len()..].split_whitespace().take(2).map(str::to_string).collect()
+    };
+    assert_eq!(row("Max open files"), ["512", "1024"], "{limits}");
+    assert_eq!(row("Max core file size"), ["0", "0"], "{limits}");
+    assert_eq!(row("Max file size"), ["1048576", "unlimited"], "{limits}");
+    assert_eq!(read("nice").trim(), "7");
+    assert_eq!(read("oom").trim(), "600");
+    // More open files than the kernel allows any process (fs.nr_open), root included.
+    let bad = d.wait_state("bad", "FATAL", 10.0);
+    assert_eq!(bad.str_of("spawnerr"), "couldn't set the resource limits (rlimit_*): EPERM");
+}
+
+#[test]
+fn a_bad_limit_is_a_config_error_with_its_line() {
+    let dir = TempDir::new("badlimit");
+    let conf = dir.write(
+        "supervisord.conf",
+        &format!("{}[program:a]\ncommand=true\nrlimit_nofile=2048:1024\nnice=40\n", base_config(dir.path())),
+    );
+    let out = minisv(&["check", "-c", &conf.display().to_string()], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("[program:a] rlimit_nofile: the soft limit 2048 is above the hard limit 1024"), "{text}");
+    assert!(text.contains("[program:a] nice: 40 is out of range; expected a nice value from -20 to 19"), "{text}");
+}

@@ -21,6 +21,9 @@ pub(super) const STEP_CHDIR: u8 = 5;
 pub(super) const STEP_FDS: u8 = 6;
 pub(super) const STEP_PGID: u8 = 7;
 pub(super) const STEP_EXEC: u8 = 8;
+pub(super) const STEP_RLIMIT: u8 = 9;
+pub(super) const STEP_NICE: u8 = 10;
+pub(super) const STEP_OOM: u8 = 11;
 
 /// `LISTEN_PID=` and room for any pid and a NUL.
 pub(super) const PID_PREFIX: &[u8] = b"LISTEN_PID=";
@@ -54,6 +57,12 @@ pub(super) struct ChildSpec {
     pub(super) unshare_only: bool,
     /// The signals (bit `sig - 1`) the child sets back to the default disposition.
     pub(super) reset_signals: u128,
+    /// `rlimit_*=`: (resource, limits), set before `user=` takes effect.
+    pub(super) rlimits: Vec<(libc::c_int, libc::rlimit64)>,
+    /// `nice=`.
+    pub(super) nice: Option<i32>,
+    /// `oom_score_adj=`: the /proc file and the value to write in it.
+    pub(super) oom: Option<(CString, Vec<u8>)>,
     /// Set by a child that fails: the step and the errno.
     pub(super) failed_step: AtomicU8,
     pub(super) failed_errno: AtomicI32,
@@ -76,6 +85,9 @@ impl ChildSpec {
             STEP_CHDIR => format!("couldn't chdir to {}: {en}", directory.unwrap_or("")),
             STEP_FDS => format!("couldn't set up file descriptors: {en}"),
             STEP_PGID => format!("couldn't set the process group: {en}"),
+            STEP_RLIMIT => format!("couldn't set the resource limits (rlimit_*): {en}"),
+            STEP_NICE => format!("couldn't set the nice value: {en}"),
+            STEP_OOM => format!("couldn't set oom_score_adj: {en}"),
             _ => format!("couldn't exec {arg0}: {en}"),
         })
     }
@@ -150,6 +162,24 @@ unsafe fn child_exec(spec: &ChildSpec) -> Result<Infallible, (u8, i32)> {
             if fd >= 0 {
                 sc(libc::SYS_dup3, a(fd as usize, target, 0)).map_err(at(STEP_FDS))?;
             }
+        }
+        // Limits, priority and OOM score while still the daemon's user: root may raise a hard
+        // limit, lower the nice value and the OOM score; the program's user may not.
+        for (resource, limit) in &spec.rlimits {
+            let set = [0, *resource as usize, limit as *const libc::rlimit64 as usize, 0, 0, 0];
+            sc(libc::SYS_prlimit64, set).map_err(at(STEP_RLIMIT))?;
+        }
+        if let Some(nice) = spec.nice {
+            sc(libc::SYS_setpriority, a(libc::PRIO_PROCESS as usize, 0, nice as isize as usize))
+                .map_err(at(STEP_NICE))?;
+        }
+        if let Some((path, value)) = &spec.oom {
+            let flags = (libc::O_WRONLY | libc::O_CLOEXEC) as usize;
+            let open = [libc::AT_FDCWD as isize as usize, path.as_ptr() as usize, flags, 0, 0, 0];
+            let fd = sc(libc::SYS_openat, open).map_err(at(STEP_OOM))?;
+            let written = sc(libc::SYS_write, a(fd, value.as_ptr() as usize, value.len()));
+            let _ = sc(libc::SYS_close, a(fd, 0, 0));
+            written.map_err(at(STEP_OOM))?;
         }
         if let Some((uid, gid)) = spec.user {
             let groups = a(spec.groups.len(), spec.groups.as_ptr() as usize, 0);

@@ -32,6 +32,8 @@ pub struct SpawnPlan {
     /// minisv's `listen=` sockets with their names: the child's fds 3 and up, announced with
     /// systemd's LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID.
     pub listen: Vec<(String, OwnedFd)>,
+    /// `rlimit_*=`, `nice=`, `oom_score_adj=`.
+    pub limits: crate::config::Limits,
 }
 
 /// The parent's ends of a spawned child's pipes (all non-blocking).
@@ -85,6 +87,7 @@ impl ChildSetup<'_> {
             stdin_socket: None,
             ready_fd: None,
             listen: Vec::new(),
+            limits: Default::default(),
         };
         self.spawner.spawn_quiet(plan, &pc.name)
     }

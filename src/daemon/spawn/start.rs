@@ -143,6 +143,17 @@ impl Spawner {
             keep_below: 0,
             unshare_only: forced.without_close_range,
             reset_signals: 0,
+            rlimits: plan
+                .limits
+                .rlimits
+                .iter()
+                .map(|(r, soft, hard)| (*r as libc::c_int, libc::rlimit64 { rlim_cur: *soft, rlim_max: *hard }))
+                .collect(),
+            nice: plan.limits.nice,
+            oom: plan
+                .limits
+                .oom_score_adj
+                .map(|v| (CString::new("/proc/self/oom_score_adj").unwrap_or_default(), v.to_string().into_bytes())),
             failed_step: AtomicU8::new(0),
             failed_errno: AtomicI32::new(0),
         });

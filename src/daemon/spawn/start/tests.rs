@@ -42,6 +42,7 @@ fn sh_plan(base: &Rc<BaseEnv>, script: &str, redirect_stderr: bool, ready_fd: Op
         stdin_socket: None,
         ready_fd,
         listen: Vec::new(),
+        limits: Default::default(),
     }
 }
 
