@@ -1386,14 +1386,7 @@ fn a_scheduled_program_runs_at_its_times() {
 
 #[test]
 fn a_bad_schedule_is_a_config_error_with_its_line() {
-    let dir = TempDir::new("badsched");
-    let conf = dir.write(
-        "supervisord.conf",
-        &format!("{}[program:a]\ncommand=true\nschedule=61 * * * *\n", base_config(dir.path())),
-    );
-    let out = minisv(&["check", "-c", &conf.display().to_string()], dir.path());
-    assert_eq!(out.status.code(), Some(2));
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text = check_refuses("badsched", "[program:a]\ncommand=true\nschedule=61 * * * *\n");
     assert!(
         text.contains("supervisord.conf:17: [program:a] schedule: '61' is out of range for the minute (0-59)"),
         "{text}"
@@ -1432,14 +1425,7 @@ fn resource_limits_nice_and_oom_score_are_set_before_exec() {
 
 #[test]
 fn a_bad_limit_is_a_config_error_with_its_line() {
-    let dir = TempDir::new("badlimit");
-    let conf = dir.write(
-        "supervisord.conf",
-        &format!("{}[program:a]\ncommand=true\nrlimit_nofile=2048:1024\nnice=40\n", base_config(dir.path())),
-    );
-    let out = minisv(&["check", "-c", &conf.display().to_string()], dir.path());
-    assert_eq!(out.status.code(), Some(2));
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text = check_refuses("badlimit", "[program:a]\ncommand=true\nrlimit_nofile=2048:1024\nnice=40\n");
     assert!(text.contains("[program:a] rlimit_nofile: the soft limit 2048 is above the hard limit 1024"), "{text}");
     assert!(text.contains("[program:a] nice: 40 is out of range; expected a nice value from -20 to 19"), "{text}");
 }

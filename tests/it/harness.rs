@@ -457,3 +457,14 @@ fn set_read_timeout(s: &impl std::os::fd::AsFd, t: Duration) -> std::io::Result<
 pub fn minisv(args: &[&str], cwd: &Path) -> Output {
     Command::new(BIN).args(args).current_dir(cwd).output().expect("run minisv")
 }
+
+/// `minisv check` on `base_config` followed by `programs`: it must refuse the config (status 2);
+/// its stdout and stderr together, for the test to look for its error in.
+pub fn check_refuses(tag: &str, programs: &str) -> String {
+    let dir = TempDir::new(tag);
+    let conf = dir.write("supervisord.conf", &format!("{}{programs}", base_config(dir.path())));
+    let out = minisv(&["check", "-c", &conf.display().to_string()], dir.path());
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    text
+}

@@ -69,13 +69,6 @@ fn a_notify_program_is_running_once_ready_says_its_status_and_is_restarted_when_
 
 #[test]
 fn ready_notify_with_ready_fd_is_a_config_error_with_its_line() {
-    let dir = TempDir::new("notifyconf");
-    let conf = dir.write(
-        "supervisord.conf",
-        &format!("{}[program:a]\ncommand=sleep 1\nready_notify=true\nready_fd=3\n", base_config(dir.path())),
-    );
-    let out = minisv(&["check", "-c", &conf.display().to_string()], dir.path());
-    assert_eq!(out.status.code(), Some(2));
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text = check_refuses("notifyconf", "[program:a]\ncommand=sleep 1\nready_notify=true\nready_fd=3\n");
     assert!(text.contains("[program:a] ready_notify: ready_notify and ready_fd cannot both be set"), "{text}");
 }
