@@ -807,16 +807,6 @@ pub fn resume(lp: &mut dyn Host, pending: Pending, answer: Answer) -> Outcome {
 mod tests {
     use super::*;
 
-    #[test]
-    fn namespecs_split_like_supervisor() {
-        assert_eq!(split_namespec("g:p"), ("g", Some("p")));
-        assert_eq!(split_namespec("g:*"), ("g", None));
-        assert_eq!(split_namespec("g:"), ("g", None));
-        assert_eq!(split_namespec("x"), ("x", Some("x")));
-        assert_eq!(make_namespec("x", "x"), "x");
-        assert_eq!(make_namespec("g", "p"), "g:p");
-    }
-
     /// minisv(8) names each method of minisv's own, with its parameters.
     #[test]
     fn man_page_names_every_minisv_method() {
