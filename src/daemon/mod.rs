@@ -12,5 +12,6 @@ pub mod probe;
 pub mod run;
 pub mod spawn;
 pub mod state_file;
+pub mod upgrade;
 
 pub use run::run;
