@@ -14,7 +14,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -42,8 +42,6 @@ pub struct Handoff {
     pub from_version: String,
     /// How many upgrades this daemon has been through (this one included).
     pub generation: u64,
-    /// The old binary, opened before the exec: executed again if the takeover fails.
-    pub exe_fd: Option<RawFd>,
     /// Why the last takeover failed, when this handoff comes back to the old binary.
     pub failed: Option<String>,
     pub recent_restarts: Vec<Instant>,
@@ -102,7 +100,7 @@ impl ProcRecord {
 impl Handoff {
     /// Every fd the handoff names.
     pub fn fds(&self) -> Vec<RawFd> {
-        let mut fds: Vec<RawFd> = self.exe_fd.into_iter().chain(self.http.iter().copied()).collect();
+        let mut fds: Vec<RawFd> = self.http.clone();
         fds.extend(self.notify.iter().map(|n| n.0));
         fds.extend(self.fcgi.iter().map(|f| f.2));
         fds.extend(self.listen.iter().flat_map(|l| l.2.iter().copied()));
@@ -117,7 +115,6 @@ impl Handoff {
         w.line("clock", &[&mono_ns.to_string()]);
         w.line("from-version", &[&esc(self.from_version.as_bytes())]);
         w.line("generation", &[&self.generation.to_string()]);
-        w.line("exe-fd", &[&opt_fd(self.exe_fd)]);
         if let Some(f) = &self.failed {
             w.line("failed", &[&esc(f.as_bytes())]);
         }
@@ -177,7 +174,6 @@ impl Handoff {
                 }
                 "from-version" => h.from_version = r.string(one(args).map_err(at)?).map_err(at)?,
                 "generation" => h.generation = r.num(one(args).map_err(at)?).map_err(at)?,
-                "exe-fd" => h.exe_fd = r.opt_fd(one(args).map_err(at)?).map_err(at)?,
                 "failed" => h.failed = Some(r.string(one(args).map_err(at)?).map_err(at)?),
                 "recent-restarts" => {
                     h.recent_restarts = args
@@ -590,6 +586,85 @@ pub fn read_fd(fd: RawFd) -> io::Result<Vec<u8>> {
     Ok(text)
 }
 
+/// How a new binary that cannot take over gives the handoff back to the old one.
+pub struct Fallback {
+    /// `MINISV_HANDOFF` as it was: the memfd's fd and the old binary's.
+    env: String,
+    memfd: RawFd,
+    exe_fd: Option<RawFd>,
+    /// Set when this process is the old binary executed again: why the new one gave up.
+    pub failed: Option<String>,
+}
+
+/// A handoff read, with the fields it did not know; or why it could not be read.
+pub type Parsed = Result<(Handoff, Vec<String>), String>;
+
+/// The handoff this process was started with, if it was (an upgrade in place): how to fall
+/// back, and the handoff or why it cannot be read. The variables are removed from the
+/// environment (the programs must not see them).
+pub fn incoming() -> Option<(Fallback, Parsed)> {
+    let env = std::env::var(HANDOFF_ENV).ok()?;
+    let failed = std::env::var(FAILED_ENV).ok();
+    // SAFETY: at the start of the daemon, in its one thread.
+    unsafe {
+        std::env::remove_var(HANDOFF_ENV);
+        std::env::remove_var(FAILED_ENV);
+    }
+    let mut fds = env.split(',').map(|f| f.parse::<RawFd>().ok());
+    let memfd = fds.next().flatten().unwrap_or(-1);
+    let exe_fd = fds.next().flatten();
+    let fallback = Fallback { env: env.clone(), memfd, exe_fd, failed };
+    let parsed = read_fd(memfd)
+        .map_err(|e| format!("cannot read the handoff (fd {memfd}): {e}"))
+        .and_then(|text| Handoff::decode(&text, Instant::now(), mono_ns()));
+    Some((fallback, parsed))
+}
+
+impl Fallback {
+    /// The value of `MINISV_HANDOFF` for a handoff in `memfd`, with the old binary at `exe_fd`.
+    pub fn env_value(memfd: RawFd, exe_fd: RawFd) -> String {
+        format!("{memfd},{exe_fd}")
+    }
+
+    /// The new binary cannot take over: the old one is executed again with the same handoff
+    /// (its `fds` left open) and told why. Returns, with the exit status, only if that is not
+    /// possible (the old binary failed too, or cannot be executed): the programs then run on
+    /// without a supervisor, which is said on stderr.
+    pub fn give_up(self, why: &str, fds: &[RawFd]) -> i32 {
+        let stop = |what: String| {
+            eprintln!("minisv: {what}; the programs run on without a supervisor");
+            1
+        };
+        if let Some(first) = &self.failed {
+            return stop(format!("the upgrade failed ({first}) and the old binary cannot take over again: {why}"));
+        }
+        let Some(exe) = self.exe_fd else {
+            return stop(format!("cannot take over ({why}) and the old binary is not known"));
+        };
+        eprintln!("minisv: cannot take over: {why}; executing the old binary again");
+        for fd in fds.iter().copied().chain([self.memfd, exe]) {
+            let _ = set_cloexec(fd, false);
+        }
+        // SAFETY: in the daemon's one thread, before the exec.
+        unsafe {
+            std::env::set_var(HANDOFF_ENV, &self.env);
+            std::env::set_var(FAILED_ENV, why);
+        }
+        let argv: Vec<std::ffi::CString> =
+            std::env::args_os().map(|a| std::ffi::CString::new(a.into_vec()).unwrap_or_default()).collect();
+        let e = crate::sys::fexecv(exe, &argv);
+        stop(format!("cannot take over ({why}) nor execute the old binary again ({e})"))
+    }
+
+    /// The takeover is done: the handoff and the old binary are closed.
+    pub fn done(self) {
+        for fd in [Some(self.memfd), self.exe_fd].into_iter().flatten() {
+            // SAFETY: fds named by our environment for this purpose, owned by nobody else.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
 /// Sets or clears close-on-exec on an fd.
 pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
     // SAFETY: F_GETFD/F_SETFD only change this fd's flags.
@@ -606,17 +681,28 @@ pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
     Ok(())
 }
 
-/// Takes ownership of an fd named by a handoff (marking it close-on-exec again), if it is open.
+/// A copy (close-on-exec) of an fd named by a handoff, if it is open. The original stays open
+/// until the takeover is done (`close_all`): a fallback to the old binary still has it.
 pub fn adopt(fd: RawFd) -> Option<OwnedFd> {
-    set_cloexec(fd, true).ok()?;
-    // SAFETY: the fd is open (fcntl succeeded) and was left to us by the old daemon, which
-    // named it once in the handoff: nothing else in this process owns it.
-    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+    // SAFETY: F_DUPFD_CLOEXEC returns a new fd that only we own (or fails on a closed one).
+    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    // SAFETY: just returned by fcntl.
+    (dup != -1).then(|| unsafe { OwnedFd::from_raw_fd(dup) })
+}
+
+/// Closes the handoff's own fds once the takeover is done (the ones taken over were copied).
+pub fn close_all(fds: &[RawFd]) {
+    for &fd in fds {
+        // SAFETY: fds the old daemon left to this process for the takeover, owned by nobody here
+        // (`adopt` made copies).
+        unsafe { libc::close(fd) };
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsRawFd;
 
     fn sample(now: Instant) -> Handoff {
         let mut core = blank_carried();
@@ -645,7 +731,6 @@ mod tests {
         Handoff {
             from_version: "0.1.0".into(),
             generation: 3,
-            exe_fd: Some(9),
             failed: None,
             recent_restarts: vec![now - Duration::from_millis(300)],
             critical_reported: true,
@@ -666,7 +751,7 @@ mod tests {
         let (back, unknown) = Handoff::decode(&text, now, 1_000_000).expect("decodes");
         assert_eq!(back, h);
         assert!(unknown.is_empty(), "{unknown:?}");
-        assert_eq!(back.fds(), vec![9, 5, 6, 7, 11, 12, 13, 17, 19]);
+        assert_eq!(back.fds(), vec![5, 6, 7, 11, 12, 13, 17, 19]);
     }
 
     #[test]

@@ -324,6 +324,53 @@ impl Server {
         Ok((server, logs))
     }
 
+    /// As `bind`, taking the listening sockets an old daemon left (upgrade in place) for the
+    /// sections whose address they have, so that clients are not refused meanwhile; the others
+    /// are bound, and the sockets left over closed.
+    pub fn bind_adopting(
+        config: &Config,
+        settings: Settings,
+        inherited: Vec<std::os::fd::OwnedFd>,
+    ) -> Result<(Server, Vec<(LogLevel, String)>), String> {
+        Server::bind_adopting_sections(&config.inet_http_servers, &config.unix_http_servers, settings, inherited)
+    }
+
+    pub fn bind_adopting_sections(
+        inet: &[InetHttpServerConfig],
+        unix: &[UnixHttpServerConfig],
+        settings: Settings,
+        mut inherited: Vec<std::os::fd::OwnedFd>,
+    ) -> Result<(Server, Vec<(LogLevel, String)>), String> {
+        let (mut server, logs) = Server::bind_sections(&[], &[], settings)?;
+        let wanted = origins(inet, unix);
+        if wanted.len() > MAX_LISTENERS {
+            return Err(too_many_listeners());
+        }
+        for origin in wanted {
+            let found = inherited.iter().position(|fd| origin_matches(&origin, fd));
+            let listener = match found {
+                Some(i) => adopt_listener(origin, inherited.swap_remove(i))?,
+                None => open_listener(origin)?,
+            };
+            server.listeners.push(listener);
+        }
+        let mut logs = logs;
+        logs.extend(server.unauthenticated_warnings());
+        Ok((server, logs))
+    }
+
+    /// The listening sockets' fds, for an upgrade in place.
+    pub fn listener_fds(&self) -> Vec<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.listeners
+            .iter()
+            .map(|l| match &l.socket {
+                Socket::Unix(s) => s.as_raw_fd(),
+                Socket::Tcp(s) => s.as_raw_fd(),
+            })
+            .collect()
+    }
+
     fn unauthenticated_warnings(&self) -> Vec<(LogLevel, String)> {
         self.listeners
             .iter()
@@ -943,6 +990,72 @@ fn open_listener(origin: Origin) -> Result<Listener, String> {
         Origin::Inet(c) => format!("[{}] port={}:{}", c.section, if c.host.is_empty() { "*" } else { &c.host }, c.port),
     };
     open_socket(origin).map_err(|e| format!("{e} ({which})"))
+}
+
+/// Whether an inherited listening socket is the one `origin` asks for: the same socket file,
+/// or the same port.
+fn origin_matches(origin: &Origin, fd: &std::os::fd::OwnedFd) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a zeroed sockaddr_storage filled by getsockname for an fd we own.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    let r = unsafe { libc::getsockname(fd.as_raw_fd(), (&mut ss as *mut libc::sockaddr_storage).cast(), &mut len) };
+    if r == -1 {
+        return false;
+    }
+    match origin {
+        Origin::Unix(c) => {
+            if ss.ss_family as i32 != libc::AF_UNIX {
+                return false;
+            }
+            let Ok(std_l) = fd.try_clone().map(std::os::unix::net::UnixListener::from) else { return false };
+            // Bound under a temporary name (`bound_name`), then linked; the name is the pid's
+            // that bound it, which daemonizing changed.
+            let Some(name) = std_l.local_addr().ok().and_then(|a| a.as_pathname().map(|p| p.to_path_buf())) else {
+                return false;
+            };
+            name == c.file
+                || name.parent() == c.file.parent()
+                    && name.file_name().is_some_and(|n| {
+                        let (n, f) =
+                            (n.to_string_lossy(), c.file.file_name().map(|f| f.to_string_lossy()).unwrap_or_default());
+                        n.strip_prefix(&*f)
+                            .and_then(|rest| rest.strip_prefix('.'))
+                            .is_some_and(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+                    })
+        }
+        Origin::Inet(c) => {
+            if ss.ss_family as i32 != libc::AF_INET && ss.ss_family as i32 != libc::AF_INET6 {
+                return false;
+            }
+            let Ok(std_l) = fd.try_clone().map(std::net::TcpListener::from) else { return false };
+            std_l.local_addr().is_ok_and(|a| c.port != 0 && a.port() == c.port)
+        }
+    }
+}
+
+fn adopt_listener(origin: Origin, fd: std::os::fd::OwnedFd) -> Result<Listener, String> {
+    let (socket, unlinker) = match &origin {
+        Origin::Inet(cfg) => {
+            let l = std::net::TcpListener::from(fd);
+            l.set_nonblocking(true).map_err(|e| format!("cannot take over [{}]: {e}", cfg.section))?;
+            (Socket::Tcp(TcpListener::from_std(l)), None)
+        }
+        Origin::Unix(cfg) => {
+            let l = std::os::unix::net::UnixListener::from(fd);
+            l.set_nonblocking(true).map_err(|e| format!("cannot take over [{}]: {e}", cfg.section))?;
+            (Socket::Unix(UnixListener::from_std(l)), Some(Unlinker::new(cfg.file.clone())))
+        }
+    };
+    Ok(Listener {
+        origin,
+        socket,
+        _unlinker: unlinker,
+        order: VecDeque::new(),
+        open: 0,
+        ready: true,
+        paused_until: None,
+    })
 }
 
 fn open_socket(origin: Origin) -> Result<Listener, String> {

@@ -725,3 +725,24 @@ fn limits_from_the_environment_and_a_warning_for_each_unusable_value() {
         ]
     );
 }
+
+/// Upgrade in place: a new server takes the old one's listening sockets (same socket file,
+/// same port) instead of binding anew, and a client connected meanwhile is served by it.
+#[test]
+fn a_server_takes_over_the_listeners_of_an_old_one() {
+    let dir = TempDir::new();
+    let sock = dir.path("s.sock");
+    let (old, _) = Server::bind_sections(&[inet_cfg(0, None)], &[unix_cfg(&sock, None)], settings()).expect("bind");
+    let port = old.inet_addrs()[0].port();
+    let fds: Vec<std::os::fd::OwnedFd> =
+        old.listener_fds().into_iter().map(|fd| crate::daemon::upgrade::adopt(fd).expect("dup")).collect();
+    // A client that connects during the switch waits in the backlog.
+    let _early = UnixStream::connect(&sock).expect("connect before the takeover");
+    // The old server goes as an exec would end it: its sockets are not closed, nor its file unlinked.
+    std::mem::forget(old);
+    let (new, _) = Server::bind_adopting_sections(&[inet_cfg(port, None)], &[unix_cfg(&sock, None)], settings(), fds)
+        .expect("takes over, not EADDRINUSE");
+    assert_eq!(new.inet_addrs()[0].port(), port);
+    assert_eq!(new.unix_files(), vec![sock.clone()]);
+    assert!(sock.exists());
+}
