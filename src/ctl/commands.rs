@@ -167,6 +167,13 @@ pub const COMMANDS: &[Command] = &[
         run: update,
     },
     Command {
+        name: "upgrade",
+        help: "upgrade\t\tExecute the daemon's binary again in its place, keeping every program\n\
+               \t\trunning (same pids, pipes, logs and sockets): after installing a new minisv (minisv)",
+        listed: false,
+        run: upgrade,
+    },
+    Command {
         name: "version",
         help: "version\t\t\tShow the version of the remote supervisord process",
         listed: true,
@@ -1000,6 +1007,62 @@ fn reopen(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
 
 fn logrotate(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
     log_command(ctl, arg, "minisv.rotateLogs", "rotated")
+}
+
+/// How long `upgrade` waits for the new daemon to answer.
+const UPGRADE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `upgrade`: asks for an upgrade in place, then waits (reconnecting) until the daemon has
+/// been through it, and says how it went: the new daemon took over, or the old one goes on.
+fn upgrade(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
+    if !no_args(ctl, "upgrade", arg) {
+        return Ok(());
+    }
+    let before = match ctl.client.call("minisv.lastUpgrade", &[]) {
+        Ok(v) => v,
+        Err(e) if e.fault_code() == Some(faults::UNKNOWN_METHOD) => {
+            ctl.output("ERROR: the daemon does not know this command (it is not minisv, or one without upgrades)");
+            ctl.exitstatus = exit::GENERIC;
+            return Ok(());
+        }
+        Err(e) if ctl.report_unreachable(&e) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let generation = before.int_of("generation");
+    match ctl.client.call("minisv.upgrade", &[]) {
+        Ok(_) => {}
+        Err(CallError::Fault { fault, .. }) if fault.code == faults::FAILED => {
+            let why = fault.string.strip_prefix("FAILED: ").unwrap_or(&fault.string).to_string();
+            ctl.output(&format!("ERROR: upgrade refused: {why}"));
+            ctl.exitstatus = exit::GENERIC;
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    }
+    // The daemon answered, then executed the new binary: wait for whichever daemon runs next.
+    let deadline = std::time::Instant::now() + UPGRADE_WAIT;
+    let mut last_error = None;
+    while std::time::Instant::now() < deadline {
+        match ctl.client.call("minisv.lastUpgrade", &[]) {
+            Ok(now) if now.int_of("generation") > generation => {
+                let message = now.str_of("message").to_string();
+                if now.get("ok").and_then(Value::as_bool) == Some(true) {
+                    ctl.output(&message);
+                } else {
+                    ctl.output(&format!("ERROR: {message}"));
+                    ctl.exitstatus = exit::GENERIC;
+                }
+                return Ok(());
+            }
+            Ok(_) => {}
+            Err(e) => last_error = Some(e.to_string()),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let why = last_error.map(|e| format!(" (last error: {e})")).unwrap_or_default();
+    ctl.output(&format!("ERROR: the daemon did not report the upgrade within {} s{why}", UPGRADE_WAIT.as_secs()));
+    ctl.exitstatus = exit::GENERIC;
+    Ok(())
 }
 
 fn version(ctl: &mut Ctl, arg: &str) -> CallResult<()> {

@@ -43,15 +43,48 @@ impl TakeOver {
 }
 
 /// `MINISV_UPGRADE_CHECK`: the pre-flight run of an upgrade. Loads the config as the daemon
-/// would, and says which version this is and which handoffs it reads.
+/// would, reads the draft handoff it was given (its fd is the variable's value) and places each
+/// process in the config, and says which version this is and which handoffs it reads.
 fn upgrade_check(argv0: &str, args: &DaemonArgs) -> i32 {
-    match cli::load_or_exit(argv0, args) {
-        Ok(_) => {
-            println!("minisv {} handoff {}", env!("CARGO_PKG_VERSION"), upgrade::VERSION);
-            0
+    let config = match cli::load_or_exit(argv0, args) {
+        Ok(c) => c,
+        Err(exit) => return exit.print(),
+    };
+    let draft = std::env::var(upgrade::CHECK_ENV).ok().and_then(|v| v.parse::<std::os::fd::RawFd>().ok());
+    if let Some(fd) = draft {
+        let text = match upgrade::read_fd(fd) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("minisv: cannot read the handoff: {e}");
+                return 2;
+            }
+        };
+        let handoff = match upgrade::Handoff::decode(&text, std::time::Instant::now(), upgrade::mono_ns()) {
+            Ok((h, _)) => h,
+            Err(e) => {
+                eprintln!("minisv: cannot read the handoff: {e}");
+                return 2;
+            }
+        };
+        let missing: Vec<&str> = handoff
+            .processes
+            .iter()
+            .filter(|p| {
+                let (group, name) = crate::supervisor::namespec::split(&p.namespec);
+                !config
+                    .groups
+                    .iter()
+                    .any(|g| g.name == group && g.processes.iter().any(|pc| Some(pc.name.as_str()) == name))
+            })
+            .map(|p| p.namespec.as_str())
+            .collect();
+        if !missing.is_empty() {
+            eprintln!("minisv: the config has no place for {}", missing.join(", "));
+            return 2;
         }
-        Err(exit) => exit.print(),
     }
+    println!("minisv {} handoff {}", env!("CARGO_PKG_VERSION"), upgrade::VERSION);
+    0
 }
 
 /// Runs the daemon; returns the process exit status.
@@ -234,6 +267,11 @@ fn resume(
         Ok(l) => l,
         Err(e) => return Err(t.give_up(&format!("cannot start the event loop: {e}"))),
     };
+    // A fault for the tests of the fallback (debug builds only; the first takeover only).
+    #[cfg(debug_assertions)]
+    if t.fallback.failed.is_none() && std::env::var_os("MINISV_TEST_FAIL_TAKEOVER").is_some() {
+        return Err(t.give_up("MINISV_TEST_FAIL_TAKEOVER is set"));
+    }
     let (settings, warnings) = Settings::from_env();
     let inherited: Vec<std::os::fd::OwnedFd> = t.handoff.http.iter().filter_map(|fd| upgrade::adopt(*fd)).collect();
     let (server, mut http_lines) = match Server::bind_adopting(config, settings, inherited) {

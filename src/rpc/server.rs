@@ -346,13 +346,27 @@ impl Server {
         if wanted.len() > MAX_LISTENERS {
             return Err(too_many_listeners());
         }
+        // The new sockets are bound first: if one fails, nothing taken over has been wrapped
+        // (a dropped unix listener unlinks its file, which the old daemon still serves).
+        let mut slots: Vec<Result<(Origin, std::os::fd::OwnedFd), Origin>> = Vec::with_capacity(wanted.len());
         for origin in wanted {
-            let found = inherited.iter().position(|fd| origin_matches(&origin, fd));
-            let listener = match found {
-                Some(i) => adopt_listener(origin, inherited.swap_remove(i))?,
-                None => open_listener(origin)?,
-            };
-            server.listeners.push(listener);
+            slots.push(match inherited.iter().position(|fd| origin_matches(&origin, fd)) {
+                Some(i) => Ok((origin, inherited.swap_remove(i))),
+                None => Err(origin),
+            });
+        }
+        let mut opened: Vec<Result<(Origin, std::os::fd::OwnedFd), Listener>> = Vec::with_capacity(slots.len());
+        for slot in slots {
+            opened.push(match slot {
+                Ok(taken) => Ok(taken),
+                Err(origin) => Err(open_listener(origin)?),
+            });
+        }
+        for slot in opened {
+            server.listeners.push(match slot {
+                Ok((origin, fd)) => adopt_listener(origin, fd),
+                Err(new) => new,
+            });
         }
         let mut logs = logs;
         logs.extend(server.unauthenticated_warnings());
@@ -1034,28 +1048,17 @@ fn origin_matches(origin: &Origin, fd: &std::os::fd::OwnedFd) -> bool {
     }
 }
 
-fn adopt_listener(origin: Origin, fd: std::os::fd::OwnedFd) -> Result<Listener, String> {
+/// A listening socket taken over from an old daemon. It is non-blocking already (the old
+/// daemon's; the flag belongs to the open file, which the exec kept).
+fn adopt_listener(origin: Origin, fd: std::os::fd::OwnedFd) -> Listener {
     let (socket, unlinker) = match &origin {
-        Origin::Inet(cfg) => {
-            let l = std::net::TcpListener::from(fd);
-            l.set_nonblocking(true).map_err(|e| format!("cannot take over [{}]: {e}", cfg.section))?;
-            (Socket::Tcp(TcpListener::from_std(l)), None)
-        }
-        Origin::Unix(cfg) => {
-            let l = std::os::unix::net::UnixListener::from(fd);
-            l.set_nonblocking(true).map_err(|e| format!("cannot take over [{}]: {e}", cfg.section))?;
-            (Socket::Unix(UnixListener::from_std(l)), Some(Unlinker::new(cfg.file.clone())))
-        }
+        Origin::Inet(_) => (Socket::Tcp(TcpListener::from_std(std::net::TcpListener::from(fd))), None),
+        Origin::Unix(cfg) => (
+            Socket::Unix(UnixListener::from_std(std::os::unix::net::UnixListener::from(fd))),
+            Some(Unlinker::new(cfg.file.clone())),
+        ),
     };
-    Ok(Listener {
-        origin,
-        socket,
-        _unlinker: unlinker,
-        order: VecDeque::new(),
-        open: 0,
-        ready: true,
-        paused_until: None,
-    })
+    Listener { origin, socket, _unlinker: unlinker, order: VecDeque::new(), open: 0, ready: true, paused_until: None }
 }
 
 fn open_socket(origin: Origin) -> Result<Listener, String> {

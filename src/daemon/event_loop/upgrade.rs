@@ -72,20 +72,28 @@ impl EventLoop {
         }
         let exe = self.executable.clone().ok_or("the daemon's executable is not known")?;
         self.config_unchanged()?;
+        // The handoff as it is now, for the new binary to read as it will after the exec (a
+        // dry run: it names the processes it could not place).
+        let draft = self.make_handoff().encode(Instant::now(), upgrade::mono_ns());
+        let draft = upgrade::write_memfd(&draft).map_err(|e| format!("cannot write the handoff: {e}"))?;
         // stdout and stderr into one pipe, read once it has exited (a pipe holds 64 KiB, far
         // more than it prints).
         let (read, write) = crate::sys::pipe().map_err(|e| format!("cannot make a pipe: {e}"))?;
         let write2 = write.try_clone().map_err(|e| format!("cannot make a pipe: {e}"))?;
         let mut cmd = std::process::Command::new(&exe);
         cmd.args(std::env::args_os().skip(1))
-            .env(upgrade::CHECK_ENV, "1")
+            .env(upgrade::CHECK_ENV, draft.as_raw_fd().to_string())
             .env_remove(upgrade::HANDOFF_ENV)
             .stdin(Stdio::null())
             .stdout(Stdio::from(write))
             .stderr(Stdio::from(write2));
         // Its own process group: a ^C at the daemon's terminal is not for it.
         cmd.process_group(0);
-        let child = cmd.spawn().map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
+        // The draft is left open for the child only (closed here once it is started).
+        upgrade::set_cloexec(draft.as_raw_fd(), false).map_err(|e| format!("cannot pass the handoff: {e}"))?;
+        let spawned = cmd.spawn();
+        drop(draft);
+        let child = spawned.map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
         // The write ends close with `cmd`: the pipe ends when the child has exited.
         drop(cmd);
         let pid = child.id();
@@ -118,6 +126,11 @@ impl EventLoop {
             if !config.groups.iter().any(|n| n.name == g.config.name) {
                 diffs.push(format!("{} removed", g.config.name));
             }
+        }
+        if config.unix_http_servers != self.config.unix_http_servers
+            || config.inet_http_servers != self.config.inet_http_servers
+        {
+            diffs.push("the control sockets ([unix_http_server], [inet_http_server]) changed".into());
         }
         if diffs.is_empty() {
             return Ok(());
