@@ -25,4 +25,5 @@ mod pyenv;
 mod soak;
 mod tutorial;
 mod update;
+mod upgrade;
 mod web;
