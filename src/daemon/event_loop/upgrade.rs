@@ -152,6 +152,10 @@ impl EventLoop {
         let text = String::from_utf8_lossy(&out).trim().to_string();
         let exe = self.executable.clone().unwrap_or_default();
         let verdict = match text.lines().find_map(parse_check_line) {
+            // A shutdown or reload began while the check ran.
+            _ if self.sup.mood() != Mood::Running || self.pending_reload.is_some() => {
+                Err(format!("the daemon is {}", self.sup.mood().name().to_lowercase()))
+            }
             Some((version, versions)) if ok && versions.contains(&upgrade::VERSION) => Ok(version),
             Some((version, _)) if ok => Err(format!(
                 "{} (minisv {version}) cannot read this daemon's handoff (version {})",
@@ -391,6 +395,15 @@ impl EventLoop {
                 let running = r.core.state == crate::supervisor::ProcessState::Running;
                 self.pools.resume(&pool, &listener, state, running);
             }
+        }
+        // `memory_limit=` is looked at while a limited program runs (set on entering RUNNING,
+        // which these did under the old daemon).
+        let limited = self
+            .sup
+            .processes()
+            .any(|(_, p)| p.config.memory_limit > 0 && p.state == crate::supervisor::ProcessState::Running);
+        if limited {
+            self.memory_check = Some(self.now.mono + super::MEMORY_CHECK);
         }
         missing
     }
