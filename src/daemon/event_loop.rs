@@ -224,6 +224,12 @@ pub struct EventLoop {
     upgrades: UpgradeRecord,
     /// A takeover is adding the groups again: no events.
     resuming: bool,
+    /// cgroup v2, found at the first program with `cgroup=` (or why it cannot be used).
+    cgroups: Option<Result<super::cgroup::Cgroups, String>>,
+    /// The cgroup of each process that has one (while it has a child).
+    cgroup_of: HashMap<ProcId, super::cgroup::ProgramCgroup>,
+    /// Programs whose cgroup problems were logged (once per program).
+    cgroup_noted: std::collections::HashSet<String>,
 }
 
 impl EventLoop {
@@ -264,6 +270,9 @@ impl EventLoop {
             upgrade_go: false,
             upgrades: UpgradeRecord::default(),
             resuming: false,
+            cgroups: None,
+            cgroup_of: HashMap::new(),
+            cgroup_noted: std::collections::HashSet::new(),
             config,
             sup,
             log,
@@ -739,9 +748,12 @@ impl EventLoop {
                     break;
                 }
             };
-            let (exitstatus, message, shell_status) = sys::decode_wait_status(reaped.status);
+            let (exitstatus, mut message, shell_status) = sys::decode_wait_status(reaped.status);
             match self.pids.remove(&reaped.pid) {
                 Some(id) => {
+                    if let Some(why) = self.cgroup_exit(id, reaped.status) {
+                        message = format!("{message} ({why})");
+                    }
                     for ch in [Channel::Stdout, Channel::Stderr] {
                         // What the child wrote before it exited is in the pipe now; bounded,
                         // because a grandchild may still hold the pipe and write forever.
@@ -1012,6 +1024,7 @@ impl EventLoop {
             ready_fd: pc.ready_fd,
             listen: self.listen_fds_for(group, pc)?,
             limits: pc.limits.clone(),
+            cgroup: self.cgroup_for(id, pc, group),
         };
         self.spawner.spawn(plan, &pc.name)
     }
@@ -1053,8 +1066,64 @@ impl EventLoop {
         pid
     }
 
+    /// `cgroup=`: the `cgroup.procs` file a new child of `pc` joins, its cgroup made and its
+    /// limits written; None (and a log line, once per program) where cgroups cannot be used.
+    fn cgroup_for(&mut self, id: ProcId, pc: &ProcessConfig, group: &str) -> Option<PathBuf> {
+        let limits = pc.limits.cgroup.as_ref()?;
+        let cgroups = self.cgroups.get_or_insert_with(super::cgroup::Cgroups::detect);
+        let spec = crate::supervisor::namespec::make(group, &pc.name);
+        let made = match cgroups {
+            Ok(c) => c.program(&spec, limits).map(|(cg, problems)| (cg, problems, c.take_notes())),
+            Err(e) => Err(e.clone()),
+        };
+        let first = self.cgroup_noted.insert(spec.clone());
+        match made {
+            Ok((cg, problems, notes)) => {
+                for n in notes {
+                    self.log.log(LogLevel::Warn, &format!("cgroups: {n}"));
+                }
+                if first {
+                    for p in problems {
+                        self.log.log(LogLevel::Warn, &format!("{}: {p}", pc.name));
+                    }
+                    self.log.log(LogLevel::Info, &format!("{}: runs in the cgroup {}", pc.name, cg.dir.display()));
+                }
+                let procs = cg.dir.join("cgroup.procs");
+                self.cgroup_of.insert(id, cg);
+                Some(procs)
+            }
+            Err(e) => {
+                if first {
+                    let msg = format!("{}: cgroup= is not in force, it runs without a cgroup of its own: {e}", pc.name);
+                    self.log.log(LogLevel::Warn, &msg);
+                }
+                None
+            }
+        }
+    }
+
+    /// A process with a cgroup was reaped: what is left in the cgroup is killed (and said), and
+    /// an OOM kill is named (returned, for the exit's description).
+    fn cgroup_exit(&mut self, id: ProcId, status: i32) -> Option<String> {
+        let cg = self.cgroup_of.remove(&id)?;
+        let name = self.sup.process(id).map(|p| p.name().to_string()).unwrap_or_default();
+        let left = super::cgroup::kill_left(&cg.dir);
+        if !left.is_empty() {
+            let pids: Vec<String> = left.iter().map(ToString::to_string).collect();
+            let what = if left.len() == 1 { "process" } else { "processes" };
+            let msg = format!("{name}: killed {} {what} left in its cgroup (pids {})", left.len(), pids.join(", "));
+            self.log.log(LogLevel::Warn, &msg);
+        }
+        let killed = libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL;
+        (killed && super::cgroup::oom_kills(&cg.dir) > cg.oom_kills)
+            .then(|| "killed for memory: memory_max".to_string())
+    }
+
     /// Stops watching every child's pipes and closes every log (at exit or before a reload).
     pub fn close_all(&mut self) {
+        if let Some(Ok(c)) = &self.cgroups {
+            c.remove_all();
+        }
         for i in 0..self.io.len() {
             for ch in [Channel::Stdout, Channel::Stderr] {
                 self.close_pipe(ProcId(i), ch);

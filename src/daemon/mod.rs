@@ -1,5 +1,6 @@
 //! The daemon: the event loop and the I/O it performs for the supervisor core.
 
+pub mod cgroup;
 pub mod compress;
 pub mod event_loop;
 /// The text helpers of the output pipeline (fuzzed).

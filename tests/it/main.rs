@@ -2,6 +2,7 @@
 
 mod abuse;
 mod api;
+mod cgroups;
 mod ctl_python;
 mod ctl_tutorial;
 mod daemon;

@@ -390,6 +390,11 @@ impl EventLoop {
             if r.core.pid != 0 {
                 self.pids.insert(r.core.pid, id);
                 self.new_captures(id);
+                // Its cgroup (same base: same pid), so that its leftovers are killed at its end.
+                if let Some(p) = self.sup.process(id) {
+                    let (pc, group) = (p.config.clone(), p.group.clone());
+                    let _ = self.cgroup_for(id, &pc, &group);
+                }
             }
             if let (Some(state), Some((pool, listener))) = (r.listener, self.listener_pool(id)) {
                 let running = r.core.state == crate::supervisor::ProcessState::Running;

@@ -43,6 +43,7 @@ fn sh_plan(base: &Rc<BaseEnv>, script: &str, redirect_stderr: bool, ready_fd: Op
         ready_fd,
         listen: Vec::new(),
         limits: Default::default(),
+        cgroup: None,
     }
 }
 
