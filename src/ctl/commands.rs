@@ -315,9 +315,17 @@ fn status(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
                     Some(Value::Double(d)) => *d,
                     _ => 0.0,
                 };
+                // The limit it is held to, if any (`memory_limit=` polled, `memory_max=` in its cgroup).
+                let limit = ["memory_max", "memory_limit"].into_iter().find_map(|key| match s.get(key) {
+                    Some(Value::Double(d)) if *d > 0.0 => {
+                        Some(format!(" of {} ({key})", output::human_bytes(*d as u64)))
+                    }
+                    _ => None,
+                });
                 ctl.output(&format!(
-                    "{line}  rss {}  cpu {:.2}s",
+                    "{line}  rss {}{}  cpu {:.2}s",
                     output::human_bytes(s.int_of("rss_bytes") as u64),
+                    limit.unwrap_or_default(),
                     cpu
                 ))
             }

@@ -70,7 +70,7 @@ const TAIL_HELP: &str = "Tail a process log: read length bytes from offset, and 
 
 /// Every method, aliases included, sorted by name (the listMethods order).
 static METHODS: &[Method] = &[
-    m("minisv.getProcessStats", &["array"], "Memory and CPU of every running process with its descendants, read from /proc.\n\n@return array result Structs: name, group, pid, rss_bytes (int), cpu_seconds (double)", get_process_stats),
+    m("minisv.getProcessStats", &["array"], "Memory and CPU of every running process with its descendants, read from /proc.\n\n@return array result Structs: name, group, pid, rss_bytes (int), cpu_seconds (double), memory_limit and memory_max (double, bytes; 0 when not set)", get_process_stats),
     m("minisv.lastUpgrade", &["struct"], "What the daemon knows of its upgrades in place: how many were tried (generation), and the last one's outcome.\n\n@return struct result generation (int), pid (int), version (string), ok (boolean, false when none was tried or the last failed), message (string)", last_upgrade),
     m("minisv.reopenLogs", &["boolean", "string"], "Close and reopen log files at their paths, for external log rotation (as SIGUSR2 does): of one process, or of every process and the main log when the name is empty or 'all'.\n\n@param string name The process name (or group:name, group:*), empty or 'all'\n@return boolean result Always True unless error", reopen_logs),
     m("minisv.rotateLogs", &["boolean", "string"], "Rotate log files now (f.1 ... f.N as when maxbytes is reached): of one process, or of every process and the main log when the name is empty or 'all'.\n\n@param string name The process name (or group:name, group:*), empty or 'all'\n@return boolean result Always True unless error", rotate_logs),
@@ -636,16 +636,19 @@ fn last_upgrade(lp: &mut dyn Host, a: &Args) -> Outcome {
 
 fn get_process_stats(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(0, 0)?;
-    let mut rows: Vec<(String, String, u32)> = lp
+    let mut rows: Vec<(String, String, u32, u64, u64)> = lp
         .sup()
         .processes()
         .filter(|(_, p)| p.pid != 0)
-        .map(|(_, p)| (p.group.clone(), p.name().to_string(), p.pid))
+        .map(|(_, p)| {
+            let max = p.config.limits.cgroup.as_ref().and_then(|c| c.memory_max).filter(|m| *m != u64::MAX);
+            (p.group.clone(), p.name().to_string(), p.pid, p.config.memory_limit, max.unwrap_or(0))
+        })
         .collect();
     rows.sort();
     let stats = rows
         .into_iter()
-        .filter_map(|(group, name, pid)| {
+        .filter_map(|(group, name, pid, limit, max)| {
             let u = super::metrics::tree_usage(pid)?;
             Some(Value::structure([
                 ("name", Value::from(name)),
@@ -653,6 +656,9 @@ fn get_process_stats(lp: &mut dyn Host, a: &Args) -> Outcome {
                 ("pid", Value::Int(pid as i64)),
                 ("rss_bytes", Value::Int(u.rss_bytes.min(i32::MAX as u64) as i64)),
                 ("cpu_seconds", Value::Double(u.cpu_seconds)),
+                // Doubles: XML-RPC ints are 32-bit, and limits are often over 2 GB.
+                ("memory_limit", Value::Double(limit as f64)),
+                ("memory_max", Value::Double(max as f64)),
             ]))
         })
         .collect();
