@@ -270,6 +270,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "PROCESS_GROUP",
     "PROCESS_GROUP_ADDED",
     "PROCESS_GROUP_REMOVED",
+    "PROCESS_OOM",
 ];
 
 /// The kinds of sections, by name or `prefix:`.

@@ -1115,8 +1115,17 @@ impl EventLoop {
             self.log.log(LogLevel::Warn, &msg);
         }
         let killed = libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL;
-        (killed && super::cgroup::oom_kills(&cg.dir) > cg.oom_kills)
-            .then(|| "killed for memory: memory_max".to_string())
+        if !(killed && super::cgroup::oom_kills(&cg.dir) > cg.oom_kills) {
+            return None;
+        }
+        let (group, pid, max) = self
+            .sup
+            .process(id)
+            .map(|p| (p.group.clone(), p.pid, p.config.limits.cgroup.as_ref().and_then(|c| c.memory_max)))
+            .unwrap_or_default();
+        self.log.log(LogLevel::Warn, &format!("{name}: killed by the kernel's OOM killer (memory_max)"));
+        self.notify(Event::process_oom(&name, &group, pid, max));
+        Some("killed for memory: memory_max".to_string())
     }
 
     /// Stops watching every child's pipes and closes every log (at exit or before a reload).
