@@ -723,6 +723,16 @@ def sc_logs(kind, sz):
     return out
 
 
+def settle(d):
+    """Waits (bounded) until the daemon's threads and their switch counters have not moved for 0.3 s."""
+    stable, prev, deadline = 0, None, time.monotonic() + 10
+    while stable < 6 and time.monotonic() < deadline:
+        cur = thread_switches(d.pid)
+        stable = stable + 1 if cur == prev else 0
+        prev = cur
+        time.sleep(0.05)
+
+
 def sc_idle(kind, sz):
     """10 RUNNING programs, nothing happening: context switches of all daemon threads."""
     with Daemon(kind, sleepers(10)) as d:
@@ -733,14 +743,8 @@ def sc_idle(kind, sz):
         # Threads may come and go during the interval: follow each thread's counter (reading
         # /proc does not wake the daemon); a new thread counts from 0, one that died keeps its
         # last reading (up to 50 ms of its switches can be missed).
-        # The thread that served our connection may still be winding down: wait (bounded)
-        # until the daemon's set of threads and their counters have not moved for 0.3 s.
-        stable, prev, deadline = 0, None, time.monotonic() + 10
-        while stable < 6 and time.monotonic() < deadline:
-            cur = thread_switches(d.pid)
-            stable = stable + 1 if cur == prev else 0
-            prev = cur
-            time.sleep(0.05)
+        # The thread that served our connection may still be winding down.
+        settle(d)
         start = thread_switches(d.pid)
         last = dict(start)
         cpu0 = cpu_seconds(d.pid)
@@ -809,12 +813,7 @@ def sc_stopall(kind, sz):
 
 def idle_switches(d, seconds):
     """Context switches of the daemon's threads over `seconds` of idleness, after it settles."""
-    stable, prev, deadline = 0, None, time.monotonic() + 10
-    while stable < 6 and time.monotonic() < deadline:
-        cur = thread_switches(d.pid)
-        stable = stable + 1 if cur == prev else 0
-        prev = cur
-        time.sleep(0.05)
+    settle(d)
     start = thread_switches(d.pid)
     cpu0 = cpu_seconds(d.pid)
     time.sleep(seconds)  # the measured idle interval

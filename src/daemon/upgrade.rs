@@ -204,7 +204,7 @@ impl Handoff {
                 },
                 "process" => {
                     let name = r.string(one(args).map_err(at)?).map_err(at)?;
-                    h.processes.push(ProcRecord::new(name, blank_carried()));
+                    h.processes.push(ProcRecord::new(name, Carried::default()));
                 }
                 "end" => ended = true,
                 _ => {
@@ -222,35 +222,6 @@ impl Handoff {
             return Err("the handoff is cut short (no end line)".into());
         }
         Ok((h, unknown))
-    }
-}
-
-/// The state of a process record before its fields are read (the fields a writer leaves out
-/// keep these).
-fn blank_carried() -> Carried {
-    Carried {
-        state: ProcessState::Stopped,
-        pid: 0,
-        laststart: None,
-        start_wall: None,
-        stop_wall: None,
-        delay: None,
-        backoff: 0,
-        killing: false,
-        spawnerr: None,
-        exitstatus: None,
-        administrative_stop: false,
-        system_stop: false,
-        last_status: None,
-        running_since: None,
-        deferred: None,
-        restarts: 0,
-        ready_failed: false,
-        restart_held: false,
-        health_failure: None,
-        watchdog_due: None,
-        status_text: None,
-        next_run: None,
     }
 }
 
@@ -705,7 +676,7 @@ mod tests {
     use std::os::fd::AsRawFd;
 
     fn sample(now: Instant) -> Handoff {
-        let mut core = blank_carried();
+        let mut core = Carried::default();
         core.state = ProcessState::Running;
         core.pid = 4242;
         core.laststart = Some(now - Duration::from_secs(90));
@@ -726,7 +697,7 @@ mod tests {
         p.at_line_start = [false, true];
         p.logs = [Some(PathBuf::from("/var/log/a b/web%.log")), None];
         p.listener = Some(ListenerState::Busy);
-        let mut stopped = ProcRecord::new("cron".into(), blank_carried());
+        let mut stopped = ProcRecord::new("cron".into(), Carried::default());
         stopped.core.administrative_stop = true;
         Handoff {
             from_version: "0.1.0".into(),

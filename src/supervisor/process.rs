@@ -147,7 +147,8 @@ pub enum Deferred {
 
 /// What a process's state machine has learned, apart from its config: carried across an
 /// upgrade in place (`daemon::upgrade`), so that the new daemon goes on where the old one was.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The default is a process never started.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Carried {
     pub state: ProcessState,
     pub pid: u32,
