@@ -19,8 +19,7 @@ pub fn merged_request<'a>(args: &[&'a str]) -> Option<(Vec<&'a str>, Option<&'st
         },
         _ => (None, args),
     };
-    let several = names.len() > 1 || names.iter().any(|n| *n == "all" || n.ends_with(":*") || n.ends_with(':'));
-    several.then(|| (names.to_vec(), channel))
+    crate::rpc::mergedtail::several(names).then(|| (names.to_vec(), channel))
 }
 
 /// The request for the stream of `names` (and only `channel`, if given).

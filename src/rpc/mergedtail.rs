@@ -62,6 +62,16 @@ pub struct MergedSource {
     pub log: Result<PathBuf, String>,
 }
 
+/// Whether `names` ask for several logs: more than one, a group (`group:*`) or `all`. One
+/// process is Supervisor's `/logtail` (and its tail page).
+pub fn several<S: AsRef<str>>(names: &[S]) -> bool {
+    names.len() > 1
+        || names.iter().any(|n| {
+            let n = n.as_ref();
+            n == "all" || namespec::split(n).1.is_none()
+        })
+}
+
 /// The logs of `names` (each `all`, `group:*` or a process), stdout and stderr of each process
 /// unless `channel` names one, in the order given, groups and `all` in `status` order, each
 /// process once. Err: the lines saying which names are unknown, as `minisv ctl` prints them.
