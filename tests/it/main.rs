@@ -16,6 +16,7 @@ mod harness;
 mod http;
 mod listen;
 mod logs;
+mod mergedtail;
 mod notify;
 mod packaging;
 mod pid1;
