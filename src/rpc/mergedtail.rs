@@ -19,8 +19,11 @@
 //! stops reading costs nothing but that. Each log begins with its last 1024 bytes, from the first
 //! whole line in them; then the logs take turns, up to 16 KiB each, so that a busy program
 //! does not hold the others back. The lines of one log keep their order; between logs, lines
-//! come in the order the daemon wrote them as far as the client keeps up (new lines are looked
-//! for after each wake-up of the loop, the one that wrote them).
+//! come in the order the daemon wrote them as far as the client keeps up: new lines are looked
+//! for after each wake-up of the loop (the one that wrote them), as `/logtail` does; but with
+//! more than 16 logs, once a look at every log (a `stat` each) found nothing, the next waits
+//! 100 µs per log, so that `tail -f all` of hundreds of programs in a busy daemon costs a few
+//! percent of a CPU, not a third of one (measured: 402 logs, 100 wake-ups a second).
 //!
 //! A line is sent whole: what follows the last newline of a log waits for the rest of its line,
 //! for at most [`HOLD`] (a prompt, a last line without newline) or [`MAX_LINE`] bytes. Then it is
@@ -52,6 +55,15 @@ pub const HOLD: Duration = Duration::from_millis(500);
 pub const MAX_LINE: usize = READ_CHUNK / 2;
 /// One piece of the stream takes no further line from its log once it is this long.
 const OUT_BUDGET: usize = 16 * 1024;
+/// After a look at every log found nothing, the next look waits this long per log (at most
+/// `MAX_SCAN_EVERY`): a `stat` costs a few microseconds, so following many logs costs a few
+/// percent of a CPU at most, however often the daemon wakes up ...
+const SCAN_EVERY_PER_LOG: Duration = Duration::from_micros(100);
+const MAX_SCAN_EVERY: Duration = Duration::from_millis(250);
+/// ... but up to this many logs are looked at after every wake-up, as `/logtail` is: such a
+/// look costs less than the extra wake-up that putting it off would (measured with 2 logs:
+/// 8 times the wake-ups and 4 times the CPU when put off by 200 µs).
+const LOOK_ALWAYS: usize = 16;
 
 /// One log of the stream, as the loop found it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -234,6 +246,10 @@ pub struct MergedTail {
     next: usize,
     /// The log whose line was sent without its end, if the stream ends in the middle of it.
     open: Option<usize>,
+    /// When a look at every log last found nothing.
+    idle_since: Option<Instant>,
+    /// A look was put off (see `SCAN_EVERY_PER_LOG`): one is due at `idle_since` + the pause.
+    put_off: bool,
 }
 
 /// The label of a log: its namespec, with `(stderr)` for stderr.
@@ -269,7 +285,15 @@ impl MergedTail {
                 }
             }
         }
-        MergedTail { logs, intro, next: 0, open: None }
+        MergedTail { logs, intro, next: 0, open: None, idle_since: None, put_off: false }
+    }
+
+    /// How long after a fruitless look at every log the next one waits.
+    fn pause(&self) -> Duration {
+        if self.logs.len() <= LOOK_ALWAYS {
+            return Duration::ZERO;
+        }
+        (SCAN_EVERY_PER_LOG * self.logs.len() as u32).min(MAX_SCAN_EVERY)
     }
 
     /// How many logs the stream follows.
@@ -281,9 +305,12 @@ impl MergedTail {
         self.logs.is_empty()
     }
 
-    /// When a line held back is due to be sent without its end.
+    /// When the stream has something to do though no log grew: a line held back is due to be
+    /// sent without its end, or a look that was put off.
     pub fn deadline(&self) -> Option<Instant> {
-        self.logs.iter().filter_map(|l| l.held_since).min().map(|t| t + HOLD)
+        let held = self.logs.iter().filter_map(|l| l.held_since).min().map(|t| t + HOLD);
+        let look = self.idle_since.filter(|_| self.put_off).map(|t| t + self.pause());
+        [held, look].into_iter().flatten().min()
     }
 
     /// Appends the next piece of the stream to `out`: the notes, or what one log has that is
@@ -296,6 +323,10 @@ impl MergedTail {
             self.intro = Vec::new();
             return;
         }
+        if self.idle_since.is_some_and(|t| now < t + self.pause()) {
+            self.put_off = true;
+            return;
+        }
         let n = self.logs.len();
         for k in 0..n {
             let i = (self.next + k) % n;
@@ -306,6 +337,8 @@ impl MergedTail {
                 return;
             }
         }
+        self.idle_since = Some(now);
+        self.put_off = false;
     }
 
     /// Sends every line held back as it is, and ends the open line (the end of a snapshot).
@@ -358,13 +391,13 @@ impl MergedTail {
         // Bounded: at most a switch to the rotated file and one to the new file.
         for _ in 0..3 {
             let log = &mut self.logs[i];
-            let path = if log.backup { backup_path(&log.path) } else { log.path.clone() };
-            let found = files.stat(&path);
+            // The look at an idle log: one stat, nothing allocated.
+            let found = if log.backup { files.stat(&backup_path(&log.path)) } else { files.stat(&log.path) };
             if !log.started {
                 log.started = true;
                 if let Some((id, size)) = found {
                     log.id = Some(id);
-                    log.pos = first_line_of_end(files, &path, id, size, buf);
+                    log.pos = first_line_of_end(files, &log.path, id, size, buf);
                     log.seen = log.pos;
                 }
             }
@@ -427,7 +460,7 @@ impl MergedTail {
                 }
                 return;
             }
-            self.read_lines(i, &path, id, size, files, buf, now, out);
+            self.read_lines(i, id, size, files, buf, now, out);
             return;
         }
     }
@@ -438,7 +471,6 @@ impl MergedTail {
     fn read_lines(
         &mut self,
         i: usize,
-        path: &Path,
         id: FileId,
         size: u64,
         files: &dyn Files,
@@ -446,9 +478,14 @@ impl MergedTail {
         now: Instant,
         out: &mut Vec<u8>,
     ) {
-        let start = self.logs[i].pos;
+        let log = &self.logs[i];
+        let start = log.pos;
         let want = ((size - start) as usize).min(READ_CHUNK).min(buf.len());
-        let n = files.read_at(path, id, start, &mut buf[..want]);
+        let n = if log.backup {
+            files.read_at(&backup_path(&log.path), id, start, &mut buf[..want])
+        } else {
+            files.read_at(&log.path, id, start, &mut buf[..want])
+        };
         if n == 0 {
             return;
         }

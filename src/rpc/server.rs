@@ -565,12 +565,13 @@ impl Server {
             if c.conn.expired(now).is_some() {
                 self.dropped.timed_out += 1;
                 self.close(registry, slot);
-            } else if c.tail.as_ref().and_then(Follow::deadline).is_some_and(|t| t <= now) {
-                // A line held back by a merged tail is due: `resume` sends it (and arms again).
-                self.unfinished.push(ConnRef { slot, generation });
-            } else {
+            } else if c.tail.as_ref().and_then(Follow::deadline).is_none_or(|t| t > now) {
                 self.arm(slot);
             }
+            // Otherwise it is due for a merged tail (a line held back, a look put off):
+            // `pump_tails`, at the end of this wake-up, does it and arms again. Driving it here
+            // as well would make two looks in one wake-up, the second put off again: a timer
+            // that never ends.
         }
     }
 

@@ -79,14 +79,21 @@ impl Run {
         Run { tail: MergedTail::new(sources), buf: vec![0; READ_CHUNK], now: Instant::now() }
     }
 
+    /// The next wake-up: late enough for a look at every log.
+    fn later(&mut self) {
+        self.now += self.tail.pause();
+    }
+
     fn piece(&mut self, fs: &Mem) -> String {
         let mut out = Vec::new();
         self.tail.next_piece(fs, &mut self.buf, self.now, &mut out);
         String::from_utf8(out).expect("utf-8 in these tests")
     }
 
-    /// Every piece due now, concatenated.
+    /// Every piece due at the next wake-up, concatenated (the clock moves on by the pause
+    /// between two looks at every log).
     fn all(&mut self, fs: &Mem) -> String {
+        self.later();
         let mut text = String::new();
         for _ in 0..10_000 {
             let p = self.piece(fs);
@@ -160,6 +167,7 @@ fn a_busy_log_does_not_hold_the_others_back() {
     let lots: String = (0..20_000).map(|i| format!("a{i}\n")).collect();
     fs.write("/a", lots.as_bytes());
     fs.write("/b", b"b says\n");
+    run.later();
     let first = run.piece(&fs);
     assert!(first.starts_with("a | a0\n") && first.len() <= OUT_BUDGET + 64, "{}", first.len());
     assert_eq!(run.piece(&fs), "b | b says\n", "b's turn comes after one piece of a");
@@ -176,6 +184,7 @@ fn a_piece_is_bounded_even_for_empty_lines_behind_a_long_label() {
     let mut run = Run::new(vec![source(&long, Channel::Stdout, "/a")]);
     assert_eq!(run.all(&fs), "");
     fs.write("/a", &vec![b'\n'; 100_000]);
+    run.later();
     let mut total = 0;
     loop {
         let p = run.piece(&fs);
@@ -231,9 +240,9 @@ fn a_line_that_grows_waits_since_it_began() {
     let fs = Mem::default();
     let mut run = Run::new(vec![source("a", Channel::Stdout, "/a")]);
     assert_eq!(run.all(&fs), "");
-    let t0 = run.now;
     fs.write("/a", b"...");
     assert_eq!(run.all(&fs), "");
+    let t0 = run.now;
     run.now = t0 + HOLD / 2;
     fs.write("/a", b"...");
     assert_eq!(run.all(&fs), "");
@@ -316,4 +325,30 @@ fn finish_sends_what_is_held_and_ends_the_line() {
     run.tail.finish(&fs, &mut run.buf, &mut out);
     text.push_str(std::str::from_utf8(&out).expect("utf-8"));
     assert_eq!(text, "a | one\nb | three\na | two\n");
+}
+
+#[test]
+fn with_many_logs_a_fruitless_look_at_every_log_puts_off_the_next_by_100_us_per_log() {
+    let fs = Mem::default();
+    let sources: Vec<MergedSource> =
+        (0..400).map(|i| source(&format!("p{i}"), Channel::Stdout, &format!("/{i}"))).collect();
+    let mut run = Run::new(sources);
+    assert_eq!(run.all(&fs), "");
+    let pause = Duration::from_millis(40);
+    assert_eq!(run.tail.pause(), pause);
+    assert_eq!(run.tail.deadline(), None, "nothing put off: no wake-up");
+    // A wake-up soon after (the daemon wrote p7's line): the look is put off, and a wake-up
+    // is asked for when it is due.
+    fs.write("/7", b"hello\n");
+    let looked = run.now;
+    run.now += Duration::from_millis(10);
+    assert_eq!(run.piece(&fs), "");
+    assert_eq!(run.tail.deadline(), Some(looked + pause));
+    run.now = looked + pause;
+    assert_eq!(run.piece(&fs).trim_end(), "p7   | hello");
+    assert_eq!(run.piece(&fs), "");
+    assert_eq!(run.tail.deadline(), None);
+    // A few logs are looked at again at every wake-up.
+    let two = Run::new(vec![source("a", Channel::Stdout, "/a"), source("b", Channel::Stdout, "/b")]);
+    assert_eq!(two.tail.pause(), Duration::ZERO);
 }
