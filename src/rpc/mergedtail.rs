@@ -3,9 +3,10 @@
 //! label of the log it comes from, padded to one width:
 //!
 //! ```text
-//! web          | GET / 200
-//! web (stderr) | slow query
-//! worker:w_0   | job 1 done
+//! web                 | GET / 200
+//! web (stderr)        | slow query
+//! worker:w_0          | job 1 done
+//! worker:w_0 (stderr) | retrying job 2
 //! ```
 //!
 //! `name` takes what `minisv ctl` takes: a process (`web`, `group:name`), a group (`group:*`) or

@@ -945,8 +945,9 @@ impl Server {
     }
 }
 
-/// When a connection is next due: its own deadline, or a held line of its merged tail (only
-/// while the socket could take it: a client that does not read gets no wake-ups).
+/// When a connection is next due: its own deadline, or what its merged tail has due (a line
+/// held back, a look put off), only while the socket could take it: a client that does not
+/// read gets no wake-ups.
 fn deadline_of(c: &Connection) -> Option<Instant> {
     let tail = c.tail.as_ref().filter(|_| c.writable && c.conn.output_len() == 0).and_then(Follow::deadline);
     [c.conn.deadline(), tail].into_iter().flatten().min()

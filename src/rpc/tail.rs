@@ -32,7 +32,8 @@ impl Follow {
         }
     }
 
-    /// When the stream has something to send even if no log grows (a line held back).
+    /// When the stream has something to do even if no log grows (a line held back, a look
+    /// put off).
     pub(super) fn deadline(&self) -> Option<Instant> {
         match self {
             Follow::One(_) => None,
