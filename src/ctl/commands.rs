@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::client::{faults, CallError, CallResult};
+use super::mergedtail::{self, Painter};
 use super::output::{self, OpResult};
 use super::transport::{basic_auth, stream_get, HttpError, StreamEnd};
 use super::{exit, term, Ctl};
@@ -646,6 +647,12 @@ fn tail(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
         print_help(ctl, "tail");
         return Ok(());
     }
+    // minisv: `tail -f` of several names, a group or `all` (which supervisorctl refuses).
+    if args[0] == "-f" {
+        if let Some((names, channel)) = mergedtail::merged_request(&args[1..]) {
+            return tail_merged(ctl, &names, channel);
+        }
+    }
     if args.len() > 3 {
         ctl.output("Error: too many arguments");
         ctl.exitstatus = exit::GENERIC;
@@ -700,6 +707,60 @@ fn tail(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
                 _ => return Err(e),
             };
             ctl.output(&format!("{name}: ERROR ({reason})"));
+        }
+    }
+    Ok(())
+}
+
+/// `tail -f` of several logs: one `/mergedtail` stream, its labels coloured on a terminal,
+/// until Ctrl-C or the daemon ends it. Unknown names: the daemon's lines, status 1.
+fn tail_merged(ctl: &mut Ctl, names: &[&str], channel: Option<&str>) -> CallResult<()> {
+    let path = mergedtail::path(names, channel);
+    let endpoint = ctl.client.endpoint()?.clone();
+    let auth = match (&ctl.settings.username, &ctl.settings.password) {
+        (u, Some(p)) => Some(basic_auth(u.as_deref().unwrap_or(""), p)),
+        _ => None,
+    };
+    // One connection while it streams: the version check's is not kept open meanwhile.
+    ctl.client.disconnect();
+    term::clear_interrupt();
+    term::catch_sigint();
+    let mut painter = Painter::new(mergedtail::colour_wanted());
+    let mut painted = Vec::new();
+    let mut opened = false;
+    let mut sink = |d: &[u8]| {
+        if !opened {
+            opened = true;
+            ctl.output("==> Press Ctrl-C to exit <==");
+        }
+        painted.clear();
+        painter.paint(d, &mut painted);
+        ctl.write_raw(&painted);
+    };
+    let res = stream_get(&endpoint, &path, auth.as_deref(), &mut sink, &term::interrupted);
+    match res {
+        Ok(StreamEnd::Stopped) => ctl.output(""),
+        Ok(StreamEnd::Finished) => {
+            if !painter.at_line_start() {
+                ctl.output("");
+            }
+        }
+        // minisv's refusal: which names are unknown.
+        Err(HttpError::Status { code: 404, content_type, body, .. }) if content_type.starts_with("text/plain") => {
+            ctl.exitstatus = exit::GENERIC;
+            ctl.write_raw(&body);
+        }
+        // Supervisor (or an older minisv) has no such stream.
+        Err(HttpError::Status { code: 404, .. }) => {
+            ctl.exitstatus = exit::GENERIC;
+            ctl.output(&format!(
+                "ERROR: {} cannot stream several logs at once (a minisv daemon can); tail -f one process",
+                ctl.settings.serverurl
+            ));
+        }
+        Err(e) => {
+            ctl.exitstatus = exit::GENERIC;
+            report_stream_error(&ctl.settings.serverurl, &path, e);
         }
     }
     Ok(())

@@ -3,8 +3,8 @@
 //! is a [`Conn`] state machine fed by readiness. There is no thread: a request that needs the
 //! loop (XML-RPC, a page, where a log is) is queued for it with [`Server::next_request`] and
 //! answered with [`Server::answer`], at once or much later (a start that waits); `/logtail`
-//! streams are fed from the log file at their offset whenever the socket takes more, so a slow
-//! or stopped reader costs no memory.
+//! and `/mergedtail` streams are fed from the log files at their offsets whenever the socket
+//! takes more, so a slow or stopped reader costs no memory.
 //!
 //! Limits, all before authentication: a head of at most 16 KiB, a body of at most the route's
 //! limit (413 without reading it), a request complete within `request` seconds of its
@@ -29,8 +29,9 @@ use mio::{Interest, Registry, Token};
 use super::conn::{Conn, Event, Policy, Response, Timeouts};
 use super::httpdate::http_date;
 use super::listen::{self, Unlinker};
+use super::mergedtail::{MergedSource, MergedTail};
 use super::route::{body_limit, route_request, Routed, Waiting};
-use super::tail::Tail;
+use super::tail::{Follow, Tail};
 use super::web::{WebRequest, WebResponse};
 use crate::config::{Config, Credentials, InetHttpServerConfig, LogLevel, UnixHttpServerConfig};
 
@@ -62,6 +63,9 @@ pub enum Incoming {
     /// Where the log for `/logtail/<namespec>[/<channel>]` is (namespec %-unquoted), or the
     /// main log's (`/mainlogtail`, namespec None); answer with `Answer::Tail`.
     Tail { namespec: Option<String>, channel: String },
+    /// The logs of `/mergedtail?name=...&channel=...` (names %-unquoted, in the order given);
+    /// answer with `Answer::MergedTail`.
+    MergedTail { names: Vec<String>, channel: Option<String> },
     /// A line for the main log; no answer.
     Log(LogLevel, String),
 }
@@ -76,6 +80,8 @@ pub enum Answer {
     Web(WebResponse),
     /// The log file to stream, or None: 404.
     Tail(Option<PathBuf>),
+    /// The logs to stream, or why not (404 with that text).
+    MergedTail(Result<Vec<MergedSource>, String>),
 }
 
 /// A connection as the loop holds it while its answer is pending; stale once the connection
@@ -253,7 +259,7 @@ struct Connection {
     /// The request handed to the loop, while its answer is awaited: what it was, to finish a
     /// web answer or a tail.
     waiting: Option<Waiting>,
-    tail: Option<Tail>,
+    tail: Option<Follow>,
     /// The deadline last put in the timer heap.
     deadline: Option<Instant>,
 }
@@ -281,7 +287,7 @@ pub struct Server {
     scratch: Vec<u8>,
     settings: Settings,
     dropped: DropCounts,
-    /// How many connections stream a log (so that a wake-up without any looks at none).
+    /// How many connections stream logs (so that a wake-up without any looks at none).
     tails: usize,
 }
 
@@ -536,7 +542,7 @@ impl Server {
         self.listeners.iter().map(|l| l.open).sum()
     }
 
-    /// How many `/logtail` streams are running.
+    /// How many `/logtail`, `/mainlogtail` and `/mergedtail` streams are running.
     pub fn active_tails(&self) -> usize {
         self.tails
     }
@@ -620,9 +626,13 @@ impl Server {
             if c.conn.expired(now).is_some() {
                 self.dropped.timed_out += 1;
                 self.close(registry, slot);
-            } else {
+            } else if c.tail.as_ref().and_then(Follow::deadline).is_none_or(|t| t > now) {
                 self.arm(slot);
             }
+            // Otherwise it is due for a merged tail (a line held back, a look put off):
+            // `pump_tails`, at the end of this wake-up, does it and arms again. Driving it here
+            // as well would make two looks in one wake-up, the second put off again: a timer
+            // that never ends.
         }
     }
 
@@ -673,11 +683,21 @@ impl Server {
                         head = head.with("X-Accel-Buffering", "no");
                     }
                     c.conn.start_stream(&head, wall);
-                    c.tail = Some(tail);
+                    c.tail = Some(Follow::One(tail));
                     self.tails += 1;
                 }
                 None => c.conn.respond(&Response::error(404), wall, now),
             },
+            (Answer::MergedTail(Ok(sources)), _) => {
+                let head = Response::new(200, "text/plain;charset=utf-8", Vec::new()).with("X-Accel-Buffering", "no");
+                c.conn.start_stream(&head, wall);
+                c.tail = Some(Follow::Merged(MergedTail::new(sources)));
+                self.tails += 1;
+            }
+            // The lines say which names are unknown, for the client to print.
+            (Answer::MergedTail(Err(why)), _) => {
+                c.conn.respond(&Response::new(404, "text/plain;charset=utf-8", why), wall, now)
+            }
         }
         self.drive(registry, r, now, wall);
     }
@@ -852,7 +872,7 @@ impl Server {
     /// does not fill the heap).
     fn arm(&mut self, slot: usize) {
         let Some(c) = self.slots.get_mut(slot).and_then(Option::as_mut) else { return };
-        match (c.conn.deadline(), c.deadline) {
+        match (deadline_of(c), c.deadline) {
             (Some(want), Some(armed)) if armed <= want => {}
             (Some(want), _) => {
                 c.deadline = Some(want);
@@ -910,10 +930,10 @@ impl Server {
                 let _ = c.stream.shutdown();
                 c.conn.write_shut();
             }
-            // Feed a tail from its file while the socket takes it.
+            // Feed a tail from its files while the socket takes it.
             if let Some(t) = c.tail.as_mut() {
                 if c.writable && c.conn.output_len() == 0 {
-                    match t.feed(scratch, &mut c.conn) {
+                    match t.feed(scratch, &mut c.conn, now) {
                         Ok(true) => continue,
                         Ok(false) => {}
                         Err(_) => {
@@ -984,6 +1004,14 @@ impl Server {
         }
         self.arm(r.slot);
     }
+}
+
+/// When a connection is next due: its own deadline, or what its merged tail has due (a line
+/// held back, a look put off), only while the socket could take it: a client that does not
+/// read gets no wake-ups.
+fn deadline_of(c: &Connection) -> Option<Instant> {
+    let tail = c.tail.as_ref().filter(|_| c.writable && c.conn.output_len() == 0).and_then(Follow::deadline);
+    [c.conn.deadline(), tail].into_iter().flatten().min()
 }
 
 fn too_many_listeners() -> String {

@@ -716,6 +716,20 @@ fn tail_f_streams_until_ctrl_c_like_supervisorctl() {
     assert_eq!(ours.code, 0);
 }
 
+/// `tail -f` of several names against the real supervisord, which has no `/mergedtail`: one
+/// line that says so, status 1 (supervisorctl refuses the same arguments its own way).
+#[test]
+fn tail_f_of_several_names_against_supervisord_says_it_cannot() {
+    let d = Daemon::start("mtail", false, PROGRAMS);
+    let ours = d.minisv(&["tail", "-f", "talker", "sleeper"]);
+    let want = format!(
+        "ERROR: unix://{}/sv.sock cannot stream several logs at once (a minisv daemon can); tail -f one process\n",
+        d.dir.display()
+    );
+    assert_eq!(ours, Outcome { stdout: want, stderr: String::new(), code: 1 });
+    assert_eq!(d.python(&["tail", "-f", "talker", "sleeper"]).stdout, "Error: bad channel 'sleeper'\n");
+}
+
 /// The same `supervisorctl` commands against Python supervisord and against minisv: the real
 /// client cannot tell them apart (temp dirs, pids, times and the version normalised). And
 /// `minisv ctl` against minisv says the same again.

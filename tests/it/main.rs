@@ -17,6 +17,7 @@ mod harness;
 mod http;
 mod listen;
 mod logs;
+mod mergedtail;
 mod notify;
 mod packaging;
 mod pid1;

@@ -195,6 +195,7 @@ fn echo_loop(logs: Vec<(Option<&'static str>, PathBuf)>) -> Arc<Handler> {
                 .map(|(_, p)| p.clone());
             Fake::Now(Answer::Tail(found))
         }
+        Incoming::MergedTail { .. } => Fake::Now(Answer::MergedTail(Err("not here\n".into()))),
         Incoming::Log(..) => Fake::Nothing,
         Incoming::Web(req) => {
             let seen = format!(
