@@ -97,6 +97,8 @@ pub struct ConnRef {
 pub struct Settings {
     pub timeouts: Timeouts,
     pub max_connections: usize,
+    /// Dropped connections are reported at most this often (one line for all of them).
+    pub drop_log_every: Duration,
 }
 
 impl Settings {
@@ -141,7 +143,7 @@ impl Settings {
                 }
             },
         };
-        (Settings { timeouts, max_connections }, warnings)
+        (Settings { timeouts, max_connections, drop_log_every: DROP_LOG_EVERY }, warnings)
     }
 }
 
@@ -640,7 +642,9 @@ impl Server {
     /// minute.
     pub fn report(&mut self, now: Instant) -> Vec<(LogLevel, String)> {
         let d = &mut self.dropped;
-        if d.over_cap + d.timed_out + d.out_of_fds == 0 || d.last_logged.is_some_and(|t| now < t + DROP_LOG_EVERY) {
+        if d.over_cap + d.timed_out + d.out_of_fds == 0
+            || d.last_logged.is_some_and(|t| now < t + self.settings.drop_log_every)
+        {
             return Vec::new();
         }
         let mut line = format!(
