@@ -676,20 +676,22 @@ mod tests {
     use std::os::fd::AsRawFd;
 
     fn sample(now: Instant) -> Handoff {
-        let mut core = Carried::default();
-        core.state = ProcessState::Running;
-        core.pid = 4242;
-        core.laststart = Some(now - Duration::from_secs(90));
-        core.running_since = Some(now - Duration::from_secs(89));
-        core.watchdog_due = Some(now + Duration::from_millis(1500));
-        core.start_wall = Some(UNIX_EPOCH + Duration::from_nanos(1_765_000_000_123_456_789));
-        core.backoff = 2;
-        core.restarts = 7;
-        core.exitstatus = Some(-1);
-        core.spawnerr = Some("can't find command 'x y' %20".into());
-        core.status_text = Some(String::new());
-        core.deferred = Some(Deferred::Stop);
-        core.next_run = Some((UNIX_EPOCH + Duration::from_secs(1_800_000_000), now + Duration::from_secs(60)));
+        let core = Carried {
+            state: ProcessState::Running,
+            pid: 4242,
+            laststart: Some(now - Duration::from_secs(90)),
+            running_since: Some(now - Duration::from_secs(89)),
+            watchdog_due: Some(now + Duration::from_millis(1500)),
+            start_wall: Some(UNIX_EPOCH + Duration::from_nanos(1_765_000_000_123_456_789)),
+            backoff: 2,
+            restarts: 7,
+            exitstatus: Some(-1),
+            spawnerr: Some("can't find command 'x y' %20".into()),
+            status_text: Some(String::new()),
+            deferred: Some(Deferred::Stop),
+            next_run: Some((UNIX_EPOCH + Duration::from_secs(1_800_000_000), now + Duration::from_secs(60))),
+            ..Carried::default()
+        };
         let mut p = ProcRecord::new("web:web_0".into(), core);
         p.pipes = [Some(17), None];
         p.stdin = Some(19);
