@@ -448,12 +448,6 @@ impl EventLoop {
     }
 
     fn open_log(&mut self, pc: &ProcessConfig, ch: Channel) -> Option<LogFile> {
-        self.open_log_at(pc, ch, None)
-    }
-
-    /// A process's log, at `at` instead of the configured path when given (an upgrade in place
-    /// keeps an AUTO log's name).
-    fn open_log_at(&mut self, pc: &ProcessConfig, ch: Channel, at: Option<&std::path::Path>) -> Option<LogFile> {
         let settings = match ch {
             Channel::Stdout => &pc.stdout,
             Channel::Stderr => &pc.stderr,
@@ -461,11 +455,10 @@ impl EventLoop {
         if ch == Channel::Stderr && pc.redirect_stderr {
             return None;
         }
-        let opened = match (&settings.logfile, at) {
-            (LogSetting::None, _) => return None,
-            (_, Some(path)) => LogFile::open(path, settings.maxbytes, settings.backups),
-            (LogSetting::Path(path), None) => LogFile::open(path, settings.maxbytes, settings.backups),
-            (LogSetting::Auto, None) => {
+        let opened = match &settings.logfile {
+            LogSetting::None => return None,
+            LogSetting::Path(path) => LogFile::open(path, settings.maxbytes, settings.backups),
+            LogSetting::Auto => {
                 let prefix = format!("{}-{}---{}-", pc.name, ch.name(), self.config.supervisord.identifier);
                 let dir = self.config.supervisord.childlogdir.clone();
                 LogFile::deferred_unique(&dir, &prefix, ".log", settings.maxbytes, settings.backups)
@@ -519,6 +512,8 @@ impl EventLoop {
     pub fn run_resumed(&mut self, signals: &mut Signals) -> io::Result<LoopExit> {
         self.now = Clock::read();
         self.sup.tick(self.now.mono, self.now.wall);
+        // As at boot: what reading the config and the handoff left in the heap goes back.
+        crate::sys::release_free_memory();
         self.run_on(signals)
     }
 

@@ -110,6 +110,19 @@ impl LogFile {
         Ok(LogFile::new(path, maxbytes, backups, Some((prefix.to_string(), suffix.to_string()))))
     }
 
+    /// An AUTO log takes the name an old daemon gave it (upgrade in place): opened if the file
+    /// is there, still deferred if nothing was written to it yet.
+    pub fn take_name(&mut self, path: &Path) -> io::Result<()> {
+        self.path = path.to_path_buf();
+        if self.deferred.is_some() && std::fs::symlink_metadata(path).is_err() {
+            return Ok(());
+        }
+        self.deferred = None;
+        self.reopen()?;
+        self.release();
+        Ok(())
+    }
+
     /// Creates a deferred AUTO log now (see `deferred_unique`); nothing for any other log.
     pub fn materialize(&mut self) -> io::Result<()> {
         if self.deferred.is_some() {

@@ -415,14 +415,14 @@ impl EventLoop {
 
     /// A carried process's logs: at the paths the old daemon wrote (an AUTO log keeps its name).
     fn resume_logs(&mut self, id: ProcId, r: &ProcRecord) {
-        let Some(pc) = self.sup.process(id).map(|p| p.config.clone()) else { return };
-        for (i, ch) in [Channel::Stdout, Channel::Stderr].into_iter().enumerate() {
-            let (Some(path), Some(current)) = (&r.logs[i], self.io[id.0].logs[i].as_ref()) else { continue };
-            if current.path() == path {
+        for i in 0..2 {
+            let (Some(path), Some(log)) = (&r.logs[i], self.io[id.0].logs[i].as_mut()) else { continue };
+            if log.path() == path {
                 continue;
             }
-            if let Some(log) = self.open_log_at(&pc, ch, Some(path)) {
-                self.io[id.0].logs[i] = Some(log);
+            if let Err(e) = log.take_name(path) {
+                let msg = format!("{}: cannot open its log {} again: {e}", r.namespec, path.display());
+                self.log.log(LogLevel::Error, &msg);
             }
         }
     }
