@@ -284,17 +284,26 @@ fn openwrt_init_script_asks_procd_for_a_foreground_respawned_minisv() {
     let script = read("openwrt/minisv.init");
     assert!(script.starts_with("#!/bin/sh /etc/rc.common\n"), "an rc.common script");
     assert!(script.lines().any(|l| l == "USE_PROCD=1"), "USE_PROCD=1");
-    // Source it with procd's functions stubbed out, and record what it asks procd to do.
+    // Source it with procd's functions stubbed out, and record what it asks procd to do. Its
+    // log directory (in RAM on a router) is moved into a temp dir, where it must be made.
+    let dir = TempDir::new("openwrt");
+    let logdir = dir.join("log/minisv");
     let stubs = r#"
         procd_open_instance() { echo "open $*"; }
         procd_set_param() { echo "param $*"; }
         procd_close_instance() { echo "close $*"; }
         procd_send_signal() { echo "signal $*"; }
         . "$1"
+        LOGDIR=$2
         echo "-- start_service"; start_service
         echo "-- reload_service"; reload_service
     "#;
-    let out = run(Command::new("sh").arg("-c").arg(stubs).arg("sh").arg(packaging("openwrt/minisv.init")));
+    let out = run(Command::new("sh").arg("-c").arg(stubs).arg("sh").arg(packaging("openwrt/minisv.init")).arg(&logdir));
+    assert!(logdir.is_dir(), "start_service did not make the log directory");
+    assert!(
+        script.contains("LOGDIR=/tmp/log/minisv"),
+        "the init script makes the log directory of openwrt/minisv.conf"
+    );
     assert_success("start_service and reload_service with stubbed procd", &out);
     let calls = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = calls.lines().collect();
@@ -306,6 +315,23 @@ fn openwrt_init_script_asks_procd_for_a_foreground_respawned_minisv() {
     assert!(started.contains(&"param command /usr/bin/minisv -n -c /etc/minisv.conf"), "{calls}");
     assert!(started.iter().any(|l| l.starts_with("param respawn")), "{calls}");
     assert_eq!(&lines[reload + 1..], &["signal minisv * HUP"], "{calls}");
+}
+
+#[test]
+fn openwrt_config_passes_minisv_check_and_logs_to_ram() {
+    let out = run(Command::new(BIN).arg("check").arg("-c").arg(packaging("openwrt/minisv.conf")));
+    assert_success("minisv check -c packaging/openwrt/minisv.conf", &out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for needle in ["/tmp/log/minisv/minisv.log", "/var/run/minisv.pid", "unix:///var/run/minisv.sock", "heartbeat"] {
+        assert!(stdout.contains(needle), "{needle:?} missing from\n{stdout}");
+    }
+    // Nothing is written to the flash: every log is under /tmp (a tmpfs on OpenWrt), small.
+    let conf = read("openwrt/minisv.conf");
+    for line in conf.lines().filter(|l| l.contains("logfile=") || l.starts_with("childlogdir=")) {
+        assert!(line.contains("=/tmp/log/minisv/") || line.ends_with("=/tmp/log/minisv"), "{line}");
+    }
+    assert!(conf.lines().any(|l| l == "logfile_maxbytes=64KB"), "{conf}");
+    assert!(conf.lines().any(|l| l == "stdout_logfile_maxbytes=32KB"), "{conf}");
 }
 
 // ---- sysvinit ------------------------------------------------------------------------------
@@ -505,15 +531,25 @@ fn build_static_is_valid_bash() {
 }
 
 #[test]
-#[ignore = "two full static release builds (minutes), aarch64 under qemu-user; .ci/run runs it"]
-fn build_static_builds_and_smoke_tests_x86_64_and_aarch64() {
+#[ignore = "five full static release builds (minutes), four under qemu-user; .ci/run runs it"]
+fn build_static_builds_and_smoke_tests_every_target() {
     // aarch64 runs under qemu-user, which refuses clone(CLONE_VM) without CLONE_VFORK, and
     // clone(CLONE_VFORK | CLONE_FILES): its smoke test covers the daemon's fallbacks, and its
-    // build the hot list mapped onto another target.
-    let targets = ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"];
-    let out =
-        run(Command::new(packaging("build-static")).args(["--only", "x86_64,aarch64", "--smoke"]).current_dir(root()));
-    assert_success("packaging/build-static --only x86_64,aarch64 --smoke", &out);
+    // build the hot list mapped onto another target. armv7, mipsel and mips (the routers) have
+    // no prebuilt standard library here: build-static builds their musl with Debian's cross
+    // compilers, and their smoke tests run the daemon's libc paths (no raw clone there), on a
+    // big-endian machine for mips.
+    let targets = [
+        "x86_64-unknown-linux-musl",
+        "aarch64-unknown-linux-musl",
+        "armv7-unknown-linux-musleabihf",
+        "mipsel-unknown-linux-musl",
+        "mips-unknown-linux-musl",
+    ];
+    let only = "x86_64,aarch64,armv7,mipsel,mips";
+    let out = run(Command::new(packaging("build-static")).args(["--only", only, "--smoke"]).current_dir(root()));
+    assert_success(&format!("packaging/build-static --only {only} --smoke"), &out);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("SKIP "), "{}", show("build-static", &out));
     // Each binary was linked with the hot functions first, and the list is not out of date.
     // The list names the functions of the standard library it was traced with (rebuilt from
     // rust-src, or prebuilt): a build with the other one finds fewer, and says so.
