@@ -495,9 +495,13 @@ fn logrotate_rotates_with_the_snippet_and_the_daemon_reopens_its_logs() {
 #[ignore = "needs shellcheck (apt-get install shellcheck, done when root); .ci/run runs it"]
 fn shell_scripts_pass_shellcheck() {
     need("shellcheck", "shellcheck");
-    for (shell, p) in
-        [("bash", "build-static"), ("bash", "smoke-test"), ("sh", "sysvinit/minisv"), ("sh", "openwrt/minisv.init")]
-    {
+    for (shell, p) in [
+        ("bash", "build-static"),
+        ("bash", "smoke-test"),
+        ("bash", "footprint"),
+        ("sh", "sysvinit/minisv"),
+        ("sh", "openwrt/minisv.init"),
+    ] {
         let out = run(Command::new("shellcheck").arg("-s").arg(shell).arg(packaging(p)));
         assert_success(&format!("shellcheck packaging/{p}"), &out);
     }
@@ -528,6 +532,7 @@ fn smoke_test_fails_on_a_binary_that_is_not_minisv() {
 #[test]
 fn build_static_is_valid_bash() {
     syntax_check("bash", "build-static");
+    syntax_check("bash", "footprint");
 }
 
 #[test]
@@ -589,6 +594,29 @@ fn build_static_builds_and_smoke_tests_every_target() {
         hot_list_covers_what_the_daemon_runs(&root().join("target/static/x86_64-unknown-linux-musl/minisv.unordered"));
     } else {
         eprintln!("skipped the stale-list check: the list and this build use different standard libraries");
+    }
+    footprint_measures_a_native_and_an_emulated_daemon();
+}
+
+/// packaging/footprint, which made the size and RSS table in packaging/README.md, on one
+/// native and one emulated binary (one run each, 0 and 2 programs): the size is the file's,
+/// and under qemu the guest's pages are counted apart from qemu's own.
+fn footprint_measures_a_native_and_an_emulated_daemon() {
+    let triples = ["x86_64-unknown-linux-musl", "armv7-unknown-linux-musleabihf"];
+    let out = run(Command::new(packaging("footprint")).args(["--runs", "1", "--programs", "0 2"]).args(triples));
+    assert_success("packaging/footprint", &out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for triple in triples {
+        let line = stdout.lines().find(|l| l.starts_with(triple)).unwrap_or_else(|| panic!("no {triple} in\n{stdout}"));
+        let size = fs::metadata(root().join(format!("target/static/{triple}/minisv"))).expect("binary").len();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words[1], size.to_string(), "{line}");
+        let guest: u64 = words[2].parse().expect(line);
+        assert!((200..5000).contains(&guest), "an idle daemon's RSS in KB: {line}");
+        if triple.starts_with("armv7") {
+            let qemu: u64 = words[4].trim_end_matches(')').parse().expect(line);
+            assert!(qemu > guest + 2000, "qemu's own VmRSS counts qemu too: {line}");
+        }
     }
 }
 
