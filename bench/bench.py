@@ -723,6 +723,16 @@ def sc_logs(kind, sz):
     return out
 
 
+def settle(d):
+    """Waits (bounded) until the daemon's threads and their switch counters have not moved for 0.3 s."""
+    stable, prev, deadline = 0, None, time.monotonic() + 10
+    while stable < 6 and time.monotonic() < deadline:
+        cur = thread_switches(d.pid)
+        stable = stable + 1 if cur == prev else 0
+        prev = cur
+        time.sleep(0.05)
+
+
 def sc_idle(kind, sz):
     """10 RUNNING programs, nothing happening: context switches of all daemon threads."""
     with Daemon(kind, sleepers(10)) as d:
@@ -733,14 +743,8 @@ def sc_idle(kind, sz):
         # Threads may come and go during the interval: follow each thread's counter (reading
         # /proc does not wake the daemon); a new thread counts from 0, one that died keeps its
         # last reading (up to 50 ms of its switches can be missed).
-        # The thread that served our connection may still be winding down: wait (bounded)
-        # until the daemon's set of threads and their counters have not moved for 0.3 s.
-        stable, prev, deadline = 0, None, time.monotonic() + 10
-        while stable < 6 and time.monotonic() < deadline:
-            cur = thread_switches(d.pid)
-            stable = stable + 1 if cur == prev else 0
-            prev = cur
-            time.sleep(0.05)
+        # The thread that served our connection may still be winding down.
+        settle(d)
         start = thread_switches(d.pid)
         last = dict(start)
         cpu0 = cpu_seconds(d.pid)
@@ -807,6 +811,69 @@ def sc_stopall(kind, sz):
     return {"stopall_ms": [dt]}
 
 
+def idle_switches(d, seconds):
+    """Context switches of the daemon's threads over `seconds` of idleness, after it settles."""
+    settle(d)
+    start = thread_switches(d.pid)
+    cpu0 = cpu_seconds(d.pid)
+    time.sleep(seconds)  # the measured idle interval
+    end = thread_switches(d.pid)
+    return sum(v - start.get(t, 0) for t, v in end.items()), cpu_seconds(d.pid) - cpu0
+
+
+def sc_schedule(kind, sz):
+    """minisv only: 1000 programs with schedule= due next New Year: the wake-ups they cost."""
+    if kind != "minisv":
+        return {}
+    n = sz["large"]
+    with Daemon(kind, sleepers(n, schedule="0 0 1 1 *", autostart="false")) as d:
+        d.start()
+        d._rpc = None
+        wake, _ = idle_switches(d, sz["idle_s"])
+    return {"schedule_wakeups_10s": [wake * 10.0 / sz["idle_s"]]}
+
+
+def sc_memlimit(kind, sz):
+    """minisv only: the CPU the daemon spends polling memory_limit= (every 5 s), per program per poll."""
+    if kind != "minisv":
+        return {}
+    n = sz["small"]
+    secs = 20 if sz["idle_s"] >= 10 else 10
+    with Daemon(kind, sleepers(n, memory_limit="1GB")) as d:
+        d.start()
+        d.wait_all_running(n, 60)
+        d._rpc.__exit__()
+        d._rpc = None
+        wake, cpu = idle_switches(d, secs)
+    polls = secs / 5.0
+    return {"memlimit_us_per_program_poll": [cpu * 1e6 / (n * polls)], "memlimit_wakeups_per_poll": [wake / polls]}
+
+
+def sc_upgrade(kind, sz):
+    """minisv only: `minisv ctl upgrade` with 1000 running programs: how long, and the pids kept."""
+    if kind != "minisv":
+        return {}
+    n = sz["large"]
+    with Daemon(kind, sleepers(n)) as d:
+        d.start()
+        d.wait_all_running(n, 120)
+        rpc = d.rpc()
+        before = sorted((p["name"], p["pid"]) for p in rpc.supervisor.getAllProcessInfo())
+        d._rpc.__exit__()
+        d._rpc = None
+        rss0 = rss_kib(d.pid)
+        t = time.perf_counter()
+        out = subprocess.run([Env.minisv, "ctl", "-c", d.conf, "upgrade"], capture_output=True, text=True, timeout=60)
+        dt = (time.perf_counter() - t) * 1000
+        if out.returncode != 0:
+            raise BenchError(f"upgrade failed: {out.stdout}{out.stderr}")
+        after = sorted((p["name"], p["pid"]) for p in d.rpc().supervisor.getAllProcessInfo())
+        if after != before:
+            raise BenchError("the pids changed across the upgrade")
+        rss1 = rss_kib(d.pid)
+    return {"upgrade_ms": [dt], "upgrade_rss_delta_mb": [(rss1 - rss0) / 1024.0]}
+
+
 SCENARIOS = {
     "scale": sc_scale,
     "restart": sc_restart,
@@ -815,6 +882,9 @@ SCENARIOS = {
     "idle": sc_idle,
     "crashloop": sc_crashloop,
     "stopall": sc_stopall,
+    "schedule": sc_schedule,
+    "memlimit": sc_memlimit,
+    "upgrade": sc_upgrade,
     "size": None,  # minisv only, no daemon
 }
 
@@ -878,6 +948,12 @@ def metric_defs(sz, static):
         ("crash_spawns_per_s", "crashloop", "crash_spawns_per_s", "median", "/s", "", None, None),
         (f"stopAllProcesses_{sz['stop_n']}_ms", "stopall", "stopall_ms", "median", "ms",
          "1000" if sz["stop_n"] == 100 else "", "<=", 50),
+        (f"schedule_{L}_wakeups_per_10s", "schedule", "schedule_wakeups_10s", "median", "", "", "<=", 0),
+        (f"memory_limit_us_per_program_poll_{S}", "memlimit", "memlimit_us_per_program_poll", "median", "us", "",
+         None, None),
+        ("memory_limit_wakeups_per_poll", "memlimit", "memlimit_wakeups_per_poll", "median", "", "", None, None),
+        (f"upgrade_{L}_ms", "upgrade", "upgrade_ms", "median", "ms", "", None, None),
+        (f"upgrade_{L}_rss_delta_mb", "upgrade", "upgrade_rss_delta_mb", "median", "MB", "", None, None),
         ("binary_size_mib", "size", "binary_size_mib", "median", "MiB", "", "<=", 1),
     ]
 

@@ -226,6 +226,8 @@ fn check(loaded: &Loaded, table: &str, key: &str, default: &'static str) -> Resu
         ("PROGRAM", k) if k.starts_with("rlimit_") => unset(p.limits.rlimits.is_empty()),
         ("PROGRAM", "nice") => unset(p.limits.nice.is_none()),
         ("PROGRAM", "oom_score_adj") => unset(p.limits.oom_score_adj.is_none()),
+        ("PROGRAM", "cgroup") => eq!(p.limits.cgroup.is_some(), types::boolean(default)?),
+        ("PROGRAM", "memory_max" | "memory_high" | "cpu_max" | "pids_max") => unset(p.limits.cgroup.is_none()),
         // Read only with schedule=: a program with just that.
         ("PROGRAM", k @ ("schedule_overlap" | "schedule_timezone" | "run_on_start")) => {
             let s = scheduled();

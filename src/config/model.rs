@@ -281,6 +281,42 @@ pub struct Limits {
     pub rlimits: Vec<(i32, u64, u64)>,
     pub nice: Option<i32>,
     pub oom_score_adj: Option<i32>,
+    /// `cgroup=`, `memory_max=` ...: the program's own cgroup, if it has one.
+    pub cgroup: Option<CgroupLimits>,
+}
+
+/// A program's cgroup (v2) and the limits written in it; `None` leaves the kernel's default
+/// (`max`). `u64::MAX` is `max`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CgroupLimits {
+    pub memory_max: Option<u64>,
+    pub memory_high: Option<u64>,
+    /// Percent of one CPU (cpu.max is written as quota and period).
+    pub cpu_max: Option<u64>,
+    pub pids_max: Option<u64>,
+}
+
+impl CgroupLimits {
+    /// The files of the cgroup and what is written in each, in order.
+    pub fn files(&self) -> Vec<(&'static str, String)> {
+        let size = |v: u64| if v == u64::MAX { "max".to_string() } else { v.to_string() };
+        let mut out = Vec::new();
+        if let Some(v) = self.memory_high {
+            out.push(("memory.high", size(v)));
+        }
+        if let Some(v) = self.memory_max {
+            out.push(("memory.max", size(v)));
+        }
+        if let Some(pct) = self.cpu_max {
+            // Per 100 ms, as systemd's CPUQuota=.
+            let quota = if pct == u64::MAX { "max".to_string() } else { (pct * 1000).to_string() };
+            out.push(("cpu.max", format!("{quota} 100000")));
+        }
+        if let Some(v) = self.pids_max {
+            out.push(("pids.max", size(v)));
+        }
+        out
+    }
 }
 
 /// The `rlimit_*` keys, with their resource and whether the value is a size (KB, MB, GB).

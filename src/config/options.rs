@@ -150,6 +150,11 @@ pub const PROGRAM: &[Key] = &[
     key("rlimit_fsize", "", "minisv: file size limit (e.g. 1GB), soft[:hard] or infinity"),
     key("nice", "", "minisv: the program's nice value, -20 to 19"),
     key("oom_score_adj", "", "minisv: the program's OOM killer adjustment, -1000 to 1000"),
+    key("cgroup", "false", "minisv: run the program in a cgroup (v2) of its own, whose leftovers are killed when it ends"),
+    key("memory_max", "", "minisv: cgroup memory.max of the program (a size, or max); implies cgroup"),
+    key("memory_high", "", "minisv: cgroup memory.high of the program (a size, or max); implies cgroup"),
+    key("cpu_max", "", "minisv: cgroup cpu.max of the program, in CPUs (e.g. 0.5 or 2; or 50%% of one); implies cgroup"),
+    key("pids_max", "", "minisv: cgroup pids.max of the program (a number, or max); implies cgroup"),
     key("ready_check", "", "minisv: a probe (host:port, http://127.0.0.1:port/path or a command) that says the program is ready"),
     key("ready_check_interval", "1", "minisv: seconds between ready_check attempts"),
     key("health_check", "", "minisv: a probe (same forms as ready_check) run while RUNNING; failing it restarts the program"),
@@ -265,6 +270,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "PROCESS_GROUP",
     "PROCESS_GROUP_ADDED",
     "PROCESS_GROUP_REMOVED",
+    "PROCESS_OOM",
 ];
 
 /// The kinds of sections, by name or `prefix:`.

@@ -635,6 +635,29 @@ fn limits(ld: &mut Loader, section: &str, n: &Names) -> super::model::Limits {
     };
     limits.nice = ld.conv_opt(section, "nice", n, ranged(-20, 19), "a nice value from -20 to 19");
     limits.oom_score_adj = ld.conv_opt(section, "oom_score_adj", n, ranged(-1000, 1000), "-1000 to 1000");
+    let max_or =
+        |f: fn(&str) -> Result<u64, String>| move |s: &str| if s.trim() == "max" { Ok(u64::MAX) } else { f(s.trim()) };
+    let count = |s: &str| s.parse::<u64>().map_err(|_| format!("'{s}' is not a number"));
+    // CPUs (`1.5`), or a percentage of one (`150%`, written `150%%` in the file).
+    let percent = |s: &str| {
+        let pct = match s.strip_suffix('%') {
+            Some(p) => p.trim().parse::<f64>().ok(),
+            None => s.trim().parse::<f64>().ok().map(|cpus| cpus * 100.0),
+        };
+        match pct {
+            Some(p) if p.is_finite() && (1.0..=100_000.0).contains(&p.round()) => Ok(p.round() as u64),
+            Some(_) => Err(format!("'{s}' is out of range (0.01 to 1000 CPUs)")),
+            None => Err(format!("'{s}' is not a number of CPUs or a percentage")),
+        }
+    };
+    let cg = super::model::CgroupLimits {
+        memory_max: ld.conv_opt(section, "memory_max", n, max_or(types::byte_size), "a size or max"),
+        memory_high: ld.conv_opt(section, "memory_high", n, max_or(types::byte_size), "a size or max"),
+        cpu_max: ld.conv_opt(section, "cpu_max", n, max_or(percent), "CPUs (e.g. 0.5) or max"),
+        pids_max: ld.conv_opt(section, "pids_max", n, max_or(count), "a number or max"),
+    };
+    let wanted = ld.conv_def(section, "cgroup", n, P, types::boolean, EXPECT_BOOL);
+    limits.cgroup = (wanted || cg != super::model::CgroupLimits::default()).then_some(cg);
     limits
 }
 

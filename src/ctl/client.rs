@@ -107,6 +107,13 @@ impl Client {
         Client { url: url.to_string(), conn }
     }
 
+    /// Closes the kept-alive XML-RPC connection; the next call opens another.
+    pub fn disconnect(&mut self) {
+        if let Ok(c) = &mut self.conn {
+            c.close();
+        }
+    }
+
     pub fn endpoint(&self) -> CallResult<&Endpoint> {
         match &self.conn {
             Ok(c) => Ok(&c.endpoint),
@@ -121,7 +128,7 @@ impl Client {
         let body = conn.post(&encode_call(method, params)).map_err(|e| match e {
             HttpError::Connect(err) => CallError::Connect { url: url.clone(), err },
             HttpError::Io(err) => CallError::Io { url: url.clone(), err },
-            HttpError::Status { code, reason } => CallError::Http { url: url.clone(), code, reason },
+            HttpError::Status { code, reason, .. } => CallError::Http { url: url.clone(), code, reason },
             HttpError::Malformed(message) => {
                 CallError::BadResponse { url: url.clone(), method: method.into(), message }
             }

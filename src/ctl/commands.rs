@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::client::{faults, CallError, CallResult};
+use super::mergedtail::{self, Painter};
 use super::output::{self, OpResult};
 use super::transport::{basic_auth, stream_get, HttpError, StreamEnd};
 use super::{exit, term, Ctl};
@@ -167,6 +168,13 @@ pub const COMMANDS: &[Command] = &[
         run: update,
     },
     Command {
+        name: "upgrade",
+        help: "upgrade\t\tExecute the daemon's binary again in its place, keeping every program\n\
+               \t\trunning (same pids, pipes, logs and sockets): after installing a new minisv (minisv)",
+        listed: false,
+        run: upgrade,
+    },
+    Command {
         name: "version",
         help: "version\t\t\tShow the version of the remote supervisord process",
         listed: true,
@@ -308,9 +316,17 @@ fn status(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
                     Some(Value::Double(d)) => *d,
                     _ => 0.0,
                 };
+                // The limit it is held to, if any (`memory_limit=` polled, `memory_max=` in its cgroup).
+                let limit = ["memory_max", "memory_limit"].into_iter().find_map(|key| match s.get(key) {
+                    Some(Value::Double(d)) if *d > 0.0 => {
+                        Some(format!(" of {} ({key})", output::human_bytes(*d as u64)))
+                    }
+                    _ => None,
+                });
                 ctl.output(&format!(
-                    "{line}  rss {}  cpu {:.2}s",
+                    "{line}  rss {}{}  cpu {:.2}s",
                     output::human_bytes(s.int_of("rss_bytes") as u64),
+                    limit.unwrap_or_default(),
                     cpu
                 ))
             }
@@ -631,6 +647,12 @@ fn tail(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
         print_help(ctl, "tail");
         return Ok(());
     }
+    // minisv: `tail -f` of several names, a group or `all` (which supervisorctl refuses).
+    if args[0] == "-f" {
+        if let Some((names, channel)) = mergedtail::merged_request(&args[1..]) {
+            return tail_merged(ctl, &names, channel);
+        }
+    }
     if args.len() > 3 {
         ctl.output("Error: too many arguments");
         ctl.exitstatus = exit::GENERIC;
@@ -685,6 +707,60 @@ fn tail(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
                 _ => return Err(e),
             };
             ctl.output(&format!("{name}: ERROR ({reason})"));
+        }
+    }
+    Ok(())
+}
+
+/// `tail -f` of several logs: one `/mergedtail` stream, its labels coloured on a terminal,
+/// until Ctrl-C or the daemon ends it. Unknown names: the daemon's lines, status 1.
+fn tail_merged(ctl: &mut Ctl, names: &[&str], channel: Option<&str>) -> CallResult<()> {
+    let path = mergedtail::path(names, channel);
+    let endpoint = ctl.client.endpoint()?.clone();
+    let auth = match (&ctl.settings.username, &ctl.settings.password) {
+        (u, Some(p)) => Some(basic_auth(u.as_deref().unwrap_or(""), p)),
+        _ => None,
+    };
+    // One connection while it streams: the version check's is not kept open meanwhile.
+    ctl.client.disconnect();
+    term::clear_interrupt();
+    term::catch_sigint();
+    let mut painter = Painter::new(mergedtail::colour_wanted());
+    let mut painted = Vec::new();
+    let mut opened = false;
+    let mut sink = |d: &[u8]| {
+        if !opened {
+            opened = true;
+            ctl.output("==> Press Ctrl-C to exit <==");
+        }
+        painted.clear();
+        painter.paint(d, &mut painted);
+        ctl.write_raw(&painted);
+    };
+    let res = stream_get(&endpoint, &path, auth.as_deref(), &mut sink, &term::interrupted);
+    match res {
+        Ok(StreamEnd::Stopped) => ctl.output(""),
+        Ok(StreamEnd::Finished) => {
+            if !painter.at_line_start() {
+                ctl.output("");
+            }
+        }
+        // minisv's refusal: which names are unknown.
+        Err(HttpError::Status { code: 404, content_type, body, .. }) if content_type.starts_with("text/plain") => {
+            ctl.exitstatus = exit::GENERIC;
+            ctl.write_raw(&body);
+        }
+        // Supervisor (or an older minisv) has no such stream.
+        Err(HttpError::Status { code: 404, .. }) => {
+            ctl.exitstatus = exit::GENERIC;
+            ctl.output(&format!(
+                "ERROR: {} cannot stream several logs at once (a minisv daemon can); tail -f one process",
+                ctl.settings.serverurl
+            ));
+        }
+        Err(e) => {
+            ctl.exitstatus = exit::GENERIC;
+            report_stream_error(&ctl.settings.serverurl, &path, e);
         }
     }
     Ok(())
@@ -1000,6 +1076,62 @@ fn reopen(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
 
 fn logrotate(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
     log_command(ctl, arg, "minisv.rotateLogs", "rotated")
+}
+
+/// How long `upgrade` waits for the new daemon to answer.
+const UPGRADE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `upgrade`: asks for an upgrade in place, then waits (reconnecting) until the daemon has
+/// been through it, and says how it went: the new daemon took over, or the old one goes on.
+fn upgrade(ctl: &mut Ctl, arg: &str) -> CallResult<()> {
+    if !no_args(ctl, "upgrade", arg) {
+        return Ok(());
+    }
+    let before = match ctl.client.call("minisv.lastUpgrade", &[]) {
+        Ok(v) => v,
+        Err(e) if e.fault_code() == Some(faults::UNKNOWN_METHOD) => {
+            ctl.output("ERROR: the daemon does not know this command (it is not minisv, or one without upgrades)");
+            ctl.exitstatus = exit::GENERIC;
+            return Ok(());
+        }
+        Err(e) if ctl.report_unreachable(&e) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let generation = before.int_of("generation");
+    match ctl.client.call("minisv.upgrade", &[]) {
+        Ok(_) => {}
+        Err(CallError::Fault { fault, .. }) if fault.code == faults::FAILED => {
+            let why = fault.string.strip_prefix("FAILED: ").unwrap_or(&fault.string).to_string();
+            ctl.output(&format!("ERROR: upgrade refused: {why}"));
+            ctl.exitstatus = exit::GENERIC;
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    }
+    // The daemon answered, then executed the new binary: wait for whichever daemon runs next.
+    let deadline = std::time::Instant::now() + UPGRADE_WAIT;
+    let mut last_error = None;
+    while std::time::Instant::now() < deadline {
+        match ctl.client.call("minisv.lastUpgrade", &[]) {
+            Ok(now) if now.int_of("generation") > generation => {
+                let message = now.str_of("message").to_string();
+                if now.get("ok").and_then(Value::as_bool) == Some(true) {
+                    ctl.output(&message);
+                } else {
+                    ctl.output(&format!("ERROR: {message}"));
+                    ctl.exitstatus = exit::GENERIC;
+                }
+                return Ok(());
+            }
+            Ok(_) => {}
+            Err(e) => last_error = Some(e.to_string()),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let why = last_error.map(|e| format!(" (last error: {e})")).unwrap_or_default();
+    ctl.output(&format!("ERROR: the daemon did not report the upgrade within {} s{why}", UPGRADE_WAIT.as_secs()));
+    ctl.exitstatus = exit::GENERIC;
+    Ok(())
 }
 
 fn version(ctl: &mut Ctl, arg: &str) -> CallResult<()> {

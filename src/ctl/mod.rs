@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod commands;
+pub mod mergedtail;
 pub mod options;
 pub mod output;
 pub mod settings;

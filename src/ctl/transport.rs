@@ -1,5 +1,6 @@
 //! HTTP/1.1 to the daemon over `unix://path` or `http://host:port` (reference 4.2, 4.7):
-//! `POST /RPC2` on one persistent connection, and `GET` streams for `/logtail` and `/mainlogtail`.
+//! `POST /RPC2` on one persistent connection, and `GET` streams for `/logtail`, `/mainlogtail`
+//! and `/mergedtail`.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -112,8 +113,9 @@ pub enum HttpError {
     Connect(io::Error),
     /// The exchange broke after connecting.
     Io(io::Error),
-    /// A non-200 answer.
-    Status { code: u16, reason: String },
+    /// A non-200 answer, with its body when it came with a length of at most 64 KiB (a
+    /// `/mergedtail` refusal says why in it).
+    Status { code: u16, reason: String, content_type: String, body: Vec<u8> },
     /// Not HTTP as we know it.
     Malformed(String),
 }
@@ -133,10 +135,13 @@ pub fn basic_auth(username: &str, password: &str) -> String {
 const MAX_LINE: usize = 64 * 1024;
 /// Largest RPC response body accepted (log reads are bounded by the caller's byte counts).
 const MAX_BODY: usize = 256 * 1024 * 1024;
+/// Largest body of a refused stream that is read.
+const MAX_ERROR_BODY: usize = 64 * 1024;
 
 struct Head {
     code: u16,
     reason: String,
+    content_type: String,
     content_length: Option<usize>,
     chunked: bool,
     close: bool,
@@ -169,7 +174,14 @@ fn read_head<R: BufRead>(r: &mut R) -> Result<Head, HttpError> {
         .and_then(|c| c.parse::<u16>().ok())
         .ok_or_else(|| HttpError::Malformed(format!("bad status line {status:?}")))?;
     let reason = parts.next().unwrap_or("").to_string();
-    let mut head = Head { code, reason, content_length: None, chunked: false, close: version == "HTTP/1.0" };
+    let mut head = Head {
+        code,
+        reason,
+        content_type: String::new(),
+        content_length: None,
+        chunked: false,
+        close: version == "HTTP/1.0",
+    };
     for _ in 0..1000 {
         let line = read_line(r)?;
         if line.is_empty() {
@@ -185,6 +197,7 @@ fn read_head<R: BufRead>(r: &mut R) -> Result<Head, HttpError> {
                     Some(value.parse().map_err(|_| HttpError::Malformed(format!("bad Content-Length {value:?}")))?)
             }
             "transfer-encoding" => head.chunked = value.eq_ignore_ascii_case("chunked"),
+            "content-type" => head.content_type = value.to_string(),
             "connection" => head.close = value.eq_ignore_ascii_case("close"),
             _ => {}
         }
@@ -308,7 +321,8 @@ impl RpcConnection {
                     self.conn = None;
                 }
                 if head.code != 200 {
-                    return Err(HttpError::Status { code: head.code, reason: head.reason });
+                    let Head { code, reason, content_type, .. } = head;
+                    return Err(HttpError::Status { code, reason, content_type, body });
                 }
                 Ok(body)
             }
@@ -329,8 +343,9 @@ pub enum StreamEnd {
 }
 
 /// `GET path` and hands every piece of body to `sink` as it arrives, until the body ends or
-/// `stop()` returns true (checked at least every 200 ms). Sends the headers of supervisorctl's
-/// http_client; the Authorization header only when a password is set.
+/// `stop()` returns true (checked at least every 200 ms); `sink` first gets an empty piece once
+/// the answer is 200 (the stream is open). Sends the headers of supervisorctl's http_client;
+/// the Authorization header only when a password is set.
 pub fn stream_get(
     endpoint: &Endpoint,
     path: &str,
@@ -353,8 +368,17 @@ pub fn stream_get(
     let result = (|| {
         let head = read_head(&mut r)?;
         if head.code != 200 {
-            return Err(HttpError::Status { code: head.code, reason: head.reason });
+            let body = match head.content_length {
+                Some(n) if n <= MAX_ERROR_BODY && !head.chunked => {
+                    let mut body = vec![0; n];
+                    r.read_exact(&mut body).map(|_| body).unwrap_or_default()
+                }
+                _ => Vec::new(),
+            };
+            let Head { code, reason, content_type, .. } = head;
+            return Err(HttpError::Status { code, reason, content_type, body });
         }
+        sink(&[]);
         if head.chunked {
             while let Some(chunk) = read_chunk(&mut r)? {
                 sink(&chunk);

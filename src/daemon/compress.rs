@@ -129,6 +129,7 @@ pub fn start_next(spawner: &Spawner, base: &Rc<BaseEnv>) -> Vec<(LogLevel, Strin
                 ready_fd: None,
                 listen: Vec::new(),
                 limits: Default::default(),
+                cgroup: None,
             };
             match spawner.spawn_quiet(plan, "gzip") {
                 Ok(pid) => s.running = Some((pid, job)),

@@ -40,6 +40,9 @@ mod host;
 pub mod output;
 mod sockets;
 mod timers;
+mod upgrade;
+
+pub use upgrade::UpgradeRecord;
 
 use timers::{Clock, Timer, Timers};
 
@@ -47,7 +50,7 @@ pub type Signals = SignalDelivery<UnixStream, SignalOnly>;
 
 /// The signals the daemon acts on (2.9). Each has a handler, so even as PID 1 none is dropped.
 pub const HANDLED_SIGNALS: &[i32] =
-    &[libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGUSR2, libc::SIGCHLD];
+    &[libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2, libc::SIGCHLD];
 
 const SIGNAL_TOKEN: Token = Token(0);
 /// How often the memory of programs with `memory_limit=` is read (while one runs).
@@ -212,6 +215,21 @@ pub struct EventLoop {
     ticker: Ticker,
     /// `ready_check=` / `health_check=` probes in flight or scheduled.
     probes: Probes,
+    /// The binary an upgrade in place executes (the daemon's own path).
+    executable: Option<PathBuf>,
+    /// An upgrade's pre-flight run of the new binary, while it runs.
+    check: Option<upgrade::Check>,
+    /// The new binary passed: executed at the top of the loop.
+    upgrade_go: bool,
+    upgrades: UpgradeRecord,
+    /// A takeover is adding the groups again: no events.
+    resuming: bool,
+    /// cgroup v2, found at the first program with `cgroup=` (or why it cannot be used).
+    cgroups: Option<Result<super::cgroup::Cgroups, String>>,
+    /// The cgroup of each process that has one (while it has a child).
+    cgroup_of: HashMap<ProcId, super::cgroup::ProgramCgroup>,
+    /// Programs whose cgroup problems were logged (once per program).
+    cgroup_noted: std::collections::HashSet<String>,
 }
 
 impl EventLoop {
@@ -247,6 +265,14 @@ impl EventLoop {
             pools: Pools::new(&config.supervisord.identifier),
             ticker: Ticker::new(),
             probes: Probes::new(),
+            executable: None,
+            check: None,
+            upgrade_go: false,
+            upgrades: UpgradeRecord::default(),
+            resuming: false,
+            cgroups: None,
+            cgroup_of: HashMap::new(),
+            cgroup_noted: std::collections::HashSet::new(),
             config,
             sup,
             log,
@@ -313,12 +339,18 @@ impl EventLoop {
     /// the configured processes: stopped by hand stay stopped, started by hand start (even with
     /// `autostart=false`). Names no longer configured are kept in the file, and ignored.
     pub fn apply_state_file(&mut self) {
+        self.load_state_file(true);
+    }
+
+    /// Reads `state_file=`, and applies it to the processes if `apply` (not after an upgrade
+    /// in place, where the processes are as the old daemon left them).
+    pub fn load_state_file(&mut self, apply: bool) {
         let Some(path) = self.config.supervisord.state_file.clone() else { return };
         let (file, problems) = StateFile::load(&path);
         for p in problems {
             self.log.log(LogLevel::Warn, &p);
         }
-        for (spec, started) in file.entries() {
+        for (spec, started) in file.entries().filter(|_| apply) {
             let (group, name) = crate::supervisor::namespec::split(spec);
             let Some(id) = name.and_then(|n| self.sup.find(group, n)) else { continue };
             if started {
@@ -416,6 +448,12 @@ impl EventLoop {
     }
 
     fn open_log(&mut self, pc: &ProcessConfig, ch: Channel) -> Option<LogFile> {
+        self.open_log_at(pc, ch, None)
+    }
+
+    /// A process's log, at `at` instead of the configured path when given (an upgrade in place
+    /// keeps an AUTO log's name).
+    fn open_log_at(&mut self, pc: &ProcessConfig, ch: Channel, at: Option<&std::path::Path>) -> Option<LogFile> {
         let settings = match ch {
             Channel::Stdout => &pc.stdout,
             Channel::Stderr => &pc.stderr,
@@ -423,10 +461,11 @@ impl EventLoop {
         if ch == Channel::Stderr && pc.redirect_stderr {
             return None;
         }
-        let opened = match &settings.logfile {
-            LogSetting::None => return None,
-            LogSetting::Path(path) => LogFile::open(path, settings.maxbytes, settings.backups),
-            LogSetting::Auto => {
+        let opened = match (&settings.logfile, at) {
+            (LogSetting::None, _) => return None,
+            (_, Some(path)) => LogFile::open(path, settings.maxbytes, settings.backups),
+            (LogSetting::Path(path), None) => LogFile::open(path, settings.maxbytes, settings.backups),
+            (LogSetting::Auto, None) => {
                 let prefix = format!("{}-{}---{}-", pc.name, ch.name(), self.config.supervisord.identifier);
                 let dir = self.config.supervisord.childlogdir.clone();
                 LogFile::deferred_unique(&dir, &prefix, ".log", settings.maxbytes, settings.backups)
@@ -466,13 +505,25 @@ impl EventLoop {
 
     /// Runs until everything has stopped after a shutdown or reload request.
     pub fn run(&mut self, signals: &mut Signals) -> io::Result<LoopExit> {
-        let mut events = Events::with_capacity(256);
         self.now = Clock::read();
         // At boot: PROCESS_GROUP_ADDED for each group, SUPERVISOR_STATE_CHANGE_RUNNING, then the
         // first starts (Supervisor's order).
         self.perform_actions();
         self.ticks(self.now.wall);
         self.sup.begin(self.now.mono, self.now.wall);
+        self.run_on(signals)
+    }
+
+    /// Runs after an upgrade in place (`take_over`): the daemon was running already, so no
+    /// SUPERVISOR_STATE_CHANGE_RUNNING; the carried processes are looked at once.
+    pub fn run_resumed(&mut self, signals: &mut Signals) -> io::Result<LoopExit> {
+        self.now = Clock::read();
+        self.sup.tick(self.now.mono, self.now.wall);
+        self.run_on(signals)
+    }
+
+    fn run_on(&mut self, signals: &mut Signals) -> io::Result<LoopExit> {
+        let mut events = Events::with_capacity(256);
         self.perform_actions();
         // Reading the config and starting the programs left freed blocks in the heap (0.7 MB
         // with 1000 programs): give their pages back before settling down.
@@ -482,6 +533,11 @@ impl EventLoop {
             if let Some(exit) = self.exit.take() {
                 self.abandon_pending();
                 return Ok(exit);
+            }
+            if self.upgrade_go {
+                // Returns only if the exec failed (reported; everything goes on).
+                self.exec_upgrade();
+                continue;
             }
             // Probes due now start, and a verdict goes to the state machine (then round again
             // to act on it; bounded, since an attempt's verdict comes at most once per start).
@@ -575,6 +631,7 @@ impl EventLoop {
         self.timers.set(Timer::HeldLogs, self.held_logs.front().map(|h| h.2));
         self.timers.set(Timer::FloodBuf, self.flood_buf.as_ref().map(|(_, used)| *used + FLOOD_BUF_KEEP));
         self.timers.set(Timer::Memory, self.memory_check);
+        self.timers.set(Timer::Upgrade, self.check.as_ref().map(|c| c.deadline));
     }
 
     /// What the timers due at this wakeup do, outside the core (stepped at the end of the
@@ -593,6 +650,9 @@ impl EventLoop {
         if self.timers.due(Timer::Memory, now.mono) {
             self.check_memory();
         }
+        if self.timers.due(Timer::Upgrade, now.mono) {
+            self.upgrade_check_timeout();
+        }
     }
 
     fn on_signal(&mut self, sig: i32) {
@@ -610,6 +670,12 @@ impl EventLoop {
                 self.log.log(LogLevel::Warn, "received SIGHUP indicating restart request");
                 // An invalid config was logged by reload(); the running one stays.
                 let _ = self.reload(now, wall);
+            }
+            libc::SIGUSR1 => {
+                self.log.log(LogLevel::Warn, "received SIGUSR1 indicating upgrade request");
+                if let Err(why) = self.begin_upgrade(None) {
+                    self.log.log(LogLevel::Error, &format!("upgrade refused: {why}"));
+                }
             }
             libc::SIGUSR2 => {
                 self.log.log(LogLevel::Info, "received SIGUSR2 indicating log reopen request");
@@ -682,9 +748,12 @@ impl EventLoop {
                     break;
                 }
             };
-            let (exitstatus, message, shell_status) = sys::decode_wait_status(reaped.status);
+            let (exitstatus, mut message, shell_status) = sys::decode_wait_status(reaped.status);
             match self.pids.remove(&reaped.pid) {
                 Some(id) => {
+                    if let Some(why) = self.cgroup_exit(id, reaped.status) {
+                        message = format!("{message} ({why})");
+                    }
                     for ch in [Channel::Stdout, Channel::Stderr] {
                         // What the child wrote before it exited is in the pipe now; bounded,
                         // because a grandchild may still hold the pipe and write forever.
@@ -708,7 +777,9 @@ impl EventLoop {
                 }
                 None => {
                     let mut outcomes = Vec::new();
-                    if self.probes.on_exit(reaped.pid, shell_status == 0, &message, self.now.mono, &mut outcomes) {
+                    if self.upgrade_check_reaped(reaped.pid, shell_status == 0, &message) {
+                    } else if self.probes.on_exit(reaped.pid, shell_status == 0, &message, self.now.mono, &mut outcomes)
+                    {
                         self.apply_probe_outcomes(outcomes);
                     } else if let Some((level, note)) = compress::reaped(reaped.pid, shell_status == 0, &message) {
                         self.log.log(level, &note);
@@ -953,6 +1024,7 @@ impl EventLoop {
             ready_fd: pc.ready_fd,
             listen: self.listen_fds_for(group, pc)?,
             limits: pc.limits.clone(),
+            cgroup: self.cgroup_for(id, pc, group),
         };
         self.spawner.spawn(plan, &pc.name)
     }
@@ -994,8 +1066,73 @@ impl EventLoop {
         pid
     }
 
+    /// `cgroup=`: the `cgroup.procs` file a new child of `pc` joins, its cgroup made and its
+    /// limits written; None (and a log line, once per program) where cgroups cannot be used.
+    fn cgroup_for(&mut self, id: ProcId, pc: &ProcessConfig, group: &str) -> Option<PathBuf> {
+        let limits = pc.limits.cgroup.as_ref()?;
+        let cgroups = self.cgroups.get_or_insert_with(super::cgroup::Cgroups::detect);
+        let spec = crate::supervisor::namespec::make(group, &pc.name);
+        let made = match cgroups {
+            Ok(c) => c.program(&spec, limits).map(|(cg, problems)| (cg, problems, c.take_notes())),
+            Err(e) => Err(e.clone()),
+        };
+        let first = self.cgroup_noted.insert(spec.clone());
+        match made {
+            Ok((cg, problems, notes)) => {
+                for n in notes {
+                    self.log.log(LogLevel::Warn, &format!("cgroups: {n}"));
+                }
+                if first {
+                    for p in problems {
+                        self.log.log(LogLevel::Warn, &format!("{}: {p}", pc.name));
+                    }
+                    self.log.log(LogLevel::Info, &format!("{}: runs in the cgroup {}", pc.name, cg.dir.display()));
+                }
+                let procs = cg.dir.join("cgroup.procs");
+                self.cgroup_of.insert(id, cg);
+                Some(procs)
+            }
+            Err(e) => {
+                if first {
+                    let msg = format!("{}: cgroup= is not in force, it runs without a cgroup of its own: {e}", pc.name);
+                    self.log.log(LogLevel::Warn, &msg);
+                }
+                None
+            }
+        }
+    }
+
+    /// A process with a cgroup was reaped: what is left in the cgroup is killed (and said), and
+    /// an OOM kill is named (returned, for the exit's description).
+    fn cgroup_exit(&mut self, id: ProcId, status: i32) -> Option<String> {
+        let cg = self.cgroup_of.remove(&id)?;
+        let name = self.sup.process(id).map(|p| p.name().to_string()).unwrap_or_default();
+        let left = super::cgroup::kill_left(&cg.dir);
+        if !left.is_empty() {
+            let pids: Vec<String> = left.iter().map(ToString::to_string).collect();
+            let what = if left.len() == 1 { "process" } else { "processes" };
+            let msg = format!("{name}: killed {} {what} left in its cgroup (pids {})", left.len(), pids.join(", "));
+            self.log.log(LogLevel::Warn, &msg);
+        }
+        let killed = libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL;
+        if !(killed && super::cgroup::oom_kills(&cg.dir) > cg.oom_kills) {
+            return None;
+        }
+        let (group, pid, max) = self
+            .sup
+            .process(id)
+            .map(|p| (p.group.clone(), p.pid, p.config.limits.cgroup.as_ref().and_then(|c| c.memory_max)))
+            .unwrap_or_default();
+        self.log.log(LogLevel::Warn, &format!("{name}: killed by the kernel's OOM killer (memory_max)"));
+        self.notify(Event::process_oom(&name, &group, pid, max));
+        Some("killed for memory: memory_max".to_string())
+    }
+
     /// Stops watching every child's pipes and closes every log (at exit or before a reload).
     pub fn close_all(&mut self) {
+        if let Some(Ok(c)) = &self.cgroups {
+            c.remove_all();
+        }
         for i in 0..self.io.len() {
             for ch in [Channel::Stdout, Channel::Stderr] {
                 self.close_pipe(ProcId(i), ch);

@@ -70,6 +70,13 @@ impl NotifySocket {
         Ok(NotifySocket { sock, address: format!("@{name}") })
     }
 
+    /// The socket an old daemon held (upgrade in place), with its address.
+    pub fn adopt(fd: std::os::fd::OwnedFd, address: String) -> io::Result<NotifySocket> {
+        let sock = UnixDatagram::from(fd);
+        sock.set_nonblocking(true)?;
+        Ok(NotifySocket { sock, address })
+    }
+
     pub fn address(&self) -> &str {
         &self.address
     }

@@ -123,6 +123,14 @@ impl Listener {
         self.state
     }
 
+    /// Takes up a state an old daemon left (upgrade in place), with nothing read yet.
+    pub fn resume(&mut self, state: ListenerState) {
+        self.state = state;
+        self.buf.clear();
+        self.result_len = None;
+        self.result.clear();
+    }
+
     /// `handle_with` for inputs that decide no result, or for handlers that keep no state.
     pub fn handle(&mut self, input: Input<'_>, out: &mut Vec<Output>) {
         self.handle_with(input, &mut HandlerState::default(), out);

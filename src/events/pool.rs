@@ -289,6 +289,15 @@ impl Pools {
         // Unknown names are stale reports (the pool was removed meanwhile): ignored.
     }
 
+    /// Upgrade in place: a listener goes on in the protocol state the old daemon left it in (an
+    /// event it was BUSY with was the old daemon's: its result is taken and dropped).
+    pub fn resume(&mut self, pool: &str, listener: &str, state: ListenerState, running: bool) {
+        self.with_slot(pool, listener, |p, i, _| {
+            p.slots[i].running = running;
+            p.slots[i].listener.resume(state);
+        });
+    }
+
     /// The listener process was forked: its protocol starts over in ACKNOWLEDGED.
     pub fn spawned(&mut self, pool: &str, listener: &str, out: &mut Vec<Action>) {
         self.with_slot(pool, listener, |p, i, id| {

@@ -29,6 +29,8 @@ pub enum EventType {
     Tick3600,
     ProcessGroupAdded,
     ProcessGroupRemoved,
+    /// minisv's own: the kernel's OOM killer ended a process in its cgroup (`memory_max=`).
+    ProcessOom,
 }
 
 /// The abstract types (subscribable, never emitted).
@@ -43,7 +45,7 @@ pub const ABSTRACT_TYPES: [&str; 7] = [
 ];
 
 impl EventType {
-    pub const ALL: [EventType; 20] = [
+    pub const ALL: [EventType; 21] = [
         EventType::ProcessStateStopped,
         EventType::ProcessStateExited,
         EventType::ProcessStateStarting,
@@ -64,6 +66,7 @@ impl EventType {
         EventType::Tick3600,
         EventType::ProcessGroupAdded,
         EventType::ProcessGroupRemoved,
+        EventType::ProcessOom,
     ];
 
     pub fn name(self) -> &'static str {
@@ -88,6 +91,7 @@ impl EventType {
             EventType::Tick3600 => "TICK_3600",
             EventType::ProcessGroupAdded => "PROCESS_GROUP_ADDED",
             EventType::ProcessGroupRemoved => "PROCESS_GROUP_REMOVED",
+            EventType::ProcessOom => "PROCESS_OOM",
         }
     }
 
@@ -111,8 +115,8 @@ impl EventType {
             }
             EventType::Tick5 | EventType::Tick60 | EventType::Tick3600 => Some("TICK"),
             EventType::ProcessGroupAdded | EventType::ProcessGroupRemoved => Some("PROCESS_GROUP"),
-            // REMOTE_COMMUNICATION derives from Event directly.
-            EventType::RemoteCommunication => None,
+            // REMOTE_COMMUNICATION (and minisv's PROCESS_OOM) derive from Event directly.
+            EventType::RemoteCommunication | EventType::ProcessOom => None,
         }
     }
 
@@ -157,7 +161,8 @@ impl EventType {
             | EventType::SupervisorStateChangeRunning
             | EventType::SupervisorStateChangeStopping
             | EventType::ProcessGroupAdded
-            | EventType::ProcessGroupRemoved => None,
+            | EventType::ProcessGroupRemoved
+            | EventType::ProcessOom => None,
         }
     }
 }
@@ -271,6 +276,18 @@ impl Event {
         Event { kind, payload: format!("when:{when}").into_bytes() }
     }
 
+    /// PROCESS_OOM (minisv's own): `processname:x groupname:g pid:N memory_max:BYTES`, sent
+    /// when a process of a program with `memory_max=` exits by SIGKILL with an OOM kill counted
+    /// in its cgroup (`memory_max:max` when the limit is `max`).
+    pub fn process_oom(process: &str, group: &str, pid: u32, memory_max: Option<u64>) -> Event {
+        let max = match memory_max {
+            Some(m) if m != u64::MAX => m.to_string(),
+            _ => "max".to_string(),
+        };
+        let payload = format!("processname:{process} groupname:{group} pid:{pid} memory_max:{max}");
+        Event { kind: EventType::ProcessOom, payload: payload.into_bytes() }
+    }
+
     /// PROCESS_GROUP_ADDED: `groupname:g\n` (with the trailing newline).
     pub fn group_added(group: &str) -> Event {
         Event { kind: EventType::ProcessGroupAdded, payload: format!("groupname:{group}\n").into_bytes() }
@@ -342,6 +359,15 @@ mod tests {
         let mut config: Vec<&str> = EVENT_TYPES.to_vec();
         config.sort_unstable();
         assert_eq!(known, config);
+    }
+
+    #[test]
+    fn an_oom_kill_names_the_process_and_its_limit() {
+        let e = Event::process_oom("web", "web", 4242, Some(512 << 20));
+        assert_eq!(text(&e), "processname:web groupname:web pid:4242 memory_max:536870912");
+        assert_eq!(e.kind.name(), "PROCESS_OOM");
+        assert_eq!(text(&Event::process_oom("w", "g", 1, None)), "processname:w groupname:g pid:1 memory_max:max");
+        assert!(subscribes(&subs(&["EVENT"]), e.kind) && !subscribes(&subs(&["PROCESS_STATE"]), e.kind));
     }
 
     #[test]

@@ -70,10 +70,12 @@ const TAIL_HELP: &str = "Tail a process log: read length bytes from offset, and 
 
 /// Every method, aliases included, sorted by name (the listMethods order).
 static METHODS: &[Method] = &[
-    m("minisv.getProcessStats", &["array"], "Memory and CPU of every running process with its descendants, read from /proc.\n\n@return array result Structs: name, group, pid, rss_bytes (int), cpu_seconds (double)", get_process_stats),
+    m("minisv.getProcessStats", &["array"], "Memory and CPU of every running process with its descendants, read from /proc.\n\n@return array result Structs: name, group, pid, rss_bytes (int), cpu_seconds (double), memory_limit and memory_max (double, bytes; 0 when not set)", get_process_stats),
+    m("minisv.lastUpgrade", &["struct"], "What the daemon knows of its upgrades in place: how many were tried (generation), and the last one's outcome.\n\n@return struct result generation (int), pid (int), version (string), ok (boolean, false when none was tried or the last failed), message (string)", last_upgrade),
     m("minisv.reopenLogs", &["boolean", "string"], "Close and reopen log files at their paths, for external log rotation (as SIGUSR2 does): of one process, or of every process and the main log when the name is empty or 'all'.\n\n@param string name The process name (or group:name, group:*), empty or 'all'\n@return boolean result Always True unless error", reopen_logs),
     m("minisv.rotateLogs", &["boolean", "string"], "Rotate log files now (f.1 ... f.N as when maxbytes is reached): of one process, or of every process and the main log when the name is empty or 'all'.\n\n@param string name The process name (or group:name, group:*), empty or 'all'\n@return boolean result Always True unless error", rotate_logs),
     m("minisv.updateProcessGroup", &["struct", "string"], "Apply the configuration last read (by reloadConfig) to an active group, restarting only the processes whose own settings changed. Unchanged processes keep running, and processes stopped by hand stay stopped. Supervisor restarts the whole group instead.\n\n@param string name The group name\n@return struct result Process names: added, changed, removed, unchanged", update_process_group),
+    m("minisv.upgrade", &["boolean"], "Upgrade in place: run the binary at the daemon's path once to check it, then execute it in this process, where it takes over every program (same pids, pipes, logs and sockets; nothing is stopped). Answers before the exec; see minisv.lastUpgrade for the outcome. Refused while stopping or reloading, and when the config file no longer gives the programs that run.\n\n@return boolean result True once the new binary passed its check (it is executed next)", upgrade),
     m("supervisor.addProcessGroup", &["boolean", "string"], "Activate a process group from the configuration that was last read.\n\n@param string name Name of the group to add\n@return boolean result True if successful", add_process_group),
     m("supervisor.clearAllProcessLogs", &["array"], "Clear the stdout and stderr logs of every process.\n\n@return array result An array of process status info structs", clear_all_process_logs),
     m("supervisor.clearLog", &["boolean"], "Clear the main log.\n\n@return boolean result Always true unless error", clear_log),
@@ -613,18 +615,40 @@ fn rotate_logs(lp: &mut dyn Host, a: &Args) -> Outcome {
     done(true)
 }
 
+fn upgrade(lp: &mut dyn Host, a: &Args) -> Outcome {
+    a.count(0, 0)?;
+    let ticket = lp.upgrade().map_err(|why| RpcError::with(faults::FAILED, why))?;
+    Ok(Reply::Later(Pending::Answer(ticket)))
+}
+
+fn last_upgrade(lp: &mut dyn Host, a: &Args) -> Outcome {
+    a.count(0, 0)?;
+    let (generation, last) = lp.last_upgrade();
+    let (ok, message) = last.unwrap_or((false, String::new()));
+    done(Value::structure([
+        ("generation", Value::Int(generation.min(i32::MAX as u64) as i64)),
+        ("pid", Value::Int(crate::sys::getpid() as i64)),
+        ("version", Value::from(env!("CARGO_PKG_VERSION").to_string())),
+        ("ok", Value::Bool(ok)),
+        ("message", Value::from(message)),
+    ]))
+}
+
 fn get_process_stats(lp: &mut dyn Host, a: &Args) -> Outcome {
     a.count(0, 0)?;
-    let mut rows: Vec<(String, String, u32)> = lp
+    let mut rows: Vec<(String, String, u32, u64, u64)> = lp
         .sup()
         .processes()
         .filter(|(_, p)| p.pid != 0)
-        .map(|(_, p)| (p.group.clone(), p.name().to_string(), p.pid))
+        .map(|(_, p)| {
+            let max = p.config.limits.cgroup.as_ref().and_then(|c| c.memory_max).filter(|m| *m != u64::MAX);
+            (p.group.clone(), p.name().to_string(), p.pid, p.config.memory_limit, max.unwrap_or(0))
+        })
         .collect();
     rows.sort();
     let stats = rows
         .into_iter()
-        .filter_map(|(group, name, pid)| {
+        .filter_map(|(group, name, pid, limit, max)| {
             let u = super::metrics::tree_usage(pid)?;
             Some(Value::structure([
                 ("name", Value::from(name)),
@@ -632,6 +656,9 @@ fn get_process_stats(lp: &mut dyn Host, a: &Args) -> Outcome {
                 ("pid", Value::Int(pid as i64)),
                 ("rss_bytes", Value::Int(u.rss_bytes.min(i32::MAX as u64) as i64)),
                 ("cpu_seconds", Value::Double(u.cpu_seconds)),
+                // Doubles: XML-RPC ints are 32-bit, and limits are often over 2 GB.
+                ("memory_limit", Value::Double(limit as f64)),
+                ("memory_max", Value::Double(max as f64)),
             ]))
         })
         .collect();

@@ -54,4 +54,9 @@ pub trait Host {
     fn reread(&mut self) -> Result<GroupChanges, Vec<String>>;
     /// Reads the configuration again and, if it is valid, stops everything to apply it.
     fn reload(&mut self, now: Instant, wall: SystemTime) -> Result<(), Vec<String>>;
+    /// Starts an upgrade in place: the answer comes with the ticket once the new binary has
+    /// passed its pre-flight run (then it is executed) or failed it; Err is why it cannot start.
+    fn upgrade(&mut self) -> Result<crate::supervisor::Ticket, String>;
+    /// How many upgrades this daemon has been through, and the last one's outcome.
+    fn last_upgrade(&self) -> (u64, Option<(bool, String)>);
 }

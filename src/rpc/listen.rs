@@ -72,9 +72,14 @@ fn remove_socket(path: &Path) -> Result<(), String> {
 }
 
 /// Binds `[unix_http_server]`: `<file>.<pid>`, chmod, hard link to `<file>`, chown.
+/// The name a socket for `file` is bound at (then linked at `file`): what its getsockname says.
+pub fn bound_name(file: &std::path::Path) -> PathBuf {
+    PathBuf::from(format!("{}.{}", file.display(), std::process::id()))
+}
+
 pub fn bind_unix(cfg: &UnixHttpServerConfig) -> Result<UnixSocket, String> {
     let file = cfg.file.clone();
-    let temp = PathBuf::from(format!("{}.{}", file.display(), std::process::id()));
+    let temp = bound_name(&file);
     // Only a socket is ever unlinked: a stale-socket check must not remove someone's file.
     remove_socket(&temp)?;
     let mut attempts = 0;

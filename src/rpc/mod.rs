@@ -10,6 +10,7 @@ pub(crate) mod httpdate;
 pub mod info;
 pub mod json;
 mod listen;
+pub mod mergedtail;
 pub mod metrics;
 pub mod route;
 pub mod server;

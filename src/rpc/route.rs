@@ -20,6 +20,8 @@ pub(super) enum Waiting {
     Tail {
         main: bool,
     },
+    /// `/mergedtail`.
+    MergedTail,
 }
 
 /// The body limit of a request target.
@@ -48,6 +50,20 @@ pub(super) fn route_request(req: Request, peer: Option<SocketAddr>) -> Routed {
         }
         Route::MainLogtail => {
             Routed::Loop(Waiting::Tail { main: true }, Incoming::Tail { namespec: None, channel: "stdout".into() })
+        }
+        Route::MergedTail if !is_get => Routed::Answer(Response::error(400)),
+        Route::MergedTail => {
+            let query = req.target.split_once('?').map_or("", |(_, q)| q.split('#').next().unwrap_or(""));
+            let mut names = Vec::new();
+            let mut channel = None;
+            for (k, v) in web::parse_form(query) {
+                match k.as_str() {
+                    "name" => names.push(v),
+                    "channel" => channel = Some(v),
+                    _ => {}
+                }
+            }
+            Routed::Loop(Waiting::MergedTail, Incoming::MergedTail { names, channel })
         }
         Route::Ok => Routed::Answer(Response::new(200, "text/plain", "OK")),
         Route::Static if !is_get && req.method != "HEAD" => Routed::Answer(Response::error(400)),
@@ -88,6 +104,8 @@ pub enum Route {
         channel: String,
     },
     MainLogtail,
+    /// `/mergedtail?name=...`: several logs in one stream (minisv).
+    MergedTail,
     Ok,
     /// A page of `web` (status, tail, metrics, health, JSON API).
     Web,
@@ -107,6 +125,9 @@ pub fn route(url: &str) -> Route {
         return Route::MainLogtail;
     }
     let path = uri_path(url);
+    if path == "/mergedtail" {
+        return Route::MergedTail;
+    }
     if path == "/ok.html" {
         return Route::Ok;
     }

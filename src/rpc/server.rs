@@ -3,8 +3,8 @@
 //! is a [`Conn`] state machine fed by readiness. There is no thread: a request that needs the
 //! loop (XML-RPC, a page, where a log is) is queued for it with [`Server::next_request`] and
 //! answered with [`Server::answer`], at once or much later (a start that waits); `/logtail`
-//! streams are fed from the log file at their offset whenever the socket takes more, so a slow
-//! or stopped reader costs no memory.
+//! and `/mergedtail` streams are fed from the log files at their offsets whenever the socket
+//! takes more, so a slow or stopped reader costs no memory.
 //!
 //! Limits, all before authentication: a head of at most 16 KiB, a body of at most the route's
 //! limit (413 without reading it), a request complete within `request` seconds of its
@@ -29,8 +29,9 @@ use mio::{Interest, Registry, Token};
 use super::conn::{Conn, Event, Policy, Response, Timeouts};
 use super::httpdate::http_date;
 use super::listen::{self, Unlinker};
+use super::mergedtail::{MergedSource, MergedTail};
 use super::route::{body_limit, route_request, Routed, Waiting};
-use super::tail::Tail;
+use super::tail::{Follow, Tail};
 use super::web::{WebRequest, WebResponse};
 use crate::config::{Config, Credentials, InetHttpServerConfig, LogLevel, UnixHttpServerConfig};
 
@@ -62,6 +63,9 @@ pub enum Incoming {
     /// Where the log for `/logtail/<namespec>[/<channel>]` is (namespec %-unquoted), or the
     /// main log's (`/mainlogtail`, namespec None); answer with `Answer::Tail`.
     Tail { namespec: Option<String>, channel: String },
+    /// The logs of `/mergedtail?name=...&channel=...` (names %-unquoted, in the order given);
+    /// answer with `Answer::MergedTail`.
+    MergedTail { names: Vec<String>, channel: Option<String> },
     /// A line for the main log; no answer.
     Log(LogLevel, String),
 }
@@ -76,6 +80,8 @@ pub enum Answer {
     Web(WebResponse),
     /// The log file to stream, or None: 404.
     Tail(Option<PathBuf>),
+    /// The logs to stream, or why not (404 with that text).
+    MergedTail(Result<Vec<MergedSource>, String>),
 }
 
 /// A connection as the loop holds it while its answer is pending; stale once the connection
@@ -91,6 +97,8 @@ pub struct ConnRef {
 pub struct Settings {
     pub timeouts: Timeouts,
     pub max_connections: usize,
+    /// Dropped connections are reported at most this often (one line for all of them).
+    pub drop_log_every: Duration,
 }
 
 impl Settings {
@@ -135,7 +143,7 @@ impl Settings {
                 }
             },
         };
-        (Settings { timeouts, max_connections }, warnings)
+        (Settings { timeouts, max_connections, drop_log_every: DROP_LOG_EVERY }, warnings)
     }
 }
 
@@ -253,7 +261,7 @@ struct Connection {
     /// The request handed to the loop, while its answer is awaited: what it was, to finish a
     /// web answer or a tail.
     waiting: Option<Waiting>,
-    tail: Option<Tail>,
+    tail: Option<Follow>,
     /// The deadline last put in the timer heap.
     deadline: Option<Instant>,
 }
@@ -281,7 +289,7 @@ pub struct Server {
     scratch: Vec<u8>,
     settings: Settings,
     dropped: DropCounts,
-    /// How many connections stream a log (so that a wake-up without any looks at none).
+    /// How many connections stream logs (so that a wake-up without any looks at none).
     tails: usize,
 }
 
@@ -322,6 +330,67 @@ impl Server {
         }
         let logs = server.unauthenticated_warnings();
         Ok((server, logs))
+    }
+
+    /// As `bind`, taking the listening sockets an old daemon left (upgrade in place) for the
+    /// sections whose address they have, so that clients are not refused meanwhile; the others
+    /// are bound, and the sockets left over closed.
+    pub fn bind_adopting(
+        config: &Config,
+        settings: Settings,
+        inherited: Vec<std::os::fd::OwnedFd>,
+    ) -> Result<(Server, Vec<(LogLevel, String)>), String> {
+        Server::bind_adopting_sections(&config.inet_http_servers, &config.unix_http_servers, settings, inherited)
+    }
+
+    pub fn bind_adopting_sections(
+        inet: &[InetHttpServerConfig],
+        unix: &[UnixHttpServerConfig],
+        settings: Settings,
+        mut inherited: Vec<std::os::fd::OwnedFd>,
+    ) -> Result<(Server, Vec<(LogLevel, String)>), String> {
+        let (mut server, logs) = Server::bind_sections(&[], &[], settings)?;
+        let wanted = origins(inet, unix);
+        if wanted.len() > MAX_LISTENERS {
+            return Err(too_many_listeners());
+        }
+        // The new sockets are bound first: if one fails, nothing taken over has been wrapped
+        // (a dropped unix listener unlinks its file, which the old daemon still serves).
+        let mut slots: Vec<Result<(Origin, std::os::fd::OwnedFd), Origin>> = Vec::with_capacity(wanted.len());
+        for origin in wanted {
+            slots.push(match inherited.iter().position(|fd| origin_matches(&origin, fd)) {
+                Some(i) => Ok((origin, inherited.swap_remove(i))),
+                None => Err(origin),
+            });
+        }
+        let mut opened: Vec<Result<(Origin, std::os::fd::OwnedFd), Listener>> = Vec::with_capacity(slots.len());
+        for slot in slots {
+            opened.push(match slot {
+                Ok(taken) => Ok(taken),
+                Err(origin) => Err(open_listener(origin)?),
+            });
+        }
+        for slot in opened {
+            server.listeners.push(match slot {
+                Ok((origin, fd)) => adopt_listener(origin, fd),
+                Err(new) => new,
+            });
+        }
+        let mut logs = logs;
+        logs.extend(server.unauthenticated_warnings());
+        Ok((server, logs))
+    }
+
+    /// The listening sockets' fds, for an upgrade in place.
+    pub fn listener_fds(&self) -> Vec<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.listeners
+            .iter()
+            .map(|l| match &l.socket {
+                Socket::Unix(s) => s.as_raw_fd(),
+                Socket::Tcp(s) => s.as_raw_fd(),
+            })
+            .collect()
     }
 
     fn unauthenticated_warnings(&self) -> Vec<(LogLevel, String)> {
@@ -475,7 +544,7 @@ impl Server {
         self.listeners.iter().map(|l| l.open).sum()
     }
 
-    /// How many `/logtail` streams are running.
+    /// How many `/logtail`, `/mainlogtail` and `/mergedtail` streams are running.
     pub fn active_tails(&self) -> usize {
         self.tails
     }
@@ -559,9 +628,13 @@ impl Server {
             if c.conn.expired(now).is_some() {
                 self.dropped.timed_out += 1;
                 self.close(registry, slot);
-            } else {
+            } else if c.tail.as_ref().and_then(Follow::deadline).is_none_or(|t| t > now) {
                 self.arm(slot);
             }
+            // Otherwise it is due for a merged tail (a line held back, a look put off):
+            // `pump_tails`, at the end of this wake-up, does it and arms again. Driving it here
+            // as well would make two looks in one wake-up, the second put off again: a timer
+            // that never ends.
         }
     }
 
@@ -569,7 +642,9 @@ impl Server {
     /// minute.
     pub fn report(&mut self, now: Instant) -> Vec<(LogLevel, String)> {
         let d = &mut self.dropped;
-        if d.over_cap + d.timed_out + d.out_of_fds == 0 || d.last_logged.is_some_and(|t| now < t + DROP_LOG_EVERY) {
+        if d.over_cap + d.timed_out + d.out_of_fds == 0
+            || d.last_logged.is_some_and(|t| now < t + self.settings.drop_log_every)
+        {
             return Vec::new();
         }
         let mut line = format!(
@@ -612,11 +687,21 @@ impl Server {
                         head = head.with("X-Accel-Buffering", "no");
                     }
                     c.conn.start_stream(&head, wall);
-                    c.tail = Some(tail);
+                    c.tail = Some(Follow::One(tail));
                     self.tails += 1;
                 }
                 None => c.conn.respond(&Response::error(404), wall, now),
             },
+            (Answer::MergedTail(Ok(sources)), _) => {
+                let head = Response::new(200, "text/plain;charset=utf-8", Vec::new()).with("X-Accel-Buffering", "no");
+                c.conn.start_stream(&head, wall);
+                c.tail = Some(Follow::Merged(MergedTail::new(sources)));
+                self.tails += 1;
+            }
+            // The lines say which names are unknown, for the client to print.
+            (Answer::MergedTail(Err(why)), _) => {
+                c.conn.respond(&Response::new(404, "text/plain;charset=utf-8", why), wall, now)
+            }
         }
         self.drive(registry, r, now, wall);
     }
@@ -791,7 +876,7 @@ impl Server {
     /// does not fill the heap).
     fn arm(&mut self, slot: usize) {
         let Some(c) = self.slots.get_mut(slot).and_then(Option::as_mut) else { return };
-        match (c.conn.deadline(), c.deadline) {
+        match (deadline_of(c), c.deadline) {
             (Some(want), Some(armed)) if armed <= want => {}
             (Some(want), _) => {
                 c.deadline = Some(want);
@@ -849,10 +934,10 @@ impl Server {
                 let _ = c.stream.shutdown();
                 c.conn.write_shut();
             }
-            // Feed a tail from its file while the socket takes it.
+            // Feed a tail from its files while the socket takes it.
             if let Some(t) = c.tail.as_mut() {
                 if c.writable && c.conn.output_len() == 0 {
-                    match t.feed(scratch, &mut c.conn) {
+                    match t.feed(scratch, &mut c.conn, now) {
                         Ok(true) => continue,
                         Ok(false) => {}
                         Err(_) => {
@@ -925,6 +1010,14 @@ impl Server {
     }
 }
 
+/// When a connection is next due: its own deadline, or what its merged tail has due (a line
+/// held back, a look put off), only while the socket could take it: a client that does not
+/// read gets no wake-ups.
+fn deadline_of(c: &Connection) -> Option<Instant> {
+    let tail = c.tail.as_ref().filter(|_| c.writable && c.conn.output_len() == 0).and_then(Follow::deadline);
+    [c.conn.deadline(), tail].into_iter().flatten().min()
+}
+
 fn too_many_listeners() -> String {
     format!("at most {MAX_LISTENERS} [unix_http_server] and [inet_http_server] sections are served")
 }
@@ -943,6 +1036,61 @@ fn open_listener(origin: Origin) -> Result<Listener, String> {
         Origin::Inet(c) => format!("[{}] port={}:{}", c.section, if c.host.is_empty() { "*" } else { &c.host }, c.port),
     };
     open_socket(origin).map_err(|e| format!("{e} ({which})"))
+}
+
+/// Whether an inherited listening socket is the one `origin` asks for: the same socket file,
+/// or the same port.
+fn origin_matches(origin: &Origin, fd: &std::os::fd::OwnedFd) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a zeroed sockaddr_storage filled by getsockname for an fd we own.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    let r = unsafe { libc::getsockname(fd.as_raw_fd(), (&mut ss as *mut libc::sockaddr_storage).cast(), &mut len) };
+    if r == -1 {
+        return false;
+    }
+    match origin {
+        Origin::Unix(c) => {
+            if ss.ss_family as i32 != libc::AF_UNIX {
+                return false;
+            }
+            let Ok(std_l) = fd.try_clone().map(std::os::unix::net::UnixListener::from) else { return false };
+            // Bound under a temporary name (`bound_name`), then linked; the name is the pid's
+            // that bound it, which daemonizing changed.
+            let Some(name) = std_l.local_addr().ok().and_then(|a| a.as_pathname().map(|p| p.to_path_buf())) else {
+                return false;
+            };
+            name == c.file
+                || name.parent() == c.file.parent()
+                    && name.file_name().is_some_and(|n| {
+                        let (n, f) =
+                            (n.to_string_lossy(), c.file.file_name().map(|f| f.to_string_lossy()).unwrap_or_default());
+                        n.strip_prefix(&*f)
+                            .and_then(|rest| rest.strip_prefix('.'))
+                            .is_some_and(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+                    })
+        }
+        Origin::Inet(c) => {
+            if ss.ss_family as i32 != libc::AF_INET && ss.ss_family as i32 != libc::AF_INET6 {
+                return false;
+            }
+            let Ok(std_l) = fd.try_clone().map(std::net::TcpListener::from) else { return false };
+            std_l.local_addr().is_ok_and(|a| c.port != 0 && a.port() == c.port)
+        }
+    }
+}
+
+/// A listening socket taken over from an old daemon. It is non-blocking already (the old
+/// daemon's; the flag belongs to the open file, which the exec kept).
+fn adopt_listener(origin: Origin, fd: std::os::fd::OwnedFd) -> Listener {
+    let (socket, unlinker) = match &origin {
+        Origin::Inet(_) => (Socket::Tcp(TcpListener::from_std(std::net::TcpListener::from(fd))), None),
+        Origin::Unix(cfg) => (
+            Socket::Unix(UnixListener::from_std(std::os::unix::net::UnixListener::from(fd))),
+            Some(Unlinker::new(cfg.file.clone())),
+        ),
+    };
+    Listener { origin, socket, _unlinker: unlinker, order: VecDeque::new(), open: 0, ready: true, paused_until: None }
 }
 
 fn open_socket(origin: Origin) -> Result<Listener, String> {

@@ -1,14 +1,46 @@
 //! A `/logtail` or `/mainlogtail` stream (4.7): the last 1024 bytes of the log, then every
 //! new byte, read from the file at the stream's offset only when its socket takes more (so a
-//! client that stops reading costs no memory), following truncation and rotation.
+//! client that stops reading costs no memory), following truncation and rotation. And what a
+//! connection streams: one log, or several merged (`/mergedtail`).
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use super::conn::Conn;
+use super::mergedtail::{Disk, MergedTail};
+
+/// What a streaming connection follows.
+pub(super) enum Follow {
+    One(Tail),
+    Merged(MergedTail),
+}
+
+impl Follow {
+    /// Pushes the next piece of the stream into `conn`: true if there was one.
+    pub(super) fn feed(&mut self, buf: &mut [u8], conn: &mut Conn, now: Instant) -> io::Result<bool> {
+        match self {
+            Follow::One(t) => t.feed(buf, conn),
+            Follow::Merged(m) => {
+                let mut piece = Vec::new();
+                m.next_piece(&Disk, buf, now, &mut piece);
+                conn.push(&piece);
+                Ok(!piece.is_empty())
+            }
+        }
+    }
+
+    /// When the stream has something to do even if no log grows (a line held back, a look
+    /// put off).
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        match self {
+            Follow::One(_) => None,
+            Follow::Merged(m) => m.deadline(),
+        }
+    }
+}
 
 /// The most a tail reads from its file at once (and so keeps queued for its socket).
 const TAIL_CHUNK: usize = 16 * 1024;

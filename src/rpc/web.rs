@@ -468,6 +468,11 @@ fn render_index(lp: &mut dyn Host, message: Option<&str>) -> WebResponse {
 }
 
 fn tail(lp: &mut dyn Host, req: &WebRequest) -> WebResponse {
+    let names: Vec<String> =
+        req.params().into_iter().filter(|(k, v)| k == "processname" && !v.is_empty()).map(|(_, v)| v).collect();
+    if super::mergedtail::several(&names) {
+        return tail_merged(lp, req, &names);
+    }
     let ns = req.param("processname").filter(|n| !n.is_empty());
     // Supervisor's quirk Q15: never fewer than 1024 bytes.
     let limit = req.param("limit").and_then(|l| l.trim().parse::<i64>().ok()).unwrap_or(1024).clamp(1024, 1 << 20);
@@ -485,6 +490,20 @@ fn tail(lp: &mut dyn Host, req: &WebRequest) -> WebResponse {
     let status = if text.is_ok() { 200 } else { 404 };
     let text = text.as_deref().map_err(String::as_str);
     WebResponse::html(status, html::tail(&ns, stderr, limit, text))
+}
+
+/// The tail page of several logs (minisv): each log's last lines, labelled as in
+/// `/mergedtail`, which its Follow button streams.
+fn tail_merged(lp: &mut dyn Host, req: &WebRequest, names: &[String]) -> WebResponse {
+    let channel = req.param("channel").filter(|c| c == "stdout" || c == "stderr");
+    match super::mergedtail::resolve(lp, names, channel.as_deref()) {
+        Ok(sources) => {
+            let text = super::mergedtail::snapshot(sources, 1 << 20);
+            let text = String::from_utf8_lossy(&text);
+            WebResponse::html(200, html::tail_merged(names, channel.as_deref(), Ok(&text)))
+        }
+        Err(why) => WebResponse::html(404, html::tail_merged(names, channel.as_deref(), Err(why.trim_end()))),
+    }
 }
 
 // ---- health and metrics ------------------------------------------------------------------

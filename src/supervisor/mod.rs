@@ -17,7 +17,7 @@ use crate::config::{GroupConfig, LogLevel};
 /// The window of `restart_limit=` (restarts per second).
 const RESTART_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
 pub use command::{Answer, BadCommand, Command, Each, Issued, Refusal, Target, Ticket, UpdateReport, World};
-pub use process::{Ctx, Effect, ExitInfo, Input, Process};
+pub use process::{Carried, Ctx, Effect, ExitInfo, Input, Process};
 pub use state::{Mood, ProcessState};
 
 /// Index of a process slot. Slots of removed groups are left empty and never reused while the
@@ -430,6 +430,27 @@ impl Supervisor {
                 p.laststart = Some(now);
             }
         }
+    }
+
+    /// An upgrade in place: the state of one process, as the old daemon left it. It is looked
+    /// at on the next tick, its deadlines filed again.
+    pub fn resume(&mut self, id: ProcId, carried: Carried) {
+        let Some(p) = self.slots.get_mut(id.0).and_then(Option::as_mut) else { return };
+        p.resume(carried);
+        let (deadline, held) = (p.deadline(), p.restart_held);
+        self.schedule.file(id, deadline, held);
+        self.schedule.mark(id);
+    }
+
+    /// An upgrade in place: the daemon-wide state besides the processes' (when the automatic
+    /// restarts of the last second began, and whether a critical program's end was reported).
+    pub fn carry_daemon(&self) -> (Vec<Instant>, bool) {
+        (self.recent_restarts.iter().copied().collect(), self.critical_reported)
+    }
+
+    pub fn resume_daemon(&mut self, recent_restarts: Vec<Instant>, critical_reported: bool) {
+        self.recent_restarts = recent_restarts.into();
+        self.critical_reported = critical_reported;
     }
 
     /// The STATUS= a process sent (notify protocol): shown in its status while it runs.

@@ -145,6 +145,35 @@ pub enum Deferred {
     Stop,
 }
 
+/// What a process's state machine has learned, apart from its config: carried across an
+/// upgrade in place (`daemon::upgrade`), so that the new daemon goes on where the old one was.
+/// The default is a process never started.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Carried {
+    pub state: ProcessState,
+    pub pid: u32,
+    pub laststart: Option<Instant>,
+    pub start_wall: Option<SystemTime>,
+    pub stop_wall: Option<SystemTime>,
+    pub delay: Option<Instant>,
+    pub backoff: u32,
+    pub killing: bool,
+    pub spawnerr: Option<String>,
+    pub exitstatus: Option<i32>,
+    pub administrative_stop: bool,
+    pub system_stop: bool,
+    pub last_status: Option<i32>,
+    pub running_since: Option<Instant>,
+    pub deferred: Option<Deferred>,
+    pub restarts: u64,
+    pub ready_failed: bool,
+    pub restart_held: bool,
+    pub health_failure: Option<String>,
+    pub watchdog_due: Option<Instant>,
+    pub status_text: Option<String>,
+    pub next_run: Option<(SystemTime, Instant)>,
+}
+
 fn secs(n: i64) -> Duration {
     Duration::from_secs(n.max(0) as u64)
 }
@@ -182,6 +211,61 @@ impl Process {
 
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// Its state, for an upgrade in place.
+    pub fn carry(&self) -> Carried {
+        Carried {
+            state: self.state,
+            pid: self.pid,
+            laststart: self.laststart,
+            start_wall: self.start_wall,
+            stop_wall: self.stop_wall,
+            delay: self.delay,
+            backoff: self.backoff,
+            killing: self.killing,
+            spawnerr: self.spawnerr.clone(),
+            exitstatus: self.exitstatus,
+            administrative_stop: self.administrative_stop,
+            system_stop: self.system_stop,
+            last_status: self.last_status,
+            running_since: self.running_since,
+            deferred: self.deferred,
+            restarts: self.restarts,
+            ready_failed: self.ready_failed,
+            restart_held: self.restart_held,
+            health_failure: self.health_failure.clone(),
+            watchdog_due: self.watchdog_due,
+            status_text: self.status_text.clone(),
+            next_run: self.next_run,
+        }
+    }
+
+    /// Takes up the state an old daemon carried (its config is this daemon's).
+    pub fn resume(&mut self, c: Carried) {
+        self.state = c.state;
+        self.pid = c.pid;
+        self.laststart = c.laststart;
+        self.start_wall = c.start_wall;
+        self.stop_wall = c.stop_wall;
+        self.delay = c.delay;
+        self.backoff = c.backoff;
+        self.killing = c.killing;
+        self.spawnerr = c.spawnerr;
+        self.exitstatus = c.exitstatus;
+        self.administrative_stop = c.administrative_stop;
+        self.system_stop = c.system_stop;
+        self.last_status = c.last_status;
+        self.running_since = c.running_since;
+        self.deferred = c.deferred;
+        self.restarts = c.restarts;
+        self.ready_failed = c.ready_failed;
+        self.restart_held = c.restart_held;
+        self.restart_held_logged = false;
+        self.health_failure = c.health_failure;
+        self.watchdog_due = c.watchdog_due;
+        self.status_text = c.status_text;
+        self.next_run = c.next_run;
     }
 
     /// The next moment at which `Tick` may change something, if any.

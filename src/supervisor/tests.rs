@@ -1189,3 +1189,54 @@ fn has_checks_follows_the_groups_added_and_removed() {
 }
 
 mod commands;
+
+/// Upgrade in place: a new core given each process's carried state goes on where the old one
+/// was: a stop escalates to SIGKILL at its time, a retry after backoff comes at its time with
+/// its counter, a process stopped by hand is not autostarted, and nothing else is started.
+#[test]
+fn processes_carried_through_an_upgrade_go_on_where_they_were() {
+    let mut a = pconf("a");
+    a.stopwaitsecs = 2;
+    let mut c = pconf("c");
+    c.autostart = false;
+    let m = pconf("m");
+    let groups =
+        || vec![group("a", 1, vec![a.clone()]), group("c", 2, vec![c.clone()]), group("m", 3, vec![m.clone()])];
+    let mut old = Harness::new(groups());
+    old.tick();
+    old.advance(1500);
+    assert_eq!(old.state("a"), ProcessState::Running);
+    old.feed("m", Input::Stop);
+    old.killed("m", "SIGTERM");
+    assert_eq!(old.state("m"), ProcessState::Stopped);
+    old.feed("a", Input::Stop);
+    old.feed("c", Input::Start);
+    old.exit("c", 1);
+    assert_eq!((old.state("c"), old.proc("c").backoff), (ProcessState::Backoff, 1));
+    old.advance(500);
+
+    let mut new = Harness::new(groups());
+    (new.t0, new.now) = (old.t0, old.now);
+    for name in ["a", "c", "m"] {
+        let id = new.id(name);
+        new.sup.resume(id, old.proc(name).carry());
+    }
+    new.tick();
+    assert!(new.spawns.is_empty() && new.kills.is_empty(), "{:?} {:?}", new.spawns, new.kills);
+    assert_eq!(new.state("a"), ProcessState::Stopping);
+    assert_eq!(new.proc("a").pid, old.proc("a").pid);
+    // a: 1.5 s of its stopwaitsecs were left; c: 0.5 s of its 1 s backoff.
+    new.advance(499);
+    assert!(new.spawns.is_empty());
+    new.advance(1);
+    assert_eq!(new.spawns, vec!["c".to_string()]);
+    new.exit("c", 1);
+    assert_eq!(new.proc("c").backoff, 2, "the backoff counter goes on");
+    new.advance(999);
+    assert!(new.kills.is_empty());
+    new.advance(1);
+    assert_eq!(new.kills, vec![("a".to_string(), libc::SIGKILL, false)]);
+    new.advance(60_000);
+    assert!(!new.spawns.contains(&"m".to_string()), "stopped by hand, m stays stopped");
+    assert_eq!(new.state("m"), ProcessState::Stopped);
+}

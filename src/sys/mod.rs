@@ -136,6 +136,32 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
+/// Executes `path` in this process with `argv` and the current environment; returns only on
+/// failure, with its error.
+pub fn execv(path: &std::ffi::CStr, argv: &[std::ffi::CString]) -> io::Error {
+    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    // SAFETY: NUL-terminated strings and a NULL-terminated array that outlive the call; the
+    // environment is the process's own (`environ`), unchanged by other threads (there are none).
+    unsafe { libc::execv(path.as_ptr(), ptrs.as_ptr()) };
+    io::Error::last_os_error()
+}
+
+/// Executes the file open at `fd` (execveat with AT_EMPTY_PATH, so a file since replaced or
+/// deleted at its path still runs); returns only on failure.
+pub fn fexecv(fd: RawFd, argv: &[std::ffi::CString]) -> io::Error {
+    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    extern "C" {
+        static environ: *const *const libc::c_char;
+    }
+    // SAFETY: as execv; the empty path with AT_EMPTY_PATH names the fd itself.
+    unsafe {
+        libc::syscall(libc::SYS_execveat, fd, c"".as_ptr(), ptrs.as_ptr(), environ, libc::AT_EMPTY_PATH);
+    }
+    io::Error::last_os_error()
+}
+
 pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     // One system call (F_GETFL and F_SETFL are two): this runs for every pipe of every spawn.
     let on: libc::c_int = 1;

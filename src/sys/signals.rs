@@ -27,6 +27,42 @@ pub fn generation() -> u64 {
     u64::from(GENERATION.load(Ordering::Acquire))
 }
 
+/// Blocks `sigs` for this thread (a pending one waits; the mask survives an exec); returns the
+/// mask before, for `unblock`.
+pub fn block(sigs: &[libc::c_int]) -> libc::sigset_t {
+    // SAFETY: sigset_t values we own, filled by the libc calls.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in sigs {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+        old
+    }
+}
+
+/// Sets the mask back to what `block` returned.
+pub fn unblock(old: &libc::sigset_t) {
+    // SAFETY: a mask returned by pthread_sigmask.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut()) };
+}
+
+/// Unblocks `sigs` (a new daemon after an upgrade: signals that came meanwhile are delivered
+/// now, to its handlers).
+pub fn unblock_only(sigs: &[libc::c_int]) {
+    // SAFETY: as in `block`.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in sigs {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
+}
+
 /// Routes `sig` to `handler`, without SA_RESTART (a blocking call returns EINTR, so the caller
 /// can look at what the handler recorded), and announces the change.
 pub fn catch(sig: libc::c_int, handler: extern "C" fn(libc::c_int)) -> io::Result<()> {

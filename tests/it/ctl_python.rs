@@ -343,15 +343,16 @@ fn read_only_commands_match_supervisorctl() {
     for args in cases {
         assert_same(&d, args);
     }
-    // minisv's own commands (reopen, logrotate) have no supervisorctl counterpart.
-    for c in minisv::ctl::commands::COMMANDS.iter().filter(|c| !matches!(c.name, "reopen" | "logrotate")) {
+    // minisv's own commands (reopen, logrotate, upgrade) have no supervisorctl counterpart.
+    for c in minisv::ctl::commands::COMMANDS.iter().filter(|c| !matches!(c.name, "reopen" | "logrotate" | "upgrade")) {
         assert_same(&d, &["help", c.name]);
     }
     let ours = d.minisv(&["help", "reopen"]);
     assert!(ours.stdout.starts_with("reopen\t\t\tReopen every log file"), "{ours:?}");
     // `help` prints supervisorctl's list as it does, then minisv's own commands.
     let (ours, py) = (d.minisv(&["help"]), d.python(&["help"]));
-    let own = "minisv commands (type help <topic>):\n====================================\nlogrotate  reopen\n\n";
+    let own =
+        "minisv commands (type help <topic>):\n====================================\nlogrotate  reopen  upgrade\n\n";
     assert_eq!(ours.stdout, format!("{}{own}", py.stdout));
     assert_eq!((ours.stderr, ours.code), (py.stderr, py.code));
 }
@@ -498,7 +499,7 @@ fn no_daemon_gives_one_line_and_one_status_for_every_command() {
         ("reload", 7, python_error),
         ("shutdown", 7, python_error),
     ];
-    let minisv_only: &[&str] = &["reopen", "logrotate", "status -l"];
+    let minisv_only: &[&str] = &["reopen", "logrotate", "upgrade", "status -l"];
     let py = python_supervisor().join("supervisorctl");
     std::thread::scope(|scope| {
         for how in [Missing, UnixRefused, TcpRefused] {
@@ -589,7 +590,8 @@ fn socket_permissions_refusing_the_user_give_status_4() {
 fn shell_sessions_match_supervisorctl() {
     let d = Daemon::start("shell", false, PROGRAMS);
     // `?` lists minisv's own commands after supervisorctl's list.
-    let own = "minisv commands (type help <topic>):\n====================================\nlogrotate  reopen\n\n";
+    let own =
+        "minisv commands (type help <topic>):\n====================================\nlogrotate  reopen  upgrade\n\n";
     for input in ["status sleeper\n\nhelp quit\nfoo bar\nversion\n", "shutdown\nn\nreload\nno\nquit\n", "?\nexit\n", ""]
     {
         let conf = d.conf_arg();
@@ -712,6 +714,20 @@ fn tail_f_streams_until_ctrl_c_like_supervisorctl() {
     );
     assert!(ours.stdout.starts_with("==> Press Ctrl-C to exit <==\n") && ours.stdout.ends_with("\n\n"), "{ours:?}");
     assert_eq!(ours.code, 0);
+}
+
+/// `tail -f` of several names against the real supervisord, which has no `/mergedtail`: one
+/// line that says so, status 1 (supervisorctl refuses the same arguments its own way).
+#[test]
+fn tail_f_of_several_names_against_supervisord_says_it_cannot() {
+    let d = Daemon::start("mtail", false, PROGRAMS);
+    let ours = d.minisv(&["tail", "-f", "talker", "sleeper"]);
+    let want = format!(
+        "ERROR: unix://{}/sv.sock cannot stream several logs at once (a minisv daemon can); tail -f one process\n",
+        d.dir.display()
+    );
+    assert_eq!(ours, Outcome { stdout: want, stderr: String::new(), code: 1 });
+    assert_eq!(d.python(&["tail", "-f", "talker", "sleeper"]).stdout, "Error: bad channel 'sleeper'\n");
 }
 
 /// The same `supervisorctl` commands against Python supervisord and against minisv: the real

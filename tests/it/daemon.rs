@@ -1065,9 +1065,11 @@ fn ready_fd_makes_a_slow_server_running_when_it_says_it_is_ready() {
 fn ctl_status_l_shows_memory_and_cpu() {
     let d = Daemon::start(
         "statusl",
-        "[program:a]\ncommand=sleep 1000\nstartsecs=0\n[program:off]\ncommand=sleep 1\nautostart=false\n",
+        "[program:a]\ncommand=sleep 1000\nstartsecs=0\n[program:off]\ncommand=sleep 1\nautostart=false\n\
+         [program:held]\ncommand=sleep 1000\nstartsecs=0\nmemory_limit=3GB\n",
     );
     d.wait_state("a", "RUNNING", 10.0);
+    d.wait_state("held", "RUNNING", 10.0);
     let out = d.ctl(&["status", "-l"]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let a = text.lines().find(|l| l.starts_with("a ")).expect("a's line");
@@ -1075,6 +1077,10 @@ fn ctl_status_l_shows_memory_and_cpu() {
         a.contains("RUNNING   pid ") && a.contains("  rss ") && a.contains("M  cpu ") && a.ends_with('s'),
         "{text}"
     );
+    assert!(!a.contains(" of "), "no limit: {a}");
+    // A limit over 2 GB (XML-RPC ints are 32-bit) is shown whole.
+    let held = text.lines().find(|l| l.starts_with("held ")).expect("held's line");
+    assert!(held.contains(" of 3.0G (memory_limit)  cpu "), "{text}");
     let off = text.lines().find(|l| l.starts_with("off ")).expect("off's line");
     assert!(!off.contains("rss"), "no figures for a stopped process: {off}");
     assert_eq!(out.status.code(), Some(3), "exit status as for status");

@@ -187,10 +187,16 @@ impl Daemon {
 
     /// `start_with` with variables added to the daemon's environment.
     pub fn start_env(dir: TempDir, conf: PathBuf, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_exe(dir, conf, Path::new(BIN), extra, env)
+    }
+
+    /// `start_env` with the binary at `exe` (a copy in the test's directory, which an upgrade
+    /// test replaces).
+    pub fn start_exe(dir: TempDir, conf: PathBuf, exe: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         // Appending: programs logging to /dev/stdout open the file again, with an offset of their own.
         let out = fs::File::options().create(true).append(true).open(dir.join("stdout.txt")).expect("stdout file");
         let err = fs::File::create(dir.join("stderr.txt")).expect("stderr file");
-        let child = Command::new(BIN)
+        let child = Command::new(exe)
             .envs(env.iter().copied())
             .env(OWNER_VAR, dir.path())
             .arg("-n")

@@ -37,7 +37,9 @@ fn counted(d: &Daemon) -> u64 {
 }
 
 /// Reads a child's stdout on a thread, into a shared string.
-fn collect(mut child: std::process::Child) -> (std::process::Child, std::sync::Arc<std::sync::Mutex<String>>) {
+pub(crate) fn collect(
+    mut child: std::process::Child,
+) -> (std::process::Child, std::sync::Arc<std::sync::Mutex<String>>) {
     let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let out = child.stdout.take().expect("stdout");
     let t = text.clone();
@@ -114,7 +116,7 @@ fn tail_f_streams_for_as_long_as_the_client_reads_through_every_client() {
 }
 
 /// How many sockets the daemon holds.
-fn sockets(pid: u32) -> usize {
+pub(crate) fn sockets(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| {
             d.flatten()
@@ -171,7 +173,7 @@ fn a_stopped_reader_of_a_tail_costs_no_memory() {
 }
 
 /// Whether the last line of the file at `path` starts with `start`.
-fn log_ends_with(path: &std::path::Path, start: &str) -> Option<()> {
+pub(crate) fn log_ends_with(path: &std::path::Path, start: &str) -> Option<()> {
     use std::io::{Seek, SeekFrom};
     let mut f = std::fs::File::open(path).ok()?;
     let len = f.metadata().ok()?.len();

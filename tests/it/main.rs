@@ -2,6 +2,7 @@
 
 mod abuse;
 mod api;
+mod cgroups;
 mod ctl_python;
 mod ctl_tutorial;
 mod daemon;
@@ -16,6 +17,7 @@ mod harness;
 mod http;
 mod listen;
 mod logs;
+mod mergedtail;
 mod notify;
 mod packaging;
 mod pid1;
@@ -25,4 +27,5 @@ mod pyenv;
 mod soak;
 mod tutorial;
 mod update;
+mod upgrade;
 mod web;

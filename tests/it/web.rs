@@ -93,6 +93,15 @@ fn status_page_lists_processes_with_escaped_names() {
     assert!(t.body.contains("tail.html?processname=web&amp;limit=1024"));
     assert!(get(port, "/tail.html").body.contains("No process name found"));
     assert_eq!(get(port, "/tail.html?processname=nosuch").status, 404);
+    // Several logs: the page of their merged tail (issue 22, point 3).
+    let t = get(port, "/tail.html?processname=web&processname=joined");
+    assert_eq!(t.status, 200);
+    assert!(t.body.contains("<title>Supervisor tail of web, joined</title>"), "{}", t.body);
+    assert!(t.body.contains("web          | hello &lt;b&gt;\n"), "{}", t.body);
+    assert!(t.body.contains("data-src=\"/mergedtail?name=web&amp;name=joined\""), "{}", t.body);
+    let t = get(port, "/tail.html?processname=web&processname=nosuch");
+    assert_eq!(t.status, 404);
+    assert!(t.body.contains("nosuch: ERROR (no such process)</div>"), "{}", t.body);
     let css = get(port, "/static/minisv.css");
     assert_eq!((css.status, css.header("Content-Type")), (200, Some("text/css;charset=utf-8")));
     assert_eq!(get(port, "/static/nothing.css").status, 404);
@@ -254,6 +263,8 @@ fn auth_applies_to_every_path() {
         "/",
         "/index.html",
         "/tail.html?processname=web",
+        "/tail.html?processname=all",
+        "/mergedtail?name=all",
         "/metrics",
         "/healthz",
         "/api/v1/processes",
@@ -355,4 +366,54 @@ fn browser_clicks_stop_and_start() {
         .then_some(())
     });
     screenshot(&mut page, "web-tail.png");
+}
+
+/// The status page's checkboxes and Tail selected lead to the tail page of those logs, whose
+/// Follow button streams them merged, new lines included.
+#[test]
+fn browser_follows_the_logs_of_the_selected_processes() {
+    let Some(bin) = cdp::chromium() else { return };
+    let programs = "[program:web]\ncommand=sh -c 'echo serving; echo warming up >&2; exec sleep 1000'\nstartsecs=0\n\n\
+                    [program:worker]\ndirectory=%(here)s\n\
+                    command=sh -c 'echo ready; while [ ! -e go ]; do sleep 0.05; done; echo job done; exec sleep 1000'\nstartsecs=0\n\n\
+                    [program:other]\ncommand=sh -c 'echo not selected; exec sleep 1000'\nstartsecs=0\n";
+    let (d, port) = start("webmerged", "", programs);
+    for name in ["web", "worker", "other"] {
+        d.wait_state(name, "RUNNING", 10.0);
+    }
+    wait_for(10.0, "the programs' first lines", || {
+        let args = |n: &str| [minisv::rpc::xmlrpc::Value::from(n), 0i64.into(), 0i64.into()];
+        let log = |n: &str, m: &str| d.rpc(m, &args(n)).ok()?.as_str().map(str::to_string);
+        let ready = log("worker", "supervisor.readProcessStdoutLog")?.contains("ready")
+            && log("web", "supervisor.readProcessStderrLog")?.contains("warming up");
+        ready.then_some(())
+    });
+    let browser = cdp::Browser::launch(&bin);
+    let mut page = browser.page();
+    page.call("Page.enable", "{}");
+    page.call(
+        "Emulation.setDeviceMetricsOverride",
+        "{\"width\":1200,\"height\":800,\"deviceScaleFactor\":1,\"mobile\":false}",
+    );
+    page.call("Page.navigate", &format!("{{\"url\":\"http://127.0.0.1:{port}/\"}}"));
+    wait_page(&mut page, &format!("127.0.0.1:{port}/"));
+    click(&mut page, "input[aria-label='Select web to tail']");
+    click(&mut page, "input[aria-label='Select worker to tail']");
+    click(&mut page, "button[form='tails']");
+    wait_page(&mut page, "tail.html?processname=web&processname=worker");
+    assert_eq!(page.eval("document.title"), "Supervisor tail of web, worker");
+    let log = page.eval("document.getElementById('log').textContent");
+    // Labels as wide as the widest, "worker (stderr)" (an empty log, so no line of it).
+    assert_eq!(log, "web             | serving\nweb (stderr)    | warming up\nworker          | ready\n");
+    click(&mut page, "#follow");
+    wait_for(10.0, "the merged stream", || {
+        (page.eval("document.getElementById('log').textContent").contains("worker          | ready")).then_some(())
+    });
+    // A line written after the stream began.
+    std::fs::write(d.path("go"), "").expect("go");
+    wait_for(10.0, "the new line", || {
+        (page.eval("document.getElementById('log').textContent").contains("worker          | job done\n")).then_some(())
+    });
+    assert!(!page.eval("document.getElementById('log').textContent").contains("not selected"));
+    screenshot(&mut page, "web-tail-merged.png");
 }

@@ -133,6 +133,10 @@ impl EventLoop {
                     };
                     self.answer(conn, Answer::Tail(path));
                 }
+                Incoming::MergedTail { names, channel } => {
+                    let found = crate::rpc::mergedtail::resolve(self, &names, channel.as_deref());
+                    self.answer(conn, Answer::MergedTail(found));
+                }
             }
             self.perform_actions();
         }

@@ -22,6 +22,9 @@ pub(super) fn event_channel(ch: Channel) -> types::Channel {
 impl EventLoop {
     /// Offers an event to every pool that subscribes to it.
     pub fn notify(&mut self, event: Event) {
+        if self.resuming {
+            return;
+        }
         let mut out = Vec::new();
         self.pools.notify(event, &mut out);
         self.run_pool_actions(out);

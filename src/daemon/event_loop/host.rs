@@ -87,4 +87,16 @@ impl Host for EventLoop {
     fn reload(&mut self, now: Instant, wall: SystemTime) -> Result<(), Vec<String>> {
         EventLoop::reload(self, now, wall)
     }
+
+    fn upgrade(&mut self) -> Result<crate::supervisor::Ticket, String> {
+        self.tickets += 1;
+        let ticket = crate::supervisor::Ticket(self.tickets);
+        self.begin_upgrade(Some(ticket))?;
+        Ok(ticket)
+    }
+
+    fn last_upgrade(&self) -> (u64, Option<(bool, String)>) {
+        let r = self.upgrade_record();
+        (r.generation, r.last.clone())
+    }
 }

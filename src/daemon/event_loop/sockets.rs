@@ -15,6 +15,16 @@ pub(super) struct HeldListen {
     fds: Vec<OwnedFd>,
 }
 
+impl HeldListen {
+    pub(super) fn new(addrs: Vec<Listen>, fds: Vec<OwnedFd>) -> HeldListen {
+        HeldListen { addrs, fds }
+    }
+
+    pub(super) fn raw_fds(&self) -> Vec<std::os::fd::RawFd> {
+        self.fds.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect()
+    }
+}
+
 /// Where the `listen=` sockets of a program of a group are held: (group, program).
 pub(super) type ListenKey = (String, String);
 
@@ -23,6 +33,10 @@ impl EventLoop {
     /// until a process starts, as Supervisor does at group creation (its first reference is
     /// dropped at once).
     pub(super) fn check_fcgi_socket(&mut self, group: &str) {
+        // Held already: taken over from the daemon before an upgrade, with processes using it.
+        if self.fcgi_sockets.contains_key(group) {
+            return;
+        }
         if self.open_fcgi_socket(group).is_ok() {
             self.close_fcgi_socket(group);
         }

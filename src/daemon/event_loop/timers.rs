@@ -38,9 +38,11 @@ pub enum Timer {
     FloodBuf,
     /// The next look at the memory of programs with `memory_limit=` (only while one runs).
     Memory,
+    /// The deadline of an upgrade's pre-flight run of the new binary.
+    Upgrade,
 }
 
-const SOURCES: usize = 7;
+const SOURCES: usize = 8;
 
 #[derive(Debug, Default)]
 pub struct Timers {

@@ -24,6 +24,7 @@ pub(super) const STEP_EXEC: u8 = 8;
 pub(super) const STEP_RLIMIT: u8 = 9;
 pub(super) const STEP_NICE: u8 = 10;
 pub(super) const STEP_OOM: u8 = 11;
+pub(super) const STEP_CGROUP: u8 = 12;
 
 /// `LISTEN_PID=` and room for any pid and a NUL.
 pub(super) const PID_PREFIX: &[u8] = b"LISTEN_PID=";
@@ -63,6 +64,8 @@ pub(super) struct ChildSpec {
     pub(super) nice: Option<i32>,
     /// `oom_score_adj=`: the /proc file and the value to write in it.
     pub(super) oom: Option<(CString, Vec<u8>)>,
+    /// `cgroup=`: the `cgroup.procs` file of the program's cgroup, which the child joins.
+    pub(super) cgroup: Option<CString>,
     /// Set by a child that fails: the step and the errno.
     pub(super) failed_step: AtomicU8,
     pub(super) failed_errno: AtomicI32,
@@ -88,6 +91,7 @@ impl ChildSpec {
             STEP_RLIMIT => format!("couldn't set the resource limits (rlimit_*): {en}"),
             STEP_NICE => format!("couldn't set the nice value: {en}"),
             STEP_OOM => format!("couldn't set oom_score_adj: {en}"),
+            STEP_CGROUP => format!("couldn't join its cgroup (cgroup=): {en}"),
             _ => format!("couldn't exec {arg0}: {en}"),
         })
     }
@@ -162,6 +166,15 @@ unsafe fn child_exec(spec: &ChildSpec) -> Result<Infallible, (u8, i32)> {
             if fd >= 0 {
                 sc(libc::SYS_dup3, a(fd as usize, target, 0)).map_err(at(STEP_FDS))?;
             }
+        }
+        // Its own cgroup first, so that everything it starts is counted there.
+        if let Some(path) = &spec.cgroup {
+            let flags = (libc::O_WRONLY | libc::O_CLOEXEC) as usize;
+            let open = [libc::AT_FDCWD as isize as usize, path.as_ptr() as usize, flags, 0, 0, 0];
+            let fd = sc(libc::SYS_openat, open).map_err(at(STEP_CGROUP))?;
+            let written = sc(libc::SYS_write, a(fd, b"0".as_ptr() as usize, 1));
+            let _ = sc(libc::SYS_close, a(fd, 0, 0));
+            written.map_err(at(STEP_CGROUP))?;
         }
         // Limits, priority and OOM score while still the daemon's user: root may raise a hard
         // limit, lower the nice value and the OOM score; the program's user may not.

@@ -34,6 +34,8 @@ pub struct SpawnPlan {
     pub listen: Vec<(String, OwnedFd)>,
     /// `rlimit_*=`, `nice=`, `oom_score_adj=`.
     pub limits: crate::config::Limits,
+    /// `cgroup=`: the `cgroup.procs` file the child writes itself into.
+    pub cgroup: Option<PathBuf>,
 }
 
 /// The parent's ends of a spawned child's pipes (all non-blocking).
@@ -88,6 +90,7 @@ impl ChildSetup<'_> {
             ready_fd: None,
             listen: Vec::new(),
             limits: Default::default(),
+            cgroup: None,
         };
         self.spawner.spawn_quiet(plan, &pc.name)
     }

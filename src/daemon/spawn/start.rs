@@ -154,6 +154,10 @@ impl Spawner {
                 .limits
                 .oom_score_adj
                 .map(|v| (CString::new("/proc/self/oom_score_adj").unwrap_or_default(), v.to_string().into_bytes())),
+            cgroup: plan
+                .cgroup
+                .as_ref()
+                .map(|p| CString::new(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str())).unwrap_or_default()),
             failed_step: AtomicU8::new(0),
             failed_errno: AtomicI32::new(0),
         });

@@ -13,6 +13,8 @@ fn routes_like_supervisor() {
     assert_eq!(route("/logtail/a/b/c"), Route::Logtail { namespec: "a".into(), channel: "b/c".into() });
     assert_eq!(route("/logtail"), Route::NotFound);
     assert_eq!(route("/mainlogtail"), Route::MainLogtail);
+    assert_eq!(route("/mergedtail?name=a&name=g%3A*"), Route::MergedTail);
+    assert_eq!(route("/mergedtail/x"), Route::NotFound);
     assert_eq!(route("/ok.html"), Route::Ok);
     assert_eq!(route("/ok.html?x"), Route::Ok);
     assert_eq!(route("/"), Route::Web);

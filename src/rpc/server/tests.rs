@@ -101,7 +101,8 @@ impl Drop for Running {
 }
 
 fn start(inet: &[InetHttpServerConfig], unix: &[UnixHttpServerConfig], handler: Arc<Handler>) -> Running {
-    let settings = Settings { timeouts: Timeouts::default(), max_connections: MAX_CONNECTIONS };
+    let settings =
+        Settings { timeouts: Timeouts::default(), max_connections: MAX_CONNECTIONS, drop_log_every: DROP_LOG_EVERY };
     start_with(inet, unix, handler, settings)
 }
 
@@ -195,6 +196,7 @@ fn echo_loop(logs: Vec<(Option<&'static str>, PathBuf)>) -> Arc<Handler> {
                 .map(|(_, p)| p.clone());
             Fake::Now(Answer::Tail(found))
         }
+        Incoming::MergedTail { .. } => Fake::Now(Answer::MergedTail(Err("not here\n".into()))),
         Incoming::Log(..) => Fake::Nothing,
         Incoming::Web(req) => {
             let seen = format!(
@@ -631,12 +633,14 @@ fn web_requests_reach_the_loop_and_static_files_do_not() {
 }
 
 fn settings() -> Settings {
-    Settings { timeouts: Timeouts::default(), max_connections: MAX_CONNECTIONS }
+    Settings { timeouts: Timeouts::default(), max_connections: MAX_CONNECTIONS, drop_log_every: DROP_LOG_EVERY }
 }
 
 #[test]
 fn the_cap_keeps_the_newest_strangers_and_the_report_counts_the_rest() {
-    let settings = Settings { timeouts: Timeouts::default(), max_connections: 4 };
+    // Every report at once: the loop may accept the ten over several wakeups (a loaded
+    // machine), and the daemon's one line a minute would hold the rest back.
+    let settings = Settings { timeouts: Timeouts::default(), max_connections: 4, drop_log_every: Duration::ZERO };
     let run = start_with(&[inet_cfg(0, None)], &[], echo_loop(vec![]), settings);
     let clients: Vec<TcpStream> = (0..10).map(|_| TcpStream::connect(run.inet[0]).expect("connect")).collect();
     wait_for("the cap to hold", || run.conns.load(Ordering::SeqCst) == 4);
@@ -644,7 +648,7 @@ fn the_cap_keeps_the_newest_strangers_and_the_report_counts_the_rest() {
     let mut newest = Client::Tcp(clients.into_iter().last().expect("a client"));
     assert_eq!(exchange(&mut newest, &rpc_request("<n/>", "")).body, b"<echo><n/></echo>");
     // Reported as they are dropped: in one line, or in several when the loop accepted them
-    // over more than one wakeup (a loaded machine); 6 in all.
+    // over more than one wakeup; 6 in all.
     wait_for("the report", || {
         let dropped: usize = run
             .logs
@@ -724,4 +728,25 @@ fn limits_from_the_environment_and_a_warning_for_each_unusable_value() {
             "MINISV_HTTP_MAX_CONNECTIONS=\"0\" is not a number above 0; using 1024".to_string(),
         ]
     );
+}
+
+/// Upgrade in place: a new server takes the old one's listening sockets (same socket file,
+/// same port) instead of binding anew, and a client connected meanwhile is served by it.
+#[test]
+fn a_server_takes_over_the_listeners_of_an_old_one() {
+    let dir = TempDir::new();
+    let sock = dir.path("s.sock");
+    let (old, _) = Server::bind_sections(&[inet_cfg(0, None)], &[unix_cfg(&sock, None)], settings()).expect("bind");
+    let port = old.inet_addrs()[0].port();
+    let fds: Vec<std::os::fd::OwnedFd> =
+        old.listener_fds().into_iter().map(|fd| crate::daemon::upgrade::adopt(fd).expect("dup")).collect();
+    // A client that connects during the switch waits in the backlog.
+    let _early = UnixStream::connect(&sock).expect("connect before the takeover");
+    // The old server goes as an exec would end it: its sockets are not closed, nor its file unlinked.
+    std::mem::forget(old);
+    let (new, _) = Server::bind_adopting_sections(&[inet_cfg(port, None)], &[unix_cfg(&sock, None)], settings(), fds)
+        .expect("takes over, not EADDRINUSE");
+    assert_eq!(new.inet_addrs()[0].port(), port);
+    assert_eq!(new.unix_files(), vec![sock.clone()]);
+    assert!(sock.exists());
 }

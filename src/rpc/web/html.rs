@@ -136,7 +136,14 @@ pub fn index(ctx: &IndexCtx, infos: &[Value], error: Option<&str>) -> String {
          <button type=\"submit\" name=\"action\" value=\"stopall\" class=\"danger\">Stop all</button>\
          <label class=\"auto\" hidden><input type=\"checkbox\" id=\"autorefresh\"> Auto-refresh</label>",
     );
-    out.push_str("</form>\n");
+    if !infos.is_empty() {
+        // The checkboxes of the rows belong to the form `tails` (a GET without the token).
+        out.push_str(
+            "<a class=\"button quiet\" href=\"/tail.html?processname=all\">Tail all</a>\
+             <button type=\"submit\" form=\"tails\" class=\"quiet\">Tail selected</button>",
+        );
+    }
+    out.push_str("</form>\n<form id=\"tails\" method=\"get\" action=\"/tail.html\"></form>\n");
 
     let running = infos.iter().filter(|i| i.str_of("statename") == "RUNNING").count();
     let failing = infos.iter().filter(|i| matches!(i.str_of("statename"), "FATAL" | "BACKOFF")).count();
@@ -184,7 +191,8 @@ fn row(out: &mut String, ctx: &IndexCtx, info: &Value, shade: bool) {
     );
     let _ = write!(
         out,
-        "<th scope=\"row\" data-label=\"Name\"><a href=\"/tail.html?processname={q_ns}\" title=\"Log of {e_ns}\">{e_ns}</a></th>"
+        "<th scope=\"row\" data-label=\"Name\"><input type=\"checkbox\" name=\"processname\" value=\"{e_ns}\" form=\"tails\" \
+         aria-label=\"Select {e_ns} to tail\"> <a href=\"/tail.html?processname={q_ns}\" title=\"Log of {e_ns}\">{e_ns}</a></th>"
     );
     let _ = write!(
         out,
@@ -251,6 +259,47 @@ pub fn tail(ns: &str, stderr: bool, limit: i64, text: Result<&str, &str>) -> Str
             let _ = writeln!(
                 out,
                 "<pre id=\"log\" class=\"log\" tabindex=\"0\" aria-label=\"{channel} of {e_ns}\">{}</pre>",
+                escape(t)
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(out, "<div class=\"status_msg error\" role=\"alert\">{}</div>", escape(e));
+        }
+    }
+    out.push_str("</main>\n</body>\n</html>\n");
+    out
+}
+
+/// The tail page of several logs: their last lines as `/mergedtail` begins, or why not.
+pub fn tail_merged(names: &[String], channel: Option<&str>, text: Result<&str, &str>) -> String {
+    let joined = names.join(", ");
+    let mut out = String::with_capacity(text.map_or(0, str::len) + 2048);
+    head(&mut out, &format!("Supervisor tail of {joined}"));
+    out.push_str("<body>\n");
+    header(&mut out, "tail", None);
+    let what = channel.unwrap_or("stdout and stderr");
+    let _ = write!(
+        out,
+        "<main class=\"wrap\">\n<h1 class=\"title\">{} <span class=\"channel\">{what}</span></h1>\n",
+        escape(&joined)
+    );
+    let q_ch = channel.map(|c| format!("&amp;channel={c}")).unwrap_or_default();
+    let page: Vec<String> = names.iter().map(|n| format!("processname={}", quote(n))).collect();
+    let stream: Vec<String> = names.iter().map(|n| format!("name={}", quote(n))).collect();
+    let (page, stream) = (page.join("&amp;"), stream.join("&amp;"));
+    let _ = writeln!(
+        out,
+        "<nav class=\"toolbar\" aria-label=\"Log\"><a class=\"button\" href=\"/\">Back</a>\
+         <a class=\"button\" href=\"/tail.html?{page}{q_ch}\">Refresh</a>\
+         <a class=\"button quiet\" href=\"/mergedtail?{stream}{q_ch}\">Raw stream</a>\
+         <button type=\"button\" id=\"follow\" data-src=\"/mergedtail?{stream}{q_ch}\" aria-pressed=\"false\" hidden>Follow</button></nav>"
+    );
+    match text {
+        Ok(t) => {
+            let _ = writeln!(
+                out,
+                "<pre id=\"log\" class=\"log\" tabindex=\"0\" aria-label=\"{what} of {}\">{}</pre>",
+                escape(&joined),
                 escape(t)
             );
         }

@@ -40,6 +40,14 @@ fn html_escapes_every_outside_text() {
     assert!(page.contains("<span class=\"ident\">id&lt;&amp;&gt;</span>"));
     let tail = html::tail("<x>", false, 1024, Ok("</pre><script>"));
     assert!(!tail.contains("<script>") && !tail.contains("</pre><"), "{tail}");
+    let names = ["<a>".to_string(), "g:*".to_string()];
+    let tail = html::tail_merged(&names, None, Ok("<a> | </pre><script>"));
+    assert!(!tail.contains("<script>") && !tail.contains("</pre><") && !tail.contains("<a>"), "{tail}");
+    assert!(tail.contains("data-src=\"/mergedtail?name=%3Ca%3E&amp;name=g%3A%2A\""), "{tail}");
+    assert!(tail.contains("href=\"/tail.html?processname=%3Ca%3E&amp;processname=g%3A%2A\">Refresh"), "{tail}");
+    let refused = html::tail_merged(&names, Some("stderr"), Err("<a>: ERROR (no such process)"));
+    assert!(refused.contains("&lt;a&gt;: ERROR (no such process)</div>"), "{refused}");
+    assert!(refused.contains("name=g%3A%2A&amp;channel=stderr"), "{refused}");
 }
 
 #[test]
@@ -63,11 +71,16 @@ fn index_shows_supervisors_buttons_per_state() {
     assert!(starting.contains("value=\"clearlog\""));
     assert!(page.contains("<td data-label=\"Uptime\" class=\"num\">0:01:05</td>"));
     assert!(page.contains("class=\"state statusrunning\">running<"));
-    // Every form carries the token.
+    // Every form that changes state carries the token; the tail form (a GET) must not.
     assert_eq!(
-        page.matches("<form").count(),
+        page.matches("method=\"post\"").count(),
         page.matches("name=\"token\" value=\"00112233445566778899aabbccddeeff\"").count()
     );
+    assert!(page.contains("<form id=\"tails\" method=\"get\" action=\"/tail.html\"></form>"));
+    assert!(page.contains(
+        "<input type=\"checkbox\" name=\"processname\" value=\"run\" form=\"tails\" aria-label=\"Select run to tail\">"
+    ));
+    assert!(page.contains("href=\"/tail.html?processname=all\">Tail all</a>"));
     assert!(html::index(&ctx(None), &[], None).contains("No programs to manage"));
 }
 

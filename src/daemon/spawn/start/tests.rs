@@ -43,6 +43,7 @@ fn sh_plan(base: &Rc<BaseEnv>, script: &str, redirect_stderr: bool, ready_fd: Op
         ready_fd,
         listen: Vec::new(),
         limits: Default::default(),
+        cgroup: None,
     }
 }
 
@@ -224,7 +225,8 @@ fn a_quiet_child_has_its_stdio_on_dev_null_and_starts_while_every_lane_is_taken(
     (plan.program, plan.argv) = crate::daemon::spawn::resolve_command("sleep 1000", None).expect("sleep");
     let pid = sp.spawn_quiet(plan, "quiet").expect("exec'd");
     // It has exec'd: its fds are sleep's. The dynamic loader may still be opening and closing
-    // libraries: an fd listed and gone before it is read was one of those.
+    // libraries, and sleep its locale files: an fd listed and gone before it is read was one of
+    // those, and a system file open now is sleep's own, not one of the daemon's.
     let fds: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("fds")
         .filter_map(|e| {
@@ -232,7 +234,7 @@ fn a_quiet_child_has_its_stdio_on_dev_null_and_starts_while_every_lane_is_taken(
             let target = fs::read_link(e.path()).ok()?;
             Some(format!("{} {}", e.file_name().to_string_lossy(), target.display()))
         })
-        .filter(|f| !f.contains(".so"))
+        .filter(|f| !f.contains(".so") && !f.contains(" /usr/") && !f.contains(" /lib"))
         .collect();
     kill_and_reap(pid);
     let mut fds = fds;
