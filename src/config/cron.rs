@@ -53,6 +53,8 @@ impl Zone for Local {
     fn civil(&self, t: i64) -> Civil {
         // SAFETY: an all-zero tm is valid; localtime_r fills it from a valid time_t.
         let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+        // musl marks time_t deprecated on 32-bit targets (it will become 64-bit there).
+        #[allow(deprecated)]
         let tt = t as libc::time_t;
         // SAFETY: both pointers are valid for the call.
         if unsafe { libc::localtime_r(&tt, &mut tm) }.is_null() {

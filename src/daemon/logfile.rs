@@ -398,7 +398,8 @@ fn epoch_secs(t: SystemTime) -> i64 {
 /// offset changes at that end (daylight saving time), the offset of the end is used: a day
 /// ends at local midnight, whether it had 23, 24 or 25 hours.
 fn period_end(secs: i64, period: i64) -> i64 {
-    let offset = |t: i64| crate::sys::localtime(t).tm_gmtoff;
+    // tm_gmtoff is a C long: 32 bits on armv7 and MIPS.
+    let offset = |t: i64| i64::from(crate::sys::localtime(t).tm_gmtoff);
     let local_end = |off: i64| ((secs + off).div_euclid(period) + 1) * period;
     let before = offset(secs);
     let end = local_end(before) - before;
@@ -506,18 +507,21 @@ fn rename_if_exists(from: &Path, to: &Path) -> io::Result<()> {
 /// randomness, the time and the pid, once per process. (Seeding each name anew took two system
 /// calls per AUTO log, 2000 for 1000 programs at startup.)
 fn random_seed() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
     const STEP: u64 = 0x9E37_79B9_7F4A_7C15;
-    static STATE: AtomicU64 = AtomicU64::new(0);
-    if STATE.load(Ordering::Relaxed) == 0 {
+    // A mutex, not an AtomicU64: 32-bit MIPS has no 64-bit atomics.
+    static STATE: std::sync::Mutex<u64> = std::sync::Mutex::new(0);
+    let mut state = STATE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if *state == 0 {
         let mut buf = [0u8; 8];
         // SAFETY: getrandom writes at most buf.len() bytes into buf; a failure leaves it zeroed.
         unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), libc::GRND_NONBLOCK) };
         let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64);
         let first = u64::from_le_bytes(buf) ^ t.unwrap_or(0) ^ (crate::sys::getpid() as u64) << 32;
-        let _ = STATE.compare_exchange(0, first | 1, Ordering::Relaxed, Ordering::Relaxed);
+        *state = first | 1;
     }
-    let mut z = STATE.fetch_add(STEP, Ordering::Relaxed).wrapping_add(STEP);
+    *state = state.wrapping_add(STEP);
+    let mut z = *state;
+    drop(state);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)

@@ -8,11 +8,12 @@
 //! daemon both do, and in the tests they run in one process.
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Bumped at every change of a disposition. Process-global on purpose: the dispositions it
-/// stands for are the process's, whoever owns the code that changes them.
-static GENERATION: AtomicU64 = AtomicU64::new(0);
+/// stands for are the process's, whoever owns the code that changes them. 32 bits (32-bit MIPS
+/// has no 64-bit atomics): dispositions change a few times in a process's life, not 2^32.
+static GENERATION: AtomicU32 = AtomicU32::new(0);
 
 /// To be called after this process has set a signal's handler, ignored a signal, or set one back
 /// to the default by other means than `catch` (signal-hook's registration, for one).
@@ -23,7 +24,7 @@ pub fn dispositions_changed() {
 /// How many changes were announced so far: dispositions read at one generation hold until it
 /// moves on.
 pub fn generation() -> u64 {
-    GENERATION.load(Ordering::Acquire)
+    u64::from(GENERATION.load(Ordering::Acquire))
 }
 
 /// Blocks `sigs` for this thread (a pending one waits; the mask survives an exec); returns the

@@ -284,17 +284,26 @@ fn openwrt_init_script_asks_procd_for_a_foreground_respawned_minisv() {
     let script = read("openwrt/minisv.init");
     assert!(script.starts_with("#!/bin/sh /etc/rc.common\n"), "an rc.common script");
     assert!(script.lines().any(|l| l == "USE_PROCD=1"), "USE_PROCD=1");
-    // Source it with procd's functions stubbed out, and record what it asks procd to do.
+    // Source it with procd's functions stubbed out, and record what it asks procd to do. Its
+    // log directory (in RAM on a router) is moved into a temp dir, where it must be made.
+    let dir = TempDir::new("openwrt");
+    let logdir = dir.join("log/minisv");
     let stubs = r#"
         procd_open_instance() { echo "open $*"; }
         procd_set_param() { echo "param $*"; }
         procd_close_instance() { echo "close $*"; }
         procd_send_signal() { echo "signal $*"; }
         . "$1"
+        LOGDIR=$2
         echo "-- start_service"; start_service
         echo "-- reload_service"; reload_service
     "#;
-    let out = run(Command::new("sh").arg("-c").arg(stubs).arg("sh").arg(packaging("openwrt/minisv.init")));
+    let out = run(Command::new("sh").arg("-c").arg(stubs).arg("sh").arg(packaging("openwrt/minisv.init")).arg(&logdir));
+    assert!(logdir.is_dir(), "start_service did not make the log directory");
+    assert!(
+        script.contains("LOGDIR=/tmp/log/minisv"),
+        "the init script makes the log directory of openwrt/minisv.conf"
+    );
     assert_success("start_service and reload_service with stubbed procd", &out);
     let calls = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = calls.lines().collect();
@@ -306,6 +315,32 @@ fn openwrt_init_script_asks_procd_for_a_foreground_respawned_minisv() {
     assert!(started.contains(&"param command /usr/bin/minisv -n -c /etc/minisv.conf"), "{calls}");
     assert!(started.iter().any(|l| l.starts_with("param respawn")), "{calls}");
     assert_eq!(&lines[reload + 1..], &["signal minisv * HUP"], "{calls}");
+}
+
+#[test]
+fn openwrt_config_passes_minisv_check_and_logs_to_ram() {
+    // minisv check wants the log directory, which the init script makes on the router: here it
+    // is moved into a temp dir.
+    let conf = read("openwrt/minisv.conf");
+    let dir = TempDir::new("openwrt-conf");
+    let logdir = dir.join("log/minisv");
+    fs::create_dir_all(&logdir).expect("mkdir");
+    let logdir = logdir.to_str().expect("utf-8 temp dir");
+    let moved = dir.join("minisv.conf");
+    fs::write(&moved, conf.replace("/tmp/log/minisv", logdir)).expect("write config");
+    let out = run(Command::new(BIN).arg("check").arg("-c").arg(&moved));
+    assert_success("minisv check -c packaging/openwrt/minisv.conf (logs in a temp dir)", &out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let main_log = format!("{logdir}/minisv.log");
+    for needle in [main_log.as_str(), "/var/run/minisv.pid", "unix:///var/run/minisv.sock", "heartbeat"] {
+        assert!(stdout.contains(needle), "{needle:?} missing from\n{stdout}");
+    }
+    // Nothing is written to the flash: every log is under /tmp (a tmpfs on OpenWrt), small.
+    for line in conf.lines().filter(|l| l.contains("logfile=") || l.starts_with("childlogdir=")) {
+        assert!(line.contains("=/tmp/log/minisv/") || line.ends_with("=/tmp/log/minisv"), "{line}");
+    }
+    assert!(conf.lines().any(|l| l == "logfile_maxbytes=64KB"), "{conf}");
+    assert!(conf.lines().any(|l| l == "stdout_logfile_maxbytes=32KB"), "{conf}");
 }
 
 // ---- sysvinit ------------------------------------------------------------------------------
@@ -469,9 +504,13 @@ fn logrotate_rotates_with_the_snippet_and_the_daemon_reopens_its_logs() {
 #[ignore = "needs shellcheck (apt-get install shellcheck, done when root); .ci/run runs it"]
 fn shell_scripts_pass_shellcheck() {
     need("shellcheck", "shellcheck");
-    for (shell, p) in
-        [("bash", "build-static"), ("bash", "smoke-test"), ("sh", "sysvinit/minisv"), ("sh", "openwrt/minisv.init")]
-    {
+    for (shell, p) in [
+        ("bash", "build-static"),
+        ("bash", "smoke-test"),
+        ("bash", "footprint"),
+        ("sh", "sysvinit/minisv"),
+        ("sh", "openwrt/minisv.init"),
+    ] {
         let out = run(Command::new("shellcheck").arg("-s").arg(shell).arg(packaging(p)));
         assert_success(&format!("shellcheck packaging/{p}"), &out);
     }
@@ -502,18 +541,29 @@ fn smoke_test_fails_on_a_binary_that_is_not_minisv() {
 #[test]
 fn build_static_is_valid_bash() {
     syntax_check("bash", "build-static");
+    syntax_check("bash", "footprint");
 }
 
 #[test]
-#[ignore = "two full static release builds (minutes), aarch64 under qemu-user; .ci/run runs it"]
-fn build_static_builds_and_smoke_tests_x86_64_and_aarch64() {
+#[ignore = "five full static release builds (minutes), four under qemu-user; .ci/run runs it"]
+fn build_static_builds_and_smoke_tests_every_target() {
     // aarch64 runs under qemu-user, which refuses clone(CLONE_VM) without CLONE_VFORK, and
     // clone(CLONE_VFORK | CLONE_FILES): its smoke test covers the daemon's fallbacks, and its
-    // build the hot list mapped onto another target.
-    let targets = ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"];
-    let out =
-        run(Command::new(packaging("build-static")).args(["--only", "x86_64,aarch64", "--smoke"]).current_dir(root()));
-    assert_success("packaging/build-static --only x86_64,aarch64 --smoke", &out);
+    // build the hot list mapped onto another target. armv7, mipsel and mips (the routers) have
+    // no prebuilt standard library here: build-static builds their musl with Debian's cross
+    // compilers, and their smoke tests run the daemon's libc paths (no raw clone there), on a
+    // big-endian machine for mips.
+    let targets = [
+        "x86_64-unknown-linux-musl",
+        "aarch64-unknown-linux-musl",
+        "armv7-unknown-linux-musleabihf",
+        "mipsel-unknown-linux-musl",
+        "mips-unknown-linux-musl",
+    ];
+    let only = "x86_64,aarch64,armv7,mipsel,mips";
+    let out = run(Command::new(packaging("build-static")).args(["--only", only, "--smoke"]).current_dir(root()));
+    assert_success(&format!("packaging/build-static --only {only} --smoke"), &out);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("SKIP "), "{}", show("build-static", &out));
     // Each binary was linked with the hot functions first, and the list is not out of date.
     // The list names the functions of the standard library it was traced with (rebuilt from
     // rust-src, or prebuilt): a build with the other one finds fewer, and says so.
@@ -553,6 +603,29 @@ fn build_static_builds_and_smoke_tests_x86_64_and_aarch64() {
         hot_list_covers_what_the_daemon_runs(&root().join("target/static/x86_64-unknown-linux-musl/minisv.unordered"));
     } else {
         eprintln!("skipped the stale-list check: the list and this build use different standard libraries");
+    }
+    footprint_measures_a_native_and_an_emulated_daemon();
+}
+
+/// packaging/footprint, which made the size and RSS table in packaging/README.md, on one
+/// native and one emulated binary (one run each, 0 and 2 programs): the size is the file's,
+/// and under qemu the guest's pages are counted apart from qemu's own.
+fn footprint_measures_a_native_and_an_emulated_daemon() {
+    let triples = ["x86_64-unknown-linux-musl", "armv7-unknown-linux-musleabihf"];
+    let out = run(Command::new(packaging("footprint")).args(["--runs", "1", "--programs", "0 2"]).args(triples));
+    assert_success("packaging/footprint", &out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for triple in triples {
+        let line = stdout.lines().find(|l| l.starts_with(triple)).unwrap_or_else(|| panic!("no {triple} in\n{stdout}"));
+        let size = fs::metadata(root().join(format!("target/static/{triple}/minisv"))).expect("binary").len();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words[1], size.to_string(), "{line}");
+        let guest: u64 = words[2].parse().expect(line);
+        assert!((200..5000).contains(&guest), "an idle daemon's RSS in KB: {line}");
+        if triple.starts_with("armv7") {
+            let qemu: u64 = words[4].trim_end_matches(')').parse().expect(line);
+            assert!(qemu > guest + 2000, "qemu's own VmRSS counts qemu too: {line}");
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::ffi::CString;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 
-use super::raw::syscall as sc;
+use super::raw::{syscall as sc, KernelSigset};
 use super::signals::child_default_dispositions;
 use crate::sys;
 
@@ -226,9 +226,13 @@ unsafe fn child_exec(spec: &ChildSpec) -> Result<Infallible, (u8, i32)> {
         }
         // The raw system call: libc's sigprocmask keeps its own internal signals (32, 33)
         // blocked, and that mask would survive exec.
-        let empty: u64 = 0;
-        sc(libc::SYS_rt_sigprocmask, [libc::SIG_SETMASK as usize, &empty as *const u64 as usize, 0, 8, 0, 0])
-            .map_err(at(STEP_SIGNALS))?;
+        let empty: KernelSigset = 0;
+        let size = std::mem::size_of::<KernelSigset>();
+        sc(
+            libc::SYS_rt_sigprocmask,
+            [libc::SIG_SETMASK as usize, &empty as *const KernelSigset as usize, 0, size, 0, 0],
+        )
+        .map_err(at(STEP_SIGNALS))?;
         let exec = [spec.path.as_ptr() as usize, spec.argv.as_ptr() as usize, spec.envp.as_ptr() as usize, 0, 0, 0];
         // It returns only on failure.
         Err((STEP_EXEC, sc(libc::SYS_execve, exec).err().unwrap_or(libc::ENOEXEC)))

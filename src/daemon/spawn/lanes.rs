@@ -296,21 +296,22 @@ fn clone_child(
 ) -> Result<libc::pid_t, i32> {
     // Every signal blocked, the libc's internal ones too, from before the clone: the child
     // shares our memory, so no handler of ours may run in it. It empties its mask before exec.
-    let all: u64 = !0;
-    let mut old: u64 = 0;
-    // SAFETY: rt_sigprocmask with valid 8-byte sets. clone gets a function that makes only
-    // system calls on `spec`, which outlives the child's use of it (with CLONE_VFORK this
-    // thread resumes once the child has exec'd or exited; without, `InFlight` keeps it until
-    // the kernel has cleared `clear_tid`), and the top of a mapped stack.
+    let all: raw::KernelSigset = !0;
+    let mut old: raw::KernelSigset = 0;
+    let size = std::mem::size_of::<raw::KernelSigset>();
+    // SAFETY: rt_sigprocmask with valid sets of the kernel's size. clone gets a function that
+    // makes only system calls on `spec`, which outlives the child's use of it (with CLONE_VFORK
+    // this thread resumes once the child has exec'd or exited; without, `InFlight` keeps it
+    // until the kernel has cleared `clear_tid`), and the top of a mapped stack.
     unsafe {
-        libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &all as *const u64, &mut old as *mut u64, 8usize);
+        libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &all as *const _, &mut old as *mut _, size);
         let pid = raw::clone(top, flags, child_main, spec as *const ChildSpec as *mut libc::c_void, clear_tid);
         libc::syscall(
             libc::SYS_rt_sigprocmask,
             libc::SIG_SETMASK,
-            &old as *const u64,
-            std::ptr::null_mut::<u64>(),
-            8usize,
+            &old as *const raw::KernelSigset,
+            std::ptr::null_mut::<raw::KernelSigset>(),
+            size,
         );
         pid
     }

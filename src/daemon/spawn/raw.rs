@@ -8,6 +8,13 @@
 /// does.
 pub const AVAILABLE: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
 
+/// The kernel's signal set, as rt_sigprocmask takes it (it refuses any other size): 128 signals
+/// on MIPS, 64 elsewhere.
+#[cfg(any(target_arch = "mips", target_arch = "mips64"))]
+pub type KernelSigset = u128;
+#[cfg(not(any(target_arch = "mips", target_arch = "mips64")))]
+pub type KernelSigset = u64;
+
 /// The function a cloned child runs, given `arg`; it must not return.
 pub type ChildMain = extern "C" fn(*mut libc::c_void) -> libc::c_int;
 

@@ -5,6 +5,7 @@
 
 use std::cell::Cell;
 
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 use super::raw::syscall as sc;
 use crate::sys;
 
