@@ -1052,7 +1052,9 @@ fn ready_fd_makes_a_slow_server_running_when_it_says_it_is_ready() {
     let info = d.wait_state("slow", "RUNNING", 10.0);
     assert!(info.int_of("now") - info.int_of("start") < 30, "not after startsecs");
     d.wait_log("success: slow entered RUNNING state, process is ready (ready_fd)", 5.0);
-    // Dependents wait for readiness.
+    // Dependents wait for readiness (user is spawned in the wakeup after slow's readiness,
+    // which may come after the line was read).
+    d.wait_log("spawned: 'user'", 10.0);
     let log = d.log();
     let spawned_user = log.find("spawned: 'user'").expect("user spawned");
     assert!(log.find("process is ready (ready_fd)").expect("ready") < spawned_user, "{log}");
