@@ -549,18 +549,18 @@ fn build_static_is_valid_bash() {
 fn build_static_builds_and_smoke_tests_every_target() {
     // aarch64 runs under qemu-user, which refuses clone(CLONE_VM) without CLONE_VFORK, and
     // clone(CLONE_VFORK | CLONE_FILES): its smoke test covers the daemon's fallbacks, and its
-    // build the hot list mapped onto another target. armv7 and mipsel (the routers) have no
-    // prebuilt standard library here: build-static builds their musl with Debian's cross
-    // compilers, and their smoke tests run the daemon's libc paths (no raw clone there).
-    // Big-endian mips is built the same way as mipsel; its 2 minutes are left out of the suite
-    // to keep it well under 15 minutes (`packaging/build-static --only mips --smoke`).
+    // build the hot list mapped onto another target. armv7, mipsel and mips (the routers) have
+    // no prebuilt standard library here: build-static builds their musl with Debian's cross
+    // compilers, and their smoke tests run the daemon's libc paths (no raw clone there), on a
+    // big-endian machine for mips.
     let targets = [
         "x86_64-unknown-linux-musl",
         "aarch64-unknown-linux-musl",
         "armv7-unknown-linux-musleabihf",
         "mipsel-unknown-linux-musl",
+        "mips-unknown-linux-musl",
     ];
-    let only = "x86_64,aarch64,armv7,mipsel";
+    let only = "x86_64,aarch64,armv7,mipsel,mips";
     let out = run(Command::new(packaging("build-static")).args(["--only", only, "--smoke"]).current_dir(root()));
     assert_success(&format!("packaging/build-static --only {only} --smoke"), &out);
     assert!(!String::from_utf8_lossy(&out.stderr).contains("SKIP "), "{}", show("build-static", &out));
