@@ -193,6 +193,7 @@ impl Daemon {
     /// `start_env` with the binary at `exe` (a copy in the test's directory, which an upgrade
     /// test replaces).
     pub fn start_exe(dir: TempDir, conf: PathBuf, exe: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        default_sigint();
         // Appending: programs logging to /dev/stdout open the file again, with an offset of their own.
         let out = fs::File::options().create(true).append(true).open(dir.join("stdout.txt")).expect("stdout file");
         let err = fs::File::create(dir.join("stderr.txt")).expect("stderr file");
@@ -313,6 +314,20 @@ impl Daemon {
     pub fn ctl(&self, args: &[&str]) -> Output {
         Command::new(BIN).arg("ctl").arg("-c").arg(&self.conf).args(args).output().expect("run minisv ctl")
     }
+}
+
+/// Tests end clients (`tail -f`, supervisorctl) with SIGINT, as Ctrl-C does. A test run
+/// started in the background by a shell without job control inherits SIGINT and SIGQUIT
+/// ignored, and so would every client, and Python's supervisorctl then keeps running: the test
+/// process puts them back to their default once, before the first daemon.
+fn default_sigint() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for sig in [libc::SIGINT, libc::SIGQUIT] {
+            // SAFETY: setting a disposition to its default; no handler of ours is involved.
+            unsafe { libc::signal(sig, libc::SIG_DFL) };
+        }
+    });
 }
 
 /// Every process a test's daemon starts inherits this variable, set to the test's directory:
