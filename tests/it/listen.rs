@@ -88,7 +88,14 @@ fn client_loop(port: u16, seen: Arc<Seen>) -> std::thread::JoinHandle<()> {
                         seen.answered.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                // Refused, or reset in the listen queue of a socket that was closed meanwhile
+                // (a program that binds its own port): either way no connection.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset
+                    ) =>
+                {
                     seen.refused.fetch_add(1, Ordering::Relaxed);
                     // Not a busy loop while nothing listens.
                     std::thread::sleep(Duration::from_millis(1));
