@@ -398,7 +398,8 @@ fn epoch_secs(t: SystemTime) -> i64 {
 /// offset changes at that end (daylight saving time), the offset of the end is used: a day
 /// ends at local midnight, whether it had 23, 24 or 25 hours.
 fn period_end(secs: i64, period: i64) -> i64 {
-    // tm_gmtoff is a C long: 32 bits on armv7 and MIPS.
+    // tm_gmtoff is a C long: 32 bits on armv7 and MIPS (the conversion is a no-op on 64 bits).
+    #[allow(clippy::useless_conversion)]
     let offset = |t: i64| i64::from(crate::sys::localtime(t).tm_gmtoff);
     let local_end = |off: i64| ((secs + off).div_euclid(period) + 1) * period;
     let before = offset(secs);
