@@ -135,18 +135,7 @@ fn a_stopped_reader_of_a_tail_costs_no_memory() {
     let d = start("slowtail", flood, &[]);
     let mut s = UnixStream::connect(d.path("sv.sock")).expect("connect");
     // A small receive buffer, and no reading while the program writes ~20 MB.
-    let size: libc::c_int = 4096;
-    // SAFETY: setsockopt with a valid int.
-    unsafe {
-        use std::os::fd::AsRawFd;
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
+    small_receive_buffer(&s);
     s.write_all(b"GET /logtail/flood HTTP/1.0\r\n\r\n").expect("send");
     let rss0 = rss_kb(d.pid);
     wait_for(60.0, "the flood to end", || log_ends_with(&d.path("flood.log"), "line200000 "));
@@ -378,4 +367,20 @@ fn one_thread_under_load() {
     let calls: usize = clients.into_iter().map(|c| c.join().expect("client")).sum();
     eprintln!("http: {looks} looks at /proc/PID/task during {calls} calls: always 1 thread");
     assert!(calls > 100, "only {calls} calls were made");
+}
+
+/// A 4 KiB receive buffer on a client's socket: a reader that stops reading holds little.
+pub(crate) fn small_receive_buffer(s: &UnixStream) {
+    let size: libc::c_int = 4096;
+    // SAFETY: setsockopt with a valid int on a socket we own.
+    unsafe {
+        use std::os::fd::AsRawFd;
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
 }

@@ -299,18 +299,7 @@ fn a_stopped_reader_of_a_merged_tail_costs_no_memory() {
     };
     let d = Daemon::start("mtailslow", &format!("{}{}", flood("f1"), flood("f2")));
     let mut s = UnixStream::connect(d.path("sv.sock")).expect("connect");
-    let size: libc::c_int = 4096;
-    // SAFETY: setsockopt with a valid int on a socket we own.
-    unsafe {
-        use std::os::fd::AsRawFd;
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
+    crate::http::small_receive_buffer(&s);
     s.write_all(b"GET /mergedtail?name=f1&name=f2 HTTP/1.0\r\n\r\n").expect("send");
     let rss0 = rss_kb(d.pid);
     for f in ["f1", "f2"] {
